@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+// tailgate — a stream-processing tail-sampling engine for distributed traces.
+// Rooms (targets) and what each may import: see ARCHITECTURE in the README.
+import PackageDescription
+import class Foundation.ProcessInfo
+
+/// Settings every Swift target shares: Swift 6 language mode (strict concurrency) is the tools default;
+/// the upcoming features keep the code honest about existential and import visibility.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "tailgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tailgate", targets: ["tailgate"]),
+        .library(name: "OTLP", targets: ["OTLP"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
+        .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "Engine", targets: ["Engine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, found by pkg-config; Debian packages named for a helpful error.
+        .systemLibrary(name: "Crdkafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // The pure core.
+        .target(name: "OTLP", swiftSettings: swiftSettings),
+
+        // The edges.
+        .target(
+            name: "Kafka",
+            dependencies: ["Crdkafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(name: "Storage", dependencies: ["OTLP", "CZstd", "Kafka"], swiftSettings: swiftSettings),
+        .target(
+            name: "Engine",
+            dependencies: ["OTLP", "Kafka", "Storage", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "tailgate",
+            dependencies: [
+                "Engine", "OTLP", "Kafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EngineTests", dependencies: ["Engine", "OTLP", "Kafka", "tailgate"],
+            swiftSettings: swiftSettings),
+    ]
+)
+
+// Benchmarks stay out of the default build so `swift build` and CI stay fast:
+// TAILGATE_BENCHMARKS=1 swift package benchmark
+if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "DecodeBenchmark",
+            dependencies: ["OTLP", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Decode",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+}

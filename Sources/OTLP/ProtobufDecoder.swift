@@ -1,0 +1,555 @@
+/// What decoding one message produced.
+public struct DecodeOutcome: Sendable {
+    /// Spans appended to the batch (indices into ``SpanBatch/spans``).
+    public var spans: Range<Int>
+    /// Spans refused one by one (bad ids); the rest of the message was kept.
+    public var rejectedSpans: Int
+    /// The first of those refusals, for the log.
+    public var firstSpanRejection: OTLPDecodeError?
+}
+
+/// Decodes OTLP `ExportTraceServiceRequest` protobuf messages into a ``SpanBatch``.
+///
+/// Written from the opentelemetry-proto field numbers. Every byte of the message is walked (events,
+/// links and unselected attributes structurally), so a message that is accepted re-encodes cleanly
+/// downstream; a malformed one is refused whole and leaves the batch as it was.
+public struct ProtobufSpanDecoder: Sendable {
+    public init() {}
+
+    /// Copies `message` into `batch` and decodes it there.
+    public func decode(_ message: UnsafeRawBufferPointer, into batch: inout SpanBatch) throws(OTLPDecodeError) -> DecodeOutcome {
+        let mark = batch.mark
+        guard batch.bytes.count + message.count < Int(UInt32.max) else {
+            throw OTLPDecodeError(reason: .tooLarge, byteOffset: 0, path: "", detail: "message of \(message.count) bytes exceeds what one batch addresses (4 GiB)")
+        }
+        let start = batch.bytes.count
+        batch.bytes.append(contentsOf: message)
+        return try decodeInPlace(range: start..<batch.bytes.count, of: &batch, rollBackTo: mark)
+    }
+
+    /// Decodes a message that already sits in `batch.bytes[range]` (the JSON transcoder writes there).
+    func decodeInPlace(range: Range<Int>, of batch: inout SpanBatch, rollBackTo mark: SpanBatch.Mark) throws(OTLPDecodeError) -> DecodeOutcome {
+        var bytes: [UInt8] = []
+        swap(&bytes, &batch.bytes)
+        defer { swap(&bytes, &batch.bytes) }
+        let firstSpan = batch.spans.count
+        var parser = RequestParser(selection: batch.selection, messageStart: range.lowerBound)
+        let result: Result<Void, WireFault> = bytes.withUnsafeBytes { raw in
+            do throws(WireFault) {
+                try parser.parseRequest(base: raw.baseAddress!, range: range, batch: &batch)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        if case .failure(let fault) = result {
+            swap(&bytes, &batch.bytes)
+            batch.rollBack(to: mark)
+            swap(&bytes, &batch.bytes)
+            throw parser.error(from: fault)
+        }
+        return DecodeOutcome(
+            spans: firstSpan..<batch.spans.count, rejectedSpans: parser.rejectedSpans,
+            firstSpanRejection: parser.firstSpanRejection)
+    }
+}
+
+/// Where in the message the parser is, kept as integers so the happy path never builds a string.
+struct ParsePosition {
+    var resourceSpans = -1
+    var scopeSpans = -1
+    var span = -1
+    var field: StaticString = ""
+
+    func rendered() -> String {
+        var path = ""
+        if resourceSpans >= 0 { path += "resource_spans[\(resourceSpans)]" }
+        if scopeSpans >= 0 { path += ".scope_spans[\(scopeSpans)]" }
+        if span >= 0 { path += ".spans[\(span)]" }
+        let fieldName = "\(field)"
+        if !fieldName.isEmpty { path += path.isEmpty ? fieldName : ".\(fieldName)" }
+        return path
+    }
+}
+
+struct RequestParser {
+    let selection: AttributeSelection
+    let messageStart: Int
+    var position = ParsePosition()
+    var rejectedSpans = 0
+    var firstSpanRejection: OTLPDecodeError?
+
+    init(selection: AttributeSelection, messageStart: Int) {
+        self.selection = selection
+        self.messageStart = messageStart
+    }
+
+    func error(from fault: WireFault) -> OTLPDecodeError {
+        OTLPDecodeError(
+            reason: fault.reason, byteOffset: fault.offset - messageStart, path: position.rendered(),
+            detail: fault.detail)
+    }
+
+    // MARK: ExportTraceServiceRequest
+
+    mutating func parseRequest(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch) throws(WireFault) {
+        var reader = WireReader(base: base, range: range)
+        var resourceOrdinal = 0
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            if field == 1 {
+                position = ParsePosition(resourceSpans: resourceOrdinal, field: "")
+                try reader.expect(wireType, .lengthDelimited, field: "resource_spans: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try parseResourceSpans(base: base, range: inner, batch: &batch)
+                resourceOrdinal += 1
+            } else {
+                try reader.skip(wireType: wireType)
+            }
+        }
+        position = ParsePosition()
+    }
+
+    // MARK: ResourceSpans
+
+    mutating func parseResourceSpans(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch) throws(WireFault) {
+        let resourceIndex = batch.resources.count
+        batch.resources.append(
+            ResourceRecord(
+                encoded: .empty, schemaURL: .empty, serviceName: .empty,
+                firstAttribute: UInt32(batch.attributes.count), attributeCount: 0))
+        var reader = WireReader(base: base, range: range)
+        var scopeOrdinal = 0
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                position.field = "resource"
+                try reader.expect(wireType, .lengthDelimited, field: "resource: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try parseResource(base: base, range: inner, into: resourceIndex, batch: &batch)
+                position.field = ""
+            case 2:
+                position.scopeSpans = scopeOrdinal
+                position.field = ""
+                try reader.expect(wireType, .lengthDelimited, field: "scope_spans: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try parseScopeSpans(base: base, range: inner, resourceIndex: resourceIndex, batch: &batch)
+                scopeOrdinal += 1
+                position.scopeSpans = -1
+                position.span = -1
+            case 3:
+                position.field = "schema_url"
+                try reader.expect(wireType, .lengthDelimited, field: "schema_url: wrong wire type", at: tagOffset)
+                batch.resources[resourceIndex].schemaURL = ByteRange(range: try reader.readLengthDelimited())
+                position.field = ""
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    mutating func parseResource(base: UnsafeRawPointer, range: Range<Int>, into resourceIndex: Int, batch: inout SpanBatch) throws(WireFault) {
+        let firstAttribute = batch.attributes.count
+        var serviceName = ByteRange.empty
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .lengthDelimited, field: "resource.attributes: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try parseKeyValue(base: base, range: inner, batch: &batch, serviceName: &serviceName)
+            case 2:
+                try reader.expect(wireType, .varint, field: "resource.dropped_attributes_count: wrong wire type", at: tagOffset)
+                _ = try reader.readVarint()
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+        batch.resources[resourceIndex].encoded = ByteRange(range: range)
+        batch.resources[resourceIndex].serviceName = serviceName
+        batch.resources[resourceIndex].firstAttribute = UInt32(firstAttribute)
+        batch.resources[resourceIndex].attributeCount = UInt16(clamping: batch.attributes.count - firstAttribute)
+    }
+
+    // MARK: ScopeSpans
+
+    mutating func parseScopeSpans(base: UnsafeRawPointer, range: Range<Int>, resourceIndex: Int, batch: inout SpanBatch) throws(WireFault) {
+        let scopeIndex = batch.scopes.count
+        batch.scopes.append(
+            ScopeRecord(encoded: .empty, schemaURL: .empty, name: .empty, resourceIndex: UInt32(resourceIndex)))
+        var reader = WireReader(base: base, range: range)
+        var spanOrdinal = 0
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                position.field = "scope"
+                try reader.expect(wireType, .lengthDelimited, field: "scope: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                batch.scopes[scopeIndex].encoded = ByteRange(range: inner)
+                batch.scopes[scopeIndex].name = try parseScope(base: base, range: inner)
+                position.field = ""
+            case 2:
+                position.span = spanOrdinal
+                try reader.expect(wireType, .lengthDelimited, field: "spans: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try parseSpan(base: base, range: inner, scopeIndex: scopeIndex, batch: &batch)
+                spanOrdinal += 1
+                position.span = -1
+                position.field = ""
+            case 3:
+                position.field = "schema_url"
+                try reader.expect(wireType, .lengthDelimited, field: "schema_url: wrong wire type", at: tagOffset)
+                batch.scopes[scopeIndex].schemaURL = ByteRange(range: try reader.readLengthDelimited())
+                position.field = ""
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    /// Validates an `InstrumentationScope` and returns its name.
+    func parseScope(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) -> ByteRange {
+        var name = ByteRange.empty
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .lengthDelimited, field: "scope.name: wrong wire type", at: tagOffset)
+                name = ByteRange(range: try reader.readLengthDelimited())
+            case 2:
+                try reader.expect(wireType, .lengthDelimited, field: "scope.version: wrong wire type", at: tagOffset)
+                _ = try reader.readLengthDelimited()
+            case 3:
+                try reader.expect(wireType, .lengthDelimited, field: "scope.attributes: wrong wire type", at: tagOffset)
+                try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
+            case 4:
+                try reader.expect(wireType, .varint, field: "scope.dropped_attributes_count: wrong wire type", at: tagOffset)
+                _ = try reader.readVarint()
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+        return name
+    }
+
+    // MARK: Span
+
+    mutating func parseSpan(base: UnsafeRawPointer, range: Range<Int>, scopeIndex: Int, batch: inout SpanBatch) throws(WireFault) {
+        let firstAttribute = batch.attributes.count
+        var record = SpanRecord(
+            traceID: .zero, spanID: .zero, parentSpanID: .zero, startTimeUnixNano: 0, endTimeUnixNano: 0,
+            flags: 0, kind: .unspecified, statusCode: .unset, attributeCount: 0, name: .empty,
+            traceState: .empty, statusMessage: .empty, encoded: ByteRange(range: range),
+            scopeIndex: UInt32(scopeIndex), firstAttribute: UInt32(firstAttribute))
+        var traceIDLength = 0
+        var spanIDLength = 0
+        var parentIDLength = 0
+        var unusedServiceName = ByteRange.empty
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                position.field = "trace_id"
+                try reader.expect(wireType, .lengthDelimited, field: "trace_id: wrong wire type", at: tagOffset)
+                let id = try reader.readLengthDelimited()
+                traceIDLength = id.count
+                if id.count == 16 {
+                    record.traceID = TraceID(bytes: UnsafeRawBufferPointer(start: base + id.lowerBound, count: 16), at: 0)
+                }
+            case 2:
+                position.field = "span_id"
+                try reader.expect(wireType, .lengthDelimited, field: "span_id: wrong wire type", at: tagOffset)
+                let id = try reader.readLengthDelimited()
+                spanIDLength = id.count
+                if id.count == 8 {
+                    record.spanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
+                }
+            case 3:
+                position.field = "trace_state"
+                try reader.expect(wireType, .lengthDelimited, field: "trace_state: wrong wire type", at: tagOffset)
+                record.traceState = ByteRange(range: try reader.readLengthDelimited())
+            case 4:
+                position.field = "parent_span_id"
+                try reader.expect(wireType, .lengthDelimited, field: "parent_span_id: wrong wire type", at: tagOffset)
+                let id = try reader.readLengthDelimited()
+                parentIDLength = id.count
+                if id.count == 8 {
+                    record.parentSpanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
+                }
+            case 5:
+                position.field = "name"
+                try reader.expect(wireType, .lengthDelimited, field: "name: wrong wire type", at: tagOffset)
+                record.name = ByteRange(range: try reader.readLengthDelimited())
+            case 6:
+                position.field = "kind"
+                try reader.expect(wireType, .varint, field: "kind: wrong wire type", at: tagOffset)
+                record.kind = SpanKind(wireValue: try reader.readVarint())
+            case 7:
+                position.field = "start_time_unix_nano"
+                try reader.expect(wireType, .fixed64, field: "start_time_unix_nano: wrong wire type", at: tagOffset)
+                record.startTimeUnixNano = try reader.readFixed64()
+            case 8:
+                position.field = "end_time_unix_nano"
+                try reader.expect(wireType, .fixed64, field: "end_time_unix_nano: wrong wire type", at: tagOffset)
+                record.endTimeUnixNano = try reader.readFixed64()
+            case 9:
+                position.field = "attributes"
+                try reader.expect(wireType, .lengthDelimited, field: "attributes: wrong wire type", at: tagOffset)
+                try parseKeyValue(base: base, range: try reader.readLengthDelimited(), batch: &batch, serviceName: &unusedServiceName)
+            case 10, 12, 14:
+                position.field = "dropped_count"
+                try reader.expect(wireType, .varint, field: "dropped count: wrong wire type", at: tagOffset)
+                _ = try reader.readVarint()
+            case 11:
+                position.field = "events"
+                try reader.expect(wireType, .lengthDelimited, field: "events: wrong wire type", at: tagOffset)
+                try validateEvent(base: base, range: try reader.readLengthDelimited())
+            case 13:
+                position.field = "links"
+                try reader.expect(wireType, .lengthDelimited, field: "links: wrong wire type", at: tagOffset)
+                try validateLink(base: base, range: try reader.readLengthDelimited())
+            case 15:
+                position.field = "status"
+                try reader.expect(wireType, .lengthDelimited, field: "status: wrong wire type", at: tagOffset)
+                try parseStatus(base: base, range: try reader.readLengthDelimited(), into: &record)
+            case 16:
+                position.field = "flags"
+                try reader.expect(wireType, .fixed32, field: "flags: wrong wire type", at: tagOffset)
+                record.flags = try reader.readFixed32()
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+        position.field = ""
+
+        // A span that cannot belong to a trace is refused alone; its siblings are kept.
+        var rejection: (RejectReason, StaticString, Int)?
+        if traceIDLength != 16 {
+            rejection = (.invalidTraceID, "trace_id must be 16 bytes", traceIDLength)
+        } else if !record.traceID.isValid {
+            rejection = (.invalidTraceID, "trace_id is all zero", -1)
+        } else if spanIDLength != 8 {
+            rejection = (.invalidSpanID, "span_id must be 8 bytes", spanIDLength)
+        } else if !record.spanID.isValid {
+            rejection = (.invalidSpanID, "span_id is all zero", -1)
+        } else if parentIDLength != 0 && parentIDLength != 8 {
+            rejection = (.invalidSpanID, "parent_span_id must be empty or 8 bytes", parentIDLength)
+        }
+        if let (reason, what, value) = rejection {
+            batch.attributes.removeSubrange(firstAttribute...)
+            rejectedSpans += 1
+            if firstSpanRejection == nil {
+                firstSpanRejection = error(from: WireFault(reason, at: range.lowerBound, what, value: value))
+            }
+            return
+        }
+        record.attributeCount = UInt16(clamping: batch.attributes.count - firstAttribute)
+        batch.spans.append(record)
+    }
+
+    func parseStatus(base: UnsafeRawPointer, range: Range<Int>, into record: inout SpanRecord) throws(WireFault) {
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 2:
+                try reader.expect(wireType, .lengthDelimited, field: "status.message: wrong wire type", at: tagOffset)
+                record.statusMessage = ByteRange(range: try reader.readLengthDelimited())
+            case 3:
+                try reader.expect(wireType, .varint, field: "status.code: wrong wire type", at: tagOffset)
+                record.statusCode = StatusCode(wireValue: try reader.readVarint())
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    // MARK: Attributes
+
+    /// Parses a `KeyValue`; appends it to the batch when its key is selected; captures `service.name`.
+    @inline(__always)
+    func parseKeyValue(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch, serviceName: inout ByteRange) throws(WireFault) {
+        var key = 0..<0
+        var value = 0..<0
+        var hasValue = false
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .lengthDelimited, field: "key: wrong wire type", at: tagOffset)
+                key = try reader.readLengthDelimited()
+            case 2:
+                try reader.expect(wireType, .lengthDelimited, field: "value: wrong wire type", at: tagOffset)
+                value = try reader.readLengthDelimited()
+                hasValue = true
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+        let raw = UnsafeRawBufferPointer(start: base, count: range.upperBound)
+        let typed = hasValue ? try parseAnyValue(base: base, range: value, depth: 0) : .empty
+        if key.count == 12, isServiceNameKey(base + key.lowerBound), case .string(let name) = typed {
+            serviceName = name
+        }
+        if let id = selection.match(raw, key) {
+            batch.attributes.append(SelectedAttribute(key: id, value: typed))
+        }
+    }
+
+    /// Decodes an `AnyValue` (nested arrays and lists are validated, kept encoded).
+    func parseAnyValue(base: UnsafeRawPointer, range: Range<Int>, depth: Int) throws(WireFault) -> AttributeValue {
+        var result = AttributeValue.empty
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .lengthDelimited, field: "string_value: wrong wire type", at: tagOffset)
+                result = .string(ByteRange(range: try reader.readLengthDelimited()))
+            case 2:
+                try reader.expect(wireType, .varint, field: "bool_value: wrong wire type", at: tagOffset)
+                result = .bool(try reader.readVarint() != 0)
+            case 3:
+                try reader.expect(wireType, .varint, field: "int_value: wrong wire type", at: tagOffset)
+                result = .int(Int64(bitPattern: try reader.readVarint()))
+            case 4:
+                try reader.expect(wireType, .fixed64, field: "double_value: wrong wire type", at: tagOffset)
+                result = .double(Double(bitPattern: try reader.readFixed64()))
+            case 5:
+                try reader.expect(wireType, .lengthDelimited, field: "array_value: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try validateValues(base: base, range: inner, depth: depth + 1, keyValues: false)
+                result = .array(ByteRange(range: inner))
+            case 6:
+                try reader.expect(wireType, .lengthDelimited, field: "kvlist_value: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                try validateValues(base: base, range: inner, depth: depth + 1, keyValues: true)
+                result = .keyValueList(ByteRange(range: inner))
+            case 7:
+                try reader.expect(wireType, .lengthDelimited, field: "bytes_value: wrong wire type", at: tagOffset)
+                result = .bytes(ByteRange(range: try reader.readLengthDelimited()))
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+        return result
+    }
+
+    /// Validates an `ArrayValue` (repeated AnyValue) or `KeyValueList` (repeated KeyValue).
+    func validateValues(base: UnsafeRawPointer, range: Range<Int>, depth: Int, keyValues: Bool) throws(WireFault) {
+        guard depth < maximumNesting else {
+            throw WireFault(.nestingTooDeep, at: range.lowerBound, "attribute values nested deeper than 64 levels")
+        }
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            if field == 1 {
+                try reader.expect(wireType, .lengthDelimited, field: "values: wrong wire type", at: tagOffset)
+                let inner = try reader.readLengthDelimited()
+                if keyValues {
+                    try validateKeyValue(base: base, range: inner, depth: depth)
+                } else {
+                    _ = try parseAnyValue(base: base, range: inner, depth: depth)
+                }
+            } else {
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    func validateKeyValue(base: UnsafeRawPointer, range: Range<Int>, depth: Int) throws(WireFault) {
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .lengthDelimited, field: "key: wrong wire type", at: tagOffset)
+                _ = try reader.readLengthDelimited()
+            case 2:
+                try reader.expect(wireType, .lengthDelimited, field: "value: wrong wire type", at: tagOffset)
+                _ = try parseAnyValue(base: base, range: try reader.readLengthDelimited(), depth: depth)
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    func validateEvent(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1:
+                try reader.expect(wireType, .fixed64, field: "event.time_unix_nano: wrong wire type", at: tagOffset)
+                _ = try reader.readFixed64()
+            case 2:
+                try reader.expect(wireType, .lengthDelimited, field: "event.name: wrong wire type", at: tagOffset)
+                _ = try reader.readLengthDelimited()
+            case 3:
+                try reader.expect(wireType, .lengthDelimited, field: "event.attributes: wrong wire type", at: tagOffset)
+                try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
+            case 4:
+                try reader.expect(wireType, .varint, field: "event.dropped_attributes_count: wrong wire type", at: tagOffset)
+                _ = try reader.readVarint()
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+
+    func validateLink(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let tagOffset = reader.position
+            let (field, wireType) = try reader.readTag()
+            switch field {
+            case 1, 2, 3:
+                try reader.expect(wireType, .lengthDelimited, field: "link id or trace_state: wrong wire type", at: tagOffset)
+                _ = try reader.readLengthDelimited()
+            case 4:
+                try reader.expect(wireType, .lengthDelimited, field: "link.attributes: wrong wire type", at: tagOffset)
+                try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
+            case 5:
+                try reader.expect(wireType, .varint, field: "link.dropped_attributes_count: wrong wire type", at: tagOffset)
+                _ = try reader.readVarint()
+            case 6:
+                try reader.expect(wireType, .fixed32, field: "link.flags: wrong wire type", at: tagOffset)
+                _ = try reader.readFixed32()
+            default:
+                try reader.skip(wireType: wireType)
+            }
+        }
+    }
+}
+
+/// Whether the 12 bytes at `pointer` spell `service.name`, in two loads instead of a loop.
+@inline(__always)
+private func isServiceNameKey(_ pointer: UnsafeRawPointer) -> Bool {
+    // "service." and "name" as little-endian integers.
+    pointer.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x2E65_6369_7672_6573)
+        && pointer.loadUnaligned(fromByteOffset: 8, as: UInt32.self) == UInt32(littleEndian: 0x656D_616E)
+}
+
+extension ByteRange {
+    @inline(__always) init(range: Range<Int>) {
+        self.init(offset: UInt32(truncatingIfNeeded: range.lowerBound), count: UInt32(truncatingIfNeeded: range.count))
+    }
+}
