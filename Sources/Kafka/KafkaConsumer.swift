@@ -1,0 +1,411 @@
+internal import Crdkafka
+import Foundation
+public import Logging
+import Synchronization
+
+/// How to join the consumer group.
+public struct KafkaConsumerConfiguration: Sendable {
+    public var bootstrapServers: String
+    public var groupID: String
+    public var topics: [String]
+    /// Extra librdkafka properties (TLS, SASL, timeouts, …); they override the defaults below, except
+    /// `enable.auto.offset.store`, which must stay false for at-least-once delivery.
+    public var properties: KafkaProperties
+    /// How often librdkafka reports statistics (consumer lag); nil turns them off.
+    public var statisticsInterval: Duration?
+    /// Report when a partition has no more messages (for `--exit-on-eof`).
+    public var reportPartitionEOF: Bool
+
+    public init(
+        bootstrapServers: String, groupID: String = "tailgate", topics: [String] = ["otlp_spans"],
+        properties: KafkaProperties = KafkaProperties(), statisticsInterval: Duration? = .seconds(5),
+        reportPartitionEOF: Bool = false
+    ) {
+        self.bootstrapServers = bootstrapServers
+        self.groupID = groupID
+        self.topics = topics
+        self.properties = properties
+        self.statisticsInterval = statisticsInterval
+        self.reportPartitionEOF = reportPartitionEOF
+    }
+
+    /// The properties handed to librdkafka: our defaults, then the user's, then what correctness needs.
+    public var effectiveProperties: KafkaProperties {
+        var result = KafkaProperties([
+            "bootstrap.servers": bootstrapServers,
+            "group.id": groupID,
+            "client.id": "tailgate",
+            // A new group starts at the oldest retained spans: Kafka is the buffer, nothing is skipped.
+            "auto.offset.reset": "earliest",
+            // Offsets are committed in the background, but only those stored explicitly — which the
+            // engine does once what precedes them is decided and acknowledged.
+            "enable.auto.commit": "true",
+            "auto.commit.interval.ms": "1000",
+            "enable.partition.eof": reportPartitionEOF ? "true" : "false",
+            // Large fetches amortise the per-request cost; spans arrive in bulk.
+            "fetch.wait.max.ms": "100",
+            "queued.max.messages.kbytes": "65536",
+        ])
+        if let statisticsInterval {
+            result["statistics.interval.ms"] = String(max(statisticsInterval.components.seconds * 1000, 100))
+        }
+        for (key, value) in properties.values { result[key] = value }
+        result["enable.auto.offset.store"] = "false"
+        return result
+    }
+}
+
+/// What the consumer tells its owner about the group and the cluster. Called on the polling thread
+/// (inside ``KafkaConsumer/poll(maxMessages:timeout:_:)`` or ``KafkaConsumer/close()``).
+public struct KafkaConsumerEvents: Sendable {
+    /// Partitions this member now owns (consumption starts at their committed offsets).
+    public var assigned: @Sendable ([TopicPartition]) -> Void
+    /// Partitions this member is losing: store the offsets of what is safely handled *now*; they are
+    /// committed before the partitions go to another member.
+    public var revoked: @Sendable ([TopicPartition]) -> Void
+    /// Fresh statistics (consumer lag).
+    public var statistics: @Sendable (ConsumerStatistics) -> Void
+    /// An unrecoverable client error (e.g. fenced, authentication failed for good).
+    public var fatal: @Sendable (KafkaError) -> Void
+
+    public init(
+        assigned: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
+        revoked: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
+        statistics: @escaping @Sendable (ConsumerStatistics) -> Void = { _ in },
+        fatal: @escaping @Sendable (KafkaError) -> Void = { _ in }
+    ) {
+        self.assigned = assigned
+        self.revoked = revoked
+        self.statistics = statistics
+        self.fatal = fatal
+    }
+}
+
+/// One message of a polled batch. Its key and payload point into librdkafka's buffer and are valid
+/// only inside the closure that receives it: decode in place, copy what must outlive it.
+public struct KafkaMessage: ~Copyable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let key: UnsafeRawBufferPointer?
+    public let payload: UnsafeRawBufferPointer
+
+    public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
+}
+
+/// What one poll returned besides messages.
+public struct PollSummary: Sendable {
+    public var messages = 0
+    /// Errors attached to messages (not partition EOF); already logged, rate-limited.
+    public var errors: [KafkaError] = []
+}
+
+/// A consumer-group member over librdkafka.
+///
+/// Messages are taken in batches from the consumer queue (`rd_kafka_consume_batch_queue`) and handed
+/// out in place, not copied one by one. Offsets are stored only through ``storeOffsets(_:)``.
+/// Poll from one thread; ``pause(_:)``, ``resume(_:)`` and ``storeOffsets(_:)`` may be called from any.
+public final class KafkaConsumer: @unchecked Sendable {
+    // Destruction order matters: `deinit` destroys the handle (which may still call back into the
+    // context) before `context` is released.
+    private let handle: OpaquePointer
+    private let queue: OpaquePointer
+    private let context: ConsumerContext
+    private let unmanagedContext: Unmanaged<ConsumerContext>
+    private let batchBuffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
+    private let batchCapacity: Int
+    private var topicNames: [OpaquePointer: String] = [:]
+    private let closed = Atomic<Bool>(false)
+    public let configuration: KafkaConsumerConfiguration
+
+    public init(
+        configuration: KafkaConsumerConfiguration, events: KafkaConsumerEvents = KafkaConsumerEvents(),
+        logger: Logger, maxBatch: Int = 4096
+    ) throws(KafkaError) {
+        self.configuration = configuration
+        let conf = try configuration.effectiveProperties.makeConf()
+        context = ConsumerContext(events: events, logger: logger)
+        unmanagedContext = Unmanaged.passRetained(context)
+        rd_kafka_conf_set_opaque(conf, unmanagedContext.toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf, consumerRebalanceCallback)
+        rd_kafka_conf_set_error_cb(conf, clientErrorCallback)
+        rd_kafka_conf_set_log_cb(conf, clientLogCallback)
+        if configuration.statisticsInterval != nil {
+            rd_kafka_conf_set_stats_cb(conf, consumerStatisticsCallback)
+        }
+        let created: OpaquePointer
+        do {
+            created = try makeHandle(RD_KAFKA_CONSUMER, conf)
+        } catch {
+            unmanagedContext.release()
+            throw error
+        }
+        handle = created
+        // Route the main queue (errors, statistics, logs) to the consumer queue so one poll serves all.
+        rd_kafka_poll_set_consumer(handle)
+        queue = rd_kafka_queue_get_consumer(handle)
+        batchCapacity = max(1, maxBatch)
+        batchBuffer = .allocate(capacity: batchCapacity)
+
+        let topics = PartitionList.make(configuration.topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), nil) })
+        defer { rd_kafka_topic_partition_list_destroy(topics) }
+        let error = rd_kafka_subscribe(handle, topics)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            rd_kafka_queue_destroy(queue)
+            rd_kafka_destroy(handle)
+            unmanagedContext.release()
+            batchBuffer.deallocate()
+            throw KafkaError(error, "subscribe to \(configuration.topics.joined(separator: ","))")
+        }
+    }
+
+    deinit {
+        close()
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(handle)
+        unmanagedContext.release()
+        batchBuffer.deallocate()
+    }
+
+    /// Takes up to `maxMessages` messages (waiting at most `timeout` for the first) and hands each to
+    /// `body` in place. Group callbacks (assign, revoke, statistics) run inside this call.
+    @discardableResult
+    public func poll(maxMessages: Int = .max, timeout: Duration, _ body: (borrowing KafkaMessage) -> Void) -> PollSummary {
+        var summary = PollSummary()
+        guard !closed.load(ordering: .relaxed) else { return summary }
+        let capacity = min(maxMessages, batchCapacity)
+        let timeoutMs = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let count = rd_kafka_consume_batch_queue(queue, timeoutMs, batchBuffer, capacity)
+        guard count > 0 else { return summary }
+        var reachedEnd: [TopicPartition] = []
+        var delivered: Set<TopicPartition> = []
+        let trackEnd = configuration.reportPartitionEOF
+        for index in 0..<count {
+            guard let message = batchBuffer[index] else { continue }
+            defer { rd_kafka_message_destroy(message) }
+            let m = message.pointee
+            let topic = topicName(m.rkt)
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    reachedEnd.append(TopicPartition(topic, m.partition))
+                } else {
+                    let error = KafkaError(m.err, "consume \(topic)[\(m.partition)]")
+                    summary.errors.append(error)
+                    context.throttle.log(context.logger, level: .warning, key: "consume-\(error.code)", "Kafka consumer error: \(error)")
+                }
+                continue
+            }
+            let key = m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) }
+            let payload = UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len)
+            body(KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, payload: payload))
+            summary.messages += 1
+            if trackEnd { delivered.insert(TopicPartition(topic, m.partition)) }
+        }
+        if trackEnd && (!reachedEnd.isEmpty || !delivered.isEmpty) {
+            context.state.withLock { state in
+                state.atEnd.subtract(delivered)
+                state.atEnd.formUnion(reachedEnd)
+            }
+        }
+        return summary
+    }
+
+    private func topicName(_ topic: OpaquePointer?) -> String {
+        guard let topic else { return "" }
+        if let name = topicNames[topic] { return name }
+        let name = String(cString: rd_kafka_topic_name(topic))
+        topicNames[topic] = name
+        return name
+    }
+
+    /// Records `nextOffset` (the offset of the first message *not* yet safely handled) per partition;
+    /// librdkafka commits stored offsets in the background and on revoke/close. Offsets of partitions
+    /// no longer assigned are ignored (their new owner replays from the last commit).
+    public func storeOffsets(_ nextOffsets: [TopicPartition: Int64]) {
+        guard !nextOffsets.isEmpty else { return }
+        let list = PartitionList.make(nextOffsets.map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let error = rd_kafka_offsets_store(handle, list)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR && error != RD_KAFKA_RESP_ERR__STATE {
+            context.throttle.log(context.logger, level: .warning, key: "store", "storing offsets failed: \(KafkaError(error, "offsets store"))")
+        }
+    }
+
+    /// Commits the stored offsets now and waits for the broker's answer.
+    public func commit() throws(KafkaError) {
+        let error = rd_kafka_commit(handle, nil, 0)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR && error != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(error, "commit offsets")
+        }
+    }
+
+    /// Stops fetching from `partitions` (backpressure); already fetched messages may still arrive.
+    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try pauseOrResume(partitions, pause: true)
+    }
+
+    /// Resumes fetching from `partitions`.
+    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try pauseOrResume(partitions, pause: false)
+    }
+
+    private func pauseOrResume(_ partitions: [TopicPartition], pause: Bool) throws(KafkaError) {
+        guard !partitions.isEmpty else { return }
+        let list = PartitionList.make(partitions.map { ($0, nil) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let error = pause ? rd_kafka_pause_partitions(handle, list) : rd_kafka_resume_partitions(handle, list)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, pause ? "pause" : "resume") }
+        if let (partition, failure) = PartitionList.errors(list).first {
+            throw KafkaError(code: failure.code, name: failure.name, message: "\(pause ? "pause" : "resume") \(partition): \(failure.message)")
+        }
+    }
+
+    /// The partitions this member owns, as of the last rebalance.
+    public var assignment: Set<TopicPartition> { context.state.withLock { $0.assigned } }
+
+    /// True when partitions are assigned and every one of them reported its end (requires
+    /// `reportPartitionEOF`); a message arriving later clears its partition's mark.
+    public var isAtEndOfAllPartitions: Bool {
+        context.state.withLock { !$0.assigned.isEmpty && $0.assigned.isSubset(of: $0.atEnd) }
+    }
+
+    /// Leaves the group: revokes (the `revoked` event runs, stored offsets are committed), then stops.
+    /// Blocks; call from the polling thread, not from a Swift concurrency task.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let error = rd_kafka_consumer_close(handle)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            context.logger.warning("closing the Kafka consumer: \(KafkaError(error, "consumer close"))")
+        }
+    }
+}
+
+/// State the C callbacks reach through librdkafka's opaque pointer.
+final class ConsumerContext: Sendable {
+    struct State {
+        var assigned: Set<TopicPartition> = []
+        var atEnd: Set<TopicPartition> = []
+    }
+
+    let events: KafkaConsumerEvents
+    let logger: Logger
+    let throttle = LogThrottle(interval: .seconds(10))
+    let state = Mutex(State())
+
+    init(events: KafkaConsumerEvents, logger: Logger) {
+        self.events = events
+        self.logger = logger
+    }
+}
+
+private func consumerRebalanceCallback(
+    _ handle: OpaquePointer?, _ error: rd_kafka_resp_err_t,
+    _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?
+) {
+    guard let handle, let opaque else { return }
+    let context = Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue()
+    let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+    let changed = PartitionList.partitions(partitions)
+    switch error {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        context.state.withLock { state in
+            if !cooperative { state.assigned = [] }
+            state.assigned.formUnion(changed)
+            state.atEnd.subtract(changed)
+        }
+        context.logger.info("partitions assigned", metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
+        context.events.assigned(changed)
+        if cooperative {
+            if let failure = rd_kafka_incremental_assign(handle, partitions) {
+                context.logger.error("incremental assign failed: \(KafkaError(consuming: failure, "assign"))")
+            }
+        } else {
+            let result = rd_kafka_assign(handle, partitions)
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                context.logger.error("assign failed: \(KafkaError(result, "assign"))")
+            }
+        }
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        context.logger.info("partitions revoked", metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
+        context.events.revoked(changed)
+        // Commit what the owner stored before the partitions move, so the next owner replays little.
+        // A lost assignment (session timed out) cannot commit; the next owner replays from the last one.
+        if rd_kafka_assignment_lost(handle) == 0 {
+            let commit = rd_kafka_commit(handle, nil, 0)
+            if commit != RD_KAFKA_RESP_ERR_NO_ERROR && commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                context.logger.warning("commit on revoke failed: \(KafkaError(commit, "commit"))")
+            }
+        }
+        context.state.withLock { state in
+            state.assigned.subtract(changed)
+            state.atEnd.subtract(changed)
+            if !cooperative { state.assigned = [] }
+        }
+        if cooperative {
+            if let failure = rd_kafka_incremental_unassign(handle, partitions) {
+                context.logger.error("incremental unassign failed: \(KafkaError(consuming: failure, "unassign"))")
+            }
+        } else {
+            _ = rd_kafka_assign(handle, nil)
+        }
+    default:
+        context.logger.error("rebalance error: \(KafkaError(error, "rebalance"))")
+        context.state.withLock { $0 = ConsumerContext.State() }
+        _ = rd_kafka_assign(handle, nil)
+    }
+}
+
+private func consumerStatisticsCallback(
+    _ handle: OpaquePointer?, _ json: UnsafeMutablePointer<CChar>?, _ length: Int, _ opaque: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let json, let opaque else { return 0 }
+    let context = Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue()
+    if let statistics = ConsumerStatistics(json: UnsafeRawBufferPointer(start: json, count: length)) {
+        context.events.statistics(statistics)
+    }
+    return 0  // librdkafka frees the JSON
+}
+
+/// Errors that are not tied to a message: brokers down, authentication, DNS. librdkafka retries
+/// on its own; we log at most once per 10 s per kind, and report fatal errors.
+private func clientErrorCallback(_ handle: OpaquePointer?, _ code: Int32, _ reason: UnsafePointer<CChar>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let opaque else { return }
+    let context = Unmanaged<AnyObject>.fromOpaque(opaque).takeUnretainedValue() as? any ClientCallbackContext
+    guard let context else { return }
+    let reasonText = reason.map { String(cString: $0) } ?? ""
+    let error = rd_kafka_resp_err_t(rawValue: code)
+    let name = String(cString: rd_kafka_err2name(error))
+    if error == RD_KAFKA_RESP_ERR__FATAL, let handle {
+        var text = [CChar](repeating: 0, count: 512)
+        let fatalCode = rd_kafka_fatal_error(handle, &text, text.count)
+        let fatal = KafkaError(fatalCode, String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        context.logger.critical("Kafka fatal error: \(fatal)")
+        context.reportFatal(fatal)
+        return
+    }
+    let advice = error == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || error == RD_KAFKA_RESP_ERR__TRANSPORT
+        ? " (retrying; check --brokers and network reachability)"
+        : error == RD_KAFKA_RESP_ERR__AUTHENTICATION ? " (check sasl.* / ssl.* properties)" : ""
+    context.throttle.log(context.logger, level: .warning, key: "error-\(code)", "Kafka \(name): \(reasonText)\(advice)")
+}
+
+private func clientLogCallback(_ handle: OpaquePointer?, _ level: Int32, _ facility: UnsafePointer<CChar>?, _ text: UnsafePointer<CChar>?) {
+    guard let handle, let opaque = rd_kafka_opaque(handle) else { return }
+    guard let context = Unmanaged<AnyObject>.fromOpaque(opaque).takeUnretainedValue() as? any ClientCallbackContext else { return }
+    let facilityText = facility.map { String(cString: $0) } ?? ""
+    let message = text.map { String(cString: $0) } ?? ""
+    // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
+    let swiftLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+    context.throttle.log(context.logger, level: swiftLevel, key: "log-\(facilityText)", "librdkafka \(facilityText): \(message)")
+}
+
+/// What the shared error and log callbacks need from a consumer or producer context.
+protocol ClientCallbackContext: AnyObject {
+    var logger: Logger { get }
+    var throttle: LogThrottle { get }
+    func reportFatal(_ error: KafkaError)
+}
+
+extension ConsumerContext: ClientCallbackContext {
+    func reportFatal(_ error: KafkaError) { events.fatal(error) }
+}

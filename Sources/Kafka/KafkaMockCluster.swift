@@ -1,0 +1,49 @@
+internal import Crdkafka
+import Foundation
+public import Logging
+
+/// librdkafka's built-in mock cluster (`rdkafka_mock.h`): real Kafka protocol brokers on loopback,
+/// with consumer groups and offset commits. The embedded broker of `tailgate dev-broker`, the demo
+/// and the tests — hermetic, no JVM, no Docker.
+public final class KafkaMockCluster: @unchecked Sendable {
+    // The cluster lives inside `owner`'s handle: destroy the cluster first, then the handle.
+    private let owner: OpaquePointer
+    private let cluster: OpaquePointer
+    /// `host:port,...` for `bootstrap.servers`.
+    public let bootstrapServers: String
+    public let brokerCount: Int
+
+    /// Starts `brokers` brokers on loopback and creates `topics` (name → partition count).
+    public init(brokers: Int = 1, topics: [(name: String, partitions: Int)], logger: Logger) throws(KafkaError) {
+        let conf = try KafkaProperties(["client.id": "tailgate-dev-broker", "log_level": "3"]).makeConf()
+        owner = try makeHandle(RD_KAFKA_PRODUCER, conf)
+        guard let cluster = rd_kafka_mock_cluster_new(owner, Int32(brokers)) else {
+            rd_kafka_destroy(owner)
+            throw .configuration("librdkafka could not start its mock cluster")
+        }
+        self.cluster = cluster
+        brokerCount = brokers
+        bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
+        for topic in topics {
+            try createTopic(topic.name, partitions: topic.partitions)
+        }
+        logger.debug("mock cluster started", metadata: ["bootstrap": "\(bootstrapServers)"])
+    }
+
+    deinit {
+        rd_kafka_mock_cluster_destroy(cluster)
+        rd_kafka_destroy(owner)
+    }
+
+    /// Creates a topic (replication factor 1 for a single broker, else up to 3).
+    public func createTopic(_ name: String, partitions: Int) throws(KafkaError) {
+        let error = rd_kafka_mock_topic_create(cluster, name, Int32(partitions), Int32(min(brokerCount, 3)))
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, "create topic \(name)") }
+    }
+
+    /// Takes a broker down (connections closed, new ones refused) or brings it back: fault injection.
+    public func setBroker(_ id: Int32, down: Bool) throws(KafkaError) {
+        let error = down ? rd_kafka_mock_broker_set_down(cluster, id) : rd_kafka_mock_broker_set_up(cluster, id)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, "broker \(id) \(down ? "down" : "up")") }
+    }
+}

@@ -1,0 +1,139 @@
+internal import Crdkafka
+public import Logging
+import Synchronization
+
+/// A librdkafka producer: the dead-letter topic, the Kafka sink and the traffic generator use it.
+/// Thread-safe; payloads are copied on `send`, so callers may reuse their buffers at once.
+public final class KafkaProducer: @unchecked Sendable {
+    // `deinit` destroys the handle before the context it calls back into is released.
+    private let handle: OpaquePointer
+    private let context: ProducerContext
+    private let unmanagedContext: Unmanaged<ProducerContext>
+
+    /// - Parameter properties: librdkafka properties; `bootstrap.servers` is required.
+    public init(bootstrapServers: String, properties: KafkaProperties = KafkaProperties(), logger: Logger) throws(KafkaError) {
+        var effective = KafkaProperties([
+            "bootstrap.servers": bootstrapServers,
+            "client.id": "tailgate",
+            "linger.ms": "5",
+            "compression.codec": "lz4",
+            // Idempotence keeps retries from duplicating or reordering messages within a partition.
+            "enable.idempotence": "true",
+        ])
+        for (key, value) in properties.values { effective[key] = value }
+        let conf = try effective.makeConf()
+        context = ProducerContext(logger: logger)
+        unmanagedContext = Unmanaged.passRetained(context)
+        rd_kafka_conf_set_opaque(conf, unmanagedContext.toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf, producerDeliveryCallback)
+        rd_kafka_conf_set_error_cb(conf, producerErrorCallback)
+        do {
+            handle = try makeHandle(RD_KAFKA_PRODUCER, conf)
+        } catch {
+            unmanagedContext.release()
+            throw error
+        }
+    }
+
+    deinit {
+        _ = rd_kafka_flush(handle, 5_000)
+        rd_kafka_destroy(handle)
+        unmanagedContext.release()
+    }
+
+    /// Queues a message (copied). When librdkafka's queue is full, serves delivery reports and
+    /// retries for up to `queueFullWait`, then throws.
+    public func send(
+        topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
+        headers: [(String, [UInt8])] = [], partition: Int32? = nil, queueFullWait: Duration = .seconds(30)
+    ) throws(KafkaError) {
+        let deadline = ContinuousClock.now + queueFullWait
+        while true {
+            var headerList: OpaquePointer? = nil
+            if !headers.isEmpty {
+                headerList = rd_kafka_headers_new(headers.count)
+                for (name, bytes) in headers {
+                    _ = bytes.withUnsafeBytes { rd_kafka_header_add(headerList, name, -1, $0.baseAddress, $0.count) }
+                }
+            }
+            let error = tailgate_produce(
+                handle, topic, partition ?? RD_KAFKA_PARTITION_UA, key?.baseAddress, key?.count ?? 0, value.baseAddress,
+                value.count, headerList)
+            if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+                context.sent.add(1, ordering: .relaxed)
+                return
+            }
+            if let headerList { rd_kafka_headers_destroy(headerList) }
+            guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline else {
+                throw KafkaError(error, "produce to \(topic)")
+            }
+            rd_kafka_poll(handle, 50)
+        }
+    }
+
+    /// Convenience over arrays.
+    public func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])] = []) throws(KafkaError) {
+        let result: Result<Void, KafkaError> = value.withUnsafeBytes { valueBytes in
+            func attempt(_ keyBytes: UnsafeRawBufferPointer?) -> Result<Void, KafkaError> {
+                do throws(KafkaError) {
+                    try send(topic: topic, key: keyBytes, value: valueBytes, headers: headers)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            guard let key else { return attempt(nil) }
+            return key.withUnsafeBytes { attempt($0) }
+        }
+        try result.get()
+    }
+
+    /// Serves delivery reports (call regularly when producing continuously).
+    public func poll(timeout: Duration = .zero) {
+        rd_kafka_poll(handle, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+    }
+
+    /// Waits until every queued message is delivered or failed; throws on timeout.
+    public func flush(timeout: Duration) throws(KafkaError) {
+        let error = rd_kafka_flush(handle, Int32(clamping: timeout.components.seconds * 1000))
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, "flush") }
+    }
+
+    /// Messages queued, delivered, and failed after librdkafka's own retries.
+    public var counts: (sent: Int, delivered: Int, failed: Int) {
+        (context.sent.load(ordering: .relaxed), context.delivered.load(ordering: .relaxed), context.failed.load(ordering: .relaxed))
+    }
+}
+
+final class ProducerContext: Sendable, ClientCallbackContext {
+    let logger: Logger
+    let throttle = LogThrottle(interval: .seconds(10))
+    let sent = Atomic<Int>(0)
+    let delivered = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+
+    init(logger: Logger) { self.logger = logger }
+
+    func reportFatal(_ error: KafkaError) {
+        logger.critical("Kafka producer fatal error: \(error)")
+    }
+}
+
+private func producerDeliveryCallback(_ handle: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let opaque, let message else { return }
+    let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+    if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+        context.delivered.add(1, ordering: .relaxed)
+    } else {
+        context.failed.add(1, ordering: .relaxed)
+        let error = KafkaError(message.pointee.err, "deliver")
+        context.throttle.log(context.logger, level: .error, key: "delivery-\(error.code)", "Kafka delivery failed: \(error)")
+    }
+}
+
+private func producerErrorCallback(_ handle: OpaquePointer?, _ code: Int32, _ reason: UnsafePointer<CChar>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let opaque else { return }
+    let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+    let name = String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(rawValue: code)))
+    context.throttle.log(context.logger, level: .warning, key: "error-\(code)", "Kafka producer \(name): \(reason.map { String(cString: $0) } ?? "") (retrying)")
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+import Testing
+
+/// The consumer against librdkafka's mock cluster: real protocol, real group coordinator.
+@Suite(.timeLimit(.minutes(2))) struct ConsumerTests {
+    @Test func consumesEveryMessageInBatchesAndReportsTheEnd() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: Logger(label: "mock"))
+        let payloads = try produce(500, to: "spans", on: cluster)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "g1", topics: ["spans"],
+                properties: fastGroupProperties, statisticsInterval: nil, reportPartitionEOF: true),
+            logger: Logger(label: "c"))
+        var seen: [String] = []
+        var keys = Set<String>()
+        var largestBatch = 0
+        let finished = waitUntil(.seconds(30)) {
+            let summary = consumer.poll(maxMessages: 1000, timeout: .milliseconds(200)) { message in
+                seen.append(String(decoding: message.payload, as: UTF8.self))
+                keys.insert(String(decoding: message.key!, as: UTF8.self))
+                #expect(message.topic == "spans")
+            }
+            largestBatch = max(largestBatch, summary.messages)
+            return seen.count >= 500 && consumer.isAtEndOfAllPartitions
+        }
+        #expect(finished)
+        #expect(Set(seen) == payloads)
+        #expect(keys.count == 500)
+        #expect(largestBatch > 1, "messages arrive in batches, not one per call")
+        #expect(consumer.assignment.count == 4)
+        consumer.close()
+    }
+
+    @Test func twoMembersRebalanceAndEveryMessageIsProcessedAtLeastOnce() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 6)], logger: Logger(label: "mock"))
+        var expected = try produce(300, to: "spans", on: cluster)
+
+        let first = try PollingMember(cluster: cluster, topic: "spans", group: "tailgate")
+        first.start()
+        #expect(waitUntil(.seconds(20)) { first.seen.withLock { $0.count } >= 300 })
+
+        // A second member joins: the group rebalances and splits the partitions.
+        let second = try PollingMember(cluster: cluster, topic: "spans", group: "tailgate")
+        second.start()
+        #expect(waitUntil(.seconds(30)) { second.consumer.assignment.count > 0 && first.consumer.assignment.count > 0 })
+        #expect(first.revocationEvents >= 1)
+        #expect(first.consumer.assignment.count + second.consumer.assignment.count == 6)
+        #expect(first.consumer.assignment.isDisjoint(with: second.consumer.assignment))
+
+        // More traffic lands on both members.
+        let more = try produceTagged(300, tag: "b", to: "spans", on: cluster)
+        expected.formUnion(more)
+        #expect(waitUntil(.seconds(30)) {
+            let all = Set(first.seen.withLock { $0 } + second.seen.withLock { $0 })
+            return all.isSuperset(of: expected)
+        })
+        #expect(!second.seen.withLock { $0 }.isEmpty, "the new member processed its share")
+
+        // The second member leaves: the first gets every partition back.
+        second.stopAndClose()
+        #expect(waitUntil(.seconds(30)) { first.consumer.assignment.count == 6 })
+        let last = try produceTagged(60, tag: "c", to: "spans", on: cluster)
+        expected.formUnion(last)
+        #expect(waitUntil(.seconds(30)) { Set(first.seen.withLock { $0 }).isSuperset(of: last) })
+        first.stopAndClose()
+
+        // Offsets were stored and committed: a new member of the group has nothing left to read.
+        let third = try PollingMember(cluster: cluster, topic: "spans", group: "tailgate")
+        third.start()
+        // The mock coordinator holds a new generation's join open for a few seconds.
+        #expect(waitUntil(.seconds(60)) { third.consumer.assignment.count == 6 })
+        Thread.sleep(forTimeInterval: 1)
+        third.stopAndClose()
+        #expect(third.seen.withLock { $0 }.isEmpty, "committed offsets cover everything processed")
+        let all = Set(first.seen.withLock { $0 } + second.seen.withLock { $0 })
+        #expect(all == expected)
+    }
+
+    @Test func pausedPartitionsDeliverNothingUntilResumed() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: Logger(label: "mock"))
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "g", topics: ["spans"],
+                properties: fastGroupProperties, statisticsInterval: nil),
+            logger: Logger(label: "c"))
+        #expect(waitUntil(.seconds(20)) {
+            consumer.poll(timeout: .milliseconds(100)) { _ in }
+            return consumer.assignment.count == 2
+        })
+        try consumer.pause(Array(consumer.assignment))
+        let produced = try produce(100, to: "spans", on: cluster)
+        var whilePaused = 0
+        let pausedUntil = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < pausedUntil {
+            consumer.poll(timeout: .milliseconds(100)) { _ in whilePaused += 1 }
+        }
+        #expect(whilePaused == 0)
+
+        try consumer.resume(Array(consumer.assignment))
+        var received = Set<String>()
+        #expect(waitUntil(.seconds(20)) {
+            consumer.poll(timeout: .milliseconds(100)) { received.insert(String(decoding: $0.payload, as: UTF8.self)) }
+            return received.count == 100
+        })
+        #expect(received == produced)
+        consumer.close()
+    }
+
+    @Test func reportsConsumerLag() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1)], logger: Logger(label: "mock"))
+        _ = try produce(200, to: "spans", on: cluster)
+        let lag = Mutex<[TopicPartition: Int64]>([:])
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "g", topics: ["spans"],
+                properties: fastGroupProperties, statisticsInterval: .milliseconds(100)),
+            events: KafkaConsumerEvents(statistics: { stats in lag.withLock { $0.merge(stats.lag) { $1 } } }),
+            logger: Logger(label: "c"))
+        // Read 50 messages, then stop reading: the lag should settle at 150.
+        var read = 0
+        #expect(waitUntil(.seconds(20)) {
+            consumer.poll(maxMessages: 50 - read, timeout: .milliseconds(100)) { message in
+                read += 1
+                consumer.storeOffsets([message.topicPartition: message.offset + 1])
+            }
+            return read == 50
+        })
+        try consumer.pause(Array(consumer.assignment))
+        #expect(waitUntil(.seconds(20)) {
+            consumer.poll(timeout: .milliseconds(100)) { _ in }
+            return lag.withLock { $0[TopicPartition("spans", 0)] } == 150
+        })
+        consumer.close()
+    }
+
+    @Test func unreachableBrokerIsLoggedRateLimitedAndNeverCrashes() throws {
+        let logs = CapturedLogs()
+        // A port nothing listens on.
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: "127.0.0.1:1", groupID: "g", topics: ["spans"],
+                properties: KafkaProperties(["reconnect.backoff.ms": "10", "reconnect.backoff.max.ms": "50"]),
+                statisticsInterval: nil),
+            logger: logs.logger)
+        var messages = 0
+        let until = ContinuousClock.now + .seconds(3)
+        while ContinuousClock.now < until {
+            consumer.poll(timeout: .milliseconds(100)) { _ in messages += 1 }
+        }
+        #expect(messages == 0)
+        let brokerDown = logs.count(containing: "_ALL_BROKERS_DOWN") + logs.count(containing: "_TRANSPORT")
+        #expect(brokerDown >= 1, "the outage is reported: \(logs.lines.withLock { $0 })")
+        #expect(brokerDown <= 2, "reconnecting every 50 ms for 3 s is logged once per kind per 10 s")
+        consumer.close()
+    }
+
+    @Test func badPropertyIsAClearConfigurationError() {
+        #expect {
+            _ = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    bootstrapServers: "127.0.0.1:9092", properties: KafkaProperties(["no.such.property": "1"])),
+                logger: Logger(label: "c"))
+        } throws: { error in
+            (error as? KafkaError)?.message.contains("no.such.property") == true
+        }
+    }
+
+    @Test func offsetStoreStaysManualWhateverTheUserSets() {
+        let config = KafkaConsumerConfiguration(
+            bootstrapServers: "b:9092", properties: KafkaProperties(["enable.auto.offset.store": "true", "sasl.password": "hunter2"]))
+        #expect(config.effectiveProperties["enable.auto.offset.store"] == "false")
+        #expect(config.properties.redacted["sasl.password"] == "***")
+    }
+}
+
+func produceTagged(_ count: Int, tag: String, to topic: String, on cluster: KafkaMockCluster) throws -> Set<String> {
+    let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Logger(label: "producer"))
+    var payloads = Set<String>()
+    for i in 0..<count {
+        let payload = "message-\(tag)-\(i)"
+        payloads.insert(payload)
+        try producer.send(topic: topic, key: Array("key-\(tag)-\(i)".utf8), value: Array(payload.utf8))
+    }
+    try producer.flush(timeout: .seconds(10))
+    return payloads
+}
