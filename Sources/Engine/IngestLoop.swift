@@ -1,0 +1,230 @@
+public import Kafka
+public import Logging
+public import OTLP
+import Synchronization
+
+/// Where a message's spans sit in a ``SpanBatch``.
+public struct IngestedMessage: Sendable {
+    public var partition: TopicPartition
+    public var offset: Int64
+    /// Indices into ``SpanBatch/spans``; empty for a refused message.
+    public var spans: Range<Int>
+}
+
+/// What takes decoded batches from the ingest loop, and decides which offsets may be committed.
+/// Called on the polling thread.
+public protocol IngestSink: AnyObject, Sendable {
+    /// Takes the spans of one poll. Returns, per partition, the next offset whose predecessors are all
+    /// safely handled (it is stored for commit); partitions absent are not advanced.
+    func ingest(_ batch: borrowing SpanBatch, messages: [IngestedMessage]) -> [TopicPartition: Int64]
+    /// These partitions are being taken away: return the offsets safe to commit for them now and
+    /// release their state (their next owner replays from there).
+    func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64]
+}
+
+/// Acknowledges each message as soon as it is decoded: for ingest-only runs, before the trace
+/// windows of the sampling stage hold spans back.
+public final class AcknowledgeOnDecode: IngestSink {
+    private let spans = Atomic<Int>(0)
+    private let traces = Mutex<Set<TraceID>>([])
+    private let countsTraces: Bool
+
+    /// - Parameter countTraces: also collect distinct trace ids (memory grows with traffic; for tests and demos).
+    public init(countTraces: Bool = false) { self.countsTraces = countTraces }
+
+    public func ingest(_ batch: borrowing SpanBatch, messages: [IngestedMessage]) -> [TopicPartition: Int64] {
+        spans.add(batch.spans.count, ordering: .relaxed)
+        if countsTraces {
+            let ids = batch.spans.map(\.traceID)
+            traces.withLock { $0.formUnion(ids) }
+        }
+        var next: [TopicPartition: Int64] = [:]
+        for message in messages { next[message.partition] = max(next[message.partition] ?? 0, message.offset + 1) }
+        return next
+    }
+
+    public func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+
+    public var spanCount: Int { spans.load(ordering: .relaxed) }
+    public var distinctTraces: Int { traces.withLock { $0.count } }
+}
+
+/// The ingest stage: polls Kafka in batches, decodes each message in place into a reused
+/// ``SpanBatch``, counts and sets aside bad input, hands the batch on, and stores the offsets the sink
+/// says are safe. Runs on one dedicated thread (``run()`` blocks).
+public final class IngestLoop: @unchecked Sendable {
+    public let consumer: KafkaConsumer
+    public let metrics: IngestMetrics
+    private let decoder: SpanDecoder
+    private let sink: any IngestSink
+    private let deadLetter: DeadLetterTopic?
+    private let logger: Logger
+    private let throttle = LogThrottle(interval: .seconds(10))
+    private let exitOnEOF: Bool
+    private let stopRequested = Atomic<Bool>(false)
+    private let pauseRequested = Atomic<Bool>(false)
+    private var pausedApplied: Set<TopicPartition> = []
+    private var batch: SpanBatch
+    private var messages: [IngestedMessage] = []
+    private let relay: RebalanceRelay
+    /// Messages taken per poll: large enough to amortise, small enough to keep latency low.
+    public var maxMessagesPerPoll = 2048
+
+    public init(
+        consumer configuration: KafkaConsumerConfiguration, encoding: OTLPEncoding, selection: AttributeSelection = .none,
+        sink: any IngestSink, deadLetter: DeadLetterTopic? = nil, metrics: IngestMetrics = IngestMetrics(),
+        exitOnEOF: Bool = false, logger: Logger
+    ) throws(KafkaError) {
+        var configuration = configuration
+        configuration.reportPartitionEOF = configuration.reportPartitionEOF || exitOnEOF
+        let relay = RebalanceRelay(sink: sink, metrics: metrics)
+        self.relay = relay
+        consumer = try KafkaConsumer(
+            configuration: configuration,
+            events: KafkaConsumerEvents(
+                assigned: { relay.assigned($0) },
+                revoked: { relay.revoked($0) },
+                statistics: { metrics.record(statistics: $0) },
+                fatal: { relay.fatal($0) }),
+            logger: logger)
+        relay.consumer = consumer
+        self.metrics = metrics
+        decoder = SpanDecoder(encoding: encoding)
+        self.sink = sink
+        self.deadLetter = deadLetter
+        self.logger = logger
+        self.exitOnEOF = exitOnEOF
+        batch = SpanBatch(selection: selection, reservingBytes: 4 << 20, spans: 16_384)
+        messages.reserveCapacity(maxMessagesPerPoll)
+    }
+
+    /// Asks ``run()`` to finish: stop fetching, hand on what was polled, store offsets, leave the group.
+    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+
+    /// Backpressure: pause (true) or resume (false) every assigned partition. Thread-safe; applied by
+    /// the polling thread, and re-applied to partitions assigned later.
+    public func setPaused(_ paused: Bool) { pauseRequested.store(paused, ordering: .relaxed) }
+
+    /// Why ``run()`` returned.
+    public enum Outcome: Sendable, Equatable {
+        case stopped
+        case reachedEnd
+        case fatal(KafkaError)
+    }
+
+    /// Polls until stopped, until every assigned partition is at its end (`exitOnEOF`), or a fatal
+    /// Kafka error. Leaves the group before returning.
+    @discardableResult
+    public func run() -> Outcome {
+        var outcome = Outcome.stopped
+        while !stopRequested.load(ordering: .relaxed) {
+            applyPause()
+            pollOnce(timeout: .milliseconds(100))
+            if let fatal = relay.fatalError {
+                outcome = .fatal(fatal)
+                break
+            }
+            if exitOnEOF && consumer.isAtEndOfAllPartitions {
+                outcome = .reachedEnd
+                break
+            }
+        }
+        consumer.close()
+        if let deadLetter {
+            do { try deadLetter.flush(timeout: .seconds(10)) } catch {
+                logger.error("dead-letter topic not fully flushed: \(error)")
+            }
+        }
+        return outcome
+    }
+
+    /// One poll: decode, count, hand on, store offsets. Exposed for tests that drive the loop by hand.
+    public func pollOnce(timeout: Duration) {
+        batch.removeAll()
+        messages.removeAll(keepingCapacity: true)
+        var counts = IngestMetrics.Counts()
+        consumer.poll(maxMessages: maxMessagesPerPoll, timeout: timeout) { message in
+            counts.messagesReceived += 1
+            counts.bytesReceived += message.payload.count
+            do throws(OTLPDecodeError) {
+                let outcome = try decoder.decode(message.payload, into: &batch)
+                counts.spansReceived += outcome.spans.count
+                messages.append(IngestedMessage(partition: message.topicPartition, offset: message.offset, spans: outcome.spans))
+                if outcome.rejectedSpans > 0, let first = outcome.firstSpanRejection {
+                    counts.spansRejected[first.reason, default: 0] += outcome.rejectedSpans
+                    throttle.log(
+                        logger, level: .warning, key: "span-\(first.reason.rawValue)",
+                        "refused \(outcome.rejectedSpans) span(s) of \(message.topic)[\(message.partition)]@\(message.offset): \(first)",
+                        metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
+                }
+            } catch {
+                // Refused whole: counted, logged, optionally set aside; its offset still advances so the
+                // partition never stalls behind it.
+                counts.messagesRejected[error.reason, default: 0] += 1
+                messages.append(IngestedMessage(partition: message.topicPartition, offset: message.offset, spans: 0..<0))
+                throttle.log(
+                    logger, level: .warning, key: "message-\(error.reason.rawValue)",
+                    "refused message \(message.topic)[\(message.partition)]@\(message.offset) (\(message.payload.count) bytes): \(error)",
+                    metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
+                if let deadLetter {
+                    do {
+                        try deadLetter.send(key: message.key, payload: message.payload, source: message.topicPartition, offset: message.offset, error: error)
+                        counts.messagesDeadLettered += 1
+                    } catch {
+                        counts.deadLetterFailures += 1
+                        throttle.log(logger, level: .error, key: "dead-letter", "could not copy a refused message to \(deadLetter.topic): \(error)")
+                    }
+                }
+            }
+        }
+        metrics.add(counts)
+        guard !messages.isEmpty else { return }
+        let safe = sink.ingest(batch, messages: messages)
+        consumer.storeOffsets(safe)
+    }
+
+    private func applyPause() {
+        let wantPaused = pauseRequested.load(ordering: .relaxed)
+        let assignment = consumer.assignment
+        let target: Set<TopicPartition> = wantPaused ? assignment : []
+        guard target != pausedApplied.intersection(assignment) || pausedApplied.subtracting(assignment).count > 0 else { return }
+        do {
+            let toPause = target.subtracting(pausedApplied)
+            let toResume = pausedApplied.intersection(assignment).subtracting(target)
+            try consumer.pause(Array(toPause))
+            try consumer.resume(Array(toResume))
+            pausedApplied = target
+            metrics.record(paused: target.count)
+            if !toPause.isEmpty || !toResume.isEmpty {
+                logger.info(wantPaused ? "paused consumption (backpressure)" : "resumed consumption", metadata: ["partitions": "\(wantPaused ? toPause.count : toResume.count)"])
+            }
+        } catch {
+            throttle.log(logger, level: .warning, key: "pause", "pause/resume failed: \(error)")
+        }
+    }
+}
+
+/// Connects consumer group events to the sink and metrics; set up before the consumer exists.
+final class RebalanceRelay: @unchecked Sendable {
+    let sink: any IngestSink
+    let metrics: IngestMetrics
+    weak var consumer: KafkaConsumer?
+    private let fatalState = Mutex<KafkaError?>(nil)
+
+    init(sink: any IngestSink, metrics: IngestMetrics) {
+        self.sink = sink
+        self.metrics = metrics
+    }
+
+    func assigned(_ partitions: [TopicPartition]) { metrics.record(assigned: partitions) }
+
+    func revoked(_ partitions: [TopicPartition]) {
+        let safe = sink.revoke(partitions)
+        consumer?.storeOffsets(safe)
+        metrics.record(revoked: partitions)
+    }
+
+    func fatal(_ error: KafkaError) { fatalState.withLock { $0 = error } }
+
+    var fatalError: KafkaError? { fatalState.withLock { $0 } }
+}
