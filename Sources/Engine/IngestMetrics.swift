@@ -65,6 +65,9 @@ public final class IngestMetrics: Sendable {
     /// The totals so far.
     public var snapshot: Counts { counts.withLock { $0 } }
 
+    /// Partitions this member owns now.
+    public var partitionsAssigned: Int { assigned.withLock { $0.count } }
+
     /// Consumer lag per assigned partition, from librdkafka's statistics.
     public var consumerLag: [TopicPartition: Int64] { lag.withLock { $0 } }
 
