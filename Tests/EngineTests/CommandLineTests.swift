@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The executables as users run them: `dev-broker`, `loadgen`, `run --exit-on-eof`, exit codes.
+@Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
+    struct RunSummary: Decodable {
+        var outcome: String
+        var messages: Int
+        var spans: Int
+        var messagesRejected: [String: Int]
+    }
+
+    struct Totals: Decodable {
+        var traces: Int
+        var spans: Int
+        var messages: Int
+    }
+
+    @Test func devBrokerLoadgenAndRunEndToEnd() throws {
+        let processes = Processes()
+        let (broker, pipe) = try processes.start(["dev-broker", "--partitions", "3", "--topic", "otlp_spans"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        #expect(bootstrap.contains("127.0.0.1:"))
+
+        let generated = try processes.run(["loadgen", "--brokers", bootstrap, "--traces", "400", "--error-rate", "0.1"], timeout: .seconds(60))
+        #expect(generated.status == 0)
+        let totals = try JSONDecoder().decode(Totals.self, from: Data(generated.output.utf8))
+        #expect(totals.traces == 400 && totals.messages == 400)
+
+        // The mock coordinator holds a group's next generation open for the session timeout of the
+        // members that left: keep it short so the second run below joins quickly.
+        let quickGroup = ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
+        let consumed = try processes.run(
+            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning"] + quickGroup, timeout: .seconds(60))
+        #expect(consumed.status == 0)
+        let summary = try JSONDecoder().decode(RunSummary.self, from: Data(consumed.output.utf8))
+        #expect(summary.outcome == "end_of_input")
+        #expect(summary.messages == 400)
+        #expect(summary.spans == totals.spans)
+        #expect(summary.messagesRejected.isEmpty)
+
+        // The group committed: a second run of the same group has nothing left.
+        let again = try processes.run(
+            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning"] + quickGroup, timeout: .seconds(60))
+        #expect(try JSONDecoder().decode(RunSummary.self, from: Data(again.output.utf8)).messages == 0)
+
+        broker.terminate()
+        broker.waitUntilExit()
+        #expect(broker.terminationStatus == 0, "SIGTERM stops the dev broker cleanly")
+    }
+
+    @Test func badUsageExitsTwoWithAMessage() throws {
+        let processes = Processes()
+        #expect(try processes.run(["run"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["run", "--brokers", "x:1", "--no-such-flag"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["run", "--brokers", "x:1", "--kafka-property", "nonsense"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["run", "--brokers", "x:1", "--kafka-property", "no.such.property=1"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["dev-broker", "--partitions", "0"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["--help"], timeout: .seconds(20)).status == 0)
+    }
+
+    @Test func helpListsEveryContractCommand() throws {
+        let help = try Processes().run(["--help"], timeout: .seconds(20)).output
+        for command in ["run", "demo", "eval", "check", "query", "dev-broker", "loadgen"] {
+            #expect(help.contains("  \(command) "), "\(command) missing from --help")
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import Engine
+import Foundation
+import Kafka
+import Logging
+import OTLP
+import Synchronization
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct IngestTests {
+    /// Good and bad messages interleaved on one partition: the bad ones are counted, set aside in
+    /// the dead-letter topic, and the good ones after them still arrive — nothing else is lost.
+    @Test func badInputIsCountedDeadLetteredAndNeverStallsThePartition() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1), ("spans.dlq", 1)], logger: quietLogger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var traffic = DogBookTraffic(seed: 7)
+        var goodSpans = 0
+        var badPayloads: [[UInt8]] = []
+        func sendGood() throws {
+            let trace = traffic.nextTrace(startUnixNano: 1_764_000_000_000_000_000)
+            goodSpans += trace.spanCount
+            try producer.send(topic: "spans", key: Array(trace.traceID.hex.utf8), value: DogBookTraffic.protobuf([trace]))
+        }
+        func sendBad(_ payload: [UInt8]) throws {
+            badPayloads.append(payload)
+            try producer.send(topic: "spans", key: nil, value: payload)
+        }
+        var other = DogBookTraffic(seed: 99)
+        let whole = DogBookTraffic.protobuf([other.nextTrace(startUnixNano: 1)])
+        try sendGood()
+        try sendBad(Array(whole.prefix(whole.count / 2)))  // truncated
+        try sendGood()
+        try sendBad([0x0F, 0x01])  // invalid wire type
+        try sendBad([0x0A, 0x7F, 0x01])  // length past the end
+        try sendGood()
+        // A message whose one span has an all-zero trace id: the span is refused, the message is not.
+        var zeroSpan = ProtoWriter()
+        zeroSpan.writeNested(1) { rs in
+            rs.writeNested(2) { ss in
+                ss.writeNested(2) { span in
+                    span.writeBytesField(1, [UInt8](repeating: 0, count: 16))
+                    span.writeBytesField(2, [1, 2, 3, 4, 5, 6, 7, 8])
+                }
+            }
+        }
+        try producer.send(topic: "spans", key: nil, value: zeroSpan.bytes)
+        try sendGood()
+        try producer.flush(timeout: .seconds(10))
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.exitOnEOF = true
+        configuration.deadLetterTopic = "spans.dlq"
+        configuration.statusInterval = .seconds(60)
+        let engine = try Engine(configuration: configuration, logger: quietLogger)
+        let summary = engine.run()
+
+        #expect(summary.outcome == "end_of_input")
+        #expect(summary.messages == 8)
+        #expect(summary.spans == goodSpans)
+        #expect(summary.messagesRejected.values.reduce(0, +) == 3)
+        #expect(summary.messagesRejected["invalid_wire_type"] == 1)
+        // The message cut in half ends inside resource_spans: its length prefix points past the end.
+        #expect(summary.messagesRejected["length_out_of_bounds"] == 2)
+        #expect(summary.spansRejected["invalid_trace_id"] == 1)
+        #expect(summary.deadLettered == 3)
+
+        let text = engine.metrics.prometheusText()
+        #expect(text.contains("tailgate_messages_rejected_total{reason=\"invalid_wire_type\"} 1\n"))
+        #expect(text.contains("tailgate_messages_rejected_total{reason=\"invalid_json\"} 0\n"))
+        #expect(text.contains("tailgate_spans_rejected_total{reason=\"invalid_trace_id\"} 1\n"))
+        #expect(text.contains("tailgate_spans_received_total \(goodSpans)\n"))
+
+        // The dead-letter topic holds the refused messages byte for byte, in order.
+        let dlq = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "inspect", topics: ["spans.dlq"], statisticsInterval: nil),
+            logger: quietLogger)
+        var copies: [[UInt8]] = []
+        #expect(waitUntil(.seconds(30)) {
+            dlq.poll(timeout: .milliseconds(100)) { copies.append(Array($0.payload)) }
+            return copies.count == 3
+        })
+        #expect(copies == badPayloads)
+        dlq.close()
+    }
+
+    /// The same traffic as OTLP/JSON, several traces per unkeyed message (exporter without
+    /// partition_traces_by_id): every span arrives.
+    @Test func jsonMultiTraceMessages() throws {
+        let cluster = try KafkaMockCluster(topics: [("json", 3)], logger: quietLogger)
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "json"
+        options.traces = 120
+        options.encoding = .otlpJSON
+        options.tracesPerMessage = 8
+        let sent = try generator.run(options)
+        #expect(sent.messages == 15)
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["json"]
+        configuration.encoding = .otlpJSON
+        configuration.exitOnEOF = true
+        let sink = AcknowledgeOnDecode(countTraces: true)
+        let summary = try Engine(configuration: configuration, sink: sink, logger: quietLogger).run()
+        #expect(summary.spans == sent.spans)
+        #expect(sink.distinctTraces == 120)
+        #expect(summary.messagesRejected.isEmpty)
+    }
+
+    /// Backpressure: while paused nothing is consumed; on resume everything arrives.
+    @Test func pauseAndResumeThroughTheEngine() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.statusInterval = .seconds(60)
+        configuration.kafkaProperties = KafkaProperties(["heartbeat.interval.ms": "250", "session.timeout.ms": "6000"])
+        let engine = try Engine(configuration: configuration, logger: quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            _ = engine.run()
+            done.signal()
+        }.start()
+        defer {
+            engine.requestStop()
+            _ = done.wait(timeout: .now() + 30)
+        }
+        #expect(waitUntil(.seconds(30)) { engine.metrics.partitionsAssigned == 2 })
+        engine.setPaused(true)
+        #expect(waitUntil(.seconds(5)) { engine.metrics.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
+
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "spans"
+        options.traces = 50
+        let sent = try generator.run(options)
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(engine.metrics.snapshot.spansReceived == 0)
+
+        engine.setPaused(false)
+        #expect(waitUntil(.seconds(20)) { engine.metrics.snapshot.spansReceived == sent.spans })
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func durations() throws {
+        #expect(try parseDuration("500ms") == .milliseconds(500))
+        #expect(try parseDuration("2s") == .seconds(2))
+        #expect(try parseDuration("5m") == .seconds(300))
+        #expect(try parseDuration("1m30s") == .seconds(90))
+        #expect(throws: ConfigurationError.self) { try parseDuration("10") }
+        #expect(throws: ConfigurationError.self) { try parseDuration("fast") }
+    }
+
+    @Test func byteSizes() throws {
+        #expect(try parseByteSize("512MiB") == 512 << 20)
+        #expect(try parseByteSize("4GiB") == 4 << 30)
+        #expect(try parseByteSize("65536") == 65536)
+        #expect(throws: ConfigurationError.self) { try parseByteSize("12 parsecs") }
+    }
+
+    @Test func validationNamesTheOptionAndTheFix() {
+        var configuration = EngineConfiguration(brokers: " ")
+        #expect { try configuration.validate() } throws: { "\($0)".contains("--brokers is required") }
+        configuration = EngineConfiguration(brokers: "k:9092")
+        configuration.deadLetterTopic = "otlp_spans"
+        #expect { try configuration.validate() } throws: { "\($0)".contains("also an input topic") }
+    }
+}

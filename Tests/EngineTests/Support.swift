@@ -1,0 +1,97 @@
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+
+/// Runs the built `tailgate` executable; every process started is terminated when the test ends.
+final class Processes: @unchecked Sendable {
+    private var started: [Process] = []
+
+    static var executable: URL {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [here, here.deletingLastPathComponent()] {
+            let url = candidate.appendingPathComponent("tailgate")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return URL(fileURLWithPath: ".build/debug/tailgate")
+    }
+
+    /// Starts `tailgate args…` with stdout piped.
+    func start(_ arguments: [String]) throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        started.append(process)
+        return (process, output)
+    }
+
+    /// Runs to completion within `timeout`; returns exit status and stdout. Kills it on timeout.
+    func run(_ arguments: [String], timeout: Duration) throws -> (status: Int32, output: String) {
+        let (process, pipe) = try start(arguments)
+        let reader = Mutex(Data())
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            reader.withLock { $0 = data }
+            done.signal()
+        }.start()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            throw TimeoutError(command: arguments.joined(separator: " "))
+        }
+        _ = done.wait(timeout: .now() + 5)
+        return (process.terminationStatus, String(decoding: reader.withLock { $0 }, as: UTF8.self))
+    }
+
+    /// The first line a process prints (e.g. the dev broker's bootstrap list).
+    func firstLine(of pipe: Pipe, timeout: Duration) -> String? {
+        let line = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var bytes = Data()
+            while true {
+                let chunk = pipe.fileHandleForReading.readData(ofLength: 1)
+                if chunk.isEmpty || chunk == Data("\n".utf8) { break }
+                bytes.append(chunk)
+            }
+            line.withLock { $0 = String(decoding: bytes, as: UTF8.self) }
+            done.signal()
+        }.start()
+        _ = done.wait(timeout: .now() + timeout.timeInterval)
+        return line.withLock { $0 }
+    }
+
+    deinit {
+        for process in started where process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    var command: String
+    var description: String { "timed out: tailgate \(command)" }
+}
+
+extension Duration {
+    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return condition()
+}
+
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
