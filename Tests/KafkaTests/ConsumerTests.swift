@@ -51,7 +51,7 @@ import Testing
         #expect(first.consumer.assignment.isDisjoint(with: second.consumer.assignment))
 
         // More traffic lands on both members.
-        let more = try produceTagged(300, tag: "b", to: "spans", on: cluster)
+        let more = try produce(300, tag: "b", to: "spans", on: cluster)
         expected.formUnion(more)
         #expect(waitUntil(.seconds(30)) {
             let all = Set(first.seen.withLock { $0 } + second.seen.withLock { $0 })
@@ -62,7 +62,7 @@ import Testing
         // The second member leaves: the first gets every partition back.
         second.stopAndClose()
         #expect(waitUntil(.seconds(30)) { first.consumer.assignment.count == 6 })
-        let last = try produceTagged(60, tag: "c", to: "spans", on: cluster)
+        let last = try produce(60, tag: "c", to: "spans", on: cluster)
         expected.formUnion(last)
         #expect(waitUntil(.seconds(30)) { Set(first.seen.withLock { $0 }).isSuperset(of: last) })
         first.stopAndClose()
@@ -174,16 +174,4 @@ import Testing
         #expect(config.effectiveProperties["enable.auto.offset.store"] == "false")
         #expect(config.properties.redacted["sasl.password"] == "***")
     }
-}
-
-func produceTagged(_ count: Int, tag: String, to topic: String, on cluster: KafkaMockCluster) throws -> Set<String> {
-    let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Logger(label: "producer"))
-    var payloads = Set<String>()
-    for i in 0..<count {
-        let payload = "message-\(tag)-\(i)"
-        payloads.insert(payload)
-        try producer.send(topic: topic, key: Array("key-\(tag)-\(i)".utf8), value: Array(payload.utf8))
-    }
-    try producer.flush(timeout: .seconds(10))
-    return payloads
 }

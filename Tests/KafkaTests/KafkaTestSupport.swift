@@ -38,13 +38,15 @@ let fastGroupProperties = KafkaProperties([
     "topic.metadata.refresh.interval.ms": "500",
 ])
 
-func produce(_ count: Int, to topic: String, on cluster: KafkaMockCluster) throws -> Set<String> {
+/// Produces `count` messages (`message-[tag-]i`, keyed alike) and returns their payloads.
+func produce(_ count: Int, tag: String? = nil, to topic: String, on cluster: KafkaMockCluster) throws -> Set<String> {
     let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Logger(label: "producer"))
+    let prefix = tag.map { "\($0)-" } ?? ""
     var payloads = Set<String>()
     for i in 0..<count {
-        let payload = "message-\(i)"
+        let payload = "message-\(prefix)\(i)"
         payloads.insert(payload)
-        try producer.send(topic: topic, key: Array("key-\(i)".utf8), value: Array(payload.utf8))
+        try producer.send(topic: topic, key: Array("key-\(prefix)\(i)".utf8), value: Array(payload.utf8))
     }
     try producer.flush(timeout: .seconds(10))
     return payloads
