@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .executable(name: "tailgate", targets: ["tailgate"]),
         .library(name: "OTLP", targets: ["OTLP"]),
+        .library(name: "Sampling", targets: ["Sampling"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Storage", targets: ["Storage"]),
         .library(name: "Engine", targets: ["Engine"]),
@@ -24,6 +25,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The rule file is the collector's YAML; Yams keeps line numbers for errors that name them.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries, found by pkg-config; Debian packages named for a helpful error.
@@ -32,6 +35,7 @@ let package = Package(
 
         // The pure core.
         .target(name: "OTLP", swiftSettings: swiftSettings),
+        .target(name: "Sampling", dependencies: ["OTLP", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
 
         // The edges.
         .target(
@@ -41,18 +45,19 @@ let package = Package(
         .target(name: "Storage", dependencies: ["OTLP", "CZstd", "Kafka"], swiftSettings: swiftSettings),
         .target(
             name: "Engine",
-            dependencies: ["OTLP", "Kafka", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OTLP", "Sampling", "Kafka", "Storage", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "tailgate",
             dependencies: [
-                "Engine", "OTLP", "Kafka",
+                "Engine", "OTLP", "Sampling", "Kafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,0 +1,177 @@
+import OTLP
+
+/// A policy ready to judge traces: keys resolved to attribute ids, regexes compiled, limiter state
+/// attached (and carried over a reload when the policy did not change).
+public final class Policy: @unchecked Sendable {
+    public let spec: PolicySpec
+    let evaluator: Evaluator
+
+    var name: String { spec.name }
+
+    init(spec: PolicySpec, evaluator: Evaluator) {
+        self.spec = spec
+        self.evaluator = evaluator
+    }
+
+    /// Judges `trace` at `now` (monotonic nanoseconds, for the rate limiters).
+    public func evaluate(_ trace: TraceData, now: UInt64) -> PolicyDecision {
+        evaluator.evaluate(trace, now: now)
+    }
+}
+
+/// Compiled string matching: exact values (byte comparison, no allocation) or regexes.
+struct StringMatcher: @unchecked Sendable {
+    let exact: [[UInt8]]
+    let regexes: [Regex<AnyRegexOutput>]
+    let cache: RegexResultCache?
+
+    func matches(_ trace: TraceData, _ range: ByteRange) -> Bool {
+        if let cache {
+            let value = trace.string(range)
+            return cache.result(for: value) { regexes.contains { value.contains($0) } }
+        }
+        return trace.withBytes(range) { bytes in
+            exact.contains { candidate in candidate.count == bytes.count && candidate.elementsEqual(bytes) }
+        }
+    }
+}
+
+indirect enum Evaluator: @unchecked Sendable {
+    case alwaysSample
+    case latency(thresholdMs: Int64, upperThresholdMs: Int64)
+    case numeric(key: AttributeKeyID?, min: Int64, max: Int64, invert: Bool)
+    case probabilistic(threshold: UInt64, salt: String)
+    case statusCode(Set<StatusCode>)
+    case string(key: AttributeKeyID?, matcher: StringMatcher, invert: Bool)
+    case rateLimiting(TokenBucket)
+    case bytesLimiting(TokenBucket)
+    case spanCount(min: Int64, max: Int64)
+    case traceState(key: [UInt8], values: [[UInt8]])
+    case traceFlags
+    case boolean(key: AttributeKeyID?, value: Bool, invert: Bool)
+    case and([Policy])
+    case not(Policy)
+    case drop([Policy])
+    case composite(subPolicies: [Policy], budget: CompositeBudget)
+
+    func evaluate(_ trace: TraceData, now: UInt64) -> PolicyDecision {
+        switch self {
+        case .alwaysSample:
+            return .sampled
+
+        case .latency(let threshold, let upper):
+            // Whole milliseconds, truncated, as Go's Duration.Milliseconds().
+            let ms = Int64(trace.durationNanos / 1_000_000)
+            if upper == 0 { return ms >= threshold ? .sampled : .notSampled }
+            return threshold < ms && ms <= upper ? .sampled : .notSampled
+
+        case .numeric(let key, let min, let max, let invert):
+            return attributeDecision(trace, key: key, invert: invert) { value in
+                switch value {
+                case .int(let int): int >= min && int <= max
+                case .double(let double): double >= Double(min) && double <= Double(max)
+                default: false
+                }
+            }
+
+        case .probabilistic(let threshold, let salt):
+            return ProbabilisticHash.hash(salt: salt, traceID: trace.traceID) <= threshold ? .sampled : .notSampled
+
+        case .statusCode(let codes):
+            return trace.spans.contains { codes.contains($0.statusCode) } ? .sampled : .notSampled
+
+        case .string(let key, let matcher, let invert):
+            return attributeDecision(trace, key: key, invert: invert) { value in
+                if case .string(let range) = value, range.count > 0 { return matcher.matches(trace, range) }
+                return false
+            }
+
+        case .rateLimiting(let bucket):
+            return bucket.take(Double(trace.spans.count), now: now) ? .sampled : .notSampled
+
+        case .bytesLimiting(let bucket):
+            return bucket.take(Double(trace.encodedBytes), now: now) ? .sampled : .notSampled
+
+        case .spanCount(let min, let max):
+            let count = Int64(trace.spans.count)
+            return count >= min && (max == 0 || count <= max) ? .sampled : .notSampled
+
+        case .traceState(let key, let values):
+            for span in trace.spans where span.traceState.count > 0 {
+                let matched = trace.withBytes(span.traceState) { state in
+                    TraceStateList.value(of: key, in: state).map { value in
+                        values.contains { $0.count == value.count && $0.elementsEqual(value) }
+                    } ?? false
+                }
+                if matched { return .sampled }
+            }
+            return .notSampled
+
+        case .traceFlags:
+            return trace.spans.contains { $0.flags & 0x01 != 0 } ? .sampled : .notSampled
+
+        case .boolean(let key, let expected, let invert):
+            return attributeDecision(trace, key: key, invert: invert) { value in
+                if case .bool(let bool) = value { return bool == expected }
+                return false
+            }
+
+        case .and(let policies):
+            for policy in policies where !policy.evaluate(trace, now: now).samples { return .notSampled }
+            return .sampled
+
+        case .not(let policy):
+            return policy.evaluate(trace, now: now).samples ? .notSampled : .sampled
+
+        case .drop(let policies):
+            for policy in policies where !policy.evaluate(trace, now: now).samples { return .notSampled }
+            return .dropped
+
+        case .composite(let policies, let budget):
+            // The first sub-policy (in policy_order) that samples decides, within its span budget.
+            for (index, policy) in policies.enumerated() where policy.evaluate(trace, now: now).samples {
+                return budget.take(Int64(trace.spans.count), for: index, now: now) ? .sampled : .notSampled
+            }
+            return .notSampled
+        }
+    }
+
+    /// The collector's attribute policies: a match on any span attribute or resource attribute
+    /// samples; with `invert_match`, any match gives InvertNotSampled and none InvertSampled.
+    private func attributeDecision(
+        _ trace: TraceData, key: AttributeKeyID?, invert: Bool, _ matches: (TraceAttributeValue) -> Bool
+    ) -> PolicyDecision {
+        var found = false
+        if let key {
+            for attribute in trace.attributes where attribute.key == key && matches(attribute.value) {
+                found = true
+                break
+            }
+        }
+        if invert { return found ? .invertNotSampled : .invertSampled }
+        return found ? .sampled : .notSampled
+    }
+}
+
+/// W3C `tracestate`: `key1=value1,key2=value2` (optional whitespace around members).
+enum TraceStateList {
+    static func value(of key: [UInt8], in state: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        var start = 0
+        while start < state.count {
+            var end = start
+            while end < state.count && state[end] != UInt8(ascii: ",") { end += 1 }
+            var lower = start
+            var upper = end
+            while lower < upper && (state[lower] == 0x20 || state[lower] == 0x09) { lower += 1 }
+            while upper > lower && (state[upper - 1] == 0x20 || state[upper - 1] == 0x09) { upper -= 1 }
+            if let equals = (lower..<upper).first(where: { state[$0] == UInt8(ascii: "=") }),
+                equals - lower == key.count,
+                key.elementsEqual(UnsafeRawBufferPointer(rebasing: state[lower..<equals]))
+            {
+                return UnsafeRawBufferPointer(rebasing: state[(equals + 1)..<upper])
+            }
+            start = end + 1
+        }
+        return nil
+    }
+}

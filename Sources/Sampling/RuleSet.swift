@@ -1,0 +1,102 @@
+public import OTLP
+
+/// An immutable, compiled rule file: what the shards decide with. A reload builds a new one and
+/// swaps it in; policies that did not change are carried over with their limiter state.
+public final class RuleSet: Sendable {
+    public let configuration: RuleConfiguration
+    public let policies: [Policy]
+    /// The attribute keys the decoder must extract. Only grows across reloads, so key ids of spans
+    /// already buffered stay valid.
+    public let selection: AttributeSelection
+    /// A short content hash of the rule file (for `tailgate_rules_info{hash}` and logs).
+    public let hash: String
+
+    /// Compiles `configuration`. Regexes were checked by the parser; `previous` lends its attribute
+    /// ids and the state of unchanged policies.
+    public init(configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "") {
+        self.configuration = configuration
+        self.hash = hash
+        var keys = previous?.selection.keys ?? []
+        for policy in configuration.policies {
+            for key in policy.kind.attributeKeys where !keys.contains(key) { keys.append(key) }
+        }
+        let selection = AttributeSelection(keys: keys)
+        self.selection = selection
+        policies = configuration.policies.map { spec in
+            if let carried = previous?.policies.first(where: { $0.spec.sameBehaviour(as: spec) }) { return carried }
+            return RuleSet.compile(spec, selection: selection)
+        }
+    }
+
+    /// Decides a whole trace with the collector's precedence; `now` feeds the rate limiters.
+    public func decide(_ trace: TraceData, now: UInt64) -> TraceDecision {
+        var combiner = DecisionCombiner()
+        for policy in policies {
+            combiner.add(policy.evaluate(trace, now: now), policy: policy.name)
+            if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
+        }
+        return combiner.result
+    }
+
+    static func compile(_ spec: PolicySpec, selection: AttributeSelection) -> Policy {
+        let evaluator: Evaluator
+        switch spec.kind {
+        case .alwaysSample:
+            evaluator = .alwaysSample
+        case .latency(let threshold, let upper):
+            evaluator = .latency(thresholdMs: threshold, upperThresholdMs: upper)
+        case .numericAttribute(let key, let min, let max, let invert):
+            evaluator = .numeric(key: selection.id(of: key), min: min, max: max, invert: invert)
+        case .probabilistic(let percentage, let salt):
+            evaluator = .probabilistic(
+                threshold: ProbabilisticHash.threshold(samplingPercentage: percentage),
+                salt: salt.isEmpty ? ProbabilisticHash.defaultSalt : salt)
+        case .statusCode(let codes):
+            evaluator = .statusCode(Set(codes))
+        case .stringAttribute(let key, let values, let regex, let cacheSize, let invert):
+            let matcher: StringMatcher
+            if regex {
+                matcher = StringMatcher(
+                    exact: [], regexes: values.compactMap { try? Regex($0) },
+                    cache: RegexResultCache(capacity: cacheSize > 0 ? cacheSize : 128))
+            } else {
+                matcher = StringMatcher(exact: values.filter { !$0.isEmpty }.map { Array($0.utf8) }, regexes: [], cache: nil)
+            }
+            evaluator = .string(key: selection.id(of: key), matcher: matcher, invert: invert)
+        case .rateLimiting(let spansPerSecond):
+            evaluator = .rateLimiting(TokenBucket(rate: Double(spansPerSecond), capacity: Double(spansPerSecond)))
+        case .bytesLimiting(let bytesPerSecond, let burst):
+            evaluator = .bytesLimiting(
+                TokenBucket(rate: Double(bytesPerSecond), capacity: Double(burst > 0 ? burst : 2 * bytesPerSecond)))
+        case .spanCount(let min, let max):
+            evaluator = .spanCount(min: min, max: max)
+        case .traceState(let key, let values):
+            evaluator = .traceState(
+                key: Array(key.utf8), values: values.filter { !$0.isEmpty && key.utf8.count + $0.utf8.count < 256 }.map { Array($0.utf8) })
+        case .traceFlags:
+            evaluator = .traceFlags
+        case .booleanAttribute(let key, let value, let invert):
+            evaluator = .boolean(key: selection.id(of: key), value: value, invert: invert)
+        case .and(let subs):
+            evaluator = .and(subs.map { compile($0, selection: selection) })
+        case .not(let sub):
+            evaluator = .not(compile(sub, selection: selection))
+        case .drop(let subs):
+            evaluator = .drop(subs.map { compile($0, selection: selection) })
+        case .composite(let maxTotal, let order, let subs, let allocation):
+            // Evaluated in policy_order (sub-policies not named there follow in file order).
+            let ordered = order.compactMap { name in subs.first { $0.name == name } } + subs.filter { !order.contains($0.name) }
+            // The collector's allocation: a percentage of the total, the default share for a 0 percent,
+            // nothing for a sub-policy absent from rate_allocation.
+            let defaultShare = Double(maxTotal) / Double(max(subs.count, 1))
+            let allocated = ordered.map { sub -> Int64 in
+                guard let entry = allocation.first(where: { $0.policy == sub.name }) else { return 0 }
+                return Int64(entry.percent > 0 ? entry.percent / 100 * Double(maxTotal) : defaultShare)
+            }
+            evaluator = .composite(
+                subPolicies: ordered.map { compile($0, selection: selection) },
+                budget: CompositeBudget(allocated: allocated, maxTotal: maxTotal))
+        }
+        return Policy(spec: spec, evaluator: evaluator)
+    }
+}

@@ -1,0 +1,179 @@
+public import OTLP
+
+/// A typed attribute value copied out of a decoded batch; strings live in the trace's payload.
+public enum TraceAttributeValue: Sendable, Equatable {
+    case string(ByteRange)
+    case int(Int64)
+    case double(Double)
+    case bool(Bool)
+    /// Arrays, maps, bytes and empty values: present, but not compared by any policy.
+    case other
+}
+
+/// A selected attribute of a buffered span or of its resource.
+public struct TraceAttribute: Sendable, Equatable {
+    public var key: AttributeKeyID
+    public var value: TraceAttributeValue
+    /// Whether it came from the resource (vs the span itself).
+    public var fromResource: Bool
+}
+
+/// The resource and instrumentation scope a group of spans was sent under, for re-export.
+public struct SpanEnvelope: Sendable, Equatable {
+    public var resource: ByteRange
+    public var resourceSchemaURL: ByteRange
+    public var scope: ByteRange
+    public var scopeSchemaURL: ByteRange
+}
+
+/// One buffered span: what policies read, and where its encoded bytes are.
+public struct BufferedSpan: Sendable {
+    public var spanID: SpanID
+    public var parentSpanID: SpanID
+    public var startTimeUnixNano: UInt64
+    public var endTimeUnixNano: UInt64
+    public var flags: UInt32
+    public var kind: SpanKind
+    public var statusCode: StatusCode
+    public var traceState: ByteRange
+    public var encoded: ByteRange
+    public var envelope: UInt32
+    public var firstAttribute: UInt32
+    public var attributeCount: UInt16
+}
+
+/// A trace as it is buffered and as policies see it: its spans' records, the selected attributes and
+/// every byte needed to re-export the spans exactly as they came.
+///
+/// All variable-length data sits in one growing `payload`, so a trace costs a handful of allocations
+/// however many spans it has.
+public struct TraceData: Sendable {
+    public let traceID: TraceID
+    public private(set) var spans: [BufferedSpan] = []
+    public private(set) var attributes: [TraceAttribute] = []
+    public private(set) var envelopes: [SpanEnvelope] = []
+    public private(set) var payload: [UInt8] = []
+    /// Sum of the spans' encoded sizes (what `bytes_limiting` counts).
+    public private(set) var encodedBytes = 0
+    /// The batch scope the last span came from, to share envelopes between spans of one message.
+    private var lastEnvelopeSource: (batch: UInt64, scope: UInt32)?
+
+    public init(traceID: TraceID) { self.traceID = traceID }
+
+    /// Bytes this trace holds in memory (payload plus records), for the buffer limit.
+    public var residentBytes: Int {
+        payload.capacity + spans.capacity * MemoryLayout<BufferedSpan>.stride
+            + attributes.capacity * MemoryLayout<TraceAttribute>.stride
+            + envelopes.capacity * MemoryLayout<SpanEnvelope>.stride + 160
+    }
+
+    /// Whether a root span (no parent) has arrived.
+    public var hasRoot: Bool { spans.contains { !$0.parentSpanID.isValid } }
+
+    /// Copies `span` (and, once per message scope, its resource and scope) out of `batch`.
+    /// - Parameter batchGeneration: distinguishes batches, so envelopes are shared only within one.
+    public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) {
+        if lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true {
+            let scope = batch.scopes[Int(span.scopeIndex)]
+            let resource = batch.resources[Int(scope.resourceIndex)]
+            envelopes.append(
+                SpanEnvelope(
+                    resource: copy(resource.encoded, from: batch), resourceSchemaURL: copy(resource.schemaURL, from: batch),
+                    scope: copy(scope.encoded, from: batch), scopeSchemaURL: copy(scope.schemaURL, from: batch)))
+            lastEnvelopeSource = (batchGeneration, span.scopeIndex)
+        }
+        let first = attributes.count
+        for attribute in batch.attributes(of: span) {
+            attributes.append(TraceAttribute(key: attribute.key, value: convert(attribute.value, from: batch), fromResource: false))
+        }
+        for attribute in batch.attributes(of: batch.resource(of: span)) {
+            attributes.append(TraceAttribute(key: attribute.key, value: convert(attribute.value, from: batch), fromResource: true))
+        }
+        spans.append(
+            BufferedSpan(
+                spanID: span.spanID, parentSpanID: span.parentSpanID, startTimeUnixNano: span.startTimeUnixNano,
+                endTimeUnixNano: span.endTimeUnixNano, flags: span.flags, kind: span.kind, statusCode: span.statusCode,
+                traceState: copy(span.traceState, from: batch), encoded: copy(span.encoded, from: batch),
+                envelope: UInt32(envelopes.count - 1), firstAttribute: UInt32(first),
+                attributeCount: UInt16(clamping: attributes.count - first)))
+        encodedBytes += Int(span.encoded.count)
+    }
+
+    private mutating func copy(_ range: ByteRange, from batch: SpanBatch) -> ByteRange {
+        guard range.count > 0 else { return .empty }
+        let offset = payload.count
+        batch.bytes.withUnsafeBufferPointer { all in
+            payload.append(contentsOf: all[range.lowerBound..<range.upperBound])
+        }
+        return ByteRange(offset: offset, count: Int(range.count))
+    }
+
+    private mutating func convert(_ value: AttributeValue, from batch: SpanBatch) -> TraceAttributeValue {
+        switch value {
+        case .string(let range): .string(copy(range, from: batch))
+        case .int(let int): .int(int)
+        case .double(let double): .double(double)
+        case .bool(let bool): .bool(bool)
+        case .bytes, .array, .keyValueList, .empty: .other
+        }
+    }
+
+    /// The attributes of `span` (its own, then its resource's).
+    public func attributes(of span: BufferedSpan) -> ArraySlice<TraceAttribute> {
+        attributes[Int(span.firstAttribute)..<(Int(span.firstAttribute) + Int(span.attributeCount))]
+    }
+
+    /// Calls `body` with the bytes of `range`.
+    public func withBytes<R>(_ range: ByteRange, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try payload.withUnsafeBytes { all in
+            try body(UnsafeRawBufferPointer(rebasing: all[range.lowerBound..<range.upperBound]))
+        }
+    }
+
+    /// The bytes of `range` as a string (allocates).
+    public func string(_ range: ByteRange) -> String { withBytes(range) { String(decoding: $0, as: UTF8.self) } }
+
+    /// Trace duration as the collector measures it: latest end minus earliest start.
+    public var durationNanos: UInt64 {
+        guard let first = spans.first else { return 0 }
+        var earliest = first.startTimeUnixNano
+        var latest = first.endTimeUnixNano
+        for span in spans.dropFirst() {
+            earliest = min(earliest, span.startTimeUnixNano)
+            latest = max(latest, span.endTimeUnixNano)
+        }
+        return latest > earliest ? latest - earliest : 0
+    }
+
+    /// Merges another piece of the same trace (spans that reached another buffer).
+    public mutating func append(contentsOf other: TraceData) {
+        let payloadBase = UInt32(payload.count)
+        let envelopeBase = UInt32(envelopes.count)
+        let attributeBase = UInt32(attributes.count)
+        payload.append(contentsOf: other.payload)
+        func shift(_ range: ByteRange) -> ByteRange {
+            range.count == 0 ? range : ByteRange(offset: range.offset + payloadBase, count: range.count)
+        }
+        for envelope in other.envelopes {
+            envelopes.append(
+                SpanEnvelope(
+                    resource: shift(envelope.resource), resourceSchemaURL: shift(envelope.resourceSchemaURL),
+                    scope: shift(envelope.scope), scopeSchemaURL: shift(envelope.scopeSchemaURL)))
+        }
+        for attribute in other.attributes {
+            var moved = attribute
+            if case .string(let range) = attribute.value { moved.value = .string(shift(range)) }
+            attributes.append(moved)
+        }
+        for span in other.spans {
+            var moved = span
+            moved.traceState = shift(span.traceState)
+            moved.encoded = shift(span.encoded)
+            moved.envelope = span.envelope + envelopeBase
+            moved.firstAttribute = span.firstAttribute + attributeBase
+            spans.append(moved)
+        }
+        encodedBytes += other.encodedBytes
+        lastEnvelopeSource = nil
+    }
+}
