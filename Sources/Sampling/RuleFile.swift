@@ -10,6 +10,14 @@ public struct RuleFileError: Error, Sendable, Equatable, CustomStringConvertible
     public var policy: String?
     public var message: String
 
+    public init(file: String, line: Int, column: Int, policy: String?, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.policy = policy
+        self.message = message
+    }
+
     public var description: String {
         "\(file):\(line):\(column): " + (policy.map { "policy \"\($0)\": " } ?? "") + message
     }
@@ -18,6 +26,7 @@ public struct RuleFileError: Error, Sendable, Equatable, CustomStringConvertible
 /// Every problem found in a rule file (parsing goes on after the first, so `check` lists them all).
 public struct RuleFileErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [RuleFileError]
+    public init(errors: [RuleFileError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 

@@ -14,26 +14,6 @@ extension PendingCommand {
     }
 }
 
-struct Eval: PendingCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Offline decisions for OTLP files: one JSON line per trace (keep/drop, policy, spans).")
-    static let arrivesWith = "the rules engine"
-
-    @Option(help: "Rule file (collector tail_sampling syntax).")
-    var rules: String
-
-    @Argument(help: "OTLP files (protobuf or JSON lines).")
-    var inputs: [String]
-}
-
-struct Check: PendingCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a rule file; exit 2 with errors naming file, line and policy.")
-    static let arrivesWith = "the rules engine"
-
-    @Option(help: "Rule file to check.")
-    var rules: String
-}
-
 struct Query: PendingCommand {
     static let configuration = CommandConfiguration(abstract: "Print a stored trace as OTLP/JSON; exit 1 if unknown.")
     static let arrivesWith = "the trace store"

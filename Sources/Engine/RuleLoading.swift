@@ -1,0 +1,76 @@
+import Foundation
+import OTLP
+public import Sampling
+
+/// Reads rule files from disk (the Sampling room parses text; I/O stays here).
+public enum RuleLoader {
+    /// Loads and compiles `path`; `previous` lends attribute ids and limiter state (hot reload).
+    public static func load(_ path: String, previous: RuleSet? = nil) throws(RuleFileErrors) -> RuleSet {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw RuleFileErrors(errors: [RuleFileError(file: path, line: 0, column: 0, policy: nil, message: "cannot read the rule file: \(error.localizedDescription)")])
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let configuration = try RuleFile.parse(text, file: path)
+        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data))
+    }
+
+    /// A short, stable hash of the file's bytes (FNV-1a 64, hex).
+    static func contentHash(_ data: Data) -> String {
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in data {
+            hash ^= UInt64(byte)
+            hash &*= 1_099_511_628_211
+        }
+        return String(HexDigits.string(hash).prefix(12))
+    }
+}
+
+/// `tailgate eval`: offline decisions for OTLP files.
+public enum OfflineEvaluation {
+    /// Reads each input (a protobuf `ExportTraceServiceRequest`, or OTLP/JSON: one request per line
+    /// or one per file), assembles traces in first-seen order and decides them.
+    public static func run(rules: RuleSet, inputs: [String]) throws -> [EvaluatedTrace] {
+        var assembler = TraceAssembler()
+        for path in inputs {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            for batch in try decode(bytes, path: path, selection: rules.selection) { assembler.add(batch) }
+        }
+        return rules.evaluate(assembler.traces)
+    }
+
+    static func decode(_ bytes: [UInt8], path: String, selection: AttributeSelection) throws -> [SpanBatch] {
+        let firstByte = bytes.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+        if firstByte == UInt8(ascii: "{") {
+            // JSON lines first; a pretty-printed single document falls back to the whole file.
+            var batches: [SpanBatch] = []
+            var lineNumber = 0
+            var failure: (Int, OTLPDecodeError)?
+            for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+                lineNumber += 1
+                guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
+                var batch = SpanBatch(selection: selection)
+                do {
+                    _ = try SpanDecoder(encoding: .otlpJSON).decode(Array(line), into: &batch)
+                    batches.append(batch)
+                } catch {
+                    failure = (lineNumber, error)
+                    break
+                }
+            }
+            guard let (line, error) = failure else { return batches }
+            var whole = SpanBatch(selection: selection)
+            if (try? SpanDecoder(encoding: .otlpJSON).decode(bytes, into: &whole)) != nil { return [whole] }
+            throw ConfigurationError("\(path):\(line): not OTLP/JSON: \(error)")
+        }
+        var batch = SpanBatch(selection: selection)
+        do {
+            _ = try SpanDecoder(encoding: .otlpProto).decode(bytes, into: &batch)
+        } catch {
+            throw ConfigurationError("\(path): not an OTLP protobuf ExportTraceServiceRequest: \(error)")
+        }
+        return [batch]
+    }
+}
