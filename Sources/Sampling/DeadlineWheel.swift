@@ -1,0 +1,94 @@
+/// A hashed timing wheel: deadlines fall into 10 ms buckets of a 4096-bucket ring (≈41 s per turn);
+/// later deadlines wait in their bucket for the turn they belong to. Scheduling is O(1); advancing
+/// visits each elapsed bucket once. Moving a deadline earlier schedules again; the old entry turns
+/// up stale and is skipped.
+struct DeadlineWheel: Sendable {
+    struct Item {
+        var slot: Int32
+        var generation: UInt32
+        var deadline: UInt64
+    }
+
+    static let tick: UInt64 = 10_000_000
+    static let size = 4096
+    private var buckets: [[Item]] = Array(repeating: [], count: DeadlineWheel.size)
+    private var current: UInt64?
+
+    /// - Parameter now: the caller's clock; the wheel starts turning at the first call.
+    mutating func schedule(slot: Int32, generation: UInt32, at deadline: UInt64, now: UInt64) {
+        let tick = deadline / Self.tick
+        if current == nil { current = now / Self.tick }
+        // Buckets up to `current` were visited already: a deadline there goes in the next one.
+        let bucketTick = max(tick, current! + 1)
+        buckets[Int(bucketTick % UInt64(Self.size))].append(Item(slot: slot, generation: generation, deadline: deadline))
+    }
+
+    /// Moves every item due by `now` (in buckets whose time has come) into `due`; the rest stay.
+    mutating func advance(to now: UInt64, into due: inout [Item]) {
+        let target = now / Self.tick
+        guard let start = current, target > start else { return }
+        // Visit each bucket once even if more than a turn elapsed.
+        let steps = min(target - start, UInt64(Self.size))
+        for step in 1...steps {
+            drain(bucket: Int((start + step) % UInt64(Self.size)), now: now, into: &due)
+        }
+        current = target
+    }
+
+    private mutating func drain(bucket: Int, now: UInt64, into due: inout [Item]) {
+        guard !buckets[bucket].isEmpty else { return }
+        var kept = 0
+        for i in buckets[bucket].indices {
+            let item = buckets[bucket][i]
+            if item.deadline <= now {
+                due.append(item)
+            } else {
+                buckets[bucket][kept] = item
+                kept += 1
+            }
+        }
+        buckets[bucket].removeSubrange(kept...)
+    }
+}
+
+/// A FIFO queue over a ring buffer (amortised O(1), no shifting).
+struct RingQueue<Element>: Sendable where Element: Sendable {
+    private var storage: [Element?] = []
+    private var head = 0
+    private(set) var count = 0
+
+    var first: Element? { count == 0 ? nil : storage[head] }
+    var last: Element? { count == 0 ? nil : storage[(head + count - 1) % storage.count] }
+
+    mutating func append(_ element: Element) {
+        if count == storage.count {
+            var grown = [Element?](repeating: nil, count: max(16, storage.count * 2))
+            for i in 0..<count { grown[i] = storage[(head + i) % storage.count] }
+            storage = grown
+            head = 0
+        }
+        storage[(head + count) % storage.count] = element
+        count += 1
+    }
+
+    mutating func popFirst() -> Element? {
+        guard count > 0 else { return nil }
+        let element = storage[head]
+        storage[head] = nil
+        head = (head + 1) % storage.count
+        count -= 1
+        return element
+    }
+
+    /// The minimum of `key` over live elements, looking at no more than the first 64 (offsets arrive in
+    /// order, so the minimum is almost always the front; this bounds the cost of the rare exception).
+    func minimum(_ key: KeyPath<Element, Int64>, liveWhere isLive: (Element) -> Bool) -> Int64? {
+        var result: Int64?
+        for i in 0..<min(count, 64) {
+            guard let element = storage[(head + i) % storage.count], isLive(element) else { continue }
+            let value = element[keyPath: key]
+            result = result.map { min($0, value) } ?? value
+        }
+        return result
+    }
+}

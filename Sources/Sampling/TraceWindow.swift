@@ -1,0 +1,261 @@
+public import OTLP
+
+/// Where a span came from, as the engine numbers its Kafka partitions; the window only keeps
+/// these to tell which offsets are no longer needed.
+public struct SourcePosition: Sendable, Hashable {
+    public var partition: UInt32
+    public var offset: Int64
+    public init(partition: UInt32, offset: Int64) {
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// Why a trace left the window.
+public enum DecisionReason: String, Sendable, CaseIterable {
+    /// `decision_wait` after its first span.
+    case decisionWait = "decision_wait"
+    /// `decision_wait_after_root_received` after its root span.
+    case rootReceived = "root_received"
+    /// It reached `max_spans_per_trace`.
+    case maxSpans = "max_spans"
+    /// Decided early to bring memory back under the limit.
+    case memoryPressure = "memory_pressure"
+    /// The engine is stopping or the partition was revoked.
+    case flush
+}
+
+/// A trace ready to be decided.
+public struct ReadyTrace: Sendable {
+    public var trace: TraceData
+    public var reason: DecisionReason
+    /// When its first span arrived (window clock, nanoseconds).
+    public var firstSeen: UInt64
+}
+
+/// What happened to a span offered to the window.
+public enum SpanDisposition: Sendable, Equatable {
+    case buffered
+    /// Its trace was decided before: follow that decision.
+    case late(DecisionCache.Remembered)
+}
+
+/// Timing and size bounds of a window.
+public struct WindowLimits: Sendable, Equatable {
+    public var decisionWait: Duration
+    public var decisionWaitAfterRoot: Duration
+    public var maxSpansPerTrace: Int
+    public var maxTraces: Int
+
+    public init(decisionWait: Duration = .seconds(10), decisionWaitAfterRoot: Duration = .seconds(2), maxSpansPerTrace: Int = 0, maxTraces: Int = 1_000_000) {
+        self.decisionWait = decisionWait
+        self.decisionWaitAfterRoot = decisionWaitAfterRoot
+        self.maxSpansPerTrace = maxSpansPerTrace
+        self.maxTraces = maxTraces
+    }
+
+    public init(_ settings: SamplingSettings) {
+        self.init(
+            decisionWait: settings.decisionWait, decisionWaitAfterRoot: settings.decisionWaitAfterRootReceived,
+            maxSpansPerTrace: settings.maxSpansPerTrace, maxTraces: settings.numTraces)
+    }
+}
+
+/// One shard's buffered traces: trace id → spans so far, with a deadline per trace kept in a timing
+/// wheel (10 ms ticks), so expiry costs O(1) amortised per trace, never a scan. Single-threaded and
+/// clock-free: the caller passes `now` (monotonic nanoseconds) — tests drive it by hand.
+public struct TraceWindow: Sendable {
+    struct Entry {
+        var trace: TraceData
+        var firstSeen: UInt64
+        var deadline: UInt64
+        var rootSeen: Bool
+        var generation: UInt32
+        var residentBytes: Int
+    }
+
+    public var limits: WindowLimits
+    public private(set) var cache: DecisionCache
+    private var slots: [Entry?] = []
+    private var freeSlots: [Int32] = []
+    private var index: [TraceID: Int32] = [:]
+    private var generations: [UInt32] = []
+    private var wheel: DeadlineWheel
+    private var due: [DeadlineWheel.Item] = []
+    /// Per source partition, (offset, slot, generation) in arrival order: the front's offset is the
+    /// lowest still held (entries of decided traces are skipped lazily).
+    private var holds: [UInt32: RingQueue<Hold>] = [:]
+    private var lastBatch: UInt64 = 0
+    public private(set) var bufferedBytes = 0
+    public private(set) var bufferedSpans = 0
+
+    struct Hold {
+        var offset: Int64
+        var slot: Int32
+        var generation: UInt32
+    }
+
+    public init(limits: WindowLimits, cache: DecisionCache) {
+        self.limits = limits
+        self.cache = cache
+        wheel = DeadlineWheel()
+    }
+
+    public var traceCount: Int { index.count }
+
+    /// Offers one span. New traces get their deadline; a root span may bring it forward; a trace at
+    /// `max_spans_per_trace` is returned at once in `ready`.
+    public mutating func insert(
+        _ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, source: SourcePosition, now: UInt64,
+        ready: inout [ReadyTrace]
+    ) -> SpanDisposition {
+        let slot: Int32
+        if let existing = index[span.traceID] {
+            slot = existing
+        } else {
+            if let remembered = cache.lookup(span.traceID) { return .late(remembered) }
+            slot = allocate(TraceData(traceID: span.traceID), now: now)
+            index[span.traceID] = slot
+            wheel.schedule(slot: slot, generation: generations[Int(slot)], at: slots[Int(slot)]!.deadline, now: now)
+            hold(source, slot: slot)
+        }
+        let i = Int(slot)
+        let before = slots[i]!.residentBytes
+        slots[i]!.trace.append(span, from: batch, batchGeneration: batchGeneration)
+        let after = slots[i]!.trace.residentBytes
+        slots[i]!.residentBytes = after
+        bufferedBytes += after - before
+        bufferedSpans += 1
+        if source.offset != lastHeldOffset(slot: slot, partition: source.partition) { hold(source, slot: slot) }
+
+        if span.isRoot && !slots[i]!.rootSeen {
+            slots[i]!.rootSeen = true
+            let rootDeadline = now &+ nanoseconds(limits.decisionWaitAfterRoot)
+            if rootDeadline < slots[i]!.deadline {
+                slots[i]!.deadline = rootDeadline
+                wheel.schedule(slot: slot, generation: generations[i], at: rootDeadline, now: now)
+            }
+        }
+        if limits.maxSpansPerTrace > 0 && slots[i]!.trace.spans.count >= limits.maxSpansPerTrace {
+            ready.append(release(slot, reason: .maxSpans))
+        }
+        return .buffered
+    }
+
+    /// Traces whose deadline is at or before `now`.
+    public mutating func expire(now: UInt64, into ready: inout [ReadyTrace]) {
+        due.removeAll(keepingCapacity: true)
+        wheel.advance(to: now, into: &due)
+        for item in due {
+            // Deadlines only move earlier, so a live entry of the same generation is due now.
+            guard generations[Int(item.slot)] == item.generation, let entry = slots[Int(item.slot)], entry.deadline <= now else { continue }
+            let reason: DecisionReason = entry.rootSeen && entry.deadline < entry.firstSeen &+ nanoseconds(limits.decisionWait)
+                ? .rootReceived : .decisionWait
+            ready.append(release(item.slot, reason: reason))
+        }
+    }
+
+    /// Releases the heaviest traces (bytes × age) until `bufferedBytes` ≤ `target`: the answer to a
+    /// single giant trace when pausing Kafka is not enough. Scans, but only under memory pressure.
+    public mutating func releaseHeaviest(until target: Int, now: UInt64, into ready: inout [ReadyTrace]) {
+        guard bufferedBytes > target else { return }
+        var candidates: [(weight: Double, slot: Int32)] = []
+        for (i, entry) in slots.enumerated() {
+            guard let entry else { continue }
+            candidates.append((Double(entry.residentBytes) * Double(max(1, now &- entry.firstSeen)), Int32(i)))
+        }
+        candidates.sort { $0.weight > $1.weight }
+        for candidate in candidates where bufferedBytes > target {
+            ready.append(release(candidate.slot, reason: .memoryPressure))
+        }
+    }
+
+    /// Releases every trace (shutdown; or all spans of revoked partitions, see ``releaseAll(from:)``).
+    public mutating func releaseAll(into ready: inout [ReadyTrace]) {
+        for i in slots.indices where slots[i] != nil { ready.append(release(Int32(i), reason: .flush)) }
+    }
+
+    /// Forgets (without deciding) every trace holding spans of `partitions`: on a revoke their new
+    /// owner replays them from the committed offset. Returns how many traces were dropped from memory.
+    @discardableResult
+    public mutating func forget(partitions: Set<UInt32>) -> Int {
+        var forgotten = 0
+        for partition in partitions {
+            guard var queue = holds[partition] else { continue }
+            while let hold = queue.popFirst() {
+                if generations[Int(hold.slot)] == hold.generation, slots[Int(hold.slot)] != nil {
+                    _ = release(hold.slot, reason: .flush)
+                    forgotten += 1
+                }
+            }
+            holds[partition] = nil
+        }
+        return forgotten
+    }
+
+    /// Records a decision so late spans follow it.
+    public mutating func remember(_ traceID: TraceID, kept: Bool) { cache.remember(traceID, kept: kept) }
+
+    /// The lowest offset per partition that a buffered trace still holds. Offsets below it are free
+    /// (to commit once everything decided there is also acknowledged). Partitions absent hold nothing.
+    public mutating func lowestHeldOffsets() -> [UInt32: Int64] {
+        var result: [UInt32: Int64] = [:]
+        for partition in Array(holds.keys) {
+            while let front = holds[partition]!.first,
+                generations[Int(front.slot)] != front.generation || slots[Int(front.slot)] == nil
+            {
+                _ = holds[partition]!.popFirst()
+            }
+            if let front = holds[partition]!.first {
+                // Arrival order is offset order within a partition, except for the rare trace that
+                // gains spans from an older offset: take the minimum over what remains at the front.
+                result[partition] = holds[partition]!.minimum(\.offset, liveWhere: { generations[Int($0.slot)] == $0.generation && slots[Int($0.slot)] != nil }) ?? front.offset
+            } else {
+                holds[partition] = nil
+            }
+        }
+        return result
+    }
+
+    // MARK: Slots
+
+    private mutating func allocate(_ trace: TraceData, now: UInt64) -> Int32 {
+        let entry = Entry(
+            trace: trace, firstSeen: now, deadline: now &+ nanoseconds(limits.decisionWait), rootSeen: false,
+            generation: 0, residentBytes: trace.residentBytes)
+        bufferedBytes += entry.residentBytes
+        if let slot = freeSlots.popLast() {
+            generations[Int(slot)] &+= 1
+            slots[Int(slot)] = entry
+            return slot
+        }
+        slots.append(entry)
+        generations.append(0)
+        return Int32(slots.count - 1)
+    }
+
+    private mutating func release(_ slot: Int32, reason: DecisionReason) -> ReadyTrace {
+        let entry = slots[Int(slot)]!
+        slots[Int(slot)] = nil
+        generations[Int(slot)] &+= 1
+        freeSlots.append(slot)
+        index[entry.trace.traceID] = nil
+        bufferedBytes -= entry.residentBytes
+        bufferedSpans -= entry.trace.spans.count
+        return ReadyTrace(trace: entry.trace, reason: reason, firstSeen: entry.firstSeen)
+    }
+
+    private mutating func hold(_ source: SourcePosition, slot: Int32) {
+        holds[source.partition, default: RingQueue()].append(Hold(offset: source.offset, slot: slot, generation: generations[Int(slot)]))
+    }
+
+    private func lastHeldOffset(slot: Int32, partition: UInt32) -> Int64? {
+        guard let last = holds[partition]?.last, last.slot == slot, last.generation == generations[Int(slot)] else { return nil }
+        return last.offset
+    }
+}
+
+@inline(__always)
+func nanoseconds(_ duration: Duration) -> UInt64 {
+    UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
+}

@@ -1,0 +1,172 @@
+import OTLP
+import Sampling
+import Testing
+
+/// The window on an injected clock: no sleeps anywhere.
+@Suite struct TraceWindowTests {
+    let ms: UInt64 = 1_000_000
+
+    /// A batch with one span per (trace, span, parent) triple.
+    func batch(_ spans: [(trace: UInt64, span: UInt64, parent: UInt64)], payload: Int = 0) throws -> SpanBatch {
+        var request = ProtoWriter()
+        request.writeNested(1) { rs in
+            rs.writeNested(1) { resource in
+                writeValue(&resource, "service.name", .string("feed-service"))
+            }
+            rs.writeNested(2) { ss in
+                for s in spans {
+                    ss.writeNested(2) { w in
+                        w.writeBytesField(1, TraceID(high: 1, low: s.trace).bytes)
+                        w.writeBytesField(2, SpanID(rawValue: s.span).bytes)
+                        if s.parent != 0 { w.writeBytesField(4, SpanID(rawValue: s.parent).bytes) }
+                        w.writeStringField(5, String(repeating: "x", count: payload))
+                        w.writeFixed64Field(7, 1)
+                        w.writeFixed64Field(8, 2)
+                    }
+                }
+            }
+        }
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request.bytes, into: &batch)
+        return batch
+    }
+
+    func window(wait: Duration = .seconds(10), afterRoot: Duration = .seconds(2), maxSpans: Int = 0) -> TraceWindow {
+        TraceWindow(
+            limits: WindowLimits(decisionWait: wait, decisionWaitAfterRoot: afterRoot, maxSpansPerTrace: maxSpans),
+            cache: DecisionCache(keptCapacity: 100, droppedCapacity: 100))
+    }
+
+    func insertAll(_ window: inout TraceWindow, _ batch: SpanBatch, now: UInt64, offset: Int64 = 0, partition: UInt32 = 0, generation: UInt64 = 1) -> ([SpanDisposition], [ReadyTrace]) {
+        var ready: [ReadyTrace] = []
+        let dispositions = batch.spans.map {
+            window.insert($0, from: batch, batchGeneration: generation, source: SourcePosition(partition: partition, offset: offset), now: now, ready: &ready)
+        }
+        return (dispositions, ready)
+    }
+
+    @Test func decidedDecisionWaitAfterTheFirstSpan() throws {
+        var w = window(wait: .milliseconds(250))
+        _ = insertAll(&w, try batch([(1, 1, 9), (1, 2, 9)]), now: 1_000 * ms)
+        var ready: [ReadyTrace] = []
+        w.expire(now: 1_240 * ms, into: &ready)
+        #expect(ready.isEmpty, "not before 250 ms")
+        w.expire(now: 1_250 * ms, into: &ready)
+        #expect(ready.count == 1)
+        #expect(ready.first?.reason == .decisionWait)
+        #expect(ready.first?.trace.spans.count == 2)
+        #expect(w.traceCount == 0 && w.bufferedSpans == 0 && w.bufferedBytes == 0)
+    }
+
+    @Test func rootSpanBringsTheDecisionForward() throws {
+        var w = window(wait: .seconds(10), afterRoot: .seconds(2))
+        _ = insertAll(&w, try batch([(1, 2, 1)]), now: 0)
+        _ = insertAll(&w, try batch([(1, 1, 0)]), now: 1_000 * ms)  // the root, a second later
+        var ready: [ReadyTrace] = []
+        w.expire(now: 2_999 * ms, into: &ready)
+        #expect(ready.isEmpty)
+        w.expire(now: 3_000 * ms, into: &ready)
+        #expect(ready.map(\.reason) == [.rootReceived])
+        #expect(ready.first?.trace.hasRoot == true)
+    }
+
+    @Test func maxSpansPerTraceDecidesAtOnce() throws {
+        var w = window(maxSpans: 3)
+        let (_, first) = insertAll(&w, try batch([(1, 1, 9), (1, 2, 9)]), now: 0)
+        #expect(first.isEmpty)
+        let (_, second) = insertAll(&w, try batch([(1, 3, 9)]), now: 1)
+        #expect(second.map(\.reason) == [.maxSpans])
+        #expect(second.first?.trace.spans.count == 3)
+    }
+
+    @Test func lateSpansFollowTheRememberedDecision() throws {
+        var w = window(wait: .milliseconds(100))
+        _ = insertAll(&w, try batch([(1, 1, 0), (2, 1, 0)]), now: 0)
+        var ready: [ReadyTrace] = []
+        w.expire(now: 100 * ms, into: &ready)
+        #expect(ready.count == 2)
+        w.remember(TraceID(high: 1, low: 1), kept: true)
+        w.remember(TraceID(high: 1, low: 2), kept: false)
+        let (late, _) = insertAll(&w, try batch([(1, 5, 1), (2, 5, 1), (3, 1, 0)]), now: 200 * ms)
+        #expect(late == [.late(.kept), .late(.dropped), .buffered])
+        #expect(w.traceCount == 1, "only the new trace is buffered")
+    }
+
+    @Test func subSecondGranularityAndManyDeadlines() throws {
+        var w = window(wait: .milliseconds(30))
+        for i in 0..<1000 {
+            _ = insertAll(&w, try batch([(UInt64(i + 1), 1, 7)]), now: UInt64(i) * ms)
+        }
+        var ready: [ReadyTrace] = []
+        w.expire(now: 529 * ms, into: &ready)
+        // Traces first seen at 0…499 ms are due (first + 30 ms ≤ 529 ms).
+        #expect(ready.count == 500)
+        w.expire(now: 10_000 * ms, into: &ready)
+        #expect(ready.count == 1000)
+        #expect(w.traceCount == 0)
+    }
+
+    @Test func deadlinesBeyondOneTurnOfTheWheel() throws {
+        var w = window(wait: .seconds(100))
+        _ = insertAll(&w, try batch([(1, 1, 9)]), now: 0)
+        var ready: [ReadyTrace] = []
+        for second in stride(from: 0 as UInt64, through: 99, by: 1) {
+            w.expire(now: second * 1_000 * ms, into: &ready)
+        }
+        #expect(ready.isEmpty)
+        w.expire(now: 100_000 * ms, into: &ready)
+        #expect(ready.count == 1)
+    }
+
+    @Test func bytesAreAccountedAndTheHeaviestGoFirst() throws {
+        var w = window()
+        _ = insertAll(&w, try batch([(1, 1, 9)], payload: 10), now: 0)
+        let small = w.bufferedBytes
+        _ = insertAll(&w, try batch([(2, 1, 9), (2, 2, 9), (2, 3, 9)], payload: 4000), now: 0)
+        #expect(w.bufferedBytes > small + 12_000)
+        var ready: [ReadyTrace] = []
+        w.releaseHeaviest(until: small, now: 1 * ms, into: &ready)
+        #expect(ready.map(\.trace.traceID.low) == [2])
+        #expect(ready.first?.reason == .memoryPressure)
+        #expect(w.bufferedBytes == small)
+    }
+
+    @Test func lowestHeldOffsetsFollowDecisions() throws {
+        var w = window(wait: .milliseconds(100))
+        _ = insertAll(&w, try batch([(1, 1, 9)]), now: 0, offset: 10)
+        _ = insertAll(&w, try batch([(2, 1, 9)]), now: 50 * ms, offset: 11)
+        _ = insertAll(&w, try batch([(1, 2, 9)]), now: 60 * ms, offset: 12)  // trace 1 grows from a later offset
+        #expect(w.lowestHeldOffsets() == [0: 10])
+        var ready: [ReadyTrace] = []
+        w.expire(now: 100 * ms, into: &ready)  // trace 1 (offsets 10 and 12) decided
+        #expect(w.lowestHeldOffsets() == [0: 11])
+        w.expire(now: 150 * ms, into: &ready)
+        #expect(w.lowestHeldOffsets().isEmpty)
+    }
+
+    @Test func forgettingRevokedPartitions() throws {
+        var w = window()
+        _ = insertAll(&w, try batch([(1, 1, 9)]), now: 0, offset: 5, partition: 0)
+        _ = insertAll(&w, try batch([(2, 1, 9)]), now: 0, offset: 5, partition: 1)
+        #expect(w.forget(partitions: [1]) == 1)
+        #expect(w.traceCount == 1)
+        #expect(w.lowestHeldOffsets() == [0: 5])
+    }
+
+    @Test func routingSpreadsSequentialIdsEvenly() {
+        var counts = [Int](repeating: 0, count: 8)
+        // Ids that differ only in their low bits (a timestamp-like high half, as some SDKs make).
+        for i in 0..<80_000 { counts[TraceRouting.shard(of: TraceID(high: 0x6543_2100_0000_0000, low: UInt64(i)), count: 8)] += 1 }
+        #expect(counts.allSatisfy { (9_500...10_500).contains($0) }, "\(counts)")
+    }
+
+    @Test func decisionCacheEvictsOldestGenerationAndKeepsRecent() {
+        var cache = DecisionCache(keptCapacity: 4, droppedCapacity: 4)
+        for i in 1...6 { cache.remember(TraceID(high: 0, low: UInt64(i)), kept: true) }
+        #expect(cache.lookup(TraceID(high: 0, low: 6)) == .kept)
+        #expect(cache.lookup(TraceID(high: 0, low: 1)) == nil, "the oldest generation was forgotten")
+        cache.remember(TraceID(high: 9, low: 9), kept: false)
+        #expect(cache.lookup(TraceID(high: 9, low: 9)) == .dropped)
+        #expect(cache.lookup(TraceID(high: 9, low: 8)) == nil)
+    }
+}
