@@ -1,5 +1,6 @@
 import Foundation
 public import Kafka
+public import Sampling
 public import Logging
 public import OTLP
 import Synchronization
@@ -18,6 +19,14 @@ public struct EngineConfiguration: Sendable {
     public var statusInterval: Duration = .seconds(10)
     /// How often librdkafka reports consumer lag.
     public var statisticsInterval: Duration = .seconds(5)
+    /// The rule file (collector tail_sampling syntax); nil keeps every trace.
+    public var rulesPath: String?
+    /// Overrides the rule file's `decision_wait`.
+    public var decisionWait: Duration?
+    /// Bytes of buffered traces above which consumption pauses; nil: half the memory limit.
+    public var bufferLimit: Int?
+    /// Trace-window shards (threads); nil: one per core.
+    public var shards: Int?
 
     public init(brokers: String) { self.brokers = brokers }
 
@@ -45,20 +54,55 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var messagesRejected: [String: Int]
     public var spansRejected: [String: Int]
     public var deadLettered: Int
+    public var tracesKept: Int
+    public var tracesDropped: Int
+    public var keptByPolicy: [String: Int]
+    public var lateSpans: Int
 }
 
-/// The engine's lifecycle. Today: ingest (consume, decode, account for bad input, commit); the trace
-/// windows, rules and sinks plug in as its ``IngestSink``.
+/// The engine's lifecycle: ingest (consume, decode, account for bad input), the sampling stage
+/// (trace windows, rules, decisions), and offsets committed behind what is decided.
 public final class Engine: Sendable {
     public let configuration: EngineConfiguration
     public let metrics: IngestMetrics
+    /// The sampling stage (nil when an ingest-only sink was given).
+    public let sampling: SamplingStage?
     private let loop: IngestLoop
     private let logger: Logger
 
-    public init(configuration: EngineConfiguration, sink: any IngestSink = AcknowledgeOnDecode(), logger: Logger) throws {
+    /// The rules used when no rule file is given: keep every trace (nothing is lost by default).
+    public static let keepEverything = RuleSet(
+        configuration: RuleConfiguration(policies: [PolicySpec(name: "keep-all", kind: .alwaysSample)]), hash: "builtin")
+
+    /// The full engine. Throws ``ConfigurationError``, `RuleFileErrors` (invalid rules: exit 2) or
+    /// `KafkaError`.
+    public convenience init(configuration: EngineConfiguration, kept: any KeptTraceSink = KeptTraceCounter(), logger: Logger) throws {
         try configuration.validate()
+        let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let samplingMetrics = SamplingMetrics(shards: shards)
+        if configuration.rulesPath == nil {
+            logger.warning("no --rules given: every trace is kept (write a rule file to sample)")
+        }
+        let rules = try RuleStore(path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: Engine.keepEverything)
+        let stage = SamplingStage(
+            rules: rules, metrics: samplingMetrics, shardCount: shards,
+            bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,
+            decisionWaitOverride: configuration.decisionWait, logger: logger)
+        try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
+        let loop = self.loop
+        stage.onPressure { paused in loop.setPaused(paused) }
+    }
+
+    /// Ingest only: every decoded batch goes to `sink` (tests, benchmarks, the bare-consumer baseline).
+    public convenience init(configuration: EngineConfiguration, sink: any IngestSink, logger: Logger) throws {
+        try configuration.validate()
+        try self.init(configuration: configuration, sink: sink, sampling: nil, logger: logger)
+    }
+
+    private init(configuration: EngineConfiguration, sink: any IngestSink, sampling: SamplingStage?, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        self.sampling = sampling
         metrics = IngestMetrics()
         var deadLetter: DeadLetterTopic?
         if let topic = configuration.deadLetterTopic {
@@ -73,11 +117,20 @@ public final class Engine: Sendable {
             exitOnEOF: configuration.exitOnEOF, logger: logger)
     }
 
-    /// Stop fetching, hand on what was polled, commit, leave the group; ``run()`` then returns.
+    /// Stop fetching, decide what is buffered, commit, leave the group; ``run()`` then returns.
     public func requestStop() { loop.requestStop() }
 
     /// Backpressure switch (used by the buffer limit and the sinks).
     public func setPaused(_ paused: Bool) { loop.setPaused(paused) }
+
+    /// Reloads the rule file now (SIGHUP, `POST /-/reload`); false if it was refused.
+    @discardableResult
+    public func reloadRules(reason: String) -> Bool { sampling?.rules.reload(reason: reason) ?? false }
+
+    /// Self-metrics in the Prometheus text format.
+    public func prometheusText() -> String {
+        metrics.prometheusText() + (sampling.map { $0.metrics.prometheusText(bufferLimit: $0.bufferLimit) } ?? "")
+    }
 
     /// Runs until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error. Blocking:
     /// the ingest loop gets its own thread; this one logs status.
@@ -92,25 +145,36 @@ public final class Engine: Sendable {
         }
         thread.name = "tailgate-ingest"
         thread.start()
+        sampling?.rules.watch()
         logger.info(
             "consuming", metadata: [
                 "brokers": "\(configuration.brokers)", "topics": "\(configuration.topics.joined(separator: ","))",
                 "group": "\(configuration.group)", "encoding": "\(configuration.encoding.rawValue)",
-                "librdkafka": "\(librdkafkaVersion)",
+                "rules": "\(configuration.rulesPath ?? "(none: keep all)")", "librdkafka": "\(librdkafkaVersion)",
             ])
         var previous = metrics.snapshot
         while finished.wait(timeout: .now() + configuration.statusInterval.timeInterval) == .timedOut {
             let now = metrics.snapshot
             let lag = metrics.consumerLag.values.reduce(0, +)
-            logger.info(
-                "status", metadata: [
-                    "spans": "\(now.spansReceived)", "spans_per_s": "\(Int(Double(now.spansReceived - previous.spansReceived) / configuration.statusInterval.timeInterval))",
-                    "messages": "\(now.messagesReceived)", "rejected": "\(now.totalMessagesRejected)", "lag": "\(lag)",
-                ])
+            var status: Logger.Metadata = [
+                "spans": "\(now.spansReceived)",
+                "spans_per_s": "\(Int(Double(now.spansReceived - previous.spansReceived) / configuration.statusInterval.timeInterval))",
+                "messages": "\(now.messagesReceived)", "rejected": "\(now.totalMessagesRejected)", "lag": "\(lag)",
+            ]
+            if let sampling {
+                let decisions = sampling.metrics.snapshot
+                status["kept"] = "\(decisions.kept)"
+                status["dropped"] = "\(decisions.dropped)"
+                status["buffered_traces"] = "\(sampling.metrics.buffered.traces)"
+            }
+            logger.info("status", metadata: status)
             previous = now
         }
+        sampling?.stop()
+        sampling?.rules.stop()
         let result = outcome.withLock { $0 } ?? .stopped
         let totals = metrics.snapshot
+        let decisions = sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
         let outcomeText: String
         switch result {
         case .stopped: outcomeText = "stopped"
@@ -121,7 +185,8 @@ public final class Engine: Sendable {
             outcome: outcomeText, messages: totals.messagesReceived, bytes: totals.bytesReceived, spans: totals.spansReceived,
             messagesRejected: Dictionary(uniqueKeysWithValues: totals.messagesRejected.map { ($0.key.rawValue, $0.value) }),
             spansRejected: Dictionary(uniqueKeysWithValues: totals.spansRejected.map { ($0.key.rawValue, $0.value) }),
-            deadLettered: totals.messagesDeadLettered)
+            deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept, tracesDropped: decisions.dropped,
+            keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped)
     }
 }
 

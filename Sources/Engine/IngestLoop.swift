@@ -11,39 +11,60 @@ public struct IngestedMessage: Sendable {
     public var spans: Range<Int>
 }
 
-/// What takes decoded batches from the ingest loop, and decides which offsets may be committed.
+/// What takes decoded batches from the ingest loop and says which offsets may be committed.
 /// Called on the polling thread.
 public protocol IngestSink: AnyObject, Sendable {
-    /// Takes the spans of one poll. Returns, per partition, the next offset whose predecessors are all
-    /// safely handled (it is stored for commit); partitions absent are not advanced.
-    func ingest(_ batch: borrowing SpanBatch, messages: [IngestedMessage]) -> [TopicPartition: Int64]
+    /// The attribute keys the decoder must extract (a rule reload may add keys).
+    var attributeSelection: AttributeSelection { get }
+    /// Takes the spans of one poll. The batch is the sink's to keep; the loop decodes into a new one.
+    func ingest(_ batch: SpanBatch, messages: [IngestedMessage])
+    /// Per partition, the next offset whose predecessors are all safely handled; stored for commit
+    /// after every poll. Partitions absent are not advanced.
+    func committableOffsets() -> [TopicPartition: Int64]
+    /// These partitions were assigned to this member.
+    func assigned(_ partitions: [TopicPartition])
     /// These partitions are being taken away: return the offsets safe to commit for them now and
     /// release their state (their next owner replays from there).
     func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64]
+    /// The loop is stopping: decide and hand on everything buffered, so that
+    /// ``committableOffsets()`` covers all that was consumed.
+    func drain()
 }
 
-/// Acknowledges each message as soon as it is decoded: for ingest-only runs, before the trace
-/// windows of the sampling stage hold spans back.
+/// Acknowledges each message as soon as it is decoded: for ingest-only runs, and the reference
+/// against which the sampling stage is measured.
 public final class AcknowledgeOnDecode: IngestSink {
     private let spans = Atomic<Int>(0)
     private let traces = Mutex<Set<TraceID>>([])
+    private let next = Mutex<[TopicPartition: Int64]>([:])
     private let countsTraces: Bool
 
     /// - Parameter countTraces: also collect distinct trace ids (memory grows with traffic; for tests and demos).
     public init(countTraces: Bool = false) { self.countsTraces = countTraces }
 
-    public func ingest(_ batch: borrowing SpanBatch, messages: [IngestedMessage]) -> [TopicPartition: Int64] {
+    public var attributeSelection: AttributeSelection { .none }
+
+    public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
         spans.add(batch.spans.count, ordering: .relaxed)
         if countsTraces {
             let ids = batch.spans.map(\.traceID)
             traces.withLock { $0.formUnion(ids) }
         }
-        var next: [TopicPartition: Int64] = [:]
-        for message in messages { next[message.partition] = max(next[message.partition] ?? 0, message.offset + 1) }
-        return next
+        next.withLock { next in
+            for message in messages { next[message.partition] = max(next[message.partition] ?? 0, message.offset + 1) }
+        }
     }
 
-    public func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+    public func committableOffsets() -> [TopicPartition: Int64] { next.withLock { $0 } }
+    public func assigned(_ partitions: [TopicPartition]) {}
+    public func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        next.withLock { next in
+            var result: [TopicPartition: Int64] = [:]
+            for partition in partitions { result[partition] = next.removeValue(forKey: partition) }
+            return result
+        }
+    }
+    public func drain() {}
 
     public var spanCount: Int { spans.load(ordering: .relaxed) }
     public var distinctTraces: Int { traces.withLock { $0.count } }
@@ -71,7 +92,7 @@ public final class IngestLoop: @unchecked Sendable {
     public var maxMessagesPerPoll = 2048
 
     public init(
-        consumer configuration: KafkaConsumerConfiguration, encoding: OTLPEncoding, selection: AttributeSelection = .none,
+        consumer configuration: KafkaConsumerConfiguration, encoding: OTLPEncoding,
         sink: any IngestSink, deadLetter: DeadLetterTopic? = nil, metrics: IngestMetrics = IngestMetrics(),
         exitOnEOF: Bool = false, logger: Logger
     ) throws(KafkaError) {
@@ -94,7 +115,7 @@ public final class IngestLoop: @unchecked Sendable {
         self.deadLetter = deadLetter
         self.logger = logger
         self.exitOnEOF = exitOnEOF
-        batch = SpanBatch(selection: selection, reservingBytes: 4 << 20, spans: 16_384)
+        batch = SpanBatch(selection: sink.attributeSelection, reservingBytes: 1 << 20, spans: 4096)
         messages.reserveCapacity(maxMessagesPerPoll)
     }
 
@@ -129,6 +150,9 @@ public final class IngestLoop: @unchecked Sendable {
                 break
             }
         }
+        // Decide what is buffered, then store what that frees; close commits it and leaves the group.
+        sink.drain()
+        storeCommittableOffsets()
         consumer.close()
         if let deadLetter {
             do { try deadLetter.flush(timeout: .seconds(10)) } catch {
@@ -178,9 +202,24 @@ public final class IngestLoop: @unchecked Sendable {
             }
         }
         metrics.add(counts)
-        guard !messages.isEmpty else { return }
-        let safe = sink.ingest(batch, messages: messages)
-        consumer.storeOffsets(safe)
+        if !messages.isEmpty {
+            sink.ingest(batch, messages: messages)
+            // The sink keeps the batch; decode the next poll into fresh storage of a similar size.
+            batch = SpanBatch(
+                selection: sink.attributeSelection, reservingBytes: batch.bytes.count, spans: batch.spans.count)
+        } else if batch.selection != sink.attributeSelection {
+            batch = SpanBatch(selection: sink.attributeSelection)
+        }
+        storeCommittableOffsets()
+    }
+
+    private var lastStored: [TopicPartition: Int64] = [:]
+
+    private func storeCommittableOffsets() {
+        let offsets = sink.committableOffsets().filter { lastStored[$0.key] != $0.value }
+        guard !offsets.isEmpty else { return }
+        consumer.storeOffsets(offsets)
+        lastStored.merge(offsets) { $1 }
     }
 
     private func applyPause() {
@@ -216,7 +255,10 @@ final class RebalanceRelay: @unchecked Sendable {
         self.metrics = metrics
     }
 
-    func assigned(_ partitions: [TopicPartition]) { metrics.record(assigned: partitions) }
+    func assigned(_ partitions: [TopicPartition]) {
+        sink.assigned(partitions)
+        metrics.record(assigned: partitions)
+    }
 
     func revoked(_ partitions: [TopicPartition]) {
         let safe = sink.revoke(partitions)

@@ -3,15 +3,18 @@ import Engine
 import Foundation
 import Kafka
 import OTLP
+import Sampling
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Consume spans from Kafka as a consumer-group member and process them.",
         discussion: """
             Joins consumer group --group on the --topic topics, decodes every message (otlp_proto or otlp_json, \
-            one trace or many per message), counts and sets aside bad input, and commits offsets only for what \
-            is handled. SIGTERM/SIGINT: stop fetching, commit, exit 0. With --exit-on-eof it stops by itself when \
-            every assigned partition is at its end and prints a JSON summary.
+            one trace or many per message), counts and sets aside bad input, groups spans by trace in sharded \
+            windows, decides each whole trace with the rules, and commits offsets only behind what is decided. \
+            SIGHUP reloads the rules (so does a change of the file). SIGTERM/SIGINT: stop fetching, decide what \
+            is buffered, commit, exit 0. With --exit-on-eof it stops by itself when every assigned partition is \
+            at its end and prints a JSON summary.
             """)
 
     @Option(help: "Kafka bootstrap servers, comma-separated (host:port,...).")
@@ -32,6 +35,18 @@ struct Run: ParsableCommand {
     @Option(help: "Copy messages that do not decode to this topic (with reason headers).")
     var deadLetterTopic: String?
 
+    @Option(help: "Rule file: the OpenTelemetry Collector tail_sampling configuration (or a whole collector config). Without it every trace is kept.")
+    var rules: String?
+
+    @Option(help: "Decide a trace this long after its first span (overrides the rule file's decision_wait), e.g. 10s.")
+    var decisionWait: String?
+
+    @Option(help: "Buffered bytes above which consumption pauses, e.g. 512MiB, 4GiB (default: half the memory limit).")
+    var bufferLimit: String?
+
+    @Option(help: "Trace-window shards (threads); default one per core.")
+    var shards: Int?
+
     @Flag(help: "Process everything, commit, and exit when every assigned partition is at its end.")
     var exitOnEof = false
 
@@ -50,10 +65,25 @@ struct Run: ParsableCommand {
         configuration.deadLetterTopic = deadLetterTopic
         configuration.exitOnEOF = exitOnEof
         configuration.statusInterval = try parseDuration(statusInterval, option: "--status-interval")
+        configuration.rulesPath = rules
+        configuration.decisionWait = try decisionWait.map { (text) throws(ConfigurationError) in try parseDuration(text, option: "--decision-wait") }
+        configuration.bufferLimit = try bufferLimit.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--buffer-limit") }
+        if let shards, shards < 1 { throw ConfigurationError("--shards must be at least 1") }
+        configuration.shards = shards
 
-        let engine = try Engine(configuration: configuration, logger: logger)
-        let trap = SignalTrap([SIGINT, SIGTERM]) { signal in
-            logger.info("signal \(signal): stopping (finishing the current batch, committing)")
+        let engine: Engine
+        do {
+            engine = try Engine(configuration: configuration, logger: logger)
+        } catch let errors as RuleFileErrors {
+            FileHandle.standardError.write(Data("tailgate: invalid rule file\n\(errors.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signal in
+            if signal == SIGHUP {
+                engine.reloadRules(reason: "SIGHUP")
+                return
+            }
+            logger.info("signal \(signal): stopping (deciding what is buffered, committing)")
             engine.requestStop()
         }
         let summary = engine.run()

@@ -1,0 +1,106 @@
+public import Sampling
+import Synchronization
+
+/// Counters of the windows and decisions; shards add a cycle's counts at once.
+public final class SamplingMetrics: Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var keptByPolicy: [String: Int] = [:]
+        public var dropped = 0
+        public var lateKept = 0
+        public var lateDropped = 0
+        public var decisionsByReason: [DecisionReason: Int] = [:]
+        public var spansKept = 0
+        public init() {}
+
+        public var kept: Int { keptByPolicy.values.reduce(0, +) }
+
+        mutating func add(_ other: Counts) {
+            keptByPolicy.merge(other.keptByPolicy, uniquingKeysWith: +)
+            dropped += other.dropped
+            lateKept += other.lateKept
+            lateDropped += other.lateDropped
+            decisionsByReason.merge(other.decisionsByReason, uniquingKeysWith: +)
+            spansKept += other.spansKept
+        }
+    }
+
+    /// Buffer occupancy, per shard (each shard writes its own slot).
+    struct Occupancy: Sendable, Equatable {
+        var traces = 0
+        var spans = 0
+        var bytes = 0
+    }
+
+    private let counts = Mutex(Counts())
+    private let occupancy: Mutex<[Occupancy]>
+    private let reload = Mutex(ReloadState())
+
+    struct ReloadState {
+        var failures = 0
+        var lastSuccess: Double = 0
+        var hash = ""
+        var policies = 0
+    }
+
+    init(shards: Int) { occupancy = Mutex(Array(repeating: Occupancy(), count: shards)) }
+
+    func add(_ cycle: Counts) {
+        guard cycle != Counts() else { return }
+        counts.withLock { $0.add(cycle) }
+    }
+
+    func record(shard: Int, _ value: Occupancy) { occupancy.withLock { $0[shard] = value } }
+
+    func recordReload(success: Bool, at unixSeconds: Double, hash: String, policies: Int) {
+        reload.withLock { state in
+            if success {
+                state.lastSuccess = unixSeconds
+                state.hash = hash
+                state.policies = policies
+            } else {
+                state.failures += 1
+            }
+        }
+    }
+
+    public var snapshot: Counts { counts.withLock { $0 } }
+
+    /// Buffered traces, spans and bytes over all shards.
+    public var buffered: (traces: Int, spans: Int, bytes: Int) {
+        occupancy.withLock { all in
+            all.reduce((0, 0, 0)) { ($0.0 + $1.traces, $0.1 + $1.spans, $0.2 + $1.bytes) }
+        }
+    }
+
+    public var reloadFailures: Int { reload.withLock { $0.failures } }
+
+    public func prometheusText(bufferLimit: Int) -> String {
+        let totals = snapshot
+        let buffer = buffered
+        let rules = reload.withLock { $0 }
+        var out = PrometheusText()
+        out.family("tailgate_traces_kept_total", "counter", "Traces kept, by the policy that kept them.")
+        for (policy, count) in totals.keptByPolicy.sorted(by: { $0.key < $1.key }) {
+            out.sample("tailgate_traces_kept_total", [("policy", policy)], count)
+        }
+        out.counter("tailgate_traces_dropped_total", "Traces dropped by the rules.", totals.dropped)
+        out.counter("tailgate_spans_kept_total", "Spans of kept traces (late spans included).", totals.spansKept)
+        out.family("tailgate_late_spans_total", "counter", "Spans that arrived after their trace was decided, by that decision.")
+        out.sample("tailgate_late_spans_total", [("decision", "keep")], totals.lateKept)
+        out.sample("tailgate_late_spans_total", [("decision", "drop")], totals.lateDropped)
+        out.family("tailgate_trace_decisions_total", "counter", "Traces decided, by what triggered the decision.")
+        for reason in DecisionReason.allCases {
+            out.sample("tailgate_trace_decisions_total", [("reason", reason.rawValue)], totals.decisionsByReason[reason] ?? 0)
+        }
+        out.gauge("tailgate_buffer_traces", "Traces waiting for a decision.", buffer.traces)
+        out.gauge("tailgate_buffer_spans", "Spans waiting for a decision.", buffer.spans)
+        out.gauge("tailgate_buffer_bytes", "Bytes held by traces waiting for a decision.", buffer.bytes)
+        out.gauge("tailgate_buffer_limit_bytes", "The buffer limit; consumption pauses above it.", bufferLimit)
+        out.counter("tailgate_rules_reload_failures_total", "Rule file reloads refused (the previous rules stay).", rules.failures)
+        out.family("tailgate_rules_last_reload_success_timestamp_seconds", "gauge", "When the running rules were loaded.")
+        out.sample("tailgate_rules_last_reload_success_timestamp_seconds", [], Int(rules.lastSuccess))
+        out.family("tailgate_rules_info", "gauge", "The running rules: content hash and policy count.")
+        out.sample("tailgate_rules_info", [("hash", rules.hash), ("policies", String(rules.policies))], 1)
+        return out.text
+    }
+}

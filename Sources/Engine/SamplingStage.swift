@@ -1,0 +1,334 @@
+import Dispatch
+import Foundation
+public import Kafka
+public import Logging
+public import OTLP
+public import Sampling
+import Synchronization
+
+/// Where kept traces go. Called on shard threads; must not block for long.
+public protocol KeptTraceSink: Sendable {
+    /// A whole kept trace, with the policy that kept it.
+    func keep(_ trace: TraceData, policy: String)
+    /// A span that arrived after its trace was kept.
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch)
+}
+
+/// Counts kept traces and spans and lets them go (no storage configured yet).
+public final class KeptTraceCounter: KeptTraceSink {
+    private let traces = Atomic<Int>(0)
+    private let spans = Atomic<Int>(0)
+    public init() {}
+    public func keep(_ trace: TraceData, policy: String) {
+        traces.add(1, ordering: .relaxed)
+        spans.add(trace.spans.count, ordering: .relaxed)
+    }
+    public func keepLate(_ span: SpanRecord, from batch: SpanBatch) { spans.add(1, ordering: .relaxed) }
+    public var keptTraces: Int { traces.load(ordering: .relaxed) }
+    public var keptSpans: Int { spans.load(ordering: .relaxed) }
+}
+
+/// A monotonic clock in nanoseconds (injected so tests can drive time).
+public protocol MonotonicClock: Sendable {
+    func now() -> UInt64
+}
+
+/// The process's monotonic clock.
+public struct SystemMonotonicClock: MonotonicClock {
+    public init() {}
+    public func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+}
+
+/// The sampling stage: routes each decoded span to the shard that owns its trace (a well-mixed hash
+/// of the trace id), where a single thread holds the trace window, expires deadlines, decides with
+/// the current rules and hands kept traces on. Work crosses threads in whole polls; nothing on the
+/// per-span path takes a shared lock. Offsets become committable once every trace holding spans
+/// from them is decided (a per-partition watermark).
+public final class SamplingStage: IngestSink, @unchecked Sendable {
+    public let rules: RuleStore
+    public let metrics: SamplingMetrics
+    public let bufferLimit: Int
+    private let shards: [Shard]
+    private let kept: any KeptTraceSink
+    private let logger: Logger
+
+    // Ingest-thread state (the polling thread only).
+    private var partitionIndex: [TopicPartition: UInt32] = [:]
+    private var partitions: [TopicPartition] = []
+    private var sequence: UInt64 = 0
+    private var pending: [(sequence: UInt64, next: [UInt32: Int64])] = []
+    private var completedNext: [UInt32: Int64] = [:]
+    private var paused = false
+    private let pressureHandler: Mutex<(@Sendable (Bool) -> Void)?> = Mutex(nil)
+
+    public init(
+        rules: RuleStore, metrics: SamplingMetrics, shardCount: Int, bufferLimit: Int, kept: any KeptTraceSink,
+        decisionWaitOverride: Duration? = nil, clock: any MonotonicClock = SystemMonotonicClock(), logger: Logger
+    ) {
+        self.rules = rules
+        self.metrics = metrics
+        self.bufferLimit = bufferLimit
+        self.kept = kept
+        self.logger = logger
+        let settings = rules.rules.configuration.settings
+        let perShardCache = DecisionCache(
+            keptCapacity: settings.sampledCacheSize / max(1, shardCount),
+            droppedCapacity: settings.nonSampledCacheSize / max(1, shardCount))
+        shards = (0..<max(1, shardCount)).map { index in
+            Shard(
+                index: index, window: TraceWindow(limits: WindowLimits(settings), cache: perShardCache), rules: rules,
+                metrics: metrics, kept: kept, clock: clock, pressureTarget: bufferLimit / max(1, shardCount),
+                decisionWaitOverride: decisionWaitOverride)
+        }
+        for shard in shards { shard.start() }
+    }
+
+    /// Called with true to pause Kafka consumption (buffer full), false to resume.
+    public func onPressure(_ handler: @escaping @Sendable (Bool) -> Void) { pressureHandler.withLock { $0 = handler } }
+
+    public var attributeSelection: AttributeSelection { rules.rules.selection }
+
+    public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
+        sequence += 1
+        var perShard = Array(repeating: ShardWork(batch: batch, generation: sequence, sequence: sequence), count: shards.count)
+        var next: [UInt32: Int64] = [:]
+        for message in messages {
+            let partition = index(of: message.partition)
+            next[partition] = max(next[partition] ?? 0, message.offset + 1)
+            for spanIndex in message.spans {
+                let shard = TraceRouting.shard(of: batch.spans[spanIndex].traceID, count: shards.count)
+                perShard[shard].spans.append(Int32(spanIndex))
+                perShard[shard].sources.append(SourcePosition(partition: partition, offset: message.offset))
+            }
+        }
+        pending.append((sequence, next))
+        // Every shard gets the poll (empty or not), so that "all shards finished poll N" is known.
+        for (shard, work) in zip(shards, perShard) { shard.send(.spans(work)) }
+        applyPressure()
+    }
+
+    public func committableOffsets() -> [TopicPartition: Int64] {
+        applyPressure()
+        let published = shards.map { $0.published }
+        let completed = published.map(\.completedSequence).min() ?? 0
+        while let first = pending.first, first.sequence <= completed {
+            completedNext.merge(first.next) { max($0, $1) }
+            pending.removeFirst()
+        }
+        var result: [TopicPartition: Int64] = [:]
+        for (partition, next) in completedNext {
+            let held = published.compactMap { $0.held[partition] }.min()
+            result[partitions[Int(partition)]] = min(next, held ?? .max)
+        }
+        return result
+    }
+
+    public func assigned(_ partitions: [TopicPartition]) {}
+
+    public func revoke(_ revoked: [TopicPartition]) -> [TopicPartition: Int64] {
+        let safe = committableOffsets().filter { revoked.contains($0.key) }
+        let indices = Set(revoked.compactMap { partitionIndex[$0] })
+        guard !indices.isEmpty else { return safe }
+        let done = DispatchSemaphore(value: 0)
+        for shard in shards { shard.send(.revoke(indices, done)) }
+        for _ in shards { done.wait() }
+        for index in indices { completedNext[index] = nil }
+        for i in pending.indices { for index in indices { pending[i].next[index] = nil } }
+        logger.info("released buffered traces of revoked partitions; their next owner replays from the committed offset",
+                    metadata: ["partitions": "\(revoked.map(\.description).joined(separator: ","))"])
+        return safe
+    }
+
+    public func drain() {
+        let done = DispatchSemaphore(value: 0)
+        for shard in shards { shard.send(.drain(done)) }
+        for _ in shards { done.wait() }
+    }
+
+    /// Stops the shard threads (after ``drain()``).
+    public func stop() {
+        for shard in shards { shard.send(.stop) }
+    }
+
+    private func index(of partition: TopicPartition) -> UInt32 {
+        if let index = partitionIndex[partition] { return index }
+        let index = UInt32(partitions.count)
+        partitions.append(partition)
+        partitionIndex[partition] = index
+        return index
+    }
+
+    /// Pauses consumption above the buffer limit, resumes below 80% of it; far above it (a giant
+    /// trace, or fetches in flight), shards decide their heaviest traces early.
+    private func applyPressure() {
+        let bytes = metrics.buffered.bytes
+        if !paused && bytes > bufferLimit {
+            paused = true
+            pressureHandler.withLock { $0 }?(true)
+            logger.warning("buffer limit reached: pausing consumption", metadata: ["buffered_bytes": "\(bytes)", "limit": "\(bufferLimit)"])
+        } else if paused && bytes < bufferLimit / 10 * 8 {
+            paused = false
+            pressureHandler.withLock { $0 }?(false)
+            logger.info("buffer below 80% of its limit: resuming consumption", metadata: ["buffered_bytes": "\(bytes)"])
+        }
+        let overloaded = bytes > bufferLimit + bufferLimit / 4
+        for shard in shards { shard.underPressure.store(overloaded, ordering: .relaxed) }
+    }
+}
+
+struct ShardWork: Sendable {
+    var batch: SpanBatch
+    var generation: UInt64
+    var sequence: UInt64
+    var spans: [Int32] = []
+    var sources: [SourcePosition] = []
+}
+
+/// One shard: a thread that owns a trace window.
+final class Shard: @unchecked Sendable {
+    enum Command: Sendable {
+        case spans(ShardWork)
+        case revoke(Set<UInt32>, DispatchSemaphore)
+        case drain(DispatchSemaphore)
+        case stop
+    }
+
+    struct Published: Sendable {
+        var completedSequence: UInt64 = 0
+        var held: [UInt32: Int64] = [:]
+    }
+
+    let index: Int
+    private var window: TraceWindow
+    private let rules: RuleStore
+    private let metrics: SamplingMetrics
+    private let kept: any KeptTraceSink
+    private let clock: any MonotonicClock
+    private let inbox = Mutex<[Command]>([])
+    private let wake = DispatchSemaphore(value: 0)
+    private let publishedState = Mutex(Published())
+    let underPressure = Atomic<Bool>(false)
+    private let pressureTarget: Int
+
+    private let decisionWaitOverride: Duration?
+
+    init(
+        index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, kept: any KeptTraceSink,
+        clock: any MonotonicClock, pressureTarget: Int, decisionWaitOverride: Duration?
+    ) {
+        self.decisionWaitOverride = decisionWaitOverride
+        self.index = index
+        self.window = window
+        self.rules = rules
+        self.metrics = metrics
+        self.kept = kept
+        self.clock = clock
+        self.pressureTarget = pressureTarget
+    }
+
+    var published: Published { publishedState.withLock { $0 } }
+
+    func send(_ command: Command) {
+        inbox.withLock { $0.append(command) }
+        wake.signal()
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "tailgate-shard-\(index)"
+        thread.start()
+    }
+
+    private func run() {
+        var ready: [ReadyTrace] = []
+        var commands: [Command] = []
+        var stopping = false
+        while !stopping {
+            // Wake on work, or every 10 ms for deadlines (the wheel's tick).
+            _ = wake.wait(timeout: .now() + .milliseconds(10))
+            inbox.withLock { swap(&$0, &commands) }
+            var counts = SamplingMetrics.Counts()
+            var replies: [DispatchSemaphore] = []
+            var completed: UInt64?
+            let now = clock.now()
+            applyLimits()
+            for command in commands {
+                switch command {
+                case .spans(let work):
+                    insert(work, now: now, ready: &ready, counts: &counts)
+                    completed = work.sequence
+                case .revoke(let partitions, let reply):
+                    window.forget(partitions: partitions)
+                    replies.append(reply)
+                case .drain(let reply):
+                    window.releaseAll(into: &ready)
+                    replies.append(reply)
+                case .stop:
+                    stopping = true
+                }
+            }
+            commands.removeAll(keepingCapacity: true)
+            window.expire(now: now, into: &ready)
+            if underPressure.load(ordering: .relaxed) {
+                window.releaseHeaviest(until: pressureTarget / 10 * 8, now: now, into: &ready)
+            }
+            decide(&ready, now: now, counts: &counts)
+            metrics.add(counts)
+            metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.bufferedBytes))
+            let held = window.lowestHeldOffsets()
+            publishedState.withLock { state in
+                state.held = held
+                if let completed { state.completedSequence = completed }
+            }
+            for reply in replies { reply.signal() }
+        }
+    }
+
+    /// Timing and size settings follow the running rules (a reload applies them to new traces);
+    /// `--decision-wait` wins over the file.
+    private func applyLimits() {
+        var limits = WindowLimits(rules.rules.configuration.settings)
+        if let decisionWaitOverride { limits.decisionWait = decisionWaitOverride }
+        if limits != window.limits { window.limits = limits }
+    }
+
+    private func insert(_ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts) {
+        for (spanIndex, source) in zip(work.spans, work.sources) {
+            let span = work.batch.spans[Int(spanIndex)]
+            switch window.insert(span, from: work.batch, batchGeneration: work.generation, source: source, now: now, ready: &ready) {
+            case .buffered:
+                break
+            case .late(.kept):
+                counts.lateKept += 1
+                counts.spansKept += 1
+                kept.keepLate(span, from: work.batch)
+            case .late(.dropped):
+                counts.lateDropped += 1
+            }
+        }
+    }
+
+    private func decide(_ ready: inout [ReadyTrace], now: UInt64, counts: inout SamplingMetrics.Counts) {
+        guard !ready.isEmpty else { return }
+        let ruleSet = rules.rules
+        for item in ready {
+            counts.decisionsByReason[item.reason, default: 0] += 1
+            let decision = ruleSet.decide(item.trace, now: now)
+            switch decision {
+            case .keep(let policy):
+                counts.keptByPolicy[policy, default: 0] += 1
+                counts.spansKept += item.trace.spans.count
+                kept.keep(item.trace, policy: policy)
+                window.remember(item.trace.traceID, kept: true)
+            case .drop:
+                counts.dropped += 1
+                window.remember(item.trace.traceID, kept: false)
+            }
+        }
+        ready.removeAll(keepingCapacity: true)
+    }
+}
