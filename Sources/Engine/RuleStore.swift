@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 public import Sampling
 import Synchronization
 
@@ -15,7 +15,7 @@ public final class RuleStore: Sendable {
     private let stopWatching = Atomic<Bool>(false)
 
     /// Loads `path` (throws the located errors if it is invalid: the engine does not start).
-    init(path: String?, metrics: SamplingMetrics, logger: Logging.Logger, fallback: RuleSet) throws(RuleFileErrors) {
+    public init(path: String?, metrics: SamplingMetrics, logger: Logging.Logger, fallback: RuleSet) throws(RuleFileErrors) {
         self.path = path
         self.metrics = metrics
         self.logger = logger

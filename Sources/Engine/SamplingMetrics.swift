@@ -42,7 +42,7 @@ public final class SamplingMetrics: Sendable {
         var policies = 0
     }
 
-    init(shards: Int) { occupancy = Mutex(Array(repeating: Occupancy(), count: shards)) }
+    public init(shards: Int) { occupancy = Mutex(Array(repeating: Occupancy(), count: shards)) }
 
     func add(_ cycle: Counts) {
         guard cycle != Counts() else { return }

@@ -1,0 +1,213 @@
+import Engine
+import Foundation
+import Kafka
+import Logging
+import OTLP
+import Sampling
+import Synchronization
+import Testing
+
+/// Captures kept trace ids (and late spans) for assertions.
+final class KeptTraces: KeptTraceSink {
+    let ids = Mutex<[TraceID: String]>([:])
+    let late = Atomic<Int>(0)
+    func keep(_ trace: TraceData, policy: String) { ids.withLock { $0[trace.traceID] = policy } }
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch) { late.add(1, ordering: .relaxed) }
+    var snapshot: [TraceID: String] { ids.withLock { $0 } }
+}
+
+func writeRules(_ yaml: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-rules-\(UUID().uuidString).yaml").path
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+let errorsAndSlow = """
+    decision_wait: 300ms
+    policies:
+      - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+      - {name: slow, type: latency, latency: {threshold_ms: 1500}}
+      - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}
+    """
+
+@Suite(.timeLimit(.minutes(2))) struct SamplingStageTests {
+    /// The engine over Kafka decides exactly what offline evaluation of the same traffic decides:
+    /// every trace once, whole, by the same policy.
+    @Test func engineDecisionsEqualOfflineEvaluation() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: quietLogger)
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "spans"
+        options.traces = 600
+        options.errorRate = 0.1
+        options.slowRate = 0.1
+        options.seed = 42
+        let sent = try generator.run(options)
+
+        let rulesPath = try writeRules(errorsAndSlow)
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = rulesPath
+        configuration.exitOnEOF = true
+        configuration.shards = 3
+        let kept = KeptTraces()
+        let summary = try Engine(configuration: configuration, kept: kept, logger: quietLogger).run()
+        #expect(summary.spans == sent.spans)
+        #expect(summary.tracesKept + summary.tracesDropped == 600, "every trace decided exactly once")
+
+        // The same traffic, decided offline.
+        var traffic = DogBookTraffic(seed: 42, errorRate: 0.1, slowRate: 0.1)
+        let rules = try RuleLoader.load(rulesPath)
+        var assembler = TraceAssembler()
+        for _ in 0..<600 {
+            var batch = SpanBatch(selection: rules.selection)
+            _ = try SpanDecoder(encoding: .otlpProto).decode(DogBookTraffic.protobuf([traffic.nextTrace(startUnixNano: 1)]), into: &batch)
+            assembler.add(batch)
+        }
+        let expected = Dictionary(uniqueKeysWithValues: rules.evaluate(assembler.traces).compactMap { line in
+            line.policy.map { (line.traceId, $0) }
+        })
+        let actual = Dictionary(uniqueKeysWithValues: kept.snapshot.map { ($0.key.hex, $0.value) })
+        #expect(actual == expected)
+        #expect(summary.keptByPolicy["errors"] ?? 0 > 30)
+    }
+
+    /// Offsets are committed only behind decided traces: with a decision wait far away, nothing
+    /// consumed is committable; after a stop (which decides everything), all of it is.
+    @Test func offsetsWaitForDecisions() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1)], logger: quietLogger)
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "spans"
+        options.traces = 50
+        _ = try generator.run(options)
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules("decision_wait: 1h\npolicies: [{name: all, type: always_sample}]")
+        configuration.statusInterval = .seconds(60)
+        configuration.kafkaProperties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "250"])
+        let kept = KeptTraces()
+        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        let summary = Mutex<RunSummary?>(nil)
+        Thread {
+            let result = engine.run()
+            summary.withLock { $0 = result }
+            done.signal()
+        }.start()
+        #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived == 50 })
+        #expect(waitUntil(.seconds(5)) { engine.sampling!.metrics.buffered.traces == 50 })
+        let held = engine.sampling!.committableOffsets()
+        #expect(held[TopicPartition("spans", 0)] == 0, "the first message's trace is undecided: nothing committable")
+        #expect(kept.snapshot.isEmpty)
+
+        engine.requestStop()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(summary.withLock { $0 }?.tracesKept == 50, "stopping decides what is buffered")
+        #expect(kept.snapshot.count == 50)
+
+        // Committed: the same group has nothing left to read.
+        var again = configuration
+        again.exitOnEOF = true
+        let rerun = try Engine(configuration: again, kept: KeptTraces(), logger: quietLogger).run()
+        #expect(rerun.messages == 0)
+    }
+
+    /// The buffer limit pauses Kafka instead of dropping; after the stop every trace is decided.
+    @Test func bufferLimitPausesConsumptionAndLosesNothing() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "spans"
+        options.traces = 400
+        _ = try generator.run(options)
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules("decision_wait: 1h\npolicies: [{name: all, type: always_sample}]")
+        configuration.bufferLimit = 256 * 1024
+        configuration.statusInterval = .seconds(60)
+        configuration.kafkaProperties = KafkaProperties([
+            "session.timeout.ms": "6000", "heartbeat.interval.ms": "250",
+            // Small fetches so the pause bites before everything is in memory.
+            "max.partition.fetch.bytes": "32768", "queued.max.messages.kbytes": "64", "queued.min.messages": "10",
+        ])
+        let kept = KeptTraces()
+        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            _ = engine.run()
+            done.signal()
+        }.start()
+        #expect(waitUntil(.seconds(30)) { engine.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
+        let received = engine.metrics.snapshot.messagesReceived
+        #expect(received < 400, "consumption paused before the whole topic was read (\(received))")
+        #expect(engine.sampling!.metrics.buffered.bytes < 4 * 256 * 1024, "memory stays near the limit")
+        // Far above the limit the heaviest traces are decided early, which lets consumption go on.
+        engine.requestStop()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        let decided = engine.sampling!.metrics.snapshot
+        #expect(decided.kept + decided.dropped == engine.metrics.snapshot.messagesReceived, "every consumed trace was decided")
+    }
+}
+
+/// Hot reload: file edits, Kubernetes ConfigMap symlink swaps, invalid files.
+@Suite struct RuleReloadTests {
+    let good = "policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]"
+    let other = "policies: [{name: all, type: always_sample}]"
+
+    /// The layout kubelet makes: `rules.yaml -> ..data/rules.yaml`, `..data -> ..2026_11_25_01`,
+    /// updated by creating a new timestamped directory and renaming a new `..data` link over the old.
+    @Test func configMapSymlinkSwapIsNoticed() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-cm-\(UUID().uuidString)")
+        let fm = FileManager.default
+        try fm.createDirectory(at: root.appendingPathComponent("..v1"), withIntermediateDirectories: true)
+        try good.write(to: root.appendingPathComponent("..v1/rules.yaml"), atomically: true, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("..data").path, withDestinationPath: "..v1")
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("rules.yaml").path, withDestinationPath: "..data/rules.yaml")
+        defer { try? fm.removeItem(at: root) }
+
+        let engine = try RuleHarness(path: root.appendingPathComponent("rules.yaml").path)
+        #expect(engine.store.rules.policies.map(\.spec.name) == ["errors"])
+        engine.store.checkForChange()
+        #expect(engine.store.rules.policies.map(\.spec.name) == ["errors"], "no change, no reload")
+
+        // Same size, same second: only the symlink target differs.
+        try fm.createDirectory(at: root.appendingPathComponent("..v2"), withIntermediateDirectories: true)
+        try other.padding(toLength: good.count, withPad: " ", startingAt: 0)
+            .write(to: root.appendingPathComponent("..v2/rules.yaml"), atomically: true, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("..data_tmp").path, withDestinationPath: "..v2")
+        #expect(rename(root.appendingPathComponent("..data_tmp").path, root.appendingPathComponent("..data").path) == 0)
+        engine.store.checkForChange()
+        #expect(engine.store.rules.policies.map(\.spec.name) == ["all"])
+        #expect(engine.metrics.reloadFailures == 0)
+    }
+
+    @Test func invalidFileNeverReplacesTheRunningRules() throws {
+        let path = try writeRules(good)
+        let engine = try RuleHarness(path: path)
+        try "policies: [{name: broken, type: nope}]".write(toFile: path, atomically: true, encoding: .utf8)
+        engine.store.checkForChange()
+        #expect(engine.store.rules.policies.map(\.spec.name) == ["errors"])
+        #expect(engine.metrics.reloadFailures == 1)
+        engine.store.checkForChange()
+        #expect(engine.metrics.reloadFailures == 1, "a refused file is not retried until it changes again")
+        #expect(engine.metrics.prometheusText(bufferLimit: 0).contains("tailgate_rules_reload_failures_total 1\n"))
+        try other.write(toFile: path, atomically: true, encoding: .utf8)
+        engine.store.checkForChange()
+        #expect(engine.store.rules.policies.map(\.spec.name) == ["all"])
+        #expect(engine.metrics.prometheusText(bufferLimit: 0).contains("tailgate_rules_info{hash=\"\(engine.store.rules.hash)\",policies=\"1\"} 1\n"))
+    }
+}
+
+/// A rule store with its metrics, outside an engine.
+struct RuleHarness {
+    let metrics: SamplingMetrics
+    let store: RuleStore
+
+    init(path: String) throws {
+        metrics = SamplingMetrics(shards: 1)
+        store = try RuleStore(path: path, metrics: metrics, logger: quietLogger, fallback: Engine.keepEverything)
+    }
+}
