@@ -78,4 +78,11 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             path: "Benchmarks/Decode",
             swiftSettings: swiftSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    package.targets.append(
+        .executableTarget(
+            name: "SamplingBenchmark",
+            dependencies: ["OTLP", "Sampling", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Sampling",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }

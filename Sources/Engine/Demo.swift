@@ -1,5 +1,7 @@
 import Foundation
 import Kafka
+import OTLP
+import Sampling
 public import Logging
 import Synchronization
 
@@ -13,8 +15,47 @@ public final class DemoSession: Sendable {
         public var partitions = 6
         public var errorRate = 0.02
         public var slowRate = 0.03
+        /// A rule file; nil uses ``DemoSession/defaultRules`` (the same as pipelines/default.yaml).
+        public var rulesPath: String?
+        /// How long a trace waits for its spans (short, so that decisions show within seconds).
+        public var decisionWait: Duration = .seconds(2)
         public init() {}
     }
+
+    /// The demo's built-in rules, identical to pipelines/default.yaml (a test keeps them so).
+    public static let defaultRulesText = """
+        # tailgate's default rules, in the OpenTelemetry Collector's tail_sampling syntax.
+        # Keep every trace with an error, every slow trace, and a 5% baseline; never keep health checks.
+        decision_wait: 10s
+        decision_wait_after_root_received: 2s
+        decision_cache:
+          sampled_cache_size: 100000
+          non_sampled_cache_size: 1000000
+        policies:
+          - name: errors
+            type: status_code
+            status_code:
+              status_codes: [ERROR]
+          - name: slow
+            type: latency
+            latency:
+              threshold_ms: 1000
+          - name: baseline
+            type: probabilistic
+            probabilistic:
+              sampling_percentage: 5
+          - name: drop-health-checks
+            type: drop
+            drop:
+              drop_sub_policy:
+                - name: health-routes
+                  type: string_attribute
+                  string_attribute:
+                    key: http.route
+                    values: ["^/(healthz|readyz|livez|health|ready|metrics)$"]
+                    enabled_regex_matching: true
+
+        """
 
     /// One line of live status.
     public struct Status: Sendable {
@@ -26,6 +67,9 @@ public final class DemoSession: Sendable {
         public var messagesRejected: Int
         public var lag: Int64
         public var partitionsAssigned: Int
+        public var tracesKept: Int
+        public var tracesDropped: Int
+        public var bufferedTraces: Int
     }
 
     /// The end-of-run account.
@@ -38,6 +82,10 @@ public final class DemoSession: Sendable {
         public var distinctTraces: Int
         public var bytesIn: Int
         public var messagesRejected: Int
+        public var keptByPolicy: [String: Int]
+        public var tracesDropped: Int
+        public var errorTracesKept: Int
+        public var bytesKept: Int
     }
 
     private let options: Options
@@ -58,8 +106,11 @@ public final class DemoSession: Sendable {
         configuration.group = "tailgate-demo"
         configuration.statusInterval = .seconds(3600)  // the demo shows its own status
         configuration.statisticsInterval = .seconds(1)
-        let sink = AcknowledgeOnDecode(countTraces: true)
-        let engine = try Engine(configuration: configuration, sink: sink, logger: logger)
+        configuration.rulesPath = options.rulesPath
+        configuration.fallbackRules = RuleSet(configuration: try RuleFile.parse(Self.defaultRulesText, file: "default.yaml"), hash: "default")
+        configuration.decisionWait = options.decisionWait
+        let kept = DemoKeptTraces()
+        let engine = try Engine(configuration: configuration, kept: kept, logger: logger)
         let producer = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
 
         let engineDone = DispatchSemaphore(value: 0)
@@ -96,7 +147,10 @@ public final class DemoSession: Sendable {
                 spansPerSecond: Double(received - previousSpans) / (now - previousTime).timeInterval,
                 messagesRejected: engine.metrics.snapshot.totalMessagesRejected,
                 lag: engine.metrics.consumerLag.values.reduce(0, +),
-                partitionsAssigned: engine.metrics.partitionsAssigned))
+                partitionsAssigned: engine.metrics.partitionsAssigned,
+                tracesKept: engine.sampling?.metrics.snapshot.kept ?? 0,
+                tracesDropped: engine.sampling?.metrics.snapshot.dropped ?? 0,
+                bufferedTraces: engine.sampling?.metrics.buffered.traces ?? 0))
             previousSpans = received
             previousTime = now
         }
@@ -112,9 +166,27 @@ public final class DemoSession: Sendable {
         engine.requestStop()
         engineDone.wait()
         let totals = engine.metrics.snapshot
+        let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
         return Summary(
             traces: sent.traces, errorTraces: sent.errorTraces, slowTraces: sent.slowTraces, spansSent: sent.spans,
-            spansReceived: totals.spansReceived, distinctTraces: sink.distinctTraces, bytesIn: totals.bytesReceived,
-            messagesRejected: totals.totalMessagesRejected)
+            spansReceived: totals.spansReceived, distinctTraces: decisions.kept + decisions.dropped, bytesIn: totals.bytesReceived,
+            messagesRejected: totals.totalMessagesRejected, keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped,
+            errorTracesKept: kept.errorTraces, bytesKept: kept.bytes)
     }
+}
+
+/// Counts what the demo keeps: traces with an error span, and the bytes that would be stored.
+final class DemoKeptTraces: KeptTraceSink {
+    private let errorCount = Atomic<Int>(0)
+    private let byteCount = Atomic<Int>(0)
+
+    func keep(_ trace: TraceData, policy: String) {
+        if trace.spans.contains(where: { $0.statusCode == .error }) { errorCount.add(1, ordering: .relaxed) }
+        byteCount.add(trace.encodedBytes + trace.envelopes.reduce(0) { $0 + Int($1.resource.count + $1.scope.count) }, ordering: .relaxed)
+    }
+
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch) { byteCount.add(Int(span.encoded.count), ordering: .relaxed) }
+
+    var errorTraces: Int { errorCount.load(ordering: .relaxed) }
+    var bytes: Int { byteCount.load(ordering: .relaxed) }
 }

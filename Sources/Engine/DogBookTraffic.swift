@@ -31,11 +31,15 @@ public struct DogBookTraffic: Sendable {
     /// Generates the next trace, starting at `startUnixNano`.
     public mutating func nextTrace(startUnixNano: UInt64) -> Trace {
         var builder = TraceBuilder(traceID: TraceID(high: random.next() | 1, low: random.next()), random: random)
-        let isError = random.unit() < errorRate
-        let isSlow = random.unit() < slowRate
+        var isError = random.unit() < errorRate
+        var isSlow = random.unit() < slowRate
         let pick = random.unit()
         switch pick {
-        case ..<0.05: builder.healthCheck(at: startUnixNano)
+        case ..<0.05:
+            // Probes neither fail nor stall here: they are what rule files drop.
+            builder.healthCheck(at: startUnixNano)
+            isError = false
+            isSlow = false
         case ..<0.55: builder.feed(at: startUnixNano, error: isError, slow: isSlow)
         case ..<0.75: builder.photoUpload(at: startUnixNano, error: isError, slow: isSlow)
         case ..<0.90: builder.login(at: startUnixNano, error: isError, slow: isSlow)

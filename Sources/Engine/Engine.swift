@@ -21,6 +21,8 @@ public struct EngineConfiguration: Sendable {
     public var statisticsInterval: Duration = .seconds(5)
     /// The rule file (collector tail_sampling syntax); nil keeps every trace.
     public var rulesPath: String?
+    /// The rules when no rule file is given.
+    public var fallbackRules: RuleSet = Engine.keepEverything
     /// Overrides the rule file's `decision_wait`.
     public var decisionWait: Duration?
     /// Bytes of buffered traces above which consumption pauses; nil: half the memory limit.
@@ -80,10 +82,10 @@ public final class Engine: Sendable {
         try configuration.validate()
         let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let samplingMetrics = SamplingMetrics(shards: shards)
-        if configuration.rulesPath == nil {
+        if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
             logger.warning("no --rules given: every trace is kept (write a rule file to sample)")
         }
-        let rules = try RuleStore(path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: Engine.keepEverything)
+        let rules = try RuleStore(path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,

@@ -165,7 +165,17 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// Pauses consumption above the buffer limit, resumes below 80% of it; far above it (a giant
     /// trace, or fetches in flight), shards decide their heaviest traces early.
     private func applyPressure() {
-        let bytes = metrics.buffered.bytes
+        let buffered = metrics.buffered
+        let bytes = buffered.bytes
+        // `num_traces` bounds the count as the byte limit bounds memory: both pause, neither drops.
+        let maxTraces = rules.rules.configuration.settings.numTraces
+        if !paused && buffered.traces >= maxTraces {
+            paused = true
+            pressureHandler.withLock { $0 }?(true)
+            logger.warning("num_traces reached: pausing consumption", metadata: ["buffered_traces": "\(buffered.traces)"])
+            return
+        }
+        if paused && buffered.traces >= maxTraces / 10 * 8 { return }
         if !paused && bytes > bufferLimit {
             paused = true
             pressureHandler.withLock { $0 }?(true)
@@ -266,6 +276,11 @@ final class Shard: @unchecked Sendable {
                     replies.append(reply)
                 case .drain(let reply):
                     window.releaseAll(into: &ready)
+                    if rules.rules.configuration.settings.dropPendingTracesOnShutdown {
+                        // The user chose to lose partial traces rather than decide them early.
+                        counts.dropped += ready.count
+                        ready.removeAll(keepingCapacity: true)
+                    }
                     replies.append(reply)
                 case .stop:
                     stopping = true
@@ -327,6 +342,7 @@ final class Shard: @unchecked Sendable {
             case .drop:
                 counts.dropped += 1
                 window.remember(item.trace.traceID, kept: false)
+                window.recycle(item.trace)
             }
         }
         ready.removeAll(keepingCapacity: true)

@@ -48,7 +48,7 @@ public struct BufferedSpan: Sendable {
 /// All variable-length data sits in one growing `payload`, so a trace costs a handful of allocations
 /// however many spans it has.
 public struct TraceData: Sendable {
-    public let traceID: TraceID
+    public private(set) var traceID: TraceID
     public private(set) var spans: [BufferedSpan] = []
     public private(set) var attributes: [TraceAttribute] = []
     public private(set) var envelopes: [SpanEnvelope] = []
@@ -59,6 +59,17 @@ public struct TraceData: Sendable {
     private var lastEnvelopeSource: (batch: UInt64, scope: UInt32)?
 
     public init(traceID: TraceID) { self.traceID = traceID }
+
+    /// Empties this trace for reuse under another id, keeping its buffers' capacity.
+    public mutating func reset(traceID: TraceID) {
+        self.traceID = traceID
+        spans.removeAll(keepingCapacity: true)
+        attributes.removeAll(keepingCapacity: true)
+        envelopes.removeAll(keepingCapacity: true)
+        payload.removeAll(keepingCapacity: true)
+        encodedBytes = 0
+        lastEnvelopeSource = nil
+    }
 
     /// Bytes this trace holds in memory (payload plus records), for the buffer limit.
     public var residentBytes: Int {

@@ -82,6 +82,7 @@ public struct TraceWindow: Sendable {
     private var generations: [UInt32] = []
     private var wheel: DeadlineWheel
     private var due: [DeadlineWheel.Item] = []
+    private var pool: [TraceData] = []
     /// Per source partition, (offset, slot, generation) in arrival order: the front's offset is the
     /// lowest still held (entries of decided traces are skipped lazily).
     private var holds: [UInt32: RingQueue<Hold>] = [:]
@@ -114,7 +115,7 @@ public struct TraceWindow: Sendable {
             slot = existing
         } else {
             if let remembered = cache.lookup(span.traceID) { return .late(remembered) }
-            slot = allocate(TraceData(traceID: span.traceID), now: now)
+            slot = allocate(reusedTrace(span.traceID), now: now)
             index[span.traceID] = slot
             wheel.schedule(slot: slot, generation: generations[Int(slot)], at: slots[Int(slot)]!.deadline, now: now)
             hold(source, slot: slot)
@@ -191,6 +192,21 @@ public struct TraceWindow: Sendable {
             holds[partition] = nil
         }
         return forgotten
+    }
+
+    /// Gives a decided trace's buffers back for the next new trace (dropped traces: most of them),
+    /// so that a steady stream allocates nothing per trace.
+    public mutating func recycle(_ trace: consuming TraceData) {
+        guard pool.count < Self.poolLimit else { return }
+        pool.append(trace)
+    }
+
+    static let poolLimit = 256
+
+    private mutating func reusedTrace(_ id: TraceID) -> TraceData {
+        guard var trace = pool.popLast() else { return TraceData(traceID: id) }
+        trace.reset(traceID: id)
+        return trace
     }
 
     /// Records a decision so late spans follow it.

@@ -17,6 +17,12 @@ struct Demo: ParsableCommand {
     @Option(help: "Traces per second of generated traffic.")
     var rate: Double = 300
 
+    @Option(help: "Rule file (default: the built-in rules, as pipelines/default.yaml).")
+    var rules: String?
+
+    @Option(help: "How long a trace waits for its spans before it is decided.")
+    var decisionWait: String = "2s"
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -26,23 +32,33 @@ struct Demo: ParsableCommand {
         var options = DemoSession.Options()
         options.duration = try parseDuration(duration, option: "--duration")
         options.rate = rate
+        options.rulesPath = rules
+        options.decisionWait = try parseDuration(decisionWait, option: "--decision-wait")
         let demo = DemoSession(options: options, logger: logger)
         let trap = SignalTrap([SIGINT, SIGTERM]) { _ in demo.requestStop() }
         let interactive = isatty(STDOUT_FILENO) == 1
         emit("tailgate demo: embedded Kafka (librdkafka mock cluster) + DogBook traffic at \(Int(rate)) traces/s for \(duration)\n")
         let summary = try demo.run { status in
             let line = String(
-                format: "%5.0fs  sent %7d traces / %8d spans   received %8d spans  %8.0f spans/s   rejected %d   lag %lld   partitions %d",
-                status.elapsed.timeInterval, status.tracesSent, status.spansSent, status.spansReceived, status.spansPerSecond,
-                status.messagesRejected, status.lag, status.partitionsAssigned)
+                format: "%4.0fs  in %7d traces %8d spans %7.0f spans/s | kept %6d dropped %7d waiting %5d | rejected %d lag %lld partitions %d",
+                status.elapsed.timeInterval, status.tracesSent, status.spansReceived, status.spansPerSecond,
+                status.tracesKept, status.tracesDropped, status.bufferedTraces, status.messagesRejected, status.lag,
+                status.partitionsAssigned)
             emit(interactive ? "\r\u{1B}[2K" + line : line + "\n")
         }
         withExtendedLifetime(trap) {}
         if interactive { emit("\n") }
+        let kept = summary.keptByPolicy.values.reduce(0, +)
+        let byPolicy = summary.keptByPolicy.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        let reduction = summary.bytesIn > 0 ? 100 * (1 - Double(summary.bytesKept) / Double(summary.bytesIn)) : 0
         print("""
-            summary: \(summary.traces) traces (\(summary.errorTraces) with errors, \(summary.slowTraces) slow), \
-            \(summary.spansSent) spans sent, \(summary.spansReceived) received in \(summary.distinctTraces) traces, \
-            \(summary.bytesIn / 1024) KiB in, \(summary.messagesRejected) messages rejected
+
+            summary
+              traffic   \(summary.traces) traces, \(summary.spansSent) spans (\(summary.errorTraces) traces with errors, \(summary.slowTraces) slow)
+              received  \(summary.spansReceived) spans in \(summary.distinctTraces) traces, \(summary.messagesRejected) messages rejected
+              kept      \(kept) traces (\(byPolicy.isEmpty ? "none" : byPolicy)), dropped \(summary.tracesDropped)
+              errors    \(summary.errorTracesKept) of \(summary.errorTraces) error traces kept
+              storage   \(summary.bytesIn / 1024) KiB in, \(summary.bytesKept / 1024) KiB kept: \(String(format: "%.1f", reduction))% less to store
             """)
         if summary.spansReceived < summary.spansSent {
             print("warning: \(summary.spansSent - summary.spansReceived) spans were not consumed before the end")

@@ -1,3 +1,4 @@
+import Foundation
 import Engine
 import OTLP
 import Testing
@@ -45,5 +46,13 @@ import Testing
             // Same fields, possibly in another order: the same encoded size.
             #expect(p.encoded.count == j.encoded.count)
         }
+    }
+}
+
+@Suite struct DemoRulesTests {
+    @Test func builtInDemoRulesArePipelinesDefault() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("pipelines/default.yaml")
+        #expect(try String(contentsOf: path, encoding: .utf8) == DemoSession.defaultRulesText)
     }
 }
