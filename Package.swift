@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // The rule file is the collector's YAML; Yams keeps line numbers for errors that name them.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // One HTTP listener (/metrics, health, reload, and Tempo's trace API): NIO's HTTP/1.1 codec
+        // brings keep-alive, pipelining and request limits we would otherwise write ourselves.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries, found by pkg-config; Debian packages named for a helpful error.
@@ -45,7 +48,11 @@ let package = Package(
         .target(name: "Storage", dependencies: ["OTLP", "CZstd", "Kafka"], swiftSettings: swiftSettings),
         .target(
             name: "Engine",
-            dependencies: ["OTLP", "Sampling", "Kafka", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OTLP", "Sampling", "Kafka", "Storage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "tailgate",

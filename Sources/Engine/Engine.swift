@@ -29,6 +29,10 @@ public struct EngineConfiguration: Sendable {
     public var bufferLimit: Int?
     /// Trace-window shards (threads); nil: one per core.
     public var shards: Int?
+    /// The HTTP listener (`HOST:PORT`); nil: none.
+    public var httpAddress: String?
+    /// Bearer token for admin routes (`POST /-/reload`); nil disables them over HTTP.
+    public var adminToken: String?
 
     public init(brokers: String) { self.brokers = brokers }
 
@@ -71,6 +75,10 @@ public final class Engine: Sendable {
     public let sampling: SamplingStage?
     private let loop: IngestLoop
     private let logger: Logger
+    private let httpAddress = Mutex<String?>(nil)
+
+    /// Where the HTTP listener is bound once ``run()`` started it.
+    public var boundHTTPAddress: String? { httpAddress.withLock { $0 } }
 
     /// The rules used when no rule file is given: keep every trace (nothing is lost by default).
     public static let keepEverything = RuleSet(
@@ -137,6 +145,16 @@ public final class Engine: Sendable {
     /// Runs until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error. Blocking:
     /// the ingest loop gets its own thread; this one logs status.
     public func run() -> RunSummary {
+        var http: HTTPServer?
+        if let address = configuration.httpAddress {
+            do {
+                http = try HTTPServer(address: address, routes: HTTPRoutes(backend: self, adminToken: configuration.adminToken), logger: logger)
+                httpAddress.withLock { $0 = http?.boundAddress }
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+        defer { http?.shutdown() }
         let outcome = Mutex<IngestLoop.Outcome?>(nil)
         let finished = DispatchSemaphore(value: 0)
         let loop = self.loop
@@ -196,5 +214,17 @@ extension Duration {
     /// Seconds as a `Double` (for Dispatch timeouts and rates).
     public var timeInterval: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
+
+extension Engine: HTTPBackend {
+    public func readiness() -> (ready: Bool, reason: String) {
+        metrics.partitionsAssigned > 0 ? (true, "") : (false, "no partitions assigned yet (joining the consumer group)")
+    }
+
+    public func reloadRules() -> String? {
+        guard let sampling else { return "this engine runs without rules" }
+        guard sampling.rules.path != nil else { return "no --rules file to reload" }
+        return sampling.rules.reload(reason: "POST /-/reload") ? nil : (sampling.rules.lastError ?? "refused")
     }
 }

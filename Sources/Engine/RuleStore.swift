@@ -13,6 +13,10 @@ public final class RuleStore: Sendable {
     private let metrics: SamplingMetrics
     private let logger: Logger
     private let stopWatching = Atomic<Bool>(false)
+    private let lastErrorText = Mutex<String?>(nil)
+
+    /// Why the last reload was refused (nil after a successful one).
+    public var lastError: String? { lastErrorText.withLock { $0 } }
 
     /// Loads `path` (throws the located errors if it is invalid: the engine does not start).
     public init(path: String?, metrics: SamplingMetrics, logger: Logging.Logger, fallback: RuleSet) throws(RuleFileErrors) {
@@ -38,12 +42,14 @@ public final class RuleStore: Sendable {
             current.withLock { $0 = next }
             fingerprint.withLock { $0 = newFingerprint }
             metrics.recordReload(success: true, at: Date().timeIntervalSince1970, hash: next.hash, policies: next.policies.count)
+            lastErrorText.withLock { $0 = nil }
             logger.info("rules reloaded", metadata: ["reason": "\(reason)", "hash": "\(next.hash)", "policies": "\(next.policies.count)"])
             return true
         } catch {
             // Remember the bad file's fingerprint so it is not retried every second; a new edit retries.
             fingerprint.withLock { $0 = newFingerprint }
             metrics.recordReload(success: false, at: 0, hash: "", policies: 0)
+            lastErrorText.withLock { $0 = error.description }
             logger.error("rule file refused; the previous rules stay in force (hash \(previous.hash))\n\(error.description)")
             return false
         }

@@ -56,10 +56,12 @@ public final class TrafficProducer: Sendable {
             if stopRequested.load(ordering: .relaxed) { break }
             if options.rate > 0 {
                 let due = start + .seconds(Double(totals.traces) / options.rate)
-                if due > clock.now {
+                // Read the clock once: a second read may already be past `due` (a negative wait).
+                let now = clock.now
+                if due > now {
                     producer.poll()
-                    let wait = min(due - clock.now, .milliseconds(50))
-                    usleep(UInt32(wait.components.attoseconds / 1_000_000_000_000) + UInt32(wait.components.seconds) * 1_000_000)
+                    let wait = min(due - now, .milliseconds(50))
+                    usleep(UInt32(wait.components.seconds) * 1_000_000 + UInt32(wait.components.attoseconds / 1_000_000_000_000))
                     continue
                 }
             }

@@ -50,6 +50,12 @@ struct Run: ParsableCommand {
     @Flag(help: "Process everything, commit, and exit when every assigned partition is at its end.")
     var exitOnEof = false
 
+    @Option(help: "HTTP listener for /metrics, /-/healthy, /-/ready, /-/reload and the trace API (HOST:PORT).")
+    var http: String = "0.0.0.0:3200"
+
+    @Option(help: "Bearer token that enables POST /-/reload (default: $TAILGATE_ADMIN_TOKEN; unset: admin routes off).")
+    var adminToken: String?
+
     @Option(help: "How often to log a status line (e.g. 10s).")
     var statusInterval: String = "10s"
 
@@ -70,6 +76,8 @@ struct Run: ParsableCommand {
         configuration.bufferLimit = try bufferLimit.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--buffer-limit") }
         if let shards, shards < 1 { throw ConfigurationError("--shards must be at least 1") }
         configuration.shards = shards
+        configuration.httpAddress = http.isEmpty ? nil : http
+        configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]
 
         let engine: Engine
         do {

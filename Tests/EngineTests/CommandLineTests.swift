@@ -31,7 +31,7 @@ import Testing
         // members that left: keep it short so the second run below joins quickly.
         let quickGroup = ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
         let consumed = try processes.run(
-            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning"] + quickGroup, timeout: .seconds(60))
+            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning", "--http", "127.0.0.1:0"] + quickGroup, timeout: .seconds(60))
         #expect(consumed.status == 0)
         let summary = try JSONDecoder().decode(RunSummary.self, from: Data(consumed.output.utf8))
         #expect(summary.outcome == "end_of_input")
@@ -41,7 +41,7 @@ import Testing
 
         // The group committed: a second run of the same group has nothing left.
         let again = try processes.run(
-            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning"] + quickGroup, timeout: .seconds(60))
+            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning", "--http", "127.0.0.1:0"] + quickGroup, timeout: .seconds(60))
         #expect(try JSONDecoder().decode(RunSummary.self, from: Data(again.output.utf8)).messages == 0)
 
         broker.terminate()
@@ -57,6 +57,37 @@ import Testing
         #expect(try processes.run(["run", "--brokers", "x:1", "--kafka-property", "no.such.property=1"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["dev-broker", "--partitions", "0"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["--help"], timeout: .seconds(20)).status == 0)
+    }
+
+    @Test func demoRunsAndKeepsEveryErrorTrace() throws {
+        let result = try Processes().run(["demo", "--duration", "6s", "--rate", "400"], timeout: .seconds(90))
+        #expect(result.status == 0)
+        let errors = try #require(result.output.split(separator: "\n").first { $0.contains("error traces kept") })
+        // "  errors    N of N error traces kept"
+        let numbers = errors.split(separator: " ").compactMap { Int($0) }
+        #expect(numbers.count == 2 && numbers[0] == numbers[1] && numbers[0] > 0, "\(errors)")
+        #expect(result.output.contains("% less to store"))
+    }
+
+    @Test func checkAndEvalFromTheCommandLine() throws {
+        let processes = Processes()
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+        let pipelines = fixtures.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pipelines/default.yaml")
+        let ok = try processes.run(["check", "--rules", pipelines.path], timeout: .seconds(20))
+        #expect(ok.status == 0)
+        #expect(ok.output.contains("ok, 4 policies"))
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
+        try "policies:\n  - {name: x, type: latancy}\n".write(to: bad, atomically: true, encoding: .utf8)
+        #expect(try processes.run(["check", "--rules", bad.path], timeout: .seconds(20)).status == 2)
+
+        let eval = try processes.run(
+            ["eval", "--rules", pipelines.path, fixtures.appendingPathComponent("many_traces.pb").path,
+             fixtures.appendingPathComponent("single_trace.json").path], timeout: .seconds(20))
+        #expect(eval.status == 0)
+        let lines = eval.output.split(separator: "\n")
+        #expect(lines.count == 4, "3 traces in many_traces.pb, 1 in single_trace.json")
+        #expect(lines.last == #"{"traceId":"d95bafc8f2a4d27bdcf4bb99f4bea973","decision":"keep","policy":"errors","spans":18}"#)
+        #expect(lines.allSatisfy { $0.hasPrefix(#"{"traceId":""#) && ($0.contains(#""decision":"keep""#) || $0.contains(#""decision":"drop","policy":null"#)) })
     }
 
     @Test func helpListsEveryContractCommand() throws {

@@ -87,6 +87,7 @@ let errorsAndSlow = """
         configuration.rulesPath = try writeRules("decision_wait: 1h\npolicies: [{name: all, type: always_sample}]")
         configuration.statusInterval = .seconds(60)
         configuration.kafkaProperties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "250"])
+        configuration.httpAddress = "127.0.0.1:0"
         let kept = KeptTraces()
         let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
         let done = DispatchSemaphore(value: 0)
@@ -101,6 +102,13 @@ let errorsAndSlow = """
         let held = engine.sampling!.committableOffsets()
         #expect(held[TopicPartition("spans", 0)] == 0, "the first message's trace is undecided: nothing committable")
         #expect(kept.snapshot.isEmpty)
+
+        // The same state over the HTTP listener.
+        let port = UInt16(try #require(engine.boundHTTPAddress).split(separator: ":").last!)!
+        let metrics = try rawHTTP(port: port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(metrics.contains("\ntailgate_buffer_traces 50\n"))
+        #expect(metrics.contains("\ntailgate_spans_received_total \(engine.metrics.snapshot.spansReceived)\n"))
+        #expect(try rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
 
         engine.requestStop()
         #expect(done.wait(timeout: .now() + 30) == .success)

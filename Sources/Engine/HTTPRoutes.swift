@@ -1,0 +1,95 @@
+import Foundation
+
+/// An HTTP request as the routes see it (no sockets: routes are tested directly).
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(method: String, path: String, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+/// An HTTP response.
+public struct HTTPResponse: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+        self.status = status
+        self.contentType = contentType
+        self.body = Array(body.utf8)
+    }
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// What the HTTP listener asks of the engine.
+public protocol HTTPBackend: Sendable {
+    /// Self-metrics in the Prometheus text format.
+    func prometheusText() -> String
+    /// Ready = partitions assigned and rules loaded; a reason when not.
+    func readiness() -> (ready: Bool, reason: String)
+    /// Reloads the rules; nil on success, else the errors.
+    func reloadRules() -> String?
+}
+
+/// The routes of the one listener (`--http`, default 0.0.0.0:3200 — Tempo's port, since the same
+/// listener serves Tempo's API): `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, `/api/echo`,
+/// `/api/status/buildinfo`.
+public struct HTTPRoutes: Sendable {
+    public let backend: any HTTPBackend
+    /// Bearer token that admin routes (`/-/reload`) require; nil disables them.
+    public let adminToken: String?
+
+    public init(backend: any HTTPBackend, adminToken: String?) {
+        self.backend = backend
+        self.adminToken = adminToken
+    }
+
+    public static let version = "0.1.0"
+
+    public func respond(to request: HTTPRequest) -> HTTPResponse {
+        let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+        switch (request.method, path) {
+        case ("GET", "/metrics"), ("HEAD", "/metrics"):
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: backend.prometheusText())
+        case ("GET", "/-/healthy"), ("HEAD", "/-/healthy"):
+            return HTTPResponse(status: 200, body: "OK\n")
+        case ("GET", "/-/ready"), ("HEAD", "/-/ready"):
+            let (ready, reason) = backend.readiness()
+            return HTTPResponse(status: ready ? 200 : 503, body: ready ? "ready\n" : "not ready: \(reason)\n")
+        case ("POST", "/-/reload"), ("PUT", "/-/reload"):
+            guard let adminToken else {
+                return HTTPResponse(status: 403, body: "reload over HTTP is disabled; start tailgate with --admin-token (or send SIGHUP)\n")
+            }
+            guard request.header("Authorization") == "Bearer \(adminToken)" else {
+                return HTTPResponse(status: 401, body: "missing or wrong bearer token\n")
+            }
+            if let errors = backend.reloadRules() {
+                return HTTPResponse(status: 400, body: "rule file refused; the previous rules stay in force\n\(errors)\n")
+            }
+            return HTTPResponse(status: 200, body: "reloaded\n")
+        case ("GET", "/api/echo"):
+            return HTTPResponse(status: 200, body: "echo")
+        case ("GET", "/api/status/buildinfo"):
+            return HTTPResponse(
+                status: 200, contentType: "application/json",
+                body: #"{"version":"\#(Self.version)","revision":"","branch":"","buildUser":"","buildDate":"","goVersion":""}"#)
+        case (_, "/metrics"), (_, "/-/healthy"), (_, "/-/ready"), (_, "/-/reload"), (_, "/api/echo"):
+            return HTTPResponse(status: 405, body: "method \(request.method) not allowed on \(path)\n")
+        default:
+            return HTTPResponse(status: 404, body: "not found: \(path)\n")
+        }
+    }
+}
