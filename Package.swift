@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "OTLP", "Kafka", "tailgate"],
             swiftSettings: swiftSettings),

@@ -1,0 +1,72 @@
+public import OTLP
+
+/// A kept trace as the store writes it: its id, the policy that kept it, and an OTLP
+/// `ExportTraceServiceRequest` holding its spans byte for byte under their resources and scopes.
+public struct StoredTrace: Sendable, Equatable {
+    public var traceID: TraceID
+    public var policy: String
+    public var request: [UInt8]
+
+    public init(traceID: TraceID, policy: String, request: [UInt8]) {
+        self.traceID = traceID
+        self.policy = policy
+        self.request = request
+    }
+}
+
+/// Merges pieces of one trace (stored at different times: late spans, replays after a crash) into
+/// one `ExportTraceServiceRequest`, each span once (the first copy of a span id wins), grouped under
+/// its resource and scope. Optionally adds `tailgate.policy` to every span.
+public enum TraceMerger {
+    public static func merge(_ pieces: [StoredTrace], policyAttribute: Bool) throws(OTLPDecodeError) -> [UInt8] {
+        var batch = SpanBatch()
+        var policies: [String] = []
+        for piece in pieces {
+            let before = batch.spans.count
+            _ = try SpanDecoder(encoding: .otlpProto).decode(piece.request, into: &batch)
+            policies += Array(repeating: piece.policy, count: batch.spans.count - before)
+        }
+        var seen = Set<SpanID>()
+        var writer = ProtoWriter()
+        var openResource: (resource: [UInt8], schema: [UInt8])?
+        var openScope: (scope: [UInt8], schema: [UInt8])?
+        var resourceMessage: ProtoWriter.NestedMessage?
+        var scopeMessage: ProtoWriter.NestedMessage?
+        for (index, span) in batch.spans.enumerated() where seen.insert(span.spanID).inserted {
+            let scope = batch.scopes[Int(span.scopeIndex)]
+            let resource = batch.resources[Int(scope.resourceIndex)]
+            let resourceKey = (batch.withBytes(resource.encoded) { Array($0) }, batch.withBytes(resource.schemaURL) { Array($0) })
+            let scopeKey = (batch.withBytes(scope.encoded) { Array($0) }, batch.withBytes(scope.schemaURL) { Array($0) })
+            if openResource.map({ $0.resource != resourceKey.0 || $0.schema != resourceKey.1 }) ?? true {
+                if let scopeMessage { writer.endNested(scopeMessage) }
+                if let resourceMessage { writer.endNested(resourceMessage) }
+                resourceMessage = writer.beginNested(1)
+                if !resourceKey.0.isEmpty || resource.encoded.count == 0 { writer.writeBytesField(1, resourceKey.0) }
+                if !resourceKey.1.isEmpty { writer.writeBytesField(3, resourceKey.1) }
+                openResource = resourceKey
+                openScope = nil
+                scopeMessage = nil
+            }
+            if openScope.map({ $0.scope != scopeKey.0 || $0.schema != scopeKey.1 }) ?? true {
+                if let scopeMessage { writer.endNested(scopeMessage) }
+                scopeMessage = writer.beginNested(2)
+                writer.writeBytesField(1, scopeKey.0)
+                if !scopeKey.1.isEmpty { writer.writeBytesField(3, scopeKey.1) }
+                openScope = scopeKey
+            }
+            let spanMessage = writer.beginNested(2)
+            batch.withBytes(span.encoded) { writer.bytes.append(contentsOf: $0) }
+            if policyAttribute && !policies[index].isEmpty {
+                // Appending a field keeps every received byte of the span as it was.
+                writer.writeNested(9) { kv in
+                    kv.writeStringField(1, "tailgate.policy")
+                    kv.writeNested(2) { $0.writeStringField(1, policies[index]) }
+                }
+            }
+            writer.endNested(spanMessage)
+        }
+        if let scopeMessage { writer.endNested(scopeMessage) }
+        if let resourceMessage { writer.endNested(resourceMessage) }
+        return writer.bytes
+    }
+}

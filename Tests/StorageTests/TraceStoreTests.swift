@@ -1,0 +1,176 @@
+import Foundation
+import OTLP
+import Storage
+import Testing
+
+/// The file store: write, read, late pieces, duplicates, rollover, retention, torn-tail recovery.
+@Suite struct TraceStoreTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-store-\(UUID().uuidString)")
+    }
+
+    /// The SDK-made request for one trace, split in two halves by span.
+    func sdkTrace() throws -> (id: TraceID, whole: [UInt8], spans: [SpanID]) {
+        let bytes = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("single_trace.pb")))
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(bytes, into: &batch)
+        return (batch.spans[0].traceID, bytes, batch.spans.map(\.spanID))
+    }
+
+    func spanIDs(_ request: [UInt8]) throws -> [SpanID] {
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        return batch.spans.map(\.spanID)
+    }
+
+    /// A request with `count` small spans of trace `id`.
+    func smallTrace(_ id: TraceID, spans: ClosedRange<UInt64>) -> [UInt8] {
+        var w = ProtoWriter()
+        w.writeNested(1) { rs in
+            rs.writeNested(1) { r in
+                r.writeNested(1) { kv in
+                    kv.writeStringField(1, "service.name")
+                    kv.writeNested(2) { $0.writeStringField(1, "feed-service") }
+                }
+            }
+            rs.writeNested(2) { ss in
+                ss.writeNested(1) { $0.writeStringField(1, "dogbook") }
+                for s in spans {
+                    ss.writeNested(2) { span in
+                        span.writeBytesField(1, id.bytes)
+                        span.writeBytesField(2, SpanID(rawValue: s).bytes)
+                        span.writeStringField(5, "op-\(s)")
+                    }
+                }
+            }
+        }
+        return w.bytes
+    }
+
+    @Test func writesReadsAndMergesLatePiecesAndDuplicates() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try TraceStore(directory: directory)
+        let sdk = try sdkTrace()
+        let other = TraceID(high: 7, low: 7)
+        try store.write([StoredTrace(traceID: sdk.id, policy: "errors", request: sdk.whole),
+                         StoredTrace(traceID: other, policy: "baseline", request: smallTrace(other, spans: 1...3))])
+        // A late span, and a replay of the whole trace after a crash.
+        try store.write([StoredTrace(traceID: other, policy: "baseline", request: smallTrace(other, spans: 4...4))])
+        try store.write([StoredTrace(traceID: sdk.id, policy: "errors", request: sdk.whole)])
+
+        let merged = try #require(try store.trace(sdk.id, policyAttribute: false))
+        #expect(try spanIDs(merged) == sdk.spans, "each span once, in order")
+        // Byte for byte: every span's encoding is unchanged.
+        var original = SpanBatch()
+        var back = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(sdk.whole, into: &original)
+        _ = try SpanDecoder(encoding: .otlpProto).decode(merged, into: &back)
+        for (a, b) in zip(original.spans, back.spans) {
+            #expect(original.withBytes(a.encoded) { Array($0) } == back.withBytes(b.encoded) { Array($0) })
+            #expect(original.string(original.serviceName(of: a)) == back.string(back.serviceName(of: b)))
+        }
+        let late = try #require(try store.trace(other))
+        #expect(try spanIDs(late).map(\.rawValue) == [1, 2, 3, 4])
+        #expect(try store.trace(TraceID(high: 9, low: 9)) == nil)
+
+        // tailgate.policy, appended to each span when asked.
+        var withPolicy = SpanBatch(selection: AttributeSelection(keys: ["tailgate.policy"]))
+        _ = try SpanDecoder(encoding: .otlpProto).decode(late, into: &withPolicy)
+        #expect(withPolicy.spans.allSatisfy { span in
+            if case .string(let range) = withPolicy.value(of: AttributeKeyID(rawValue: 0), for: span) { return withPolicy.string(range) == "baseline" }
+            return false
+        })
+
+        // Reopened: the index is rebuilt from the blocks.
+        let reopened = try TraceStore(directory: directory)
+        #expect(reopened.traceCount == 2)
+        #expect(try spanIDs(try #require(try reopened.trace(sdk.id))) == sdk.spans)
+    }
+
+    @Test func rollsSegmentsBySizeAndAppliesRetention() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var options = TraceStoreOptions()
+        options.segmentBytes = 1000
+        options.retentionBytes = 3000
+        let store = try TraceStore(directory: directory, options: options)
+        var ids: [TraceID] = []
+        for i in 0..<40 {
+            let id = TraceID(high: 1, low: UInt64(i))
+            ids.append(id)
+            // Random-looking names so blocks do not compress to nothing.
+            try store.write([StoredTrace(traceID: id, policy: "all", request: smallTrace(id, spans: UInt64(i * 50 + 1)...UInt64(i * 50 + 30)))])
+        }
+        let sizes = store.segmentPaths.map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
+        #expect(store.segmentPaths.count >= 2, "rolled")
+        #expect(sizes.reduce(0, +) <= 3000 + 1000, "retention bounds the total size: \(sizes)")
+        #expect(try store.trace(ids.last!) != nil, "the newest trace is kept")
+        #expect(try store.trace(ids.first!) == nil, "the oldest segment was deleted")
+
+        var byAge = TraceStoreOptions()
+        byAge.segmentAge = .seconds(60)
+        byAge.retentionAge = .seconds(3600)
+        let aged = try TraceStore(directory: temporaryDirectory(), options: byAge)
+        let t0 = Date(timeIntervalSince1970: 1_764_000_000)
+        try aged.write([StoredTrace(traceID: ids[0], policy: "p", request: smallTrace(ids[0], spans: 1...1))], now: t0)
+        try aged.write([StoredTrace(traceID: ids[1], policy: "p", request: smallTrace(ids[1], spans: 1...1))], now: t0 + 120)
+        #expect(aged.segmentPaths.count == 2, "a segment older than segmentAge rolls")
+        try aged.write([StoredTrace(traceID: ids[2], policy: "p", request: smallTrace(ids[2], spans: 1...1))], now: t0 + 7200)
+        #expect(try aged.trace(ids[0]) == nil, "older than the retention age")
+        #expect(try aged.trace(ids[2]) != nil)
+        try? FileManager.default.removeItem(at: aged.directory)
+    }
+
+    @Test func tornTailIsCutAndEverythingBeforeSurvives() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = TraceID(high: 2, low: 1)
+        let second = TraceID(high: 2, low: 2)
+        do {
+            let store = try TraceStore(directory: directory)
+            try store.write([StoredTrace(traceID: first, policy: "p", request: smallTrace(first, spans: 1...5))])
+            try store.write([StoredTrace(traceID: second, policy: "p", request: smallTrace(second, spans: 1...5))])
+        }
+        let segment = directory.appendingPathComponent("000000000001.tgs").path
+        let goodSize = try #require(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int)
+        // A crash mid-write: half of a third block at the end.
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
+        handle.seekToEndOfFile()
+        handle.write(Data("TGB1".utf8) + Data([1, 0, 0, 0, 200, 0, 0, 0]) + Data(repeating: 0xAB, count: 40))
+        try handle.close()
+
+        let readOnly = try TraceStore(directory: directory, readOnly: true)
+        #expect(readOnly.traceCount == 2, "a read-only open skips the torn tail")
+        #expect(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int != goodSize, "and does not modify the file")
+
+        let recovered = try TraceStore(directory: directory)
+        #expect(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int == goodSize)
+        #expect(try recovered.trace(first) != nil && recovered.trace(second) != nil)
+        let third = TraceID(high: 2, low: 3)
+        try recovered.write([StoredTrace(traceID: third, policy: "p", request: smallTrace(third, spans: 1...2))])
+        #expect(try TraceStore(directory: directory).trace(third) != nil, "appends after the cut are readable")
+    }
+
+    @Test func corruptLastBlockIsDetectedByItsChecksum() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = TraceID(high: 3, low: 1)
+        let second = TraceID(high: 3, low: 2)
+        do {
+            let store = try TraceStore(directory: directory)
+            try store.write([StoredTrace(traceID: first, policy: "p", request: smallTrace(first, spans: 1...5))])
+            try store.write([StoredTrace(traceID: second, policy: "p", request: smallTrace(second, spans: 1...5))])
+        }
+        let segment = directory.appendingPathComponent("000000000001.tgs").path
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: segment)))
+        bytes[bytes.count - 10] ^= 0x40  // a flipped bit inside the last block's zstd frame
+        try Data(bytes).write(to: URL(fileURLWithPath: segment))
+        let recovered = try TraceStore(directory: directory)
+        #expect(try recovered.trace(first) != nil)
+        #expect(try recovered.trace(second) == nil, "the damaged block is cut, never served")
+    }
+}
