@@ -180,12 +180,16 @@ final class DemoKeptTraces: KeptTraceSink {
     private let errorCount = Atomic<Int>(0)
     private let byteCount = Atomic<Int>(0)
 
-    func keep(_ trace: TraceData, policy: String) {
+    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
         if trace.spans.contains(where: { $0.statusCode == .error }) { errorCount.add(1, ordering: .relaxed) }
         byteCount.add(trace.encodedBytes + trace.envelopes.reduce(0) { $0 + Int($1.resource.count + $1.scope.count) }, ordering: .relaxed)
+        stored()
     }
 
-    func keepLate(_ span: SpanRecord, from batch: SpanBatch) { byteCount.add(Int(span.encoded.count), ordering: .relaxed) }
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
+        byteCount.add(Int(span.encoded.count), ordering: .relaxed)
+        stored()
+    }
 
     var errorTraces: Int { errorCount.load(ordering: .relaxed) }
     var bytes: Int { byteCount.load(ordering: .relaxed) }

@@ -1,6 +1,7 @@
 import Foundation
 public import Kafka
 public import Sampling
+public import Storage
 public import Logging
 public import OTLP
 import Synchronization
@@ -29,6 +30,10 @@ public struct EngineConfiguration: Sendable {
     public var bufferLimit: Int?
     /// Trace-window shards (threads); nil: one per core.
     public var shards: Int?
+    /// The file store of kept traces; nil: kept traces are counted, not stored.
+    public var dataDirectory: String?
+    /// Store retention and segment settings.
+    public var storeOptions = TraceStoreOptions()
     /// The HTTP listener (`HOST:PORT`); nil: none.
     public var httpAddress: String?
     /// Bearer token for admin routes (`POST /-/reload`); nil disables them over HTTP.
@@ -76,6 +81,10 @@ public final class Engine: Sendable {
     private let loop: IngestLoop
     private let logger: Logger
     private let httpAddress = Mutex<String?>(nil)
+    private let storeWriter = Mutex<StoreWriter?>(nil)
+
+    /// The file store, when `dataDirectory` is set.
+    public var store: TraceStore? { storeWriter.withLock { $0?.store } }
 
     /// Where the HTTP listener is bound once ``run()`` started it.
     public var boundHTTPAddress: String? { httpAddress.withLock { $0 } }
@@ -86,8 +95,14 @@ public final class Engine: Sendable {
 
     /// The full engine. Throws ``ConfigurationError``, `RuleFileErrors` (invalid rules: exit 2) or
     /// `KafkaError`.
-    public convenience init(configuration: EngineConfiguration, kept: any KeptTraceSink = KeptTraceCounter(), logger: Logger) throws {
+    public convenience init(configuration: EngineConfiguration, kept: (any KeptTraceSink)? = nil, logger: Logger) throws {
         try configuration.validate()
+        var writer: StoreWriter?
+        if let directory = configuration.dataDirectory {
+            let store = try TraceStore(directory: URL(fileURLWithPath: directory), options: configuration.storeOptions)
+            writer = StoreWriter(store: store, logger: logger)
+        }
+        let kept: any KeptTraceSink = kept ?? writer ?? KeptTraceCounter()
         let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let samplingMetrics = SamplingMetrics(shards: shards)
         if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
@@ -99,6 +114,7 @@ public final class Engine: Sendable {
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,
             decisionWaitOverride: configuration.decisionWait, logger: logger)
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
+        self.storeWriter.withLock { $0 = writer }
         let loop = self.loop
         stage.onPressure { paused in loop.setPaused(paused) }
     }
@@ -192,6 +208,7 @@ public final class Engine: Sendable {
         }
         sampling?.stop()
         sampling?.rules.stop()
+        storeWriter.withLock { $0 }?.stop()
         let result = outcome.withLock { $0 } ?? .stopped
         let totals = metrics.snapshot
         let decisions = sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
@@ -218,6 +235,10 @@ extension Duration {
 }
 
 extension Engine: HTTPBackend {
+    public func storedTrace(_ id: TraceID) throws -> [UInt8]? {
+        try store?.trace(id)
+    }
+
     public func readiness() -> (ready: Bool, reason: String) {
         metrics.partitionsAssigned > 0 ? (true, "") : (false, "no partitions assigned yet (joining the consumer group)")
     }

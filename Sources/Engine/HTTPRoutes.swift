@@ -1,4 +1,5 @@
 import Foundation
+public import OTLP
 
 /// An HTTP request as the routes see it (no sockets: routes are tested directly).
 public struct HTTPRequest: Sendable {
@@ -42,6 +43,8 @@ public protocol HTTPBackend: Sendable {
     func readiness() -> (ready: Bool, reason: String)
     /// Reloads the rules; nil on success, else the errors.
     func reloadRules() -> String?
+    /// A stored trace as an OTLP `ExportTraceServiceRequest`; nil when unknown.
+    func storedTrace(_ id: TraceID) throws -> [UInt8]?
 }
 
 /// The routes of the one listener (`--http`, default 0.0.0.0:3200 — Tempo's port, since the same
@@ -58,6 +61,43 @@ public struct HTTPRoutes: Sendable {
     }
 
     public static let version = "0.1.0"
+
+    /// Tempo's trace-by-id: v1 answers a `Trace` (`{"batches":[…]}` in JSON), v2 a
+    /// `TraceByIDResponse` (`{"trace":{"resourceSpans":[…]}}`); protobuf when the client accepts
+    /// `application/protobuf`. Ids may be shorter than 32 hex digits (Tempo pads them with zeros).
+    func traceByID(path: String, request: HTTPRequest) -> HTTPResponse {
+        let v2 = path.hasPrefix("/api/v2/")
+        let text = String(path.split(separator: "/").last ?? "")
+        guard !text.isEmpty, text.count <= 32, let id = TraceID(hex: String(repeating: "0", count: 32 - text.count) + text) else {
+            return HTTPResponse(status: 400, body: "invalid trace id \"\(text)\": expected up to 32 hex digits\n")
+        }
+        let stored: [UInt8]?
+        do {
+            stored = try backend.storedTrace(id)
+        } catch {
+            return HTTPResponse(status: 500, body: "reading trace \(id.hex): \(error)\n")
+        }
+        guard let stored else { return HTTPResponse(status: 404, body: "trace not found\n") }
+        let accept = request.header("Accept") ?? ""
+        if accept.contains("application/protobuf") || accept.contains("application/x-protobuf") {
+            // tempopb.Trace has the ExportTraceServiceRequest's shape (field 1: resource spans).
+            var body = stored
+            if v2 {
+                var writer = ProtoWriter()
+                writer.writeBytesField(1, stored)
+                body = writer.bytes
+            }
+            var response = HTTPResponse(status: 200, contentType: "application/protobuf", body: "")
+            response.body = body
+            return response
+        }
+        do {
+            let json = try OTLPJSONWriter.request(stored, key: v2 ? "resourceSpans" : "batches")
+            return HTTPResponse(status: 200, contentType: "application/json", body: v2 ? "{\"trace\":\(json)}" : json)
+        } catch {
+            return HTTPResponse(status: 500, body: "stored trace \(id.hex) does not decode: \(error)\n")
+        }
+    }
 
     public func respond(to request: HTTPRequest) -> HTTPResponse {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
@@ -80,6 +120,8 @@ public struct HTTPRoutes: Sendable {
                 return HTTPResponse(status: 400, body: "rule file refused; the previous rules stay in force\n\(errors)\n")
             }
             return HTTPResponse(status: 200, body: "reloaded\n")
+        case ("GET", _) where path.hasPrefix("/api/traces/") || path.hasPrefix("/api/v2/traces/"):
+            return traceByID(path: path, request: request)
         case ("GET", "/api/echo"):
             return HTTPResponse(status: 200, body: "echo")
         case ("GET", "/api/status/buildinfo"):

@@ -6,24 +6,35 @@ public import OTLP
 public import Sampling
 import Synchronization
 
-/// Where kept traces go. Called on shard threads; must not block for long.
+/// Where kept traces go. Called on shard threads; must not block for long. `stored` is called (on
+/// any thread) once the trace is durable: only then may the offsets of its spans be committed.
 public protocol KeptTraceSink: Sendable {
     /// A whole kept trace, with the policy that kept it.
-    func keep(_ trace: TraceData, policy: String)
+    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void)
     /// A span that arrived after its trace was kept.
-    func keepLate(_ span: SpanRecord, from batch: SpanBatch)
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void)
+    /// Writes out what is queued and returns when it is stored (shutdown).
+    func flush()
 }
 
-/// Counts kept traces and spans and lets them go (no storage configured yet).
+extension KeptTraceSink {
+    public func flush() {}
+}
+
+/// Counts kept traces and spans and lets them go (no storage configured).
 public final class KeptTraceCounter: KeptTraceSink {
     private let traces = Atomic<Int>(0)
     private let spans = Atomic<Int>(0)
     public init() {}
-    public func keep(_ trace: TraceData, policy: String) {
+    public func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
         traces.add(1, ordering: .relaxed)
         spans.add(trace.spans.count, ordering: .relaxed)
+        stored()
     }
-    public func keepLate(_ span: SpanRecord, from batch: SpanBatch) { spans.add(1, ordering: .relaxed) }
+    public func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
+        spans.add(1, ordering: .relaxed)
+        stored()
+    }
     public var keptTraces: Int { traces.load(ordering: .relaxed) }
     public var keptSpans: Int { spans.load(ordering: .relaxed) }
 }
@@ -147,6 +158,11 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         for shard in shards { shard.send(.drain(done)) }
         for _ in shards { done.wait() }
+        // Store what was just kept, then let every shard take the acknowledgements in, so the final
+        // commit covers it.
+        kept.flush()
+        for shard in shards { shard.send(.drain(done)) }
+        for _ in shards { done.wait() }
     }
 
     /// Stops the shard threads (after ``drain()``).
@@ -223,6 +239,8 @@ final class Shard: @unchecked Sendable {
     private let publishedState = Mutex(Published())
     let underPressure = Atomic<Bool>(false)
     private let pressureTarget: Int
+    private var acks = AckTracker()
+    private let storedTokens = Mutex<[UInt64]>([])
 
     private let decisionWaitOverride: Duration?
 
@@ -261,6 +279,11 @@ final class Shard: @unchecked Sendable {
             // Wake on work, or every 10 ms for deadlines (the wheel's tick).
             _ = wake.wait(timeout: .now() + .milliseconds(10))
             inbox.withLock { swap(&$0, &commands) }
+            let stored = storedTokens.withLock { tokens -> [UInt64] in
+                defer { tokens.removeAll(keepingCapacity: true) }
+                return tokens
+            }
+            acks.acknowledge(stored)
             var counts = SamplingMetrics.Counts()
             var replies: [DispatchSemaphore] = []
             var completed: UInt64?
@@ -294,12 +317,22 @@ final class Shard: @unchecked Sendable {
             decide(&ready, now: now, counts: &counts)
             metrics.add(counts)
             metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.bufferedBytes))
-            let held = window.lowestHeldOffsets()
+            var held = window.lowestHeldOffsets()
+            // Kept traces not yet stored hold their offsets too.
+            for (partition, offset) in acks.lowestPending() { held[partition] = min(held[partition] ?? .max, offset) }
             publishedState.withLock { state in
                 state.held = held
                 if let completed { state.completedSequence = completed }
             }
             for reply in replies { reply.signal() }
+        }
+    }
+
+    /// Called by the sink (any thread) when a kept trace is durable; handled on the next cycle.
+    private func storedCallback(_ token: UInt64) -> @Sendable () -> Void {
+        { [self] in
+            storedTokens.withLock { $0.append(token) }
+            wake.signal()
         }
     }
 
@@ -320,7 +353,8 @@ final class Shard: @unchecked Sendable {
             case .late(.kept):
                 counts.lateKept += 1
                 counts.spansKept += 1
-                kept.keepLate(span, from: work.batch)
+                let token = acks.register([source])
+                kept.keepLate(span, from: work.batch, stored: storedCallback(token))
             case .late(.dropped):
                 counts.lateDropped += 1
             }
@@ -337,7 +371,8 @@ final class Shard: @unchecked Sendable {
             case .keep(let policy):
                 counts.keptByPolicy[policy, default: 0] += 1
                 counts.spansKept += item.trace.spans.count
-                kept.keep(item.trace, policy: policy)
+                let token = acks.register(item.sources)
+                kept.keep(item.trace, policy: policy, stored: storedCallback(token))
                 window.remember(item.trace.traceID, kept: true)
             case .drop:
                 counts.dropped += 1
@@ -347,4 +382,44 @@ final class Shard: @unchecked Sendable {
         }
         ready.removeAll(keepingCapacity: true)
     }
+}
+
+/// Kept traces handed to a sink and not yet stored, with the offsets they hold; acknowledged roughly
+/// in order, so a FIFO per partition with lazy removal finds the lowest pending offset cheaply.
+struct AckTracker {
+    private var next: UInt64 = 1
+    private var pending: [UInt32: RingQueue<(offset: Int64, token: UInt64)>] = [:]
+    private var done = Set<UInt64>()
+    private var outstanding = Set<UInt64>()
+
+    mutating func register(_ sources: [SourcePosition]) -> UInt64 {
+        let token = next
+        next += 1
+        outstanding.insert(token)
+        for source in sources { pending[source.partition, default: RingQueue()].append((source.offset, token)) }
+        return token
+    }
+
+    mutating func acknowledge(_ tokens: [UInt64]) {
+        for token in tokens where outstanding.remove(token) != nil { done.insert(token) }
+    }
+
+    /// The lowest offset per partition still held by an unstored kept trace.
+    mutating func lowestPending() -> [UInt32: Int64] {
+        var result: [UInt32: Int64] = [:]
+        for partition in Array(pending.keys) {
+            while let front = pending[partition]!.first, done.contains(front.token) {
+                _ = pending[partition]!.popFirst()
+            }
+            if let front = pending[partition]!.first {
+                result[partition] = pending[partition]!.minimum(\.offset, liveWhere: { !done.contains($0.token) }) ?? front.offset
+            } else {
+                pending[partition] = nil
+            }
+        }
+        if pending.isEmpty { done.removeAll(keepingCapacity: true) }
+        return result
+    }
+
+    var unstored: Int { outstanding.count }
 }

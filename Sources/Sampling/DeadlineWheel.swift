@@ -52,15 +52,17 @@ struct DeadlineWheel: Sendable {
 }
 
 /// A FIFO queue over a ring buffer (amortised O(1), no shifting).
-struct RingQueue<Element>: Sendable where Element: Sendable {
+public struct RingQueue<Element>: Sendable where Element: Sendable {
     private var storage: [Element?] = []
     private var head = 0
-    private(set) var count = 0
+    public private(set) var count = 0
 
-    var first: Element? { count == 0 ? nil : storage[head] }
-    var last: Element? { count == 0 ? nil : storage[(head + count - 1) % storage.count] }
+    public init() {}
 
-    mutating func append(_ element: Element) {
+    public var first: Element? { count == 0 ? nil : storage[head] }
+    public var last: Element? { count == 0 ? nil : storage[(head + count - 1) % storage.count] }
+
+    public mutating func append(_ element: Element) {
         if count == storage.count {
             var grown = [Element?](repeating: nil, count: max(16, storage.count * 2))
             for i in 0..<count { grown[i] = storage[(head + i) % storage.count] }
@@ -71,7 +73,7 @@ struct RingQueue<Element>: Sendable where Element: Sendable {
         count += 1
     }
 
-    mutating func popFirst() -> Element? {
+    public mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let element = storage[head]
         storage[head] = nil
@@ -82,7 +84,7 @@ struct RingQueue<Element>: Sendable where Element: Sendable {
 
     /// The minimum of `key` over live elements, looking at no more than the first 64 (offsets arrive in
     /// order, so the minimum is almost always the front; this bounds the cost of the rare exception).
-    func minimum(_ key: KeyPath<Element, Int64>, liveWhere isLive: (Element) -> Bool) -> Int64? {
+    public func minimum(_ key: KeyPath<Element, Int64>, liveWhere isLive: (Element) -> Bool) -> Int64? {
         var result: Int64?
         for i in 0..<min(count, 64) {
             guard let element = storage[(head + i) % storage.count], isLive(element) else { continue }

@@ -188,3 +188,30 @@ public struct TraceData: Sendable {
         lastEnvelopeSource = nil
     }
 }
+
+extension TraceData {
+    /// The trace's spans as one OTLP `ExportTraceServiceRequest`, each span byte for byte under the
+    /// resource and scope it was sent with.
+    public func exportRequest() -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.bytes.reserveCapacity(payload.count + spans.count * 8 + 64)
+        var index = 0
+        while index < spans.count {
+            let envelope = envelopes[Int(spans[index].envelope)]
+            let resourceSpans = writer.beginNested(1)
+            withBytes(envelope.resource) { writer.writeBytesField(1, $0) }
+            let scopeSpans = writer.beginNested(2)
+            if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(1, $0) } }
+            let current = spans[index].envelope
+            while index < spans.count && spans[index].envelope == current {
+                withBytes(spans[index].encoded) { writer.writeBytesField(2, $0) }
+                index += 1
+            }
+            if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL) { writer.writeBytesField(3, $0) } }
+            writer.endNested(scopeSpans)
+            if envelope.resourceSchemaURL.count > 0 { withBytes(envelope.resourceSchemaURL) { writer.writeBytesField(3, $0) } }
+            writer.endNested(resourceSpans)
+        }
+        return writer.bytes
+    }
+}

@@ -31,6 +31,9 @@ public struct ReadyTrace: Sendable {
     public var reason: DecisionReason
     /// When its first span arrived (window clock, nanoseconds).
     public var firstSeen: UInt64
+    /// The lowest offset per partition its spans came from: what must stay uncommitted until a kept
+    /// trace is stored.
+    public var sources: [SourcePosition]
 }
 
 /// What happened to a span offered to the window.
@@ -72,6 +75,22 @@ public struct TraceWindow: Sendable {
         var rootSeen: Bool
         var generation: UInt32
         var residentBytes: Int
+        /// The lowest offset per partition this trace holds (first one inline; more only for traces
+        /// spread over partitions, which keyed topics never do).
+        var firstSource: SourcePosition
+        var otherSources: [SourcePosition]?
+
+        mutating func note(_ source: SourcePosition) {
+            if source.partition == firstSource.partition {
+                firstSource.offset = min(firstSource.offset, source.offset)
+                return
+            }
+            if let index = otherSources?.firstIndex(where: { $0.partition == source.partition }) {
+                otherSources![index].offset = min(otherSources![index].offset, source.offset)
+            } else {
+                otherSources = (otherSources ?? []) + [source]
+            }
+        }
     }
 
     public var limits: WindowLimits
@@ -115,7 +134,7 @@ public struct TraceWindow: Sendable {
             slot = existing
         } else {
             if let remembered = cache.lookup(span.traceID) { return .late(remembered) }
-            slot = allocate(reusedTrace(span.traceID), now: now)
+            slot = allocate(reusedTrace(span.traceID), source: source, now: now)
             index[span.traceID] = slot
             wheel.schedule(slot: slot, generation: generations[Int(slot)], at: slots[Int(slot)]!.deadline, now: now)
             hold(source, slot: slot)
@@ -127,7 +146,10 @@ public struct TraceWindow: Sendable {
         slots[i]!.residentBytes = after
         bufferedBytes += after - before
         bufferedSpans += 1
-        if source.offset != lastHeldOffset(slot: slot, partition: source.partition) { hold(source, slot: slot) }
+        if source.offset != lastHeldOffset(slot: slot, partition: source.partition) {
+            hold(source, slot: slot)
+            slots[i]!.note(source)
+        }
 
         if span.isRoot && !slots[i]!.rootSeen {
             slots[i]!.rootSeen = true
@@ -235,10 +257,10 @@ public struct TraceWindow: Sendable {
 
     // MARK: Slots
 
-    private mutating func allocate(_ trace: TraceData, now: UInt64) -> Int32 {
+    private mutating func allocate(_ trace: TraceData, source: SourcePosition, now: UInt64) -> Int32 {
         let entry = Entry(
             trace: trace, firstSeen: now, deadline: now &+ nanoseconds(limits.decisionWait), rootSeen: false,
-            generation: 0, residentBytes: trace.residentBytes)
+            generation: 0, residentBytes: trace.residentBytes, firstSource: source, otherSources: nil)
         bufferedBytes += entry.residentBytes
         if let slot = freeSlots.popLast() {
             generations[Int(slot)] &+= 1
@@ -258,7 +280,9 @@ public struct TraceWindow: Sendable {
         index[entry.trace.traceID] = nil
         bufferedBytes -= entry.residentBytes
         bufferedSpans -= entry.trace.spans.count
-        return ReadyTrace(trace: entry.trace, reason: reason, firstSeen: entry.firstSeen)
+        return ReadyTrace(
+            trace: entry.trace, reason: reason, firstSeen: entry.firstSeen,
+            sources: [entry.firstSource] + (entry.otherSources ?? []))
     }
 
     private mutating func hold(_ source: SourcePosition, slot: Int32) {

@@ -14,13 +14,3 @@ extension PendingCommand {
     }
 }
 
-struct Query: PendingCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a stored trace as OTLP/JSON; exit 1 if unknown.")
-    static let arrivesWith = "the trace store"
-
-    @Option(help: "Data directory of the file store.")
-    var data: String
-
-    @Argument(help: "Trace id (32 hex characters).")
-    var traceID: String
-}

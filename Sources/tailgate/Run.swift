@@ -50,6 +50,15 @@ struct Run: ParsableCommand {
     @Flag(help: "Process everything, commit, and exit when every assigned partition is at its end.")
     var exitOnEof = false
 
+    @Option(help: "Store kept traces in this directory (the embedded file store); without it they are counted only.")
+    var data: String?
+
+    @Option(help: "Delete stored traces older than this (e.g. 72h).")
+    var retention: String = "72h"
+
+    @Option(help: "Delete the oldest stored traces while the store is larger than this (e.g. 50GiB).")
+    var retentionSize: String?
+
     @Option(help: "HTTP listener for /metrics, /-/healthy, /-/ready, /-/reload and the trace API (HOST:PORT).")
     var http: String = "0.0.0.0:3200"
 
@@ -77,6 +86,9 @@ struct Run: ParsableCommand {
         if let shards, shards < 1 { throw ConfigurationError("--shards must be at least 1") }
         configuration.shards = shards
         configuration.httpAddress = http.isEmpty ? nil : http
+        configuration.dataDirectory = data
+        configuration.storeOptions.retentionAge = try parseDuration(retention, option: "--retention")
+        configuration.storeOptions.retentionBytes = try retentionSize.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--retention-size") }
         configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]
 
         let engine: Engine

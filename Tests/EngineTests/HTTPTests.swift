@@ -1,4 +1,5 @@
 import Engine
+import OTLP
 import Foundation
 import Synchronization
 import Testing
@@ -17,6 +18,7 @@ final class FakeBackend: HTTPBackend {
         reloads.add(1, ordering: .relaxed)
         return reloadError
     }
+    func storedTrace(_ id: TraceID) throws -> [UInt8]? { nil }
 }
 
 /// Routes without sockets: exact status, type and text.

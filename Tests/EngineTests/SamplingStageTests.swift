@@ -11,8 +11,14 @@ import Testing
 final class KeptTraces: KeptTraceSink {
     let ids = Mutex<[TraceID: String]>([:])
     let late = Atomic<Int>(0)
-    func keep(_ trace: TraceData, policy: String) { ids.withLock { $0[trace.traceID] = policy } }
-    func keepLate(_ span: SpanRecord, from batch: SpanBatch) { late.add(1, ordering: .relaxed) }
+    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
+        ids.withLock { $0[trace.traceID] = policy }
+        stored()
+    }
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
+        late.add(1, ordering: .relaxed)
+        stored()
+    }
     var snapshot: [TraceID: String] { ids.withLock { $0 } }
 }
 
