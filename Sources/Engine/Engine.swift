@@ -30,8 +30,10 @@ public struct EngineConfiguration: Sendable {
     public var bufferLimit: Int?
     /// Trace-window shards (threads); nil: one per core.
     public var shards: Int?
-    /// The file store of kept traces; nil: kept traces are counted, not stored.
+    /// The file store of kept traces; nil: not stored there.
     public var dataDirectory: String?
+    /// Re-publish kept traces to this Kafka topic (otlp_proto, keyed by hex trace id).
+    public var outputTopic: String?
     /// Store retention and segment settings.
     public var storeOptions = TraceStoreOptions()
     /// The HTTP listener (`HOST:PORT`); nil: none.
@@ -50,6 +52,9 @@ public struct EngineConfiguration: Sendable {
             throw ConfigurationError("--topic: give at least one non-empty topic name")
         }
         guard !group.isEmpty else { throw ConfigurationError("--group: the consumer group id must not be empty") }
+        if let outputTopic, topics.contains(outputTopic) {
+            throw ConfigurationError("--output-topic \(outputTopic) is also an input topic; kept traces would be sampled again forever")
+        }
         if let deadLetterTopic, topics.contains(deadLetterTopic) {
             throw ConfigurationError("--dead-letter-topic \(deadLetterTopic) is also an input topic; refused messages would come back forever")
         }
@@ -81,10 +86,10 @@ public final class Engine: Sendable {
     private let loop: IngestLoop
     private let logger: Logger
     private let httpAddress = Mutex<String?>(nil)
-    private let storeWriter = Mutex<StoreWriter?>(nil)
+    private let sinks = Mutex<SinkFanOut?>(nil)
 
     /// The file store, when `dataDirectory` is set.
-    public var store: TraceStore? { storeWriter.withLock { $0?.store } }
+    public var store: TraceStore? { sinks.withLock { $0?.store?.store } }
 
     /// Where the HTTP listener is bound once ``run()`` started it.
     public var boundHTTPAddress: String? { httpAddress.withLock { $0 } }
@@ -102,7 +107,11 @@ public final class Engine: Sendable {
             let store = try TraceStore(directory: URL(fileURLWithPath: directory), options: configuration.storeOptions)
             writer = StoreWriter(store: store, logger: logger)
         }
-        let kept: any KeptTraceSink = kept ?? writer ?? KeptTraceCounter()
+        let kafkaSink = try configuration.outputTopic.map { (topic) throws(KafkaError) in
+            try KafkaTraceSink(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+        }
+        let sinks = writer == nil && kafkaSink == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink)
+        let kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
         let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let samplingMetrics = SamplingMetrics(shards: shards)
         if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
@@ -114,7 +123,7 @@ public final class Engine: Sendable {
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,
             decisionWaitOverride: configuration.decisionWait, logger: logger)
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
-        self.storeWriter.withLock { $0 = writer }
+        self.sinks.withLock { $0 = sinks }
         let loop = self.loop
         stage.onPressure { paused in loop.setPaused(paused) }
     }
@@ -208,7 +217,7 @@ public final class Engine: Sendable {
         }
         sampling?.stop()
         sampling?.rules.stop()
-        storeWriter.withLock { $0 }?.stop()
+        sinks.withLock { $0 }?.stop()
         let result = outcome.withLock { $0 } ?? .stopped
         let totals = metrics.snapshot
         let decisions = sampling?.metrics.snapshot ?? SamplingMetrics.Counts()

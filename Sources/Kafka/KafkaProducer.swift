@@ -45,7 +45,8 @@ public final class KafkaProducer: @unchecked Sendable {
     /// retries for up to `queueFullWait`, then throws.
     public func send(
         topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
-        headers: [(String, [UInt8])] = [], partition: Int32? = nil, queueFullWait: Duration = .seconds(30)
+        headers: [(String, [UInt8])] = [], partition: Int32? = nil, queueFullWait: Duration = .seconds(30),
+        onDelivery: (@Sendable (KafkaError?) -> Void)? = nil
     ) throws(KafkaError) {
         let deadline = ContinuousClock.now + queueFullWait
         while true {
@@ -56,13 +57,16 @@ public final class KafkaProducer: @unchecked Sendable {
                     _ = bytes.withUnsafeBytes { rd_kafka_header_add(headerList, name, -1, $0.baseAddress, $0.count) }
                 }
             }
+            // The delivery callback takes the box back (and calls it) once librdkafka is done.
+            let box = onDelivery.map { Unmanaged.passRetained(DeliveryBox($0)).toOpaque() }
             let error = tailgate_produce(
                 handle, topic, partition ?? RD_KAFKA_PARTITION_UA, key?.baseAddress, key?.count ?? 0, value.baseAddress,
-                value.count, headerList)
+                value.count, headerList, box)
             if error == RD_KAFKA_RESP_ERR_NO_ERROR {
                 context.sent.add(1, ordering: .relaxed)
                 return
             }
+            if let box { Unmanaged<DeliveryBox>.fromOpaque(box).release() }
             if let headerList { rd_kafka_headers_destroy(headerList) }
             guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline else {
                 throw KafkaError(error, "produce to \(topic)")
@@ -119,9 +123,19 @@ final class ProducerContext: Sendable, ClientCallbackContext {
     }
 }
 
+/// A per-message delivery callback, carried through librdkafka as the message's opaque.
+final class DeliveryBox {
+    let callback: @Sendable (KafkaError?) -> Void
+    init(_ callback: @escaping @Sendable (KafkaError?) -> Void) { self.callback = callback }
+}
+
 private func producerDeliveryCallback(_ handle: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let opaque, let message else { return }
     let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+    if let box = message.pointee._private {
+        let delivery = Unmanaged<DeliveryBox>.fromOpaque(box).takeRetainedValue()
+        delivery.callback(message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.pointee.err, "deliver"))
+    }
     if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
         context.delivered.add(1, ordering: .relaxed)
     } else {

@@ -53,6 +53,9 @@ struct Run: ParsableCommand {
     @Option(help: "Store kept traces in this directory (the embedded file store); without it they are counted only.")
     var data: String?
 
+    @Option(help: "Re-publish kept traces to this Kafka topic (otlp_proto, one trace per message keyed by hex trace id).")
+    var outputTopic: String?
+
     @Option(help: "Delete stored traces older than this (e.g. 72h).")
     var retention: String = "72h"
 
@@ -87,6 +90,7 @@ struct Run: ParsableCommand {
         configuration.shards = shards
         configuration.httpAddress = http.isEmpty ? nil : http
         configuration.dataDirectory = data
+        configuration.outputTopic = outputTopic
         configuration.storeOptions.retentionAge = try parseDuration(retention, option: "--retention")
         configuration.storeOptions.retentionBytes = try retentionSize.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--retention-size") }
         configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]

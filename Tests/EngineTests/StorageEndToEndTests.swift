@@ -87,6 +87,58 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/traces/not-hex")).status == 400)
     }
 
+    /// `--output-topic`: kept traces re-published one per message, keyed by hex trace id, with
+    /// tailgate.policy, both sinks at once.
+    @Test func keptTracesToAKafkaTopicAndTheStoreAtOnce() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 2), ("kept", 2)], logger: quietLogger)
+        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var options = TrafficProducer.Options()
+        options.topic = "spans"
+        options.traces = 200
+        options.errorRate = 0.1
+        options.seed = 5
+        _ = try generator.run(options)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-fan-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let rulesPath = try writeRules(deterministicRules)
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = rulesPath
+        configuration.outputTopic = "kept"
+        configuration.dataDirectory = data.path
+        configuration.exitOnEOF = true
+        let summary = try Engine(configuration: configuration, logger: quietLogger).run()
+        let expected = try expectedKept(count: 200, seed: 5, errorRate: 0.1, slowRate: options.slowRate, rules: try RuleLoader.load(rulesPath))
+        #expect(summary.tracesKept == expected.count)
+
+        let reader = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "check", topics: ["kept"], statisticsInterval: nil),
+            logger: quietLogger)
+        var published: [String: Int] = [:]
+        var policies = Set<String>()
+        var wrongKeys = 0
+        let complete = waitUntil(.seconds(30)) {
+            reader.poll(timeout: .milliseconds(100)) { message in
+                let key = String(decoding: message.key ?? UnsafeRawBufferPointer(start: nil, count: 0), as: UTF8.self)
+                var batch = SpanBatch(selection: AttributeSelection(keys: ["tailgate.policy"]))
+                guard (try? SpanDecoder(encoding: .otlpProto).decode(message.payload, into: &batch)) != nil else { return }
+                if !batch.spans.allSatisfy({ $0.traceID.hex == key }) { wrongKeys += 1 }
+                published[key, default: 0] += batch.spans.count
+                for span in batch.spans {
+                    if case .string(let range) = batch.value(of: AttributeKeyID(rawValue: 0), for: span) { policies.insert(batch.string(range)) }
+                }
+            }
+            return published.count >= expected.count
+        }
+        #expect(complete)
+        #expect(wrongKeys == 0, "every message is keyed by its hex trace id")
+        reader.close()
+        #expect(published == expected)
+        #expect(policies.isSubset(of: ["errors", "slow", "baseline"]) && !policies.isEmpty)
+        let store = try TraceStore(directory: data, readOnly: true)
+        #expect(store.traceCount == expected.count)
+    }
+
     /// kill -9 of `tailgate run` mid-stream, then a restart: every kept trace is stored whole.
     @Test func killNineLosesNoKeptTrace() throws {
         let processes = Processes()
