@@ -35,6 +35,7 @@ let package = Package(
         // C libraries, found by pkg-config; Debian packages named for a helpful error.
         .systemLibrary(name: "Crdkafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // The pure core.
         .target(name: "OTLP", swiftSettings: swiftSettings),
@@ -45,7 +46,15 @@ let package = Package(
             name: "Kafka",
             dependencies: ["Crdkafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
-        .target(name: "Storage", dependencies: ["OTLP", "CZstd", "Kafka"], swiftSettings: swiftSettings),
+        .target(
+            name: "Storage",
+            dependencies: [
+                "OTLP", "CZstd", "CZlib", "Kafka",
+                // The OTLP/HTTP exporter's client.
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "Engine",
             dependencies: [
@@ -66,7 +75,14 @@ let package = Package(
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "OTLP"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StorageTests",
+            dependencies: [
+                "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "OTLP", "Kafka", "tailgate"],
             swiftSettings: swiftSettings),

@@ -1,0 +1,309 @@
+import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// Where and how to send: `http://host:port[/path]` (the path defaults to `/v1/traces`).
+public struct OTLPEndpoint: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var path: String
+
+    /// Parses an endpoint URL; the error says what to write instead.
+    public init(_ text: String) throws(TraceStoreError) {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            throw TraceStoreError(message: "--otlp-endpoint: '\(text)' is not a URL; write e.g. http://tempo-distributor:4318")
+        }
+        guard scheme == "http" else {
+            throw TraceStoreError(message: "--otlp-endpoint: \(scheme):// is not supported yet (no TLS in this build); send to an in-cluster collector or Tempo distributor over http://")
+        }
+        self.host = host
+        port = url.port ?? 4318
+        path = url.path.isEmpty || url.path == "/" ? "/v1/traces" : url.path
+    }
+}
+
+/// Sends kept traces to any OTLP/HTTP receiver (Grafana Tempo, a collector, Jaeger): batched
+/// protobuf POSTs, gzip, configured headers (e.g. `Authorization: Basic …` for Grafana Cloud through
+/// a gateway), retries with exponential backoff and jitter on connection errors, 429 and 5xx —
+/// honouring `Retry-After`. A trace is reported stored only when the receiver accepted it; while
+/// the receiver is down nothing is acknowledged, offsets stay, and the queue's bytes count toward
+/// the buffer limit so Kafka consumption pauses. Nothing is dropped for a transient failure.
+public final class OTLPHTTPExporter: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var headers: [(String, String)] = []
+        public var gzip = true
+        public var batchBytes = 2 << 20
+        public var flushInterval: Duration = .milliseconds(200)
+        public var timeout: Duration = .seconds(10)
+        public var maxBackoff: Duration = .seconds(30)
+        public init() {}
+    }
+
+    /// How a POST ended.
+    enum Outcome: Equatable {
+        case accepted
+        case retry(after: Double?, reason: String)
+        case tooLarge
+        case rejected(status: Int, body: String)
+    }
+
+    public let endpoint: OTLPEndpoint
+    private let options: Options
+    private let logger: Logger
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let queue = Mutex<(items: [(bytes: [UInt8], stored: @Sendable () -> Void)], bytes: Int)>(([], 0))
+    private let wake = DispatchSemaphore(value: 0)
+    private let running = Atomic<Bool>(true)
+    private let busy = Atomic<Int>(0)
+    private let counters = Mutex(Counters())
+    private let throttle = Mutex<ContinuousClock.Instant?>(nil)
+
+    public struct Counters: Sendable, Equatable {
+        public var batchesSent = 0
+        public var tracesSent = 0
+        public var retries = 0
+        public var rejectedTraces = 0
+    }
+
+    public init(endpoint: OTLPEndpoint, options: Options = Options(), logger: Logger) {
+        self.endpoint = endpoint
+        self.options = options
+        self.logger = logger
+        let thread = Thread { [self] in run() }
+        thread.name = "tailgate-otlp-exporter"
+        thread.start()
+    }
+
+    /// Queues one trace (an `ExportTraceServiceRequest`); `stored` runs once the receiver accepted it.
+    public func export(_ request: [UInt8], stored: @escaping @Sendable () -> Void) {
+        let size = queue.withLock { state -> Int in
+            state.items.append((request, stored))
+            state.bytes += request.count
+            return state.bytes
+        }
+        if size >= options.batchBytes { wake.signal() }
+    }
+
+    /// Bytes waiting to be sent (they count toward the buffer limit).
+    public var queuedBytes: Int { queue.withLock { $0.bytes } }
+    public var counts: Counters { counters.withLock { $0 } }
+
+    /// Waits until the queue is empty and nothing is in flight, or `timeout`.
+    public func flush(timeout: Duration = .seconds(30)) {
+        let deadline = ContinuousClock.now + timeout
+        wake.signal()
+        while (queue.withLock({ !$0.items.isEmpty }) || busy.load(ordering: .relaxed) > 0) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+
+    public func stop() {
+        flush()
+        running.store(false, ordering: .relaxed)
+        wake.signal()
+        try? group.syncShutdownGracefully()
+    }
+
+    private func run() {
+        while running.load(ordering: .relaxed) {
+            _ = wake.wait(timeout: .now() + options.flushInterval.seconds)
+            while true {
+                busy.store(1, ordering: .relaxed)
+                let batch = takeBatch()
+                if batch.isEmpty {
+                    busy.store(0, ordering: .relaxed)
+                    break
+                }
+                deliver(batch)
+                busy.store(0, ordering: .relaxed)
+            }
+        }
+    }
+
+    private func takeBatch() -> [(bytes: [UInt8], stored: @Sendable () -> Void)] {
+        queue.withLock { state in
+            var taken = 0
+            var bytes = 0
+            while taken < state.items.count && (taken == 0 || bytes + state.items[taken].bytes.count <= options.batchBytes) {
+                bytes += state.items[taken].bytes.count
+                taken += 1
+            }
+            let batch = Array(state.items[0..<taken])
+            state.items.removeFirst(taken)
+            state.bytes -= bytes
+            return batch
+        }
+    }
+
+    /// Sends a batch until it is accepted (or, for a payload the receiver refuses, given up on).
+    private func deliver(_ batch: [(bytes: [UInt8], stored: @Sendable () -> Void)]) {
+        // Concatenated ExportTraceServiceRequests are one request (protobuf merges repeated fields).
+        let body = batch.reduce(into: [UInt8]()) { $0 += $1.bytes }
+        var attempt = 0
+        while true {
+            let outcome = post(body)
+            switch outcome {
+            case .accepted:
+                counters.withLock { counters in
+                    counters.batchesSent += 1
+                    counters.tracesSent += batch.count
+                }
+                for item in batch { item.stored() }
+                return
+            case .tooLarge where batch.count > 1:
+                deliver(Array(batch[0..<(batch.count / 2)]))
+                deliver(Array(batch[(batch.count / 2)...]))
+                return
+            case .tooLarge, .rejected:
+                // The receiver will never take this payload: retrying would stall every partition
+                // behind it. Count it, say why, and let it go.
+                let reason: String
+                if case .rejected(let status, let text) = outcome { reason = "HTTP \(status): \(text.prefix(300))" } else { reason = "HTTP 413 for a single trace" }
+                counters.withLock { $0.rejectedTraces += batch.count }
+                logger.error("OTLP receiver \(endpoint.host):\(endpoint.port) refused \(batch.count) trace(s) for good (\(reason)); they are not retried")
+                for item in batch { item.stored() }
+                return
+            case .retry(let after, let reason):
+                attempt += 1
+                counters.withLock { $0.retries += 1 }
+                // Exponential backoff with ±20% jitter, capped; Retry-After wins when the server gives it.
+                let base = min(options.maxBackoff.seconds, 0.25 * pow(2, Double(min(attempt - 1, 10))))
+                let wait = after.map { min($0, options.maxBackoff.seconds) } ?? base * Double.random(in: 0.8...1.2)
+                logThrottled("OTLP export to \(endpoint.host):\(endpoint.port)\(endpoint.path) failed (\(reason)); retry \(attempt) in \(String(format: "%.1f", wait)) s; kept traces wait, offsets stay")
+                Thread.sleep(forTimeInterval: wait)
+                if !running.load(ordering: .relaxed) && attempt > 3 { return }
+            }
+        }
+    }
+
+    private func logThrottled(_ message: String) {
+        let now = ContinuousClock.now
+        let emit = throttle.withLock { last -> Bool in
+            if let last, now - last < .seconds(10) { return false }
+            last = now
+            return true
+        }
+        if emit { logger.warning("\(message)") }
+    }
+
+    /// One POST on a fresh connection (a few per second at most; no pool needed).
+    func post(_ body: [UInt8]) -> Outcome {
+        let payload = options.gzip ? Gzip.compress(body) : body
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: "\(endpoint.host):\(endpoint.port)")
+        headers.add(name: "Content-Type", value: "application/x-protobuf")
+        headers.add(name: "Content-Length", value: String(payload.count))
+        headers.add(name: "Connection", value: "close")
+        headers.add(name: "User-Agent", value: "tailgate/0.1.0")
+        if options.gzip { headers.add(name: "Content-Encoding", value: "gzip") }
+        for (name, value) in options.headers { headers.add(name: name, value: value) }
+        let promise = OncePromise(group.next().makePromise(of: (HTTPResponseHead, [UInt8]).self))
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.seconds(Int64(max(1, options.timeout.seconds))))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+                }
+            }
+        let connection = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+        let channel: any Channel
+        do {
+            channel = try connection.wait()
+        } catch {
+            promise.fail(error)
+            return .retry(after: nil, reason: "connection: \(error)")
+        }
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.path, headers: headers)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        var buffer = channel.allocator.buffer(capacity: payload.count)
+        buffer.writeBytes(payload)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let seconds = options.timeout.seconds
+        let timeout = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+            promise.fail(ChannelError.connectTimeout(.seconds(Int64(seconds))))
+        }
+        defer {
+            timeout.cancel()
+            channel.close(promise: nil)
+        }
+        do {
+            let (response, text) = try promise.promise.futureResult.wait()
+            let status = Int(response.status.code)
+            switch status {
+            case 200..<300:
+                return .accepted
+            case 429, 502, 503, 504, 500, 408, 401, 403, 404:
+                // 401/403/404 are configuration errors an operator fixes; until then nothing is lost.
+                return .retry(after: retryAfter(response.headers["Retry-After"].first), reason: "HTTP \(status)")
+            case 413:
+                return .tooLarge
+            default:
+                return status >= 500 ? .retry(after: nil, reason: "HTTP \(status)") : .rejected(status: status, body: String(decoding: text, as: UTF8.self))
+            }
+        } catch {
+            return .retry(after: nil, reason: "\(error)")
+        }
+    }
+
+    /// `Retry-After` as seconds or an HTTP date.
+    func retryAfter(_ value: String?) -> Double? {
+        guard let value else { return nil }
+        if let seconds = Double(value.trimmingCharacters(in: .whitespaces)) { return max(0, seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: value).map { max(0, $0.timeIntervalSinceNow) }
+    }
+}
+
+/// A promise completed at most once, from whichever of response, error, close or timeout comes first.
+final class OncePromise: Sendable {
+    let promise: EventLoopPromise<(HTTPResponseHead, [UInt8])>
+    private let done = Atomic<Bool>(false)
+
+    init(_ promise: EventLoopPromise<(HTTPResponseHead, [UInt8])>) { self.promise = promise }
+
+    func succeed(_ value: (HTTPResponseHead, [UInt8])) {
+        if !done.exchange(true, ordering: .acquiringAndReleasing) { promise.succeed(value) }
+    }
+
+    func fail(_ error: any Error) {
+        if !done.exchange(true, ordering: .acquiringAndReleasing) { promise.fail(error) }
+    }
+}
+
+private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    let promise: OncePromise
+    private var head: HTTPResponseHead?
+    private var body: [UInt8] = []
+
+    init(promise: OncePromise) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let response): head = response
+        case .body(var buffer): if body.count < 64 * 1024, let bytes = buffer.readBytes(length: buffer.readableBytes) { body += bytes }
+        case .end:
+            if let head { promise.succeed((head, body)) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.ioOnClosedChannel)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import OTLP
+import Storage
+import Synchronization
+import Testing
+
+/// A local OTLP/HTTP receiver for tests: answers from a script, records what it accepted.
+final class TestReceiver: @unchecked Sendable {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let channel: any Channel
+    let script: Mutex<[(status: Int, retryAfter: String?)]>
+    let requests = Atomic<Int>(0)
+    let acceptedSpans = Atomic<Int>(0)
+    let gzipped = Atomic<Int>(0)
+
+    init(port: Int = 0, script: [(status: Int, retryAfter: String?)] = []) throws {
+        self.script = Mutex(script)
+        let box = Box()
+        channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(receiver: box.receiver!))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).wait()
+        box.receiver = self
+    }
+
+    final class Box: @unchecked Sendable { var receiver: TestReceiver? }
+
+    var port: Int { channel.localAddress!.port! }
+
+    func shutdown() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let receiver: TestReceiver
+        var head: HTTPRequestHead?
+        var body: [UInt8] = []
+        init(receiver: TestReceiver) { self.receiver = receiver }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                head = h
+                body = []
+            case .body(var b):
+                body += b.readBytes(length: b.readableBytes) ?? []
+            case .end:
+                receiver.requests.add(1, ordering: .relaxed)
+                let next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
+                if next.0 == 200 {
+                    var bytes = body
+                    if head?.headers["Content-Encoding"].first == "gzip" {
+                        receiver.gzipped.add(1, ordering: .relaxed)
+                        bytes = Gzip.decompress(body) ?? []
+                    }
+                    var batch = SpanBatch()
+                    if (try? SpanDecoder(encoding: .otlpProto).decode(bytes, into: &batch)) != nil {
+                        receiver.acceptedSpans.add(batch.spans.count, ordering: .relaxed)
+                    }
+                }
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Length", value: "0")
+                if let retryAfter = next.1 { headers.add(name: "Retry-After", value: retryAfter) }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: next.0), headers: headers))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+func request(spans: Int, trace: UInt64) -> [UInt8] {
+    var w = ProtoWriter()
+    w.writeNested(1) { rs in
+        rs.writeNested(2) { ss in
+            for s in 1...spans {
+                ss.writeNested(2) { span in
+                    span.writeBytesField(1, TraceID(high: 1, low: trace).bytes)
+                    span.writeBytesField(2, SpanID(rawValue: UInt64(s)).bytes)
+                    span.writeStringField(5, "op")
+                }
+            }
+        }
+    }
+    return w.bytes
+}
+
+func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return condition()
+}
+
+let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+@Suite(.timeLimit(.minutes(1))) struct OTLPHTTPExporterTests {
+    @Test func retriesOn503And429HonouringRetryAfterThenDelivers() throws {
+        let receiver = try TestReceiver(script: [(503, "0"), (429, "0"), (502, nil)])
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        for trace in 1...10 { exporter.export(request(spans: 3, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
+        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 10 })
+        #expect(receiver.requests.load(ordering: .relaxed) >= 4, "three refusals, then the accepted post")
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 30)
+        #expect(receiver.gzipped.load(ordering: .relaxed) >= 1)
+        #expect(exporter.counts.retries == 3)
+    }
+
+    @Test func deadEndpointHoldsEverythingUntilItComesBack() throws {
+        // Find a free port, then leave it closed.
+        let probe = try TestReceiver()
+        let port = probe.port
+        probe.shutdown()
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        options.maxBackoff = .milliseconds(300)
+        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(port)/v1/traces"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        for trace in 1...5 { exporter.export(request(spans: 2, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
+        Thread.sleep(forTimeInterval: 1)
+        #expect(stored.load(ordering: .relaxed) == 0, "nothing is acknowledged while the receiver is down")
+        #expect(exporter.counts.retries >= 2)
+        let receiver = try TestReceiver(port: port)
+        defer { receiver.shutdown() }
+        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 5 })
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 10)
+    }
+
+    @Test func aPayloadRefusedForGoodIsCountedNotRetried() throws {
+        let receiver = try TestReceiver(script: [(400, nil)])
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        exporter.export(request(spans: 1, trace: 1)) { stored.add(1, ordering: .relaxed) }
+        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 1 })
+        #expect(exporter.counts.rejectedTraces == 1)
+        #expect(receiver.requests.load(ordering: .relaxed) == 1)
+    }
+
+    @Test func endpointsParseAndTLSIsRefusedClearly() throws {
+        #expect(try OTLPEndpoint("http://tempo:4318").path == "/v1/traces")
+        #expect(try OTLPEndpoint("http://tempo:4318/otlp/v1/traces").path == "/otlp/v1/traces")
+        #expect(try OTLPEndpoint("http://tempo").port == 4318)
+        #expect { try OTLPEndpoint("https://tempo:443") } throws: { "\($0)".contains("not supported yet") }
+        #expect { try OTLPEndpoint("tempo:4318") } throws: { "\($0)".contains("is not a URL") || "\($0)".contains("not supported") }
+    }
+
+    @Test func gzipRoundTrip() {
+        let data = Array(String(repeating: "dogbook ", count: 1000).utf8)
+        let packed = Gzip.compress(data)
+        #expect(packed.count < data.count / 10)
+        #expect(packed.prefix(2) == [0x1F, 0x8B])
+        #expect(Gzip.decompress(packed) == data)
+    }
+}
