@@ -34,6 +34,12 @@ public struct EngineConfiguration: Sendable {
     public var dataDirectory: String?
     /// Re-publish kept traces to this Kafka topic (otlp_proto, keyed by hex trace id).
     public var outputTopic: String?
+    /// Send kept traces to this OTLP/HTTP receiver (`http://host:port[/path]`).
+    public var otlpEndpoint: String?
+    /// Headers for the OTLP/HTTP exporter (e.g. `Authorization`).
+    public var otlpHeaders: [(String, String)] = []
+    /// gzip OTLP/HTTP bodies.
+    public var otlpGzip = true
     /// Store retention and segment settings.
     public var storeOptions = TraceStoreOptions()
     /// The HTTP listener (`HOST:PORT`); nil: none.
@@ -110,7 +116,16 @@ public final class Engine: Sendable {
         let kafkaSink = try configuration.outputTopic.map { (topic) throws(KafkaError) in
             try KafkaTraceSink(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
         }
-        let sinks = writer == nil && kafkaSink == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink)
+        var exporter: OTLPHTTPExporter?
+        if let endpoint = configuration.otlpEndpoint {
+            var options = OTLPHTTPExporter.Options()
+            options.headers = configuration.otlpHeaders
+            options.gzip = configuration.otlpGzip
+            let parsed: OTLPEndpoint
+            do { parsed = try OTLPEndpoint(endpoint) } catch { throw ConfigurationError(error.message) }
+            exporter = OTLPHTTPExporter(endpoint: parsed, options: options, logger: logger)
+        }
+        let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink, otlp: exporter)
         let kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
         let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let samplingMetrics = SamplingMetrics(shards: shards)

@@ -15,10 +15,13 @@ public protocol KeptTraceSink: Sendable {
     func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void)
     /// Writes out what is queued and returns when it is stored (shutdown).
     func flush()
+    /// Bytes waiting in the sink: they count toward the buffer limit.
+    var queuedBytes: Int { get }
 }
 
 extension KeptTraceSink {
     public func flush() {}
+    public var queuedBytes: Int { 0 }
 }
 
 /// Counts kept traces and spans and lets them go (no storage configured).
@@ -182,7 +185,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// trace, or fetches in flight), shards decide their heaviest traces early.
     private func applyPressure() {
         let buffered = metrics.buffered
-        let bytes = buffered.bytes
+        let bytes = buffered.bytes + kept.queuedBytes
         // `num_traces` bounds the count as the byte limit bounds memory: both pause, neither drops.
         let maxTraces = rules.rules.configuration.settings.numTraces
         if !paused && buffered.traces >= maxTraces {

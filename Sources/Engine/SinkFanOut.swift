@@ -9,10 +9,14 @@ import Synchronization
 final class SinkFanOut: KeptTraceSink {
     let store: StoreWriter?
     let kafka: KafkaTraceSink?
+    let otlp: OTLPHTTPExporter?
+    let policyAttribute: Bool
 
-    init(store: StoreWriter?, kafka: KafkaTraceSink?) {
+    init(store: StoreWriter?, kafka: KafkaTraceSink?, otlp: OTLPHTTPExporter?, policyAttribute: Bool = true) {
         self.store = store
         self.kafka = kafka
+        self.otlp = otlp
+        self.policyAttribute = policyAttribute
     }
 
     private final class Countdown: Sendable {
@@ -25,33 +29,48 @@ final class SinkFanOut: KeptTraceSink {
         func tick() { if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done() } }
     }
 
-    private var sinkCount: Int { (store == nil ? 0 : 1) + (kafka == nil ? 0 : 1) }
+    private var sinkCount: Int { (store == nil ? 0 : 1) + (kafka == nil ? 0 : 1) + (otlp == nil ? 0 : 1) }
+
+    /// Bytes queued for the exporter: they count toward the buffer limit (a dead receiver pauses Kafka).
+    var queuedBytes: Int { otlp?.queuedBytes ?? 0 }
+
+    private func exportable(_ trace: StoredTrace) -> [UInt8] {
+        (try? TraceMerger.merge([trace], policyAttribute: policyAttribute)) ?? trace.request
+    }
 
     func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
         guard sinkCount > 0 else { return stored() }
         let countdown = Countdown(sinkCount, stored)
         store?.keep(trace, policy: policy, stored: countdown.tick)
-        kafka?.publish(StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest()), stored: countdown.tick)
+        if kafka != nil || otlp != nil {
+            let stored = StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest())
+            kafka?.publish(stored, policyAttribute: policyAttribute, stored: countdown.tick)
+            otlp?.export(exportable(stored), stored: countdown.tick)
+        }
     }
 
     func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
         guard sinkCount > 0 else { return stored() }
         let countdown = Countdown(sinkCount, stored)
         store?.keepLate(span, from: batch, stored: countdown.tick)
-        if let kafka {
+        if kafka != nil || otlp != nil {
             var single = TraceData(traceID: span.traceID)
             single.append(span, from: batch, batchGeneration: 0)
-            kafka.publish(StoredTrace(traceID: span.traceID, policy: "", request: single.exportRequest()), stored: countdown.tick)
+            let stored = StoredTrace(traceID: span.traceID, policy: "", request: single.exportRequest())
+            kafka?.publish(stored, stored: countdown.tick)
+            otlp?.export(stored.request, stored: countdown.tick)
         }
     }
 
     func flush() {
         store?.flush()
         kafka?.flush()
+        otlp?.flush()
     }
 
     func stop() {
         store?.stop()
         kafka?.stop()
+        otlp?.stop()
     }
 }

@@ -56,6 +56,15 @@ struct Run: ParsableCommand {
     @Option(help: "Re-publish kept traces to this Kafka topic (otlp_proto, one trace per message keyed by hex trace id).")
     var outputTopic: String?
 
+    @Option(help: "Send kept traces to this OTLP/HTTP receiver, e.g. http://tempo-distributor:4318 (path defaults to /v1/traces).")
+    var otlpEndpoint: String?
+
+    @Option(name: .customLong("otlp-header"), help: "Header for the OTLP/HTTP exporter, KEY=VALUE (repeatable; also $TAILGATE_OTLP_HEADERS as k=v,k2=v2).")
+    var otlpHeaders: [String] = []
+
+    @Option(help: "OTLP/HTTP body compression: gzip or none.")
+    var otlpCompression: String = "gzip"
+
     @Option(help: "Delete stored traces older than this (e.g. 72h).")
     var retention: String = "72h"
 
@@ -91,6 +100,17 @@ struct Run: ParsableCommand {
         configuration.httpAddress = http.isEmpty ? nil : http
         configuration.dataDirectory = data
         configuration.outputTopic = outputTopic
+        configuration.otlpEndpoint = otlpEndpoint
+        guard ["gzip", "none"].contains(otlpCompression) else { throw ConfigurationError("--otlp-compression must be gzip or none") }
+        configuration.otlpGzip = otlpCompression == "gzip"
+        let environmentHeaders = (ProcessInfo.processInfo.environment["TAILGATE_OTLP_HEADERS"] ?? "")
+            .split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        for header in environmentHeaders + otlpHeaders {
+            guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
+                throw ConfigurationError("--otlp-header expects KEY=VALUE, got '\(header)'")
+            }
+            configuration.otlpHeaders.append((String(header[..<equals]).trimmingCharacters(in: .whitespaces), String(header[header.index(after: equals)...])))
+        }
         configuration.storeOptions.retentionAge = try parseDuration(retention, option: "--retention")
         configuration.storeOptions.retentionBytes = try retentionSize.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--retention-size") }
         configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]
