@@ -172,4 +172,47 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         #expect(missing.isEmpty, "\(missing.count) of \(expected.count) kept traces missing or partial after kill -9")
         #expect(expected.count > 100)
     }
+
+    /// Two `tailgate run` processes in one group; the second joins mid-stream (a rebalance), the
+    /// first leaves before the end (another). Every kept trace ends up whole in one of the stores.
+    @Test func rebalanceBetweenTwoProcessesLosesNoKeptTrace() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "6"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let dataA = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-a-\(UUID().uuidString)")
+        let dataB = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-b-\(UUID().uuidString)")
+        defer {
+            try? FileManager.default.removeItem(at: dataA)
+            try? FileManager.default.removeItem(at: dataB)
+        }
+        let rulesPath = try writeRules(deterministicRules)
+        let group = ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
+                     "--kafka-property", "max.poll.interval.ms=10000", "--http", "127.0.0.1:0", "--log-level", "warning",
+                     "--rules", rulesPath]
+        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "1500", "--rate", "250", "--error-rate", "0.1", "--seed", "31"])
+        let (first, _) = try processes.start(["run", "--brokers", bootstrap, "--data", dataA.path] + group)
+        Thread.sleep(forTimeInterval: 3)
+        let (second, _) = try processes.start(["run", "--brokers", bootstrap, "--data", dataB.path] + group)
+        Thread.sleep(forTimeInterval: 8)
+        // The first member leaves gracefully (SIGTERM: decide, store, commit, leave).
+        first.terminate()
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        loadgen.waitUntilExit()
+        // The second finishes the topic.
+        second.terminate()
+        second.waitUntilExit()
+        let tail = try processes.run(["run", "--brokers", bootstrap, "--data", dataB.path, "--exit-on-eof"] + group, timeout: .seconds(120))
+        #expect(tail.status == 0)
+
+        let expected = try expectedKept(count: 1500, seed: 31, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
+        let stores = [try TraceStore(directory: dataA, readOnly: true), try TraceStore(directory: dataB, readOnly: true)]
+        var missing = 0
+        for (id, spans) in expected {
+            let found = try stores.compactMap { try storedSpanCount($0, id) }.max()
+            if found != spans { missing += 1 }
+        }
+        #expect(missing == 0, "\(missing) of \(expected.count) kept traces missing or partial across the rebalances")
+        #expect(stores[0].traceCount > 0 && stores[1].traceCount > 0, "both members kept traces")
+    }
 }
