@@ -103,6 +103,13 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
     package.targets.append(
         .executableTarget(
+            name: "StoreBenchmark",
+            dependencies: ["OTLP", "Storage", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Store",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    package.targets.append(
+        .executableTarget(
             name: "SamplingBenchmark",
             dependencies: ["OTLP", "Sampling", .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/Sampling",

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The executables as users run them: `dev-broker`, `loadgen`, `run --exit-on-eof`, exit codes.
-@Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
+@Suite(.timeLimit(.minutes(10))) struct CommandLineTests {
     struct RunSummary: Decodable {
         var outcome: String
         var messages: Int

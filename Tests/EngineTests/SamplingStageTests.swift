@@ -36,7 +36,7 @@ let errorsAndSlow = """
       - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}
     """
 
-@Suite(.timeLimit(.minutes(2))) struct SamplingStageTests {
+@Suite(.timeLimit(.minutes(10))) struct SamplingStageTests {
     /// The engine over Kafka decides exactly what offline evaluation of the same traffic decides:
     /// every trace once, whole, by the same policy.
     @Test func engineDecisionsEqualOfflineEvaluation() throws {

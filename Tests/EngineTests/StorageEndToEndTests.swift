@@ -39,7 +39,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
     return batch.spans.count
 }
 
-@Suite(.timeLimit(.minutes(3))) struct StorageEndToEndTests {
+@Suite(.timeLimit(.minutes(10))) struct StorageEndToEndTests {
     /// The engine stores every kept trace whole, and Tempo's API serves it.
     @Test func keptTracesAreStoredWholeAndServedAsTempo() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 3)], logger: quietLogger)

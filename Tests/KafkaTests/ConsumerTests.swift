@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// The consumer against librdkafka's mock cluster: real protocol, real group coordinator.
-@Suite(.timeLimit(.minutes(2))) struct ConsumerTests {
+@Suite(.timeLimit(.minutes(10))) struct ConsumerTests {
     @Test func consumesEveryMessageInBatchesAndReportsTheEnd() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: Logger(label: "mock"))
         let payloads = try produce(500, to: "spans", on: cluster)

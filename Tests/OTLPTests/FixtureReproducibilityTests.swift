@@ -19,7 +19,7 @@ import Testing
         }
     }()
 
-    @Test(.enabled(if: sdkAvailable, "needs python3 with the packages of Tests/Fixtures/requirements.txt"), .timeLimit(.minutes(1)))
+    @Test(.enabled(if: sdkAvailable, "needs python3 with the packages of Tests/Fixtures/requirements.txt"), .timeLimit(.minutes(10)))
     func fixturesRegenerateByteForByte() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-fixtures-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }

@@ -107,7 +107,7 @@ func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
 
 let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-@Suite(.timeLimit(.minutes(1))) struct OTLPHTTPExporterTests {
+@Suite(.timeLimit(.minutes(10))) struct OTLPHTTPExporterTests {
     @Test func retriesOn503And429HonouringRetryAfterThenDelivers() throws {
         let receiver = try TestReceiver(script: [(503, "0"), (429, "0"), (502, nil)])
         defer { receiver.shutdown() }
