@@ -30,6 +30,8 @@ let package = Package(
         // One HTTP listener (/metrics, health, reload, and Tempo's trace API): NIO's HTTP/1.1 codec
         // brings keep-alive, pipelining and request limits we would otherwise write ourselves.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // TLS for the OTLP/HTTP exporter (Grafana Cloud and other https receivers).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C libraries, found by pkg-config; Debian packages named for a helpful error.
@@ -52,7 +54,7 @@ let package = Package(
                 "OTLP", "CZstd", "CZlib", "Kafka",
                 // The OTLP/HTTP exporter's client.
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -80,7 +82,7 @@ let package = Package(
             dependencies: [
                 "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(

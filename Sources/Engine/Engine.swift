@@ -40,6 +40,8 @@ public struct EngineConfiguration: Sendable {
     public var otlpHeaders: [(String, String)] = []
     /// gzip OTLP/HTTP bodies.
     public var otlpGzip = true
+    /// CA certificates (PEM) to trust for an https OTLP endpoint instead of the system's.
+    public var otlpCAFile: String?
     /// Store retention and segment settings.
     public var storeOptions = TraceStoreOptions()
     /// The HTTP listener (`HOST:PORT`); nil: none.
@@ -121,9 +123,12 @@ public final class Engine: Sendable {
             var options = OTLPHTTPExporter.Options()
             options.headers = configuration.otlpHeaders
             options.gzip = configuration.otlpGzip
-            let parsed: OTLPEndpoint
-            do { parsed = try OTLPEndpoint(endpoint) } catch { throw ConfigurationError(error.message) }
-            exporter = OTLPHTTPExporter(endpoint: parsed, options: options, logger: logger)
+            options.caFile = configuration.otlpCAFile
+            do {
+                exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint(endpoint), options: options, logger: logger)
+            } catch {
+                throw ConfigurationError(error.message)
+            }
         }
         let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink, otlp: exporter)
         let kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()

@@ -3,24 +3,28 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
-/// Where and how to send: `http://host:port[/path]` (the path defaults to `/v1/traces`).
+/// Where and how to send: `http[s]://host[:port][/path]` (the path defaults to `/v1/traces`, the
+/// port to 4318 for http and 443 for https).
 public struct OTLPEndpoint: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var path: String
+    public var tls: Bool
 
     /// Parses an endpoint URL; the error says what to write instead.
     public init(_ text: String) throws(TraceStoreError) {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
             throw TraceStoreError(message: "--otlp-endpoint: '\(text)' is not a URL; write e.g. http://tempo-distributor:4318")
         }
-        guard scheme == "http" else {
-            throw TraceStoreError(message: "--otlp-endpoint: \(scheme):// is not supported yet (no TLS in this build); send to an in-cluster collector or Tempo distributor over http://")
+        guard scheme == "http" || scheme == "https" else {
+            throw TraceStoreError(message: "--otlp-endpoint: \(scheme):// is not an OTLP/HTTP scheme; use http:// or https://")
         }
         self.host = host
-        port = url.port ?? 4318
+        tls = scheme == "https"
+        port = url.port ?? (tls ? 443 : 4318)
         path = url.path.isEmpty || url.path == "/" ? "/v1/traces" : url.path
     }
 }
@@ -39,6 +43,8 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
         public var flushInterval: Duration = .milliseconds(200)
         public var timeout: Duration = .seconds(10)
         public var maxBackoff: Duration = .seconds(30)
+        /// PEM file of CA certificates to trust instead of the system's (https endpoints).
+        public var caFile: String?
         public init() {}
     }
 
@@ -57,6 +63,7 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
     private let queue = Mutex<(items: [(bytes: [UInt8], stored: @Sendable () -> Void)], bytes: Int)>(([], 0))
     private let wake = DispatchSemaphore(value: 0)
     private let running = Atomic<Bool>(true)
+    private let finished = DispatchSemaphore(value: 0)
     private let busy = Atomic<Int>(0)
     private let counters = Mutex(Counters())
     private let throttle = Mutex<ContinuousClock.Instant?>(nil)
@@ -68,10 +75,30 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
         public var rejectedTraces = 0
     }
 
-    public init(endpoint: OTLPEndpoint, options: Options = Options(), logger: Logger) {
+    private let tlsContext: NIOSSLContext?
+
+    /// Throws when the TLS settings are unusable (an unreadable CA file).
+    public init(endpoint: OTLPEndpoint, options: Options = Options(), logger: Logger) throws(TraceStoreError) {
         self.endpoint = endpoint
         self.options = options
         self.logger = logger
+        if endpoint.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let caFile = options.caFile {
+                do {
+                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+                } catch {
+                    throw TraceStoreError(message: "--otlp-ca-file \(caFile): \(error)")
+                }
+            }
+            do {
+                tlsContext = try NIOSSLContext(configuration: configuration)
+            } catch {
+                throw TraceStoreError(message: "TLS setup for \(endpoint.host): \(error)")
+            }
+        } else {
+            tlsContext = nil
+        }
         let thread = Thread { [self] in run() }
         thread.name = "tailgate-otlp-exporter"
         thread.start()
@@ -100,14 +127,18 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
         }
     }
 
-    public func stop() {
-        flush()
+    /// Stops the exporter; with `flushFirst`, after sending what is queued (bounded by `flush`).
+    public func stop(flushFirst: Bool = true) {
+        if flushFirst { flush() }
         running.store(false, ordering: .relaxed)
         wake.signal()
+        // The worker may be mid-POST: let it finish with the event loop before that shuts down.
+        _ = finished.wait(timeout: .now() + options.timeout.seconds + options.maxBackoff.seconds + 1)
         try? group.syncShutdownGracefully()
     }
 
     private func run() {
+        defer { finished.signal() }
         while running.load(ordering: .relaxed) {
             _ = wake.wait(timeout: .now() + options.flushInterval.seconds)
             while true {
@@ -174,7 +205,7 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
                 let wait = after.map { min($0, options.maxBackoff.seconds) } ?? base * Double.random(in: 0.8...1.2)
                 logThrottled("OTLP export to \(endpoint.host):\(endpoint.port)\(endpoint.path) failed (\(reason)); retry \(attempt) in \(String(format: "%.1f", wait)) s; kept traces wait, offsets stay")
                 Thread.sleep(forTimeInterval: wait)
-                if !running.load(ordering: .relaxed) && attempt > 3 { return }
+                if !running.load(ordering: .relaxed) { return }
             }
         }
     }
@@ -201,10 +232,18 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
         if options.gzip { headers.add(name: "Content-Encoding", value: "gzip") }
         for (name, value) in options.headers { headers.add(name: name, value: value) }
         let promise = OncePromise(group.next().makePromise(of: (HTTPResponseHead, [UInt8]).self))
+        let tlsContext = self.tlsContext
+        let serverName = endpoint.host
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(Int64(max(1, options.timeout.seconds))))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        // Certificates are verified against the host name (SNI for IP addresses is omitted).
+                        let isAddress = serverName.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" }
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tlsContext, serverHostname: isAddress ? nil : serverName))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
                 }

@@ -62,6 +62,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("otlp-header"), help: "Header for the OTLP/HTTP exporter, KEY=VALUE (repeatable; also $TAILGATE_OTLP_HEADERS as k=v,k2=v2).")
     var otlpHeaders: [String] = []
 
+    @Option(help: "PEM file of CA certificates to trust for an https OTLP endpoint (default: the system's).")
+    var otlpCaFile: String?
+
     @Option(help: "OTLP/HTTP body compression: gzip or none.")
     var otlpCompression: String = "gzip"
 
@@ -101,6 +104,7 @@ struct Run: ParsableCommand {
         configuration.dataDirectory = data
         configuration.outputTopic = outputTopic
         configuration.otlpEndpoint = otlpEndpoint
+        configuration.otlpCAFile = otlpCaFile
         guard ["gzip", "none"].contains(otlpCompression) else { throw ConfigurationError("--otlp-compression must be gzip or none") }
         configuration.otlpGzip = otlpCompression == "gzip"
         let environmentHeaders = (ProcessInfo.processInfo.environment["TAILGATE_OTLP_HEADERS"] ?? "")

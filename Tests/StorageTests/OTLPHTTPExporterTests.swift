@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import OTLP
 import Storage
 import Synchronization
@@ -17,13 +18,19 @@ final class TestReceiver: @unchecked Sendable {
     let acceptedSpans = Atomic<Int>(0)
     let gzipped = Atomic<Int>(0)
 
-    init(port: Int = 0, script: [(status: Int, retryAfter: String?)] = []) throws {
+    init(port: Int = 0, script: [(status: Int, retryAfter: String?)] = [], tls: (cert: String, key: String)? = nil) throws {
         self.script = Mutex(script)
         let box = Box()
+        let tlsContext = try tls.map { tls in
+            try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem))))
+        }
         channel = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(receiver: box.receiver!))
                 }
@@ -113,7 +120,7 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
-        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...10 { exporter.export(request(spans: 3, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
@@ -132,7 +139,7 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
         options.maxBackoff = .milliseconds(300)
-        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(port)/v1/traces"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(port)/v1/traces"), options: options, logger: silent)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...5 { exporter.export(request(spans: 2, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
@@ -150,7 +157,7 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
-        let exporter = OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         exporter.export(request(spans: 1, trace: 1)) { stored.add(1, ordering: .relaxed) }
@@ -163,8 +170,53 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(try OTLPEndpoint("http://tempo:4318").path == "/v1/traces")
         #expect(try OTLPEndpoint("http://tempo:4318/otlp/v1/traces").path == "/otlp/v1/traces")
         #expect(try OTLPEndpoint("http://tempo").port == 4318)
-        #expect { try OTLPEndpoint("https://tempo:443") } throws: { "\($0)".contains("not supported yet") }
-        #expect { try OTLPEndpoint("tempo:4318") } throws: { "\($0)".contains("is not a URL") || "\($0)".contains("not supported") }
+        #expect(try OTLPEndpoint("https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/traces").port == 443)
+        #expect(try OTLPEndpoint("https://tempo").tls)
+        #expect { try OTLPEndpoint("ftp://tempo:21") } throws: { "\($0)".contains("not an OTLP/HTTP scheme") }
+        #expect { try OTLPEndpoint("tempo:4318") } throws: { "\($0)".contains("is not a URL") || "\($0)".contains("scheme") }
+    }
+
+    /// https with a CA given by file (a self-signed certificate made with openssl here); without it,
+    /// the system's roots refuse the certificate and nothing is acknowledged.
+    @Test func tlsEndpointWithAPrivateCA() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cert = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0)
+
+        let receiver = try TestReceiver(tls: (cert, key))
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        options.maxBackoff = .milliseconds(200)
+        let untrusted = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: silent)
+        let refused = Atomic<Int>(0)
+        untrusted.export(request(spans: 1, trace: 1)) { refused.add(1, ordering: .relaxed) }
+        Thread.sleep(forTimeInterval: 1)
+        #expect(refused.load(ordering: .relaxed) == 0, "an unknown CA is not trusted")
+        #expect(untrusted.counts.retries >= 1)
+        untrusted.stop(flushFirst: false)
+
+        options.caFile = cert
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        exporter.export(request(spans: 4, trace: 2)) { stored.add(1, ordering: .relaxed) }
+        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 1 })
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 4)
+        #expect { try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://x"), options: { var o = options; o.caFile = "/nonexistent.pem"; return o }(), logger: silent) } throws: {
+            "\($0)".contains("/nonexistent.pem")
+        }
     }
 
     @Test func gzipRoundTrip() {
