@@ -80,6 +80,9 @@ struct Run: ParsableCommand {
     @Option(help: "Bearer token that enables POST /-/reload (default: $TAILGATE_ADMIN_TOKEN; unset: admin routes off).")
     var adminToken: String?
 
+    @Option(help: "On SIGTERM/SIGINT, give up deciding and flushing after this long (what is not committed is replayed).")
+    var shutdownTimeout: String = "30s"
+
     @Option(help: "How often to log a status line (e.g. 10s).")
     var statusInterval: String = "10s"
 
@@ -126,13 +129,21 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("tailgate: invalid rule file\n\(errors.description)\n".utf8))
             throw ExitCode(2)
         }
+        let shutdownBound = try parseDuration(shutdownTimeout, option: "--shutdown-timeout")
         let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signal in
             if signal == SIGHUP {
                 engine.reloadRules(reason: "SIGHUP")
                 return
             }
-            logger.info("signal \(signal): stopping (deciding what is buffered, committing)")
+            logger.info("signal \(signal): stopping (deciding what is buffered, storing, committing)")
             engine.requestStop()
+            // Bounded: a sink that stays down must not hold the pod past its grace period. Whatever is
+            // not committed by then is replayed by the next owner of the partitions.
+            Thread {
+                Thread.sleep(forTimeInterval: shutdownBound.timeInterval)
+                logger.error("shutdown took longer than \(shutdownTimeout); exiting, uncommitted work will be replayed")
+                Foundation.exit(1)
+            }.start()
         }
         let summary = engine.run()
         withExtendedLifetime(trap) {}
