@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import OTLP
 import Sampling
+import Storage
 public import Logging
 import Synchronization
 
@@ -19,6 +20,10 @@ public final class DemoSession: Sendable {
         public var rulesPath: String?
         /// How long a trace waits for its spans (short, so that decisions show within seconds).
         public var decisionWait: Duration = .seconds(2)
+        /// Store kept traces here (the embedded file store); nil: count them only.
+        public var dataDirectory: String?
+        /// Serve /metrics and Tempo's trace API here (`HOST:PORT`); nil: no listener.
+        public var httpAddress: String?
         public init() {}
     }
 
@@ -70,6 +75,10 @@ public final class DemoSession: Sendable {
         public var tracesKept: Int
         public var tracesDropped: Int
         public var bufferedTraces: Int
+        /// The listener's address once it is up.
+        public var httpAddress: String?
+        /// A kept error trace to open, once there is one.
+        public var exampleErrorTrace: String?
     }
 
     /// The end-of-run account.
@@ -86,6 +95,7 @@ public final class DemoSession: Sendable {
         public var tracesDropped: Int
         public var errorTracesKept: Int
         public var bytesKept: Int
+        public var exampleErrorTrace: String?
     }
 
     private let options: Options
@@ -109,7 +119,12 @@ public final class DemoSession: Sendable {
         configuration.rulesPath = options.rulesPath
         configuration.fallbackRules = RuleSet(configuration: try RuleFile.parse(Self.defaultRulesText, file: "default.yaml"), hash: "default")
         configuration.decisionWait = options.decisionWait
-        let kept = DemoKeptTraces()
+        configuration.httpAddress = options.httpAddress
+        var writer: StoreWriter?
+        if let directory = options.dataDirectory {
+            writer = StoreWriter(store: try TraceStore(directory: URL(fileURLWithPath: directory)), logger: logger)
+        }
+        let kept = DemoKeptTraces(store: writer)
         let engine = try Engine(configuration: configuration, kept: kept, logger: logger)
         let producer = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
 
@@ -150,7 +165,8 @@ public final class DemoSession: Sendable {
                 partitionsAssigned: engine.metrics.partitionsAssigned,
                 tracesKept: engine.sampling?.metrics.snapshot.kept ?? 0,
                 tracesDropped: engine.sampling?.metrics.snapshot.dropped ?? 0,
-                bufferedTraces: engine.sampling?.metrics.buffered.traces ?? 0))
+                bufferedTraces: engine.sampling?.metrics.buffered.traces ?? 0,
+                httpAddress: engine.boundHTTPAddress, exampleErrorTrace: kept.exampleErrorTrace))
             previousSpans = received
             previousTime = now
         }
@@ -165,31 +181,44 @@ public final class DemoSession: Sendable {
         }
         engine.requestStop()
         engineDone.wait()
+        writer?.stop()
         let totals = engine.metrics.snapshot
         let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
         return Summary(
             traces: sent.traces, errorTraces: sent.errorTraces, slowTraces: sent.slowTraces, spansSent: sent.spans,
             spansReceived: totals.spansReceived, distinctTraces: decisions.kept + decisions.dropped, bytesIn: totals.bytesReceived,
             messagesRejected: totals.totalMessagesRejected, keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped,
-            errorTracesKept: kept.errorTraces, bytesKept: kept.bytes)
+            errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, exampleErrorTrace: kept.exampleErrorTrace)
     }
 }
 
-/// Counts what the demo keeps: traces with an error span, and the bytes that would be stored.
+/// Counts what the demo keeps (traces with an error span, the bytes to store) and passes kept
+/// traces on to the store when there is one.
 final class DemoKeptTraces: KeptTraceSink {
     private let errorCount = Atomic<Int>(0)
     private let byteCount = Atomic<Int>(0)
+    private let example = Mutex<String?>(nil)
+    private let store: StoreWriter?
+
+    init(store: StoreWriter?) { self.store = store }
 
     func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
-        if trace.spans.contains(where: { $0.statusCode == .error }) { errorCount.add(1, ordering: .relaxed) }
+        if trace.spans.contains(where: { $0.statusCode == .error }) {
+            errorCount.add(1, ordering: .relaxed)
+            example.withLock { $0 = $0 ?? trace.traceID.hex }
+        }
         byteCount.add(trace.encodedBytes + trace.envelopes.reduce(0) { $0 + Int($1.resource.count + $1.scope.count) }, ordering: .relaxed)
-        stored()
+        if let store { store.keep(trace, policy: policy, stored: stored) } else { stored() }
     }
 
     func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
         byteCount.add(Int(span.encoded.count), ordering: .relaxed)
-        stored()
+        if let store { store.keepLate(span, from: batch, stored: stored) } else { stored() }
     }
+
+    func flush() { store?.flush() }
+
+    var exampleErrorTrace: String? { example.withLock { $0 } }
 
     var errorTraces: Int { errorCount.load(ordering: .relaxed) }
     var bytes: Int { byteCount.load(ordering: .relaxed) }

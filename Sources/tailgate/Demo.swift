@@ -23,6 +23,12 @@ struct Demo: ParsableCommand {
     @Option(help: "How long a trace waits for its spans before it is decided.")
     var decisionWait: String = "2s"
 
+    @Option(help: "Store kept traces in this directory (open them with `tailgate query` or the trace API).")
+    var data: String?
+
+    @Option(help: "Serve /metrics and Tempo's trace API here (HOST:PORT; empty: no listener).")
+    var http: String = "127.0.0.1:3200"
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -34,11 +40,18 @@ struct Demo: ParsableCommand {
         options.rate = rate
         options.rulesPath = rules
         options.decisionWait = try parseDuration(decisionWait, option: "--decision-wait")
+        options.dataDirectory = data
+        options.httpAddress = http.isEmpty ? nil : http
         let demo = DemoSession(options: options, logger: logger)
         let trap = SignalTrap([SIGINT, SIGTERM]) { _ in demo.requestStop() }
         let interactive = isatty(STDOUT_FILENO) == 1
         emit("tailgate demo: embedded Kafka (librdkafka mock cluster) + DogBook traffic at \(Int(rate)) traces/s for \(duration)\n")
+        var announced = false
         let summary = try demo.run { status in
+            if !announced, let address = status.httpAddress {
+                announced = true
+                emit("open: http://\(address)/metrics   http://\(address)/-/ready" + (data != nil ? "   http://\(address)/api/v2/traces/<id>" : "") + "\n")
+            }
             let line = String(
                 format: "%4.0fs  in %7d traces %8d spans %7.0f spans/s | kept %6d dropped %7d waiting %5d | rejected %d lag %lld partitions %d",
                 status.elapsed.timeInterval, status.tracesSent, status.spansReceived, status.spansPerSecond,
@@ -60,6 +73,9 @@ struct Demo: ParsableCommand {
               errors    \(summary.errorTracesKept) of \(summary.errorTraces) error traces kept
               storage   \(summary.bytesIn / 1024) KiB in, \(summary.bytesKept / 1024) KiB kept: \(String(format: "%.1f", reduction))% less to store
             """)
+        if let id = summary.exampleErrorTrace {
+            if let data { print("  open one  tailgate query --data \(data) \(id)") }
+        }
         if summary.spansReceived < summary.spansSent {
             print("warning: \(summary.spansSent - summary.spansReceived) spans were not consumed before the end")
         }

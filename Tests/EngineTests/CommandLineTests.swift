@@ -60,7 +60,7 @@ import Testing
     }
 
     @Test func demoRunsAndKeepsEveryErrorTrace() throws {
-        let result = try Processes().run(["demo", "--duration", "6s", "--rate", "400"], timeout: .seconds(90))
+        let result = try Processes().run(["demo", "--duration", "6s", "--rate", "400", "--http", "127.0.0.1:0"], timeout: .seconds(90))
         #expect(result.status == 0)
         let errors = try #require(result.output.split(separator: "\n").first { $0.contains("error traces kept") })
         // "  errors    N of N error traces kept"
