@@ -189,11 +189,12 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         let group = ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
                      "--kafka-property", "max.poll.interval.ms=10000", "--http", "127.0.0.1:0", "--log-level", "warning",
                      "--rules", rulesPath]
-        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "1500", "--rate", "250", "--error-rate", "0.1", "--seed", "31"])
+        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "3000", "--rate", "250", "--error-rate", "0.1", "--seed", "31"])
         let (first, _) = try processes.start(["run", "--brokers", bootstrap, "--data", dataA.path] + group)
-        Thread.sleep(forTimeInterval: 3)
+        // Each step waits for the previous one to show (a member storing traces), not for a fixed time.
+        #expect(waitUntil(.seconds(60)) { storeHasData(dataA) }, "the first member stores kept traces")
         let (second, _) = try processes.start(["run", "--brokers", bootstrap, "--data", dataB.path] + group)
-        Thread.sleep(forTimeInterval: 8)
+        #expect(waitUntil(.seconds(60)) { storeHasData(dataB) }, "after the rebalance the second member stores too")
         // The first member leaves gracefully (SIGTERM: decide, store, commit, leave).
         first.terminate()
         first.waitUntilExit()
@@ -205,7 +206,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         let tail = try processes.run(["run", "--brokers", bootstrap, "--data", dataB.path, "--exit-on-eof"] + group, timeout: .seconds(120))
         #expect(tail.status == 0)
 
-        let expected = try expectedKept(count: 1500, seed: 31, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
+        let expected = try expectedKept(count: 3000, seed: 31, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
         let stores = [try TraceStore(directory: dataA, readOnly: true), try TraceStore(directory: dataB, readOnly: true)]
         var missing = 0
         for (id, spans) in expected {
@@ -214,5 +215,13 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         }
         #expect(missing == 0, "\(missing) of \(expected.count) kept traces missing or partial across the rebalances")
         #expect(stores[0].traceCount > 0 && stores[1].traceCount > 0, "both members kept traces")
+    }
+}
+
+/// Whether a store directory has a non-empty segment.
+func storeHasData(_ directory: URL) -> Bool {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    return names.contains { name in
+        name.hasSuffix(".tgs") && ((try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)[.size] as? Int) ?? 0) > 0
     }
 }
