@@ -157,7 +157,9 @@ let errorsAndSlow = """
         #expect(waitUntil(.seconds(30)) { engine.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
         let received = engine.metrics.snapshot.messagesReceived
         #expect(received < 2000, "consumption paused before the whole topic was read (\(received))")
-        #expect(engine.sampling!.metrics.buffered.bytes < 4 * 256 * 1024, "memory stays near the limit")
+        // Fetches in flight can overshoot for a moment; past 1.25× the limit the heaviest traces are
+        // decided early, which brings the buffer back near it.
+        #expect(waitUntil(.seconds(15)) { engine.sampling!.metrics.buffered.bytes < 2 * 256 * 1024 }, "memory returns near the limit")
         // Far above the limit the heaviest traces are decided early, which lets consumption go on.
         engine.requestStop()
         #expect(done.wait(timeout: .now() + 30) == .success)
