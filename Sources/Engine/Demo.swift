@@ -175,7 +175,7 @@ public final class DemoSession: Sendable {
         producerDone.wait()
         if let failure = producerFailure.withLock({ $0 }) { throw failure }
         let sent = producer.sent
-        let drainDeadline = ContinuousClock.now + .seconds(10)
+        let drainDeadline = ContinuousClock.now + .seconds(30)
         while engine.metrics.snapshot.spansReceived < sent.spans && ContinuousClock.now < drainDeadline {
             Thread.sleep(forTimeInterval: 0.1)
         }
