@@ -88,13 +88,7 @@ import Testing
     /// partition_traces_by_id): every span arrives.
     @Test func jsonMultiTraceMessages() throws {
         let cluster = try KafkaMockCluster(topics: [("json", 3)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "json"
-        options.traces = 120
-        options.encoding = .otlpJSON
-        options.tracesPerMessage = 8
-        let sent = try generator.run(options)
+        let sent = try produceTraffic(to: "json", on: cluster, traces: 120, encoding: .otlpJSON, tracesPerMessage: 8)
         #expect(sent.messages == 15)
 
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
@@ -129,11 +123,7 @@ import Testing
         engine.setPaused(true)
         #expect(waitUntil(.seconds(5)) { engine.metrics.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
 
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 50
-        let sent = try generator.run(options)
+        let sent = try produceTraffic(to: "spans", on: cluster, traces: 50)
         Thread.sleep(forTimeInterval: 1.5)
         #expect(engine.metrics.snapshot.spansReceived == 0)
 

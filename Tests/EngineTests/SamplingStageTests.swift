@@ -41,14 +41,7 @@ let errorsAndSlow = """
     /// every trace once, whole, by the same policy.
     @Test func engineDecisionsEqualOfflineEvaluation() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 600
-        options.errorRate = 0.1
-        options.slowRate = 0.1
-        options.seed = 42
-        let sent = try generator.run(options)
+        let sent = try produceTraffic(to: "spans", on: cluster, traces: 600, errorRate: 0.1, slowRate: 0.1, seed: 42)
 
         let rulesPath = try writeRules(errorsAndSlow)
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
@@ -82,11 +75,7 @@ let errorsAndSlow = """
     /// consumed is committable; after a stop (which decides everything), all of it is.
     @Test func offsetsWaitForDecisions() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 1)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 50
-        _ = try generator.run(options)
+        try produceTraffic(to: "spans", on: cluster, traces: 50)
 
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
         configuration.topics = ["spans"]
@@ -131,11 +120,7 @@ let errorsAndSlow = """
     /// The buffer limit pauses Kafka instead of dropping; after the stop every trace is decided.
     @Test func bufferLimitPausesConsumptionAndLosesNothing() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 2000
-        _ = try generator.run(options)
+        try produceTraffic(to: "spans", on: cluster, traces: 2000)
 
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
         configuration.topics = ["spans"]

@@ -43,13 +43,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
     /// The engine stores every kept trace whole, and Tempo's API serves it.
     @Test func keptTracesAreStoredWholeAndServedAsTempo() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 3)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 300
-        options.errorRate = 0.1
-        options.seed = 9
-        _ = try generator.run(options)
+        try produceTraffic(to: "spans", on: cluster, traces: 300, errorRate: 0.1, seed: 9)
 
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-data-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: data) }
@@ -63,7 +57,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         let engine = try Engine(configuration: configuration, logger: quietLogger)
         let summary = engine.run()
 
-        let expected = try expectedKept(count: 300, seed: 9, errorRate: 0.1, slowRate: options.slowRate, rules: try RuleLoader.load(rulesPath))
+        let expected = try expectedKept(count: 300, seed: 9, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
         #expect(summary.tracesKept == expected.count)
         let store = try TraceStore(directory: data, readOnly: true)
         for (id, spans) in expected {
@@ -91,13 +85,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
     /// tailgate.policy, both sinks at once.
     @Test func keptTracesToAKafkaTopicAndTheStoreAtOnce() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 2), ("kept", 2)], logger: quietLogger)
-        let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 200
-        options.errorRate = 0.1
-        options.seed = 5
-        _ = try generator.run(options)
+        try produceTraffic(to: "spans", on: cluster, traces: 200, errorRate: 0.1, seed: 5)
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-fan-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: data) }
         let rulesPath = try writeRules(deterministicRules)
@@ -108,7 +96,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         configuration.dataDirectory = data.path
         configuration.exitOnEOF = true
         let summary = try Engine(configuration: configuration, logger: quietLogger).run()
-        let expected = try expectedKept(count: 200, seed: 5, errorRate: 0.1, slowRate: options.slowRate, rules: try RuleLoader.load(rulesPath))
+        let expected = try expectedKept(count: 200, seed: 5, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
         #expect(summary.tracesKept == expected.count)
 
         let reader = try KafkaConsumer(

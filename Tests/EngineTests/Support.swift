@@ -2,6 +2,8 @@ import Foundation
 import Kafka
 import Logging
 import Synchronization
+import Engine
+import OTLP
 
 /// Runs the built `tailgate` executable; every process started is terminated when the test ends.
 final class Processes: @unchecked Sendable {
@@ -95,3 +97,21 @@ func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
 }
 
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+/// Produces DogBook traffic to `topic` on `cluster` (as `tailgate loadgen` does) and returns what was sent.
+@discardableResult
+func produceTraffic(
+    to topic: String, on cluster: KafkaMockCluster, traces: Int, errorRate: Double = 0.02, slowRate: Double = 0.03,
+    seed: UInt64 = 1, encoding: OTLPEncoding = .otlpProto, tracesPerMessage: Int = 1
+) throws -> TrafficProducer.Totals {
+    let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+    var options = TrafficProducer.Options()
+    options.topic = topic
+    options.traces = traces
+    options.errorRate = errorRate
+    options.slowRate = slowRate
+    options.seed = seed
+    options.encoding = encoding
+    options.tracesPerMessage = tracesPerMessage
+    return try generator.run(options)
+}
