@@ -32,8 +32,13 @@ public struct ReadyTrace: Sendable {
     /// When its first span arrived (window clock, nanoseconds).
     public var firstSeen: UInt64
     /// The lowest offset per partition its spans came from: what must stay uncommitted until a kept
-    /// trace is stored.
-    public var sources: [SourcePosition]
+    /// trace is stored. The first partition inline; others only for traces spread over partitions,
+    /// so a decision allocates nothing for keyed topics.
+    public var firstSource: SourcePosition
+    public var otherSources: [SourcePosition]?
+
+    /// All of them (allocates: ask only for kept traces).
+    public var sources: [SourcePosition] { [firstSource] + (otherSources ?? []) }
 }
 
 /// What happened to a span offered to the window.
@@ -281,8 +286,8 @@ public struct TraceWindow: Sendable {
         bufferedBytes -= entry.residentBytes
         bufferedSpans -= entry.trace.spans.count
         return ReadyTrace(
-            trace: entry.trace, reason: reason, firstSeen: entry.firstSeen,
-            sources: [entry.firstSource] + (entry.otherSources ?? []))
+            trace: entry.trace, reason: reason, firstSeen: entry.firstSeen, firstSource: entry.firstSource,
+            otherSources: entry.otherSources)
     }
 
     private mutating func hold(_ source: SourcePosition, slot: Int32) {
