@@ -68,7 +68,7 @@ public struct HTTPRoutes: Sendable {
     func traceByID(path: String, request: HTTPRequest) -> HTTPResponse {
         let v2 = path.hasPrefix("/api/v2/")
         let text = String(path.split(separator: "/").last ?? "")
-        guard !text.isEmpty, text.count <= 32, let id = TraceID(hex: String(repeating: "0", count: 32 - text.count) + text) else {
+        guard let id = TraceID(paddedHex: text) else {
             return HTTPResponse(status: 400, body: "invalid trace id \"\(text)\": expected up to 32 hex digits\n")
         }
         let stored: [UInt8]?

@@ -43,9 +43,10 @@ final class SinkFanOut: KeptTraceSink {
         let countdown = Countdown(sinkCount, stored)
         store?.keep(trace, policy: policy, stored: countdown.tick)
         if kafka != nil || otlp != nil {
-            let stored = StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest())
-            kafka?.publish(stored, policyAttribute: policyAttribute, stored: countdown.tick)
-            otlp?.export(exportable(stored), stored: countdown.tick)
+            // One request (with tailgate.policy) for every remote sink.
+            let request = exportable(StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest()))
+            kafka?.publish(request, traceID: trace.traceID, stored: countdown.tick)
+            otlp?.export(request, stored: countdown.tick)
         }
     }
 
@@ -57,7 +58,7 @@ final class SinkFanOut: KeptTraceSink {
             var single = TraceData(traceID: span.traceID)
             single.append(span, from: batch, batchGeneration: 0)
             let stored = StoredTrace(traceID: span.traceID, policy: "", request: single.exportRequest())
-            kafka?.publish(stored, stored: countdown.tick)
+            kafka?.publish(stored.request, traceID: span.traceID, stored: countdown.tick)
             otlp?.export(stored.request, stored: countdown.tick)
         }
     }

@@ -1,3 +1,5 @@
+import Sampling
+
 /// A value on the command line or in a config file that does not parse; says which and how to fix it.
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -5,28 +7,13 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Parses durations as the collector and Prometheus write them: `500ms`, `2s`, `5m`, `1h`, `1m30s`.
+/// Parses durations as the collector and Prometheus write them: `500ms`, `2s`, `5m`, `1h`, `1m30s`
+/// (the rule file's parser, so flags and files agree).
 public func parseDuration(_ text: String, option: String = "duration") throws(ConfigurationError) -> Duration {
-    let units: [(String, Duration)] = [
-        ("ms", .milliseconds(1)), ("us", .microseconds(1)), ("µs", .microseconds(1)), ("ns", .nanoseconds(1)),
-        ("h", .seconds(3600)), ("m", .seconds(60)), ("s", .seconds(1)),
-    ]
-    var rest = Substring(text.trimmingSpaces())
-    var total = Duration.zero
-    guard !rest.isEmpty else { throw ConfigurationError("\(option): empty duration; write e.g. 500ms, 2s, 5m") }
-    while !rest.isEmpty {
-        let number = rest.prefix { $0.isNumber || $0 == "." }
-        guard let value = Double(number) else {
-            throw ConfigurationError("\(option): '\(text)' is not a duration; write e.g. 500ms, 2s, 5m")
-        }
-        rest = rest.dropFirst(number.count)
-        guard let (suffix, unit) = units.first(where: { rest.hasPrefix($0.0) }) else {
-            throw ConfigurationError("\(option): '\(text)' needs a unit (ms, s, m, h); write e.g. \(number)s")
-        }
-        rest = rest.dropFirst(suffix.count)
-        total += unit * value
+    guard let duration = GoDuration.parse(text) else {
+        throw ConfigurationError("\(option): '\(text)' is not a duration; write e.g. 500ms, 2s, 5m")
     }
-    return total
+    return duration
 }
 
 /// Parses byte sizes: `512MiB`, `4GiB`, `100MB`, `65536`.

@@ -35,6 +35,12 @@ public struct TraceID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self = parsed
     }
 
+    /// Parses up to 32 hex digits, padding shorter ids with leading zeros as Tempo's API does.
+    public init?(paddedHex text: some StringProtocol) {
+        guard !text.isEmpty, text.count <= 32 else { return nil }
+        self.init(hex: String(repeating: "0", count: 32 - text.count) + text)
+    }
+
     /// Parses 32 hexadecimal ASCII bytes; nil when the length or a character is wrong.
     public init?(hexBytes: UnsafeRawBufferPointer) {
         guard hexBytes.count == 32,

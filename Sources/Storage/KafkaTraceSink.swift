@@ -1,7 +1,7 @@
 import Foundation
 public import Kafka
 public import Logging
-import OTLP
+public import OTLP
 import Synchronization
 
 /// Re-publishes kept traces to a Kafka topic as `otlp_proto`, one trace per message keyed by its hex
@@ -31,11 +31,16 @@ public final class KafkaTraceSink: @unchecked Sendable {
         thread.start()
     }
 
-    /// Publishes `trace`; calls `stored` once the broker has it.
+    /// Publishes `trace` (with `tailgate.policy` on its spans); calls `stored` once the broker has it.
     public func publish(_ trace: StoredTrace, policyAttribute: Bool = true, stored: @escaping @Sendable () -> Void) {
         let payload = (try? TraceMerger.merge([trace], policyAttribute: policyAttribute)) ?? trace.request
+        publish(payload, traceID: trace.traceID, stored: stored)
+    }
+
+    /// Publishes an `ExportTraceServiceRequest` for `traceID` as it is.
+    public func publish(_ request: [UInt8], traceID: TraceID, stored: @escaping @Sendable () -> Void) {
         pending.add(1, ordering: .relaxed)
-        send(payload, key: Array(trace.traceID.hex.utf8), attempt: 0, stored: stored)
+        send(request, key: Array(traceID.hex.utf8), attempt: 0, stored: stored)
     }
 
     private func send(_ payload: [UInt8], key: [UInt8], attempt: Int, stored: @escaping @Sendable () -> Void) {

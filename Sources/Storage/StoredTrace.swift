@@ -41,7 +41,7 @@ public enum TraceMerger {
                 if let scopeMessage { writer.endNested(scopeMessage) }
                 if let resourceMessage { writer.endNested(resourceMessage) }
                 resourceMessage = writer.beginNested(1)
-                if !resourceKey.0.isEmpty || resource.encoded.count == 0 { writer.writeBytesField(1, resourceKey.0) }
+                writer.writeBytesField(1, resourceKey.0)
                 if !resourceKey.1.isEmpty { writer.writeBytesField(3, resourceKey.1) }
                 openResource = resourceKey
                 openScope = nil

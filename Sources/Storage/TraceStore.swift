@@ -129,7 +129,7 @@ public final class TraceStore: @unchecked Sendable {
             // A torn tail (crash mid-write) or a corrupt block: cut it off.
             _ = ftruncate(fd, off_t(offset))
         }
-        return readOnly ? offset : offset
+        return offset
     }
 
     static func u32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
@@ -200,7 +200,7 @@ public final class TraceStore: @unchecked Sendable {
     private func activeSegment(now: Date, adding bytes: Int) throws(TraceStoreError) -> Int {
         if let last = segments.indices.last {
             let segment = segments[last]
-            let young = now.timeIntervalSince(segment.created) < options.segmentAge.timeInterval
+            let young = now.timeIntervalSince(segment.created) < options.segmentAge.seconds
             if young && (segment.size == 0 || segment.size + Int64(bytes) <= Int64(options.segmentBytes)) { return last }
         }
         let number = (segments.last?.number ?? 0) + 1
@@ -217,7 +217,7 @@ public final class TraceStore: @unchecked Sendable {
         var removed: Set<UInt64> = []
         while segments.count > 1 {
             let oldest = segments[0]
-            let tooOld = options.retentionAge.map { now.timeIntervalSince(oldest.created) > $0.timeInterval } ?? false
+            let tooOld = options.retentionAge.map { now.timeIntervalSince(oldest.created) > $0.seconds } ?? false
             let tooBig = options.retentionBytes.map { segments.reduce(0) { $0 + $1.size } > Int64($0) } ?? false
             guard tooOld || tooBig else { break }
             unlink(oldest.path)
@@ -317,6 +317,3 @@ public final class TraceStore: @unchecked Sendable {
     }
 }
 
-extension Duration {
-    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

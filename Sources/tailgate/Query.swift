@@ -18,7 +18,7 @@ struct Query: ParsableCommand {
     var traceID: String
 
     func run() throws {
-        guard traceID.count <= 32, let id = TraceID(hex: String(repeating: "0", count: max(0, 32 - traceID.count)) + traceID) else {
+        guard let id = TraceID(paddedHex: traceID) else {
             FileHandle.standardError.write(Data("tailgate query: \"\(traceID)\" is not a trace id (up to 32 hex digits)\n".utf8))
             throw ExitCode(2)
         }
