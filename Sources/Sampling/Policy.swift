@@ -1,4 +1,4 @@
-import OTLP
+public import OTLP
 
 /// A policy ready to judge traces: keys resolved to attribute ids, regexes compiled, limiter state
 /// attached (and carried over a reload when the policy did not change).

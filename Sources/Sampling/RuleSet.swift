@@ -12,11 +12,13 @@ public final class RuleSet: Sendable {
     public let hash: String
 
     /// Compiles `configuration`. Regexes were checked by the parser; `previous` lends its attribute
-    /// ids and the state of unchanged policies.
-    public init(configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "") {
+    /// ids and the state of unchanged policies. `requiredKeys` are selected whatever the policies
+    /// read (the span metrics' dimensions and peer attributes); they keep their ids across reloads.
+    public init(configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "", requiredKeys: [String] = []) {
         self.configuration = configuration
         self.hash = hash
         var keys = previous?.selection.keys ?? []
+        for key in requiredKeys where !keys.contains(key) { keys.append(key) }
         for policy in configuration.policies {
             for key in policy.kind.attributeKeys where !keys.contains(key) { keys.append(key) }
         }

@@ -1,4 +1,3 @@
-public import OTLP
 
 /// A typed attribute value copied out of a decoded batch; strings live in the trace's payload.
 public enum TraceAttributeValue: Sendable, Equatable {
@@ -24,6 +23,8 @@ public struct SpanEnvelope: Sendable, Equatable {
     public var resourceSchemaURL: ByteRange
     public var scope: ByteRange
     public var scopeSchemaURL: ByteRange
+    /// The resource's `service.name` (inside `resource`'s bytes; empty when absent).
+    public var service: ByteRange = .empty
 }
 
 /// One buffered span: what policies read, and where its encoded bytes are.
@@ -40,6 +41,11 @@ public struct BufferedSpan: Sendable {
     public var envelope: UInt32
     public var firstAttribute: UInt32
     public var attributeCount: UInt16
+
+    /// End minus start, in nanoseconds; 0 when a broken clock put the end first.
+    @inlinable public var durationNanos: UInt64 {
+        endTimeUnixNano >= startTimeUnixNano ? endTimeUnixNano - startTimeUnixNano : 0
+    }
 }
 
 /// A trace as it is buffered and as policies see it: its spans' records, the selected attributes and
@@ -87,10 +93,21 @@ public struct TraceData: Sendable {
         if lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true {
             let scope = batch.scopes[Int(span.scopeIndex)]
             let resource = batch.resources[Int(scope.resourceIndex)]
+            let resourceCopy = copy(resource.encoded, from: batch)
+            // `service.name` lies inside the resource's bytes: point into the copy instead of copying twice.
+            let service: ByteRange
+            if resource.serviceName.count > 0, resource.serviceName.lowerBound >= resource.encoded.lowerBound,
+                resource.serviceName.upperBound <= resource.encoded.upperBound
+            {
+                service = ByteRange(
+                    offset: resourceCopy.offset + (resource.serviceName.offset - resource.encoded.offset), count: resource.serviceName.count)
+            } else {
+                service = copy(resource.serviceName, from: batch)
+            }
             envelopes.append(
                 SpanEnvelope(
-                    resource: copy(resource.encoded, from: batch), resourceSchemaURL: copy(resource.schemaURL, from: batch),
-                    scope: copy(scope.encoded, from: batch), scopeSchemaURL: copy(scope.schemaURL, from: batch)))
+                    resource: resourceCopy, resourceSchemaURL: copy(resource.schemaURL, from: batch),
+                    scope: copy(scope.encoded, from: batch), scopeSchemaURL: copy(scope.schemaURL, from: batch), service: service))
             lastEnvelopeSource = (batchGeneration, span.scopeIndex)
         }
         let first = attributes.count
@@ -144,6 +161,30 @@ public struct TraceData: Sendable {
     /// The bytes of `range` as a string (allocates).
     public func string(_ range: ByteRange) -> String { withBytes(range) { String(decoding: $0, as: UTF8.self) } }
 
+    /// The `service.name` of the resource `span` was sent under (empty range when none).
+    @inlinable public func service(of span: BufferedSpan) -> ByteRange { envelopes[Int(span.envelope)].service }
+
+    /// The span's name, found in its encoded bytes (field 5 of `Span`; usually the fourth or fifth
+    /// field, so a few varint reads), rather than stored per buffered span: memory per span is the
+    /// budget that matters more.
+    public func name(of span: BufferedSpan) -> ByteRange {
+        payload.withUnsafeBytes { all -> ByteRange in
+            guard let base = all.baseAddress else { return .empty }
+            var reader = WireReader(base: base, range: span.encoded.lowerBound..<span.encoded.upperBound)
+            do {
+                while !reader.isAtEnd {
+                    let (field, wireType) = try reader.readTag()
+                    if field == 5 && wireType == 2 {
+                        let range = try reader.readLengthDelimited()
+                        return ByteRange(offset: range.lowerBound, count: range.count)
+                    }
+                    try reader.skip(wireType: wireType)
+                }
+            } catch {}
+            return .empty
+        }
+    }
+
     /// Trace duration as the collector measures it: latest end minus earliest start.
     public var durationNanos: UInt64 {
         guard let first = spans.first else { return 0 }
@@ -169,7 +210,7 @@ public struct TraceData: Sendable {
             envelopes.append(
                 SpanEnvelope(
                     resource: shift(envelope.resource), resourceSchemaURL: shift(envelope.resourceSchemaURL),
-                    scope: shift(envelope.scope), scopeSchemaURL: shift(envelope.scopeSchemaURL)))
+                    scope: shift(envelope.scope), scopeSchemaURL: shift(envelope.scopeSchemaURL), service: shift(envelope.service)))
         }
         for attribute in other.attributes {
             var moved = attribute
