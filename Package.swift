@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "tailgate", targets: ["tailgate"]),
         .library(name: "OTLP", targets: ["OTLP"]),
         .library(name: "Sampling", targets: ["Sampling"]),
+        .library(name: "SpanMetrics", targets: ["SpanMetrics"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Storage", targets: ["Storage"]),
         .library(name: "Engine", targets: ["Engine"]),
@@ -42,6 +43,7 @@ let package = Package(
         // The pure core.
         .target(name: "OTLP", swiftSettings: swiftSettings),
         .target(name: "Sampling", dependencies: ["OTLP", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        .target(name: "SpanMetrics", dependencies: ["OTLP"], swiftSettings: swiftSettings),
 
         // The edges.
         .target(
@@ -60,7 +62,7 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: [
-                "OTLP", "Sampling", "Kafka", "Storage", .product(name: "Logging", package: "swift-log"),
+                "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -68,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "tailgate",
             dependencies: [
-                "Engine", "OTLP", "Sampling", "Kafka",
+                "Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,6 +78,7 @@ let package = Package(
 
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
+        .testTarget(name: "SpanMetricsTests", dependencies: ["SpanMetrics", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
         .testTarget(
             name: "StorageTests",
@@ -86,7 +89,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "OTLP", "Kafka", "tailgate"],
+            name: "EngineTests", dependencies: ["Engine", "OTLP", "SpanMetrics", "Kafka", "tailgate"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 public import Kafka
 public import Sampling
+public import SpanMetrics
 public import Storage
 public import Logging
 public import OTLP
@@ -48,6 +49,8 @@ public struct EngineConfiguration: Sendable {
     public var httpAddress: String?
     /// Bearer token for admin routes (`POST /-/reload`); nil disables them over HTTP.
     public var adminToken: String?
+    /// RED and service-graph metrics: buckets, dimensions, series limit, span-name rewrites.
+    public var spanMetrics = SpanMetricsConfiguration()
 
     public init(brokers: String) { self.brokers = brokers }
 
@@ -62,6 +65,11 @@ public struct EngineConfiguration: Sendable {
         guard !group.isEmpty else { throw ConfigurationError("--group: the consumer group id must not be empty") }
         if let outputTopic, topics.contains(outputTopic) {
             throw ConfigurationError("--output-topic \(outputTopic) is also an input topic; kept traces would be sampled again forever")
+        }
+        do {
+            try spanMetrics.validate()
+        } catch {
+            throw ConfigurationError(error.description)
         }
         if let deadLetterTopic, topics.contains(deadLetterTopic) {
             throw ConfigurationError("--dead-letter-topic \(deadLetterTopic) is also an input topic; refused messages would come back forever")
@@ -137,11 +145,13 @@ public final class Engine: Sendable {
         if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
             logger.warning("no --rules given: every trace is kept (write a rule file to sample)")
         }
-        let rules = try RuleStore(path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules)
+        let rules = try RuleStore(
+            path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules,
+            requiredKeys: configuration.spanMetrics.attributeKeys)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,
-            decisionWaitOverride: configuration.decisionWait, logger: logger)
+            decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, logger: logger)
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = sinks }
         let loop = self.loop
@@ -182,9 +192,22 @@ public final class Engine: Sendable {
     @discardableResult
     public func reloadRules(reason: String) -> Bool { sampling?.rules.reload(reason: reason) ?? false }
 
-    /// Self-metrics in the Prometheus text format.
-    public func prometheusText() -> String {
-        metrics.prometheusText() + (sampling.map { $0.metrics.prometheusText(bufferLimit: $0.bufferLimit) } ?? "")
+    /// Every metric in the Prometheus text format.
+    public func prometheusText() -> String { metricsText(format: .prometheus) }
+
+    /// Every metric — span metrics, service graph, self-metrics — in `format`.
+    public func metricsText(format: MetricsFormat) -> String {
+        var out = MetricsWriter(format: format)
+        sampling?.spanMetrics.write(into: &out)
+        metrics.write(into: &out)
+        if let sampling {
+            sampling.metrics.write(into: &out, bufferLimit: sampling.bufferLimit)
+            out.gauge("tailgate_sink_queued_bytes", "Bytes of kept traces waiting in the sinks (they count toward the buffer limit).", sampling.queuedBytes)
+        }
+        out.family("tailgate_build_info", .gauge, "Build information (always 1).")
+        out.sample("tailgate_build_info", [("version", HTTPRoutes.version), ("librdkafka", librdkafkaVersion)], 1)
+        out.finish()
+        return out.text
     }
 
     /// Runs until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error. Blocking:

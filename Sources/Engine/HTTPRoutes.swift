@@ -1,5 +1,6 @@
 import Foundation
 public import OTLP
+public import SpanMetrics
 
 /// An HTTP request as the routes see it (no sockets: routes are tested directly).
 public struct HTTPRequest: Sendable {
@@ -37,8 +38,8 @@ public struct HTTPResponse: Sendable, Equatable {
 
 /// What the HTTP listener asks of the engine.
 public protocol HTTPBackend: Sendable {
-    /// Self-metrics in the Prometheus text format.
-    func prometheusText() -> String
+    /// Every metric, in `format` (Prometheus text, or OpenMetrics with exemplars).
+    func metricsText(format: MetricsFormat) -> String
     /// Ready = partitions assigned and rules loaded; a reason when not.
     func readiness() -> (ready: Bool, reason: String)
     /// Reloads the rules; nil on success, else the errors.
@@ -103,7 +104,8 @@ public struct HTTPRoutes: Sendable {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch (request.method, path) {
         case ("GET", "/metrics"), ("HEAD", "/metrics"):
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: backend.prometheusText())
+            let format = MetricsFormat(accept: request.header("Accept"))
+            return HTTPResponse(status: 200, contentType: format.contentType, body: backend.metricsText(format: format))
         case ("GET", "/-/healthy"), ("HEAD", "/-/healthy"):
             return HTTPResponse(status: 200, body: "OK\n")
         case ("GET", "/-/ready"), ("HEAD", "/-/ready"):

@@ -1,5 +1,6 @@
 public import Kafka
 public import OTLP
+public import SpanMetrics
 import Synchronization
 
 /// Counters of the ingest stage. The polling thread adds a whole batch's counts at once (one lock per
@@ -71,70 +72,35 @@ public final class IngestMetrics: Sendable {
     /// Consumer lag per assigned partition, from librdkafka's statistics.
     public var consumerLag: [TopicPartition: Int64] { lag.withLock { $0 } }
 
-    /// Prometheus text exposition of the ingest metrics (every reject reason listed, zeros included,
-    /// so `rate()` and alerts work from the first scrape).
+    /// Prometheus text exposition of the ingest metrics.
     public func prometheusText() -> String {
+        var out = MetricsWriter()
+        write(into: &out)
+        return out.text
+    }
+
+    /// The ingest metrics (every reject reason listed, zeros included, so `rate()` and alerts work
+    /// from the first scrape).
+    public func write(into out: inout MetricsWriter) {
         let totals = snapshot
-        var out = PrometheusText()
         out.counter("tailgate_messages_received_total", "Kafka messages consumed.", totals.messagesReceived)
         out.counter("tailgate_bytes_received_total", "Bytes of Kafka message payloads consumed.", totals.bytesReceived)
         out.counter("tailgate_spans_received_total", "Spans decoded from Kafka messages, before sampling.", totals.spansReceived)
-        out.family("tailgate_messages_rejected_total", "counter", "Messages refused whole because they do not decode, by reason.")
+        out.family("tailgate_messages_rejected_total", .counter, "Messages refused whole because they do not decode, by reason.")
         for reason in RejectReason.allCases {
             out.sample("tailgate_messages_rejected_total", [("reason", reason.rawValue)], totals.messagesRejected[reason] ?? 0)
         }
-        out.family("tailgate_spans_rejected_total", "counter", "Spans refused alone (bad trace or span id) in otherwise good messages, by reason.")
+        out.family("tailgate_spans_rejected_total", .counter, "Spans refused alone (bad trace or span id) in otherwise good messages, by reason.")
         for reason in [RejectReason.invalidTraceID, .invalidSpanID] {
             out.sample("tailgate_spans_rejected_total", [("reason", reason.rawValue)], totals.spansRejected[reason] ?? 0)
         }
         out.counter("tailgate_messages_dead_lettered_total", "Rejected messages copied to the dead-letter topic.", totals.messagesDeadLettered)
         out.counter("tailgate_dead_letter_failures_total", "Rejected messages that could not be copied to the dead-letter topic.", totals.deadLetterFailures)
-        out.family("tailgate_kafka_consumer_lag", "gauge", "Messages behind the partition's high watermark, per assigned partition.")
+        out.family("tailgate_kafka_consumer_lag", .gauge, "Messages behind the partition's high watermark, per assigned partition.")
         for (partition, value) in consumerLag.sorted(by: { $0.key < $1.key }) {
             out.sample("tailgate_kafka_consumer_lag", [("topic", partition.topic), ("partition", String(partition.partition))], Int(value))
         }
         out.gauge("tailgate_kafka_partitions_assigned", "Partitions this member owns.", assigned.withLock { $0.count })
         out.gauge("tailgate_kafka_partitions_paused", "Partitions paused for backpressure.", pausedPartitions.load(ordering: .relaxed))
-        return out.text
-    }
-}
-
-/// Writes the Prometheus text format (version 0.0.4).
-struct PrometheusText {
-    private(set) var text = ""
-
-    mutating func family(_ name: String, _ type: String, _ help: String) {
-        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-    }
-
-    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Int) {
-        text += name
-        if !labels.isEmpty {
-            text += "{" + labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",") + "}"
-        }
-        text += " \(value)\n"
-    }
-
-    mutating func counter(_ name: String, _ help: String, _ value: Int) {
-        family(name, "counter", help)
-        sample(name, [], value)
-    }
-
-    mutating func gauge(_ name: String, _ help: String, _ value: Int) {
-        family(name, "gauge", help)
-        sample(name, [], value)
-    }
-
-    static func escape(_ value: String) -> String {
-        var out = ""
-        for character in value {
-            switch character {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
-            }
-        }
-        return out
     }
 }

@@ -5,7 +5,7 @@ public import Sampling
 /// Reads rule files from disk (the Sampling room parses text; I/O stays here).
 public enum RuleLoader {
     /// Loads and compiles `path`; `previous` lends attribute ids and limiter state (hot reload).
-    public static func load(_ path: String, previous: RuleSet? = nil) throws(RuleFileErrors) -> RuleSet {
+    public static func load(_ path: String, previous: RuleSet? = nil, requiredKeys: [String] = []) throws(RuleFileErrors) -> RuleSet {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -14,7 +14,7 @@ public enum RuleLoader {
         }
         let text = String(decoding: data, as: UTF8.self)
         let configuration = try RuleFile.parse(text, file: path)
-        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data))
+        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data), requiredKeys: requiredKeys)
     }
 
     /// A short, stable hash of the file's bytes (FNV-1a 64, hex).

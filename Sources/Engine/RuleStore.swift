@@ -19,11 +19,18 @@ public final class RuleStore: Sendable {
     public var lastError: String? { lastErrorText.withLock { $0 } }
 
     /// Loads `path` (throws the located errors if it is invalid: the engine does not start).
-    public init(path: String?, metrics: SamplingMetrics, logger: Logging.Logger, fallback: RuleSet) throws(RuleFileErrors) {
+    /// `requiredKeys`: attributes the decoder must extract whatever the rules say (span metrics).
+    public init(
+        path: String?, metrics: SamplingMetrics, logger: Logging.Logger, fallback: RuleSet, requiredKeys: [String] = []
+    ) throws(RuleFileErrors) {
         self.path = path
         self.metrics = metrics
         self.logger = logger
-        let initial = try path.map { (path) throws(RuleFileErrors) in try RuleLoader.load(path) } ?? fallback
+        let initial =
+            try path.map { (path) throws(RuleFileErrors) in try RuleLoader.load(path, requiredKeys: requiredKeys) }
+            ?? (requiredKeys.allSatisfy(fallback.selection.keys.contains)
+                ? fallback
+                : RuleSet(configuration: fallback.configuration, hash: fallback.hash, requiredKeys: requiredKeys))
         current = Mutex(initial)
         fingerprint = Mutex(path.flatMap(FileFingerprint.init(path:)))
         metrics.recordReload(success: true, at: Date().timeIntervalSince1970, hash: initial.hash, policies: initial.policies.count)

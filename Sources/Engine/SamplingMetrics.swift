@@ -1,4 +1,5 @@
 public import Sampling
+public import SpanMetrics
 import Synchronization
 
 /// Counters of the windows and decisions; shards add a cycle's counts at once.
@@ -75,20 +76,25 @@ public final class SamplingMetrics: Sendable {
     public var reloadFailures: Int { reload.withLock { $0.failures } }
 
     public func prometheusText(bufferLimit: Int) -> String {
+        var out = MetricsWriter()
+        write(into: &out, bufferLimit: bufferLimit)
+        return out.text
+    }
+
+    public func write(into out: inout MetricsWriter, bufferLimit: Int) {
         let totals = snapshot
         let buffer = buffered
         let rules = reload.withLock { $0 }
-        var out = PrometheusText()
-        out.family("tailgate_traces_kept_total", "counter", "Traces kept, by the policy that kept them.")
+        out.family("tailgate_traces_kept_total", .counter, "Traces kept, by the policy that kept them.")
         for (policy, count) in totals.keptByPolicy.sorted(by: { $0.key < $1.key }) {
             out.sample("tailgate_traces_kept_total", [("policy", policy)], count)
         }
         out.counter("tailgate_traces_dropped_total", "Traces dropped by the rules.", totals.dropped)
         out.counter("tailgate_spans_kept_total", "Spans of kept traces (late spans included).", totals.spansKept)
-        out.family("tailgate_late_spans_total", "counter", "Spans that arrived after their trace was decided, by that decision.")
+        out.family("tailgate_late_spans_total", .counter, "Spans that arrived after their trace was decided, by that decision.")
         out.sample("tailgate_late_spans_total", [("decision", "keep")], totals.lateKept)
         out.sample("tailgate_late_spans_total", [("decision", "drop")], totals.lateDropped)
-        out.family("tailgate_trace_decisions_total", "counter", "Traces decided, by what triggered the decision.")
+        out.family("tailgate_trace_decisions_total", .counter, "Traces decided, by what triggered the decision.")
         for reason in DecisionReason.allCases {
             out.sample("tailgate_trace_decisions_total", [("reason", reason.rawValue)], totals.decisionsByReason[reason] ?? 0)
         }
@@ -97,10 +103,9 @@ public final class SamplingMetrics: Sendable {
         out.gauge("tailgate_buffer_bytes", "Bytes held by traces waiting for a decision.", buffer.bytes)
         out.gauge("tailgate_buffer_limit_bytes", "The buffer limit; consumption pauses above it.", bufferLimit)
         out.counter("tailgate_rules_reload_failures_total", "Rule file reloads refused (the previous rules stay).", rules.failures)
-        out.family("tailgate_rules_last_reload_success_timestamp_seconds", "gauge", "When the running rules were loaded.")
+        out.family("tailgate_rules_last_reload_success_timestamp_seconds", .gauge, "When the running rules were loaded.")
         out.sample("tailgate_rules_last_reload_success_timestamp_seconds", [], Int(rules.lastSuccess))
-        out.family("tailgate_rules_info", "gauge", "The running rules: content hash and policy count.")
+        out.family("tailgate_rules_info", .gauge, "The running rules: content hash and policy count.")
         out.sample("tailgate_rules_info", [("hash", rules.hash), ("policies", String(rules.policies))], 1)
-        return out.text
     }
 }

@@ -4,6 +4,7 @@ public import Kafka
 public import Logging
 public import OTLP
 public import Sampling
+public import SpanMetrics
 import Synchronization
 
 /// Where kept traces go. Called on shard threads; must not block for long. `stored` is called (on
@@ -47,6 +48,21 @@ public protocol MonotonicClock: Sendable {
     func now() -> UInt64
 }
 
+/// Wall-clock time in Unix milliseconds (exemplar timestamps), injected like the monotonic clock.
+public protocol WallClock: Sendable {
+    func unixMillis() -> Int64
+}
+
+/// The system's wall clock.
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public func unixMillis() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
+
 /// The process's monotonic clock.
 public struct SystemMonotonicClock: MonotonicClock {
     public init() {}
@@ -66,6 +82,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     public let rules: RuleStore
     public let metrics: SamplingMetrics
     public let bufferLimit: Int
+    /// RED and service-graph metrics of every decided trace.
+    public let spanMetrics: SpanMetricsHub
     private let shards: [Shard]
     private let kept: any KeptTraceSink
     private let logger: Logger
@@ -81,13 +99,16 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     public init(
         rules: RuleStore, metrics: SamplingMetrics, shardCount: Int, bufferLimit: Int, kept: any KeptTraceSink,
-        decisionWaitOverride: Duration? = nil, clock: any MonotonicClock = SystemMonotonicClock(), logger: Logger
+        decisionWaitOverride: Duration? = nil, spanMetrics: SpanMetricsConfiguration = SpanMetricsConfiguration(),
+        clock: any MonotonicClock = SystemMonotonicClock(), wallClock: any WallClock = SystemWallClock(), logger: Logger
     ) {
         self.rules = rules
         self.metrics = metrics
         self.bufferLimit = bufferLimit
         self.kept = kept
         self.logger = logger
+        let hub = SpanMetricsHub(configuration: spanMetrics, selection: rules.rules.selection, shards: max(1, shardCount))
+        self.spanMetrics = hub
         let settings = rules.rules.configuration.settings
         let perShardCache = DecisionCache(
             keptCapacity: settings.sampledCacheSize / max(1, shardCount),
@@ -95,7 +116,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         shards = (0..<max(1, shardCount)).map { index in
             Shard(
                 index: index, window: TraceWindow(limits: WindowLimits(settings), cache: perShardCache), rules: rules,
-                metrics: metrics, kept: kept, clock: clock, pressureTarget: bufferLimit / max(1, shardCount),
+                metrics: metrics, spanMetrics: hub, kept: kept, clock: clock, wallClock: wallClock,
+                pressureTarget: bufferLimit / max(1, shardCount),
                 decisionWaitOverride: decisionWaitOverride)
         }
         for shard in shards { shard.start() }
@@ -105,6 +127,9 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     public func onPressure(_ handler: @escaping @Sendable (Bool) -> Void) { pressureHandler.withLock { $0 = handler } }
 
     public var attributeSelection: AttributeSelection { rules.rules.selection }
+
+    /// Bytes waiting in the kept-trace sinks.
+    public var queuedBytes: Int { kept.queuedBytes }
 
     public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
         sequence += 1
@@ -235,8 +260,10 @@ final class Shard: @unchecked Sendable {
     private var window: TraceWindow
     private let rules: RuleStore
     private let metrics: SamplingMetrics
+    private let spanMetrics: SpanMetricsHub
     private let kept: any KeptTraceSink
     private let clock: any MonotonicClock
+    private let wallClock: any WallClock
     private let inbox = Mutex<[Command]>([])
     private let wake = DispatchSemaphore(value: 0)
     private let publishedState = Mutex(Published())
@@ -248,9 +275,12 @@ final class Shard: @unchecked Sendable {
     private let decisionWaitOverride: Duration?
 
     init(
-        index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, kept: any KeptTraceSink,
-        clock: any MonotonicClock, pressureTarget: Int, decisionWaitOverride: Duration?
+        index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, spanMetrics: SpanMetricsHub,
+        kept: any KeptTraceSink, clock: any MonotonicClock, wallClock: any WallClock, pressureTarget: Int,
+        decisionWaitOverride: Duration?
     ) {
+        self.spanMetrics = spanMetrics
+        self.wallClock = wallClock
         self.decisionWaitOverride = decisionWaitOverride
         self.index = index
         self.window = window
@@ -291,33 +321,39 @@ final class Shard: @unchecked Sendable {
             var replies: [DispatchSemaphore] = []
             var completed: UInt64?
             let now = clock.now()
+            let wallClockMillis = wallClock.unixMillis()
             applyLimits()
-            for command in commands {
-                switch command {
-                case .spans(let work):
-                    insert(work, now: now, ready: &ready, counts: &counts)
-                    completed = work.sequence
-                case .revoke(let partitions, let reply):
-                    window.forget(partitions: partitions)
-                    replies.append(reply)
-                case .drain(let reply):
-                    window.releaseAll(into: &ready)
-                    if rules.rules.configuration.settings.dropPendingTracesOnShutdown {
-                        // The user chose to lose partial traces rather than decide them early.
-                        counts.dropped += ready.count
-                        ready.removeAll(keepingCapacity: true)
+            // The span metrics are this shard's alone; the lock is for scrapes, taken once per cycle.
+            spanMetrics.withShard(index) { spanMetrics in
+                for command in commands {
+                    switch command {
+                    case .spans(let work):
+                        insert(work, now: now, ready: &ready, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
+                        completed = work.sequence
+                    case .revoke(let partitions, let reply):
+                        // Not counted: the next owner replays these spans and counts them.
+                        window.forget(partitions: partitions)
+                        replies.append(reply)
+                    case .drain(let reply):
+                        window.releaseAll(into: &ready)
+                        if rules.rules.configuration.settings.dropPendingTracesOnShutdown {
+                            // The user chose to lose partial traces rather than decide them early.
+                            counts.dropped += ready.count
+                            for item in ready { spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis) }
+                            ready.removeAll(keepingCapacity: true)
+                        }
+                        replies.append(reply)
+                    case .stop:
+                        stopping = true
                     }
-                    replies.append(reply)
-                case .stop:
-                    stopping = true
                 }
+                commands.removeAll(keepingCapacity: true)
+                window.expire(now: now, into: &ready)
+                if underPressure.load(ordering: .relaxed) {
+                    window.releaseHeaviest(until: pressureTarget / 10 * 8, now: now, into: &ready)
+                }
+                decide(&ready, now: now, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
             }
-            commands.removeAll(keepingCapacity: true)
-            window.expire(now: now, into: &ready)
-            if underPressure.load(ordering: .relaxed) {
-                window.releaseHeaviest(until: pressureTarget / 10 * 8, now: now, into: &ready)
-            }
-            decide(&ready, now: now, counts: &counts)
             metrics.add(counts)
             metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.bufferedBytes))
             var held = window.lowestHeldOffsets()
@@ -347,7 +383,10 @@ final class Shard: @unchecked Sendable {
         if limits != window.limits { window.limits = limits }
     }
 
-    private func insert(_ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts) {
+    private func insert(
+        _ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts,
+        spanMetrics: inout ShardSpanMetrics, wallClockMillis: Int64
+    ) {
         for (spanIndex, source) in zip(work.spans, work.sources) {
             let span = work.batch.spans[Int(spanIndex)]
             switch window.insert(span, from: work.batch, batchGeneration: work.generation, source: source, now: now, ready: &ready) {
@@ -358,13 +397,18 @@ final class Shard: @unchecked Sendable {
                 counts.spansKept += 1
                 let token = acks.register([source])
                 kept.keepLate(span, from: work.batch, stored: storedCallback(token))
+                spanMetrics.recordLate(span, from: work.batch, kept: true, wallClockMillis: wallClockMillis)
             case .late(.dropped):
                 counts.lateDropped += 1
+                spanMetrics.recordLate(span, from: work.batch, kept: false, wallClockMillis: wallClockMillis)
             }
         }
     }
 
-    private func decide(_ ready: inout [ReadyTrace], now: UInt64, counts: inout SamplingMetrics.Counts) {
+    private func decide(
+        _ ready: inout [ReadyTrace], now: UInt64, counts: inout SamplingMetrics.Counts, spanMetrics: inout ShardSpanMetrics,
+        wallClockMillis: Int64
+    ) {
         guard !ready.isEmpty else { return }
         let ruleSet = rules.rules
         for item in ready {
@@ -372,12 +416,14 @@ final class Shard: @unchecked Sendable {
             let decision = ruleSet.decide(item.trace, now: now)
             switch decision {
             case .keep(let policy):
+                spanMetrics.record(item.trace, kept: true, wallClockMillis: wallClockMillis)
                 counts.keptByPolicy[policy, default: 0] += 1
                 counts.spansKept += item.trace.spans.count
                 let token = acks.register(item.sources)
                 kept.keep(item.trace, policy: policy, stored: storedCallback(token))
                 window.remember(item.trace.traceID, kept: true)
             case .drop:
+                spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
                 counts.dropped += 1
                 window.remember(item.trace.traceID, kept: false)
                 window.recycle(item.trace)

@@ -4,6 +4,7 @@ import Foundation
 import Kafka
 import OTLP
 import Sampling
+import SpanMetrics
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,6 +81,18 @@ struct Run: ParsableCommand {
     @Option(help: "Bearer token that enables POST /-/reload (default: $TAILGATE_ADMIN_TOKEN; unset: admin routes off).")
     var adminToken: String?
 
+    @Option(name: .customLong("metrics-dimension"), help: "Span or resource attribute added as a label of traces_spanmetrics_* (repeatable), e.g. http.route; label name with . made _.")
+    var metricsDimensions: [String] = []
+
+    @Option(help: "Latency histogram bucket bounds, comma-separated seconds or durations (default Tempo's 0.002 × 2^k, k = 0…13), e.g. 5ms,50ms,0.5,5.")
+    var metricsLatencyBuckets: String?
+
+    @Option(help: "Series per span-derived metric family; beyond it samples fold into one __overflow__ series.")
+    var metricsMaxSeries: Int = 10_000
+
+    @Option(name: .customLong("span-name-rewrite"), help: "Rewrite span names for metrics, PATTERN=>REPLACEMENT (repeatable, in order), e.g. '/users/[0-9]+=>/users/{id}'.")
+    var spanNameRewrites: [String] = []
+
     @Option(help: "On SIGTERM/SIGINT, give up deciding and flushing after this long (what is not committed is replayed).")
     var shutdownTimeout: String = "30s"
 
@@ -121,6 +134,18 @@ struct Run: ParsableCommand {
         configuration.storeOptions.retentionAge = try parseDuration(retention, option: "--retention")
         configuration.storeOptions.retentionBytes = try retentionSize.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--retention-size") }
         configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]
+        configuration.spanMetrics.dimensions = metricsDimensions
+        configuration.spanMetrics.maxSeriesPerMetric = metricsMaxSeries
+        if let metricsLatencyBuckets {
+            configuration.spanMetrics.latencyBuckets = try parseBuckets(metricsLatencyBuckets)
+        }
+        do {
+            configuration.spanMetrics.spanNameRewrites = try spanNameRewrites.map { (text) throws(SpanMetricsConfigurationError) in
+                try SpanNameRewrite(parsing: text)
+            }
+        } catch {
+            throw ConfigurationError("--span-name-rewrite: \(error.description)")
+        }
 
         let engine: Engine
         do {
@@ -150,4 +175,17 @@ struct Run: ParsableCommand {
         printJSON(summary)
         if summary.outcome.hasPrefix("fatal") { throw ExitCode.failure }
     }
+}
+
+/// Bucket bounds: seconds (`0.005`) or durations (`5ms`), comma-separated.
+func parseBuckets(_ text: String) throws(ConfigurationError) -> [Double] {
+    var bounds: [Double] = []
+    for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+        if let seconds = Double(part) {
+            bounds.append(seconds)
+        } else {
+            bounds.append(try parseDuration(part, option: "--metrics-latency-buckets").timeInterval)
+        }
+    }
+    return bounds
 }

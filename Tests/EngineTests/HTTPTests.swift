@@ -1,5 +1,6 @@
 import Engine
 import OTLP
+import SpanMetrics
 import Foundation
 import Synchronization
 import Testing
@@ -12,7 +13,9 @@ final class FakeBackend: HTTPBackend {
         self.ready = ready
         self.reloadError = reloadError
     }
-    func prometheusText() -> String { "# TYPE tailgate_up gauge\ntailgate_up 1\n" }
+    func metricsText(format: MetricsFormat) -> String {
+        "# TYPE tailgate_up gauge\ntailgate_up 1\n" + (format == .openMetrics ? "# EOF\n" : "")
+    }
     func readiness() -> (ready: Bool, reason: String) { (ready, ready ? "" : "no partitions assigned yet") }
     func reloadRules() -> String? {
         reloads.add(1, ordering: .relaxed)
@@ -29,6 +32,14 @@ final class FakeBackend: HTTPBackend {
         #expect(metrics.status == 200)
         #expect(metrics.contentType == "text/plain; version=0.0.4; charset=utf-8")
         #expect(metrics.text == "# TYPE tailgate_up gauge\ntailgate_up 1\n")
+        // OpenMetrics when the scraper lists it (Prometheus does with exemplar storage on); not when refused with q=0.
+        let openMetrics = routes.respond(to: HTTPRequest(
+            method: "GET", path: "/metrics",
+            headers: [("Accept", "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")]))
+        #expect(openMetrics.contentType == "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        #expect(openMetrics.text.hasSuffix("# EOF\n"))
+        let refused = routes.respond(to: HTTPRequest(method: "GET", path: "/metrics", headers: [("Accept", "application/openmetrics-text; q=0, text/plain")]))
+        #expect(refused.contentType == "text/plain; version=0.0.4; charset=utf-8")
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/-/healthy")).text == "OK\n")
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/echo")).text == "echo")
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/status/buildinfo")).text.contains("\"version\":\"0.1.0\""))

@@ -345,11 +345,34 @@ def main():
     dogbook = DogBook(seed=4)
     corpus = bytearray()
     rng = random.Random(5)
+    calls, edges = {}, {}
     for i in range(args.corpus_traces):
         dogbook.feed_request(T0 + i * 50 * MS, error=rng.random() < 0.05, slow=rng.random() < 0.05, rich=i % 10 == 0)
-        message = encode_spans(dogbook.take()).SerializeToString(deterministic=True)
+        spans = dogbook.take()
+        tally_red(spans, calls, edges)
+        message = encode_spans(spans).SerializeToString(deterministic=True)
         corpus += struct.pack(">I", len(message)) + message
     write("dogbook_corpus.pbl", bytes(corpus))
+    # The oracle for the RED and service-graph tests, counted from the SDK's own span objects (not from
+    # any decoding of ours): spans per service|name|kind|status, and client|server|connection_type
+    # pairs of CLIENT→SERVER and PRODUCER→CONSUMER parent/child spans.
+    write("dogbook_corpus.red.json", json.dumps({"calls": calls, "edges": edges}, indent=1, sort_keys=True).encode())
+
+
+def tally_red(spans, calls, edges):
+    by_id = {span.context.span_id: span for span in spans}
+    for span in spans:
+        service = span.resource.attributes.get("service.name", "")
+        key = "|".join([service, span.name, "SPAN_KIND_" + span.kind.name, "STATUS_CODE_" + span.status.status_code.name])
+        calls[key] = calls.get(key, 0) + 1
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        if parent is None:
+            continue
+        pair = (parent.kind, span.kind)
+        if pair in ((SpanKind.CLIENT, SpanKind.SERVER), (SpanKind.PRODUCER, SpanKind.CONSUMER)):
+            edge = "|".join([parent.resource.attributes.get("service.name", ""), service,
+                             "messaging_system" if span.kind == SpanKind.CONSUMER else ""])
+            edges[edge] = edges.get(edge, 0) + 1
 
 
 if __name__ == "__main__":
