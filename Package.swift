@@ -120,4 +120,11 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             path: "Benchmarks/Sampling",
             swiftSettings: swiftSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    package.targets.append(
+        .executableTarget(
+            name: "SpanMetricsBenchmark",
+            dependencies: ["OTLP", "SpanMetrics", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/SpanMetrics",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }

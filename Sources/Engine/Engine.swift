@@ -204,6 +204,7 @@ public final class Engine: Sendable {
             sampling.metrics.write(into: &out, bufferLimit: sampling.bufferLimit)
             out.gauge("tailgate_sink_queued_bytes", "Bytes of kept traces waiting in the sinks (they count toward the buffer limit).", sampling.queuedBytes)
         }
+        sinks.withLock { $0 }?.write(into: &out)
         out.family("tailgate_build_info", .gauge, "Build information (always 1).")
         out.sample("tailgate_build_info", [("version", HTTPRoutes.version), ("librdkafka", librdkafkaVersion)], 1)
         out.finish()

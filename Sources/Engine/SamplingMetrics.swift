@@ -11,6 +11,8 @@ public final class SamplingMetrics: Sendable {
         public var lateDropped = 0
         public var decisionsByReason: [DecisionReason: Int] = [:]
         public var spansKept = 0
+        /// Per trace decided this cycle: nanoseconds from its first span's arrival to its decision.
+        var decisionLatencies: [UInt64] = []
         public init() {}
 
         public var kept: Int { keptByPolicy.values.reduce(0, +) }
@@ -24,6 +26,17 @@ public final class SamplingMetrics: Sendable {
             spansKept += other.spansKept
         }
     }
+
+    /// Bounds (seconds) of `tailgate_decision_latency_seconds`: decisions come after `decision_wait`
+    /// (10 s by default) or 2 s after the root, so the buckets span 100 ms to a minute.
+    static let decisionLatencyBounds: [Double] = [0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 15, 20, 30, 60]
+
+    struct LatencyHistogram {
+        var counts = Array(repeating: UInt64(0), count: SamplingMetrics.decisionLatencyBounds.count + 1)
+        var sum: Double = 0
+    }
+
+    private let decisionLatency = Mutex(LatencyHistogram())
 
     /// Buffer occupancy, per shard (each shard writes its own slot).
     struct Occupancy: Sendable, Equatable {
@@ -48,6 +61,15 @@ public final class SamplingMetrics: Sendable {
     func add(_ cycle: Counts) {
         guard cycle != Counts() else { return }
         counts.withLock { $0.add(cycle) }
+        guard !cycle.decisionLatencies.isEmpty else { return }
+        decisionLatency.withLock { histogram in
+            for nanos in cycle.decisionLatencies {
+                let seconds = Double(nanos) / 1e9
+                let bucket = Self.decisionLatencyBounds.firstIndex { seconds <= $0 } ?? Self.decisionLatencyBounds.count
+                histogram.counts[bucket] += 1
+                histogram.sum += seconds
+            }
+        }
     }
 
     func record(shard: Int, _ value: Occupancy) { occupancy.withLock { $0[shard] = value } }
@@ -107,5 +129,8 @@ public final class SamplingMetrics: Sendable {
         out.sample("tailgate_rules_last_reload_success_timestamp_seconds", [], Int(rules.lastSuccess))
         out.family("tailgate_rules_info", .gauge, "The running rules: content hash and policy count.")
         out.sample("tailgate_rules_info", [("hash", rules.hash), ("policies", String(rules.policies))], 1)
+        let latency = decisionLatency.withLock { $0 }
+        out.family("tailgate_decision_latency_seconds", .histogram, "From a trace's first span to its decision.")
+        out.histogram("tailgate_decision_latency_seconds", [], bounds: Self.decisionLatencyBounds, counts: latency.counts, sum: latency.sum)
     }
 }

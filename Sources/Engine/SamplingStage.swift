@@ -413,6 +413,7 @@ final class Shard: @unchecked Sendable {
         let ruleSet = rules.rules
         for item in ready {
             counts.decisionsByReason[item.reason, default: 0] += 1
+            counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
             let decision = ruleSet.decide(item.trace, now: now)
             switch decision {
             case .keep(let policy):

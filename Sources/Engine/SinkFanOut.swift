@@ -2,6 +2,7 @@ import Foundation
 import OTLP
 import Sampling
 import Storage
+import SpanMetrics
 import Synchronization
 
 /// Hands each kept trace to every configured sink and reports it stored when all of them have it:
@@ -67,6 +68,22 @@ final class SinkFanOut: KeptTraceSink {
         store?.flush()
         kafka?.flush()
         otlp?.flush()
+    }
+
+    /// Per sink: traces delivered, errors, retries, what waits.
+    func write(into out: inout MetricsWriter) {
+        out.family("tailgate_sink_traces_total", .counter, "Kept traces (and late-span pieces) a sink has durably accepted.")
+        if let store { out.sample("tailgate_sink_traces_total", [("sink", "store")], store.tracesWritten) }
+        if let otlp { out.sample("tailgate_sink_traces_total", [("sink", "otlp")], otlp.counts.tracesSent) }
+        if let kafka { out.sample("tailgate_sink_traces_total", [("sink", "kafka")], kafka.delivered) }
+        out.family("tailgate_sink_errors_total", .counter, "Sink failures: store writes that failed (retried), traces the OTLP receiver rejected (400).")
+        if let store { out.sample("tailgate_sink_errors_total", [("sink", "store")], store.writeFailures) }
+        if let otlp { out.sample("tailgate_sink_errors_total", [("sink", "otlp")], otlp.counts.rejectedTraces) }
+        if let kafka { out.sample("tailgate_sink_errors_total", [("sink", "kafka")], kafka.failures) }
+        out.family("tailgate_sink_retries_total", .counter, "OTLP/HTTP requests sent again (connection errors, 429, 5xx).")
+        if let otlp { out.sample("tailgate_sink_retries_total", [("sink", "otlp")], otlp.counts.retries) }
+        out.family("tailgate_sink_pending_traces", .gauge, "Kept traces handed to a sink and not yet acknowledged by it.")
+        if let kafka { out.sample("tailgate_sink_pending_traces", [("sink", "kafka")], kafka.unacknowledged) }
     }
 
     func stop() {

@@ -165,24 +165,40 @@ public struct TraceData: Sendable {
     @inlinable public func service(of span: BufferedSpan) -> ByteRange { envelopes[Int(span.envelope)].service }
 
     /// The span's name, found in its encoded bytes (field 5 of `Span`; usually the fourth or fifth
-    /// field, so a few varint reads), rather than stored per buffered span: memory per span is the
+    /// field, so a few byte reads), rather than stored per buffered span: memory per span is the
     /// budget that matters more.
     public func name(of span: BufferedSpan) -> ByteRange {
-        payload.withUnsafeBytes { all -> ByteRange in
-            guard let base = all.baseAddress else { return .empty }
-            var reader = WireReader(base: base, range: span.encoded.lowerBound..<span.encoded.upperBound)
-            do {
-                while !reader.isAtEnd {
-                    let (field, wireType) = try reader.readTag()
-                    if field == 5 && wireType == 2 {
-                        let range = try reader.readLengthDelimited()
-                        return ByteRange(offset: range.lowerBound, count: range.count)
-                    }
-                    try reader.skip(wireType: wireType)
-                }
-            } catch {}
-            return .empty
+        payload.withUnsafeBytes { Self.spanName(in: $0, encoded: span.encoded) }
+    }
+
+    /// ``name(of:)`` over the payload's bytes, for callers that hold them already.
+    public static func spanName(in payload: UnsafeRawBufferPointer, encoded: ByteRange) -> ByteRange {
+        guard let base = payload.baseAddress, encoded.upperBound <= payload.count else { return .empty }
+        // Fast path: one-byte tags and one-byte lengths, as every SDK writes the fields before the name.
+        var position = encoded.lowerBound
+        let end = encoded.upperBound
+        while position + 2 <= end {
+            let tag = base.load(fromByteOffset: position, as: UInt8.self)
+            let length = Int(base.load(fromByteOffset: position + 1, as: UInt8.self))
+            guard tag & 0x07 == 2, length < 0x80 else { break }
+            if tag == 0x2A {
+                guard position + 2 + length <= end else { return .empty }
+                return ByteRange(offset: position + 2, count: length)
+            }
+            position += 2 + length
         }
+        var reader = WireReader(base: base, range: position..<end)
+        do {
+            while !reader.isAtEnd {
+                let (field, wireType) = try reader.readTag()
+                if field == 5 && wireType == 2 {
+                    let range = try reader.readLengthDelimited()
+                    return ByteRange(offset: range.lowerBound, count: range.count)
+                }
+                try reader.skip(wireType: wireType)
+            }
+        } catch {}
+        return .empty
     }
 
     /// Trace duration as the collector measures it: latest end minus earliest start.

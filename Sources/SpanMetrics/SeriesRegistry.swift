@@ -122,6 +122,12 @@ struct ByteKeyTable {
         place(entry: entry, hash: hash)
     }
 
+    /// The bytes of entry `entry` (entries are numbered in insertion order).
+    func key(at entry: Int32) -> [UInt8] {
+        let offset = Int(offsets[Int(entry)])
+        return Array(arena[offset..<(offset + Int(lengths[Int(entry)]))])
+    }
+
     /// Forgets every key (keeping capacity).
     mutating func removeAll() {
         for index in slots.indices { slots[index] = -1 }

@@ -9,9 +9,10 @@ public import OTLP
 /// undecided traces are replayed and counted by the next owner). Spans that arrive after their trace
 /// was decided are counted on arrival (``recordLate(_:from:kept:wallClockMillis:)``).
 ///
-/// Single-threaded: the owning shard holds it under a lock once per cycle, not per span. A span
-/// costs a key build (label bytes, ~50 B), a hash and a table probe; series seen before allocate
-/// nothing.
+/// Single-threaded: the owning shard holds it under a lock once per cycle, not per span. Service
+/// and peer names are interned once per trace into small node ids, so a span costs a short key (node
+/// id, name, kind, status, dimensions), a hash and a probe, and an edge a probe by one packed
+/// integer; series seen before allocate nothing.
 public struct ShardSpanMetrics: Sendable {
     struct Keys: Sendable {
         var peerService, serverAddress, networkPeerAddress, networkPeerPort, dbName, dbNamespace, dbSystem: AttributeKeyID?
@@ -26,14 +27,19 @@ public struct ShardSpanMetrics: Sendable {
 
     // Span metrics, by global series index.
     private var redCache = ByteKeyTable()
-    var calls: [UInt64] = []
-    var sizes: [UInt64] = []
+    /// Calls, size and latency sum of a series, together: one array write per span, not three.
+    struct SeriesStats: Sendable {
+        var calls: UInt64 = 0
+        var size: UInt64 = 0
+        var latencySum: Double = 0
+    }
+
+    var stats: [SeriesStats] = []
     var latencyCounts: [UInt64] = []
-    var latencySums: [Double] = []
     var latencyExemplars: [Exemplar?] = []
 
     // Service graph, by global edge index.
-    private var edgeCache = ByteKeyTable()
+    private var edgeCache = IntKeyTable()
     var requests: [UInt64] = []
     var failed: [UInt64] = []
     var clientCounts: [UInt64] = []
@@ -44,17 +50,22 @@ public struct ShardSpanMetrics: Sendable {
     var serverExemplars: [Exemplar?] = []
 
     // Propagation health.
-    private var brokenCache = ByteKeyTable()
+    private var brokenCache = IntKeyTable()
     var broken: [UInt64] = []
-    private var knownServices = ByteKeyTable()
+
+    // Node names (services, peers, databases) → small ids; ids are entry indices of `nodes`.
+    private var nodes = ByteKeyTable()
+    private var nodeIsService: [Bool] = []
+    private var userNode: Int32 = -1
     var tracesWithoutRoot: UInt64 = 0
     var tracesWithOrphans: UInt64 = 0
     var overflowSamples = Array(repeating: UInt64(0), count: SeriesFamily.allCases.count)
 
     // Scratch, reused.
-    private var key: [UInt8] = []
+    private let key = KeyBuffer()
     private var spanIndex = SpanIndexTable()
     private var paired: [Bool] = []
+    private var envelopeNodes: [Int32] = []
     private var lateTrace = TraceData(traceID: .zero)
 
     /// - Parameter selection: the decoder's attribute selection (it must contain
@@ -69,7 +80,6 @@ public struct ShardSpanMetrics: Sendable {
             networkPeerAddress: selection.id(of: "network.peer.address"), networkPeerPort: selection.id(of: "network.peer.port"),
             dbName: selection.id(of: "db.name"), dbNamespace: selection.id(of: "db.namespace"), dbSystem: selection.id(of: "db.system"))
         localCacheLimit = configuration.maxSeriesPerMetric * 4 + 1024
-        key.reserveCapacity(512)
     }
 
     // MARK: Recording
@@ -77,13 +87,13 @@ public struct ShardSpanMetrics: Sendable {
     /// Counts every span of a decided trace and pairs its service-graph edges. `kept` traces lend
     /// their id to exemplars.
     public mutating func record(_ trace: TraceData, kept: Bool, wallClockMillis: Int64) {
-        let count = trace.spans.count
-        guard count > 0 else { return }
-        trace.payload.withUnsafeBytes { payload in
-            for index in 0..<count {
-                recordSpan(trace, index, payload: payload, kept: kept, wallClockMillis: wallClockMillis)
+        guard !trace.spans.isEmpty else { return }
+        TraceView.with(trace) { view in
+            internServices(view)
+            for index in 0..<view.spans.count {
+                recordSpan(view, index, kept: kept, wallClockMillis: wallClockMillis)
             }
-            recordGraph(trace, payload: payload, kept: kept, wallClockMillis: wallClockMillis)
+            recordGraph(view, kept: kept, wallClockMillis: wallClockMillis)
         }
     }
 
@@ -93,96 +103,132 @@ public struct ShardSpanMetrics: Sendable {
         lateTrace.reset(traceID: span.traceID)
         lateTrace.append(span, from: batch, batchGeneration: 0)
         let trace = lateTrace
-        trace.payload.withUnsafeBytes { payload in
-            recordSpan(trace, 0, payload: payload, kept: kept, wallClockMillis: wallClockMillis)
+        TraceView.with(trace) { view in
+            internServices(view)
+            recordSpan(view, 0, kept: kept, wallClockMillis: wallClockMillis)
         }
     }
 
-    private mutating func recordSpan(
-        _ trace: TraceData, _ index: Int, payload: UnsafeRawBufferPointer, kept: Bool, wallClockMillis: Int64
-    ) {
-        let span = trace.spans[index]
-        key.removeAll(keepingCapacity: true)
-        appendField(payload, trace.service(of: span))
-        appendField(payload, trace.name(of: span))
-        appendByteField(span.kind.rawValue)
-        appendByteField(span.statusCode.rawValue)
+    /// Node ids of the trace's services (one per envelope). Node ids stay valid for the whole trace:
+    /// the tables are only ever emptied here, before a trace, when they grew past their bound.
+    private mutating func internServices(_ view: TraceView) {
+        if nodes.count + view.envelopes.count + 2 * view.spans.count > localCacheLimit || redCache.count >= localCacheLimit {
+            nodes.removeAll()
+            nodeIsService.removeAll(keepingCapacity: true)
+            userNode = -1
+            redCache.removeAll()
+            edgeCache.removeAll()
+            brokenCache.removeAll()
+        }
+        envelopeNodes.removeAll(keepingCapacity: true)
+        for envelope in view.envelopes {
+            let node = intern(UnsafeRawBufferPointer(rebasing: view.payload[envelope.service.lowerBound..<envelope.service.upperBound]))
+            nodeIsService[Int(node)] = true
+            envelopeNodes.append(node)
+        }
+    }
+
+    @inline(__always)
+    private mutating func intern(_ name: UnsafeRawBufferPointer) -> Int32 {
+        let hash = hashBytes(name)
+        if let node = nodes.find(name, hash: hash) { return node }
+        let node = Int32(nodes.count)
+        nodes.insert(name, hash: hash, value: node)
+        nodeIsService.append(false)
+        return node
+    }
+
+    @inline(__always)
+    private func serviceNode(of span: BufferedSpan) -> Int32 { envelopeNodes[Int(span.envelope)] }
+
+    private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64) {
+        let span = view.spans[index]
+        key.reset()
+        key.append(UInt32(bitPattern: serviceNode(of: span)))
+        appendField(view, TraceData.spanName(in: view.payload, encoded: span.encoded))
+        key.appendField(byte: span.kind.rawValue)
+        key.appendField(byte: span.statusCode.rawValue)
         for dimension in dimensionKeys {
-            appendAttributeField(trace, span, dimension, payload: payload)
+            appendAttributeField(view, span, dimension)
         }
-        let series = key.withUnsafeBytes { key in
-            let hash = hashBytes(key)
-            return redCache.find(key, hash: hash) ?? resolveSpanSeries(key, hash: hash)
-        }
+        let bytes = key.bytes
+        let hash = hashBytes(bytes)
+        let series = Int(redCache.find(bytes, hash: hash) ?? resolveSpanSeries(bytes, hash: hash))
         let duration = span.durationNanos
         let bucket = bucketIndex(duration)
-        let base = Int(series) * bucketCount
-        calls[Int(series)] &+= 1
-        sizes[Int(series)] &+= UInt64(span.encoded.count)
+        let base = series * bucketCount
+        stats[series].calls &+= 1
+        stats[series].size &+= UInt64(span.encoded.count)
+        stats[series].latencySum += Double(duration) / 1e9
         latencyCounts[base + bucket] &+= 1
-        latencySums[Int(series)] += Double(duration) / 1e9
         if kept {
             latencyExemplars[base + bucket] = Exemplar(
-                traceID: trace.traceID, spanID: span.spanID, value: Double(duration) / 1e9, timestampMillis: wallClockMillis)
+                traceID: view.traceID, spanID: span.spanID, value: Double(duration) / 1e9, timestampMillis: wallClockMillis)
         }
     }
 
-    private mutating func recordGraph(_ trace: TraceData, payload: UnsafeRawBufferPointer, kept: Bool, wallClockMillis: Int64) {
-        let spans = trace.spans
+    private mutating func recordGraph(_ view: TraceView, kept: Bool, wallClockMillis: Int64) {
+        let spans = view.spans
         spanIndex.reset(expecting: spans.count)
         for index in spans.indices { spanIndex.insert(spans[index].spanID.rawValue, Int32(index)) }
         paired.removeAll(keepingCapacity: true)
         paired.append(contentsOf: repeatElement(false, count: spans.count))
         var hasRoot = false
         var hasOrphan = false
-        let exemplarTrace: TraceID? = kept ? trace.traceID : nil
+        let exemplarTrace: TraceID? = kept ? view.traceID : nil
         for index in spans.indices {
             let span = spans[index]
             guard span.parentSpanID.isValid else {
                 hasRoot = true
                 // A server root: its caller is not instrumented (a browser, curl): Tempo's "user" node.
                 if span.kind == .server {
+                    if userNode < 0 { userNode = intern(UnsafeRawBufferPointer(start: Self.user.utf8Start, count: Self.user.utf8CodeUnitCount)) }
                     recordEdge(
-                        client: .literal("user"), server: .range(trace.service(of: span)), type: "virtual_node", payload: payload,
+                        client: userNode, server: serviceNode(of: span), type: .virtualNode,
                         client: nil, server: span, failed: span.statusCode == .error, trace: exemplarTrace, wallClockMillis: wallClockMillis)
                 }
                 continue
             }
+            // Only calls can pair; other kinds need no lookup (but a missing parent is an orphan).
             guard let parentIndex = spanIndex.find(span.parentSpanID.rawValue) else {
                 hasOrphan = true
                 continue
             }
+            guard span.kind == .server || span.kind == .consumer else { continue }
             let parent = spans[Int(parentIndex)]
             let direct = span.kind == .server && parent.kind == .client
             let messaging = span.kind == .consumer && parent.kind == .producer
             guard direct || messaging else { continue }
             paired[Int(parentIndex)] = true
             recordEdge(
-                client: .range(trace.service(of: parent)), server: .range(trace.service(of: span)),
-                type: messaging ? "messaging_system" : "", payload: payload, client: parent, server: span,
+                client: serviceNode(of: parent), server: serviceNode(of: span),
+                type: messaging ? .messagingSystem : .direct, client: parent, server: span,
                 failed: parent.statusCode == .error || span.statusCode == .error, trace: exemplarTrace, wallClockMillis: wallClockMillis)
         }
         for index in spans.indices where spans[index].kind == .client && !paired[index] {
             let span = spans[index]
-            let isDatabase = attribute(trace, span, keys.dbSystem) != nil || attribute(trace, span, keys.dbName) != nil
+            let isDatabase = view.attribute(of: span, keys.dbSystem) != nil || view.attribute(of: span, keys.dbName) != nil
             if isDatabase {
                 // Tempo's database node name: peer.service, server.address, network.peer.address:port, db.name.
-                let node: Node? = stringNode(trace, span, keys.peerService) ?? stringNode(trace, span, keys.serverAddress)
-                    ?? peerAddressNode(trace, span) ?? stringNode(trace, span, keys.dbName) ?? stringNode(trace, span, keys.dbNamespace)
-                    ?? stringNode(trace, span, keys.dbSystem)
+                let node: Node? = stringNode(view, span, keys.peerService) ?? stringNode(view, span, keys.serverAddress)
+                    ?? peerAddressNode(view, span) ?? stringNode(view, span, keys.dbName) ?? stringNode(view, span, keys.dbNamespace)
+                    ?? stringNode(view, span, keys.dbSystem)
                 if let node {
                     recordEdge(
-                        client: .range(trace.service(of: span)), server: node, type: "database", payload: payload, client: span,
+                        client: serviceNode(of: span), server: internNode(node, view), type: .database, client: span,
                         server: nil, failed: span.statusCode == .error, trace: exemplarTrace, wallClockMillis: wallClockMillis)
                 }
-            } else if let peer = stringNode(trace, span, keys.peerService) ?? stringNode(trace, span, keys.serverAddress) {
+            } else if let peer = stringNode(view, span, keys.peerService) ?? stringNode(view, span, keys.serverAddress) {
                 // A call whose server side never joined this trace: an uninstrumented peer (a virtual
                 // node) — or, when that peer is a service tailgate sees, a context that was not propagated.
+                let peerNode = internNode(peer, view)
                 recordEdge(
-                    client: .range(trace.service(of: span)), server: peer, type: "virtual_node", payload: payload, client: span,
+                    client: serviceNode(of: span), server: peerNode, type: .virtualNode, client: span,
                     server: nil, failed: span.statusCode == .error, trace: exemplarTrace, wallClockMillis: wallClockMillis)
-                if case .range(let range) = peer, isKnownService(payload, range) {
-                    recordBroken(client: trace.service(of: span), server: range, payload: payload)
+                if nodeIsService[Int(peerNode)] {
+                    let pair = UInt64(UInt32(bitPattern: serviceNode(of: span))) | UInt64(UInt32(bitPattern: peerNode)) << 28
+                    let index = brokenCache.find(pair) ?? resolveBroken(pair)
+                    broken[Int(index)] &+= 1
                 }
             }
         }
@@ -193,25 +239,54 @@ public struct ShardSpanMetrics: Sendable {
         }
     }
 
+    static let user: StaticString = "user"
+
     enum Node {
         case range(ByteRange)
-        case literal(StaticString)
         case peerAddress(ByteRange, port: Int64?)
     }
 
+    /// Tempo's `connection_type` values.
+    enum ConnectionType: UInt64 {
+        case direct = 0, messagingSystem = 1, database = 2, virtualNode = 3
+
+        var label: String {
+            switch self {
+            case .direct: ""
+            case .messagingSystem: "messaging_system"
+            case .database: "database"
+            case .virtualNode: "virtual_node"
+            }
+        }
+    }
+
+    private mutating func internNode(_ node: Node, _ view: TraceView) -> Int32 {
+        switch node {
+        case .range(let range):
+            return intern(UnsafeRawBufferPointer(rebasing: view.payload[range.lowerBound..<range.upperBound]))
+        case .peerAddress(let range, let port):
+            key.reset()
+            key.append(UnsafeRawBufferPointer(rebasing: view.payload[range.lowerBound..<range.upperBound]))
+            if let port {
+                key.append(UInt8(ascii: ":"))
+                key.appendDecimal(port)
+            }
+            return intern(key.bytes)
+        }
+    }
+
+    /// Node ids stay below 2^28 (the tables are bounded far lower), so an edge packs into one word.
+    @inline(__always)
+    private static func edgeKey(_ client: Int32, _ server: Int32, _ type: ConnectionType) -> UInt64 {
+        UInt64(UInt32(bitPattern: client)) | UInt64(UInt32(bitPattern: server)) << 28 | type.rawValue << 56
+    }
+
     private mutating func recordEdge(
-        client clientNode: Node, server serverNode: Node, type: StaticString, payload: UnsafeRawBufferPointer,
+        client clientNode: Int32, server serverNode: Int32, type: ConnectionType,
         client: BufferedSpan?, server: BufferedSpan?, failed isFailed: Bool, trace: TraceID?, wallClockMillis: Int64
     ) {
-        key.removeAll(keepingCapacity: true)
-        appendNode(clientNode, payload)
-        appendNode(serverNode, payload)
-        appendLiteralField(type)
-        let edge = key.withUnsafeBytes { key in
-            let hash = hashBytes(key)
-            return edgeCache.find(key, hash: hash) ?? resolve(.serviceGraph, key, hash: hash, into: \.edgeCache)
-        }
-        let index = Int(edge)
+        let packed = Self.edgeKey(clientNode, serverNode, type)
+        let index = Int(edgeCache.find(packed) ?? resolveEdge(packed, clientNode, serverNode, type))
         requests[index] &+= 1
         if isFailed { failed[index] &+= 1 }
         if let client {
@@ -236,68 +311,50 @@ public struct ShardSpanMetrics: Sendable {
         }
     }
 
-    private mutating func recordBroken(client: ByteRange, server: ByteRange, payload: UnsafeRawBufferPointer) {
-        key.removeAll(keepingCapacity: true)
-        appendField(payload, client)
-        appendField(payload, server)
-        let index = key.withUnsafeBytes { key in
-            let hash = hashBytes(key)
-            return brokenCache.find(key, hash: hash) ?? resolve(.brokenPropagation, key, hash: hash, into: \.brokenCache)
-        }
-        broken[Int(index)] &+= 1
-    }
-
     // MARK: Series resolution (first sight of a label combination in this shard)
 
+    private func nodeName(_ node: Int32) -> String { String(decoding: nodes.key(at: node), as: UTF8.self) }
+
     private mutating func resolveSpanSeries(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int32 {
-        let series = resolve(.spanMetrics, key, hash: hash, into: \.redCache)
-        // The service is now known: a client call naming it as its peer without a server span
-        // joining the trace is a propagation break.
-        let fields = Self.fields(of: key)
-        if let service = fields.first, !service.isEmpty {
-            service.withUnsafeBytes { bytes in
-                let hash = hashBytes(bytes)
-                if knownServices.find(bytes, hash: hash) == nil && knownServices.count < localCacheLimit {
-                    knownServices.insert(bytes, hash: hash, value: 0)
-                }
-            }
-        }
-        return series
+        // [service node id: 4 bytes][name][kind][status][dimensions…], fields length-prefixed.
+        let service = key.loadUnaligned(as: UInt32.self)
+        let fields = Self.fields(of: UnsafeRawBufferPointer(rebasing: key[4...]))
+        var labels = [
+            nodeName(Int32(bitPattern: service)), String(decoding: fields[0], as: UTF8.self),
+            (SpanKind(rawValue: fields[1].first ?? 0) ?? .unspecified).protoName,
+            (StatusCode(rawValue: fields[2].first ?? 0) ?? .unset).protoName,
+        ]
+        labels += fields.dropFirst(3).map { String(decoding: $0, as: UTF8.self) }
+        let (index, overflow) = registry.resolve(.spanMetrics, labels: labels, rewriteIndex: 1)
+        redCache.insert(key, hash: hash, value: index)
+        grow(.spanMetrics, toInclude: Int(index))
+        if overflow { overflowSamples[SeriesFamily.spanMetrics.rawValue] &+= 1 }
+        return index
     }
 
-    private mutating func resolve(
-        _ family: SeriesFamily, _ key: UnsafeRawBufferPointer, hash: UInt64, into cache: WritableKeyPath<ShardSpanMetrics, ByteKeyTable>
-    ) -> Int32 {
-        let fields = Self.fields(of: key)
-        var labels: [String]
-        var rewriteIndex: Int?
-        switch family {
-        case .spanMetrics:
-            labels = [
-                String(decoding: fields[0], as: UTF8.self), String(decoding: fields[1], as: UTF8.self),
-                (SpanKind(rawValue: fields[2].first ?? 0) ?? .unspecified).protoName,
-                (StatusCode(rawValue: fields[3].first ?? 0) ?? .unset).protoName,
-            ]
-            labels += fields.dropFirst(4).map { String(decoding: $0, as: UTF8.self) }
-            rewriteIndex = 1
-        case .serviceGraph, .brokenPropagation:
-            labels = fields.map { String(decoding: $0, as: UTF8.self) }
-        }
-        let (index, overflow) = registry.resolve(family, labels: labels, rewriteIndex: rewriteIndex)
-        if self[keyPath: cache].count >= localCacheLimit { self[keyPath: cache].removeAll() }
-        self[keyPath: cache].insert(key, hash: hash, value: index)
-        grow(family, toInclude: Int(index))
-        if overflow { overflowSamples[family.rawValue] &+= 1 }
+    private mutating func resolveEdge(_ packed: UInt64, _ client: Int32, _ server: Int32, _ type: ConnectionType) -> Int32 {
+        let (index, overflow) = registry.resolve(.serviceGraph, labels: [nodeName(client), nodeName(server), type.label])
+        edgeCache.insert(packed, value: index)
+        grow(.serviceGraph, toInclude: Int(index))
+        if overflow { overflowSamples[SeriesFamily.serviceGraph.rawValue] &+= 1 }
+        return index
+    }
+
+    private mutating func resolveBroken(_ pair: UInt64) -> Int32 {
+        let client = Int32(truncatingIfNeeded: pair & 0x0FFF_FFFF)
+        let server = Int32(truncatingIfNeeded: pair >> 28)
+        let (index, overflow) = registry.resolve(.brokenPropagation, labels: [nodeName(client), nodeName(server)])
+        brokenCache.insert(pair, value: index)
+        grow(.brokenPropagation, toInclude: Int(index))
+        if overflow { overflowSamples[SeriesFamily.brokenPropagation.rawValue] &+= 1 }
         return index
     }
 
     private mutating func grow(_ family: SeriesFamily, toInclude index: Int) {
         switch family {
         case .spanMetrics:
-            while calls.count <= index {
-                calls.append(0)
-                sizes.append(0)
-                latencySums.append(0)
+            while stats.count <= index {
+                stats.append(SeriesStats())
                 latencyCounts.append(contentsOf: repeatElement(0, count: bucketCount))
                 latencyExemplars.append(contentsOf: repeatElement(nil, count: bucketCount))
             }
@@ -333,81 +390,26 @@ public struct ShardSpanMetrics: Sendable {
     // MARK: Key building
 
     @inline(__always)
-    private mutating func appendField(_ payload: UnsafeRawBufferPointer, _ range: ByteRange) {
-        let length = min(Int(range.count), 0xFFFF)
-        key.append(UInt8(truncatingIfNeeded: length))
-        key.append(UInt8(truncatingIfNeeded: length >> 8))
-        if length > 0 {
-            key.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[range.lowerBound..<(range.lowerBound + length)]))
-        }
+    private func appendField(_ view: TraceView, _ range: ByteRange) {
+        key.appendField(UnsafeRawBufferPointer(rebasing: view.payload[range.lowerBound..<range.upperBound]))
     }
 
-    @inline(__always)
-    private mutating func appendByteField(_ byte: UInt8) {
-        key.append(1)
-        key.append(0)
-        key.append(byte)
-    }
-
-    private mutating func appendLiteralField(_ literal: StaticString) {
-        let length = literal.utf8CodeUnitCount
-        key.append(UInt8(truncatingIfNeeded: length))
-        key.append(UInt8(truncatingIfNeeded: length >> 8))
-        key.append(contentsOf: UnsafeRawBufferPointer(start: literal.utf8Start, count: length))
-    }
-
-    private mutating func appendNode(_ node: Node, _ payload: UnsafeRawBufferPointer) {
-        switch node {
-        case .range(let range): appendField(payload, range)
-        case .literal(let literal): appendLiteralField(literal)
-        case .peerAddress(let range, let port):
-            let start = key.count
-            key.append(0)
-            key.append(0)
-            key.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[range.lowerBound..<range.upperBound]))
-            if let port {
-                key.append(UInt8(ascii: ":"))
-                appendDecimal(port)
-            }
-            patchLength(from: start)
-        }
-    }
-
-    private mutating func appendAttributeField(_ trace: TraceData, _ span: BufferedSpan, _ id: AttributeKeyID?, payload: UnsafeRawBufferPointer) {
-        switch attribute(trace, span, id) {
-        case .string(let range)?: appendField(payload, range)
+    private func appendAttributeField(_ view: TraceView, _ span: BufferedSpan, _ id: AttributeKeyID?) {
+        switch view.attribute(of: span, id) {
+        case .string(let range)?: appendField(view, range)
         case .int(let value)?:
-            let start = key.count
-            key.append(0)
-            key.append(0)
-            appendDecimal(value)
-            patchLength(from: start)
-        case .bool(let value)?: appendLiteralField(value ? "true" : "false")
+            let start = key.beginField()
+            key.appendDecimal(value)
+            key.endField(start)
+        case .bool(let value)?: key.appendField(literal: value ? "true" : "false")
         case .double(let value)?:
-            let start = key.count
-            key.append(0)
-            key.append(0)
-            key.append(contentsOf: "\(value)".utf8)
-            patchLength(from: start)
-        case .other?, nil: appendLiteralField("")
+            let start = key.beginField()
+            let text = "\(value)"
+            var utf8 = text
+            utf8.withUTF8 { key.append(UnsafeRawBufferPointer($0)) }
+            key.endField(start)
+        case .other?, nil: key.appendField(literal: "")
         }
-    }
-
-    private mutating func patchLength(from start: Int) {
-        let length = min(key.count - start - 2, 0xFFFF)
-        key[start] = UInt8(truncatingIfNeeded: length)
-        key[start + 1] = UInt8(truncatingIfNeeded: length >> 8)
-    }
-
-    private mutating func appendDecimal(_ value: Int64) {
-        if value < 0 { key.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        let start = key.count
-        repeat {
-            key.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        key[start...].reverse()
     }
 
     // MARK: Reading spans
@@ -419,27 +421,165 @@ public struct ShardSpanMetrics: Sendable {
         return bucket
     }
 
-    /// The span's own value of `id`, else its resource's.
-    private func attribute(_ trace: TraceData, _ span: BufferedSpan, _ id: AttributeKeyID?) -> TraceAttributeValue? {
-        guard let id else { return nil }
-        for attribute in trace.attributes(of: span) where attribute.key == id { return attribute.value }
+    private func stringNode(_ view: TraceView, _ span: BufferedSpan, _ id: AttributeKeyID?) -> Node? {
+        if case .string(let range)? = view.attribute(of: span, id), range.count > 0 { return .range(range) }
         return nil
     }
 
-    private func stringNode(_ trace: TraceData, _ span: BufferedSpan, _ id: AttributeKeyID?) -> Node? {
-        if case .string(let range)? = attribute(trace, span, id), range.count > 0 { return .range(range) }
-        return nil
-    }
-
-    private func peerAddressNode(_ trace: TraceData, _ span: BufferedSpan) -> Node? {
-        guard case .string(let range)? = attribute(trace, span, keys.networkPeerAddress), range.count > 0 else { return nil }
-        if case .int(let port)? = attribute(trace, span, keys.networkPeerPort) { return .peerAddress(range, port: port) }
+    private func peerAddressNode(_ view: TraceView, _ span: BufferedSpan) -> Node? {
+        guard case .string(let range)? = view.attribute(of: span, keys.networkPeerAddress), range.count > 0 else { return nil }
+        if case .int(let port)? = view.attribute(of: span, keys.networkPeerPort) { return .peerAddress(range, port: port) }
         return .peerAddress(range, port: nil)
     }
+}
 
-    private func isKnownService(_ payload: UnsafeRawBufferPointer, _ range: ByteRange) -> Bool {
-        let bytes = UnsafeRawBufferPointer(rebasing: payload[range.lowerBound..<range.upperBound])
-        return knownServices.find(bytes, hash: hashBytes(bytes)) != nil
+/// A decided trace's arrays as unsafe buffers, taken once per trace: the per-span reads then cost no
+/// reference counting and no exclusivity checks.
+struct TraceView {
+    let traceID: TraceID
+    let spans: UnsafeBufferPointer<BufferedSpan>
+    let attributes: UnsafeBufferPointer<TraceAttribute>
+    let envelopes: UnsafeBufferPointer<SpanEnvelope>
+    let payload: UnsafeRawBufferPointer
+
+    static func with<R>(_ trace: TraceData, _ body: (TraceView) -> R) -> R {
+        trace.spans.withUnsafeBufferPointer { spans in
+            trace.attributes.withUnsafeBufferPointer { attributes in
+                trace.envelopes.withUnsafeBufferPointer { envelopes in
+                    trace.payload.withUnsafeBytes { payload in
+                        body(TraceView(traceID: trace.traceID, spans: spans, attributes: attributes, envelopes: envelopes, payload: payload))
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    func service(of span: BufferedSpan) -> ByteRange { envelopes[Int(span.envelope)].service }
+
+    /// The span's own value of `id`, else its resource's (the span's attributes come first).
+    @inline(__always)
+    func attribute(of span: BufferedSpan, _ id: AttributeKeyID?) -> TraceAttributeValue? {
+        guard let id else { return nil }
+        var index = Int(span.firstAttribute)
+        let end = index + Int(span.attributeCount)
+        while index < end {
+            if attributes[index].key == id { return attributes[index].value }
+            index += 1
+        }
+        return nil
+    }
+}
+
+/// The scratch buffer label keys are built in: length-prefixed fields, appended with plain memory
+/// copies (an `Array` append checks uniqueness and capacity through generic code, measurably slower).
+final class KeyBuffer: @unchecked Sendable {
+    private var base: UnsafeMutableRawPointer
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+    }
+
+    deinit { base.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    @inline(__always) func reset() { count = 0 }
+
+    @inline(__always)
+    private func reserve(_ extra: Int) {
+        guard count + extra > capacity else { return }
+        var newCapacity = capacity * 2
+        while newCapacity < count + extra { newCapacity *= 2 }
+        let grown = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 8)
+        grown.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = grown
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    func append(_ value: UInt32) {
+        reserve(4)
+        base.storeBytes(of: value, toByteOffset: count, as: UInt32.self)
+        count += 4
+    }
+
+    @inline(__always)
+    func append(_ byte: UInt8) {
+        reserve(1)
+        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
+
+    @inline(__always)
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).copyMemory(from: source, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    /// A field: two length bytes (little endian, at most 65 535) and the bytes.
+    @inline(__always)
+    func appendField(_ bytes: UnsafeRawBufferPointer) {
+        let length = min(bytes.count, 0xFFFF)
+        reserve(2 + length)
+        base.storeBytes(of: UInt8(truncatingIfNeeded: length), toByteOffset: count, as: UInt8.self)
+        base.storeBytes(of: UInt8(truncatingIfNeeded: length >> 8), toByteOffset: count + 1, as: UInt8.self)
+        count += 2
+        if length > 0, let source = bytes.baseAddress {
+            (base + count).copyMemory(from: source, byteCount: length)
+            count += length
+        }
+    }
+
+    @inline(__always)
+    func appendField(byte: UInt8) {
+        reserve(3)
+        base.storeBytes(of: 1, toByteOffset: count, as: UInt8.self)
+        base.storeBytes(of: 0, toByteOffset: count + 1, as: UInt8.self)
+        base.storeBytes(of: byte, toByteOffset: count + 2, as: UInt8.self)
+        count += 3
+    }
+
+    func appendField(literal: StaticString) {
+        appendField(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    /// Starts a field whose length is known only at its end (``endField(_:)``).
+    func beginField() -> Int {
+        reserve(2)
+        count += 2
+        return count - 2
+    }
+
+    func endField(_ start: Int) {
+        let length = min(count - start - 2, 0xFFFF)
+        base.storeBytes(of: UInt8(truncatingIfNeeded: length), toByteOffset: start, as: UInt8.self)
+        base.storeBytes(of: UInt8(truncatingIfNeeded: length >> 8), toByteOffset: start + 1, as: UInt8.self)
+    }
+
+    func appendDecimal(_ value: Int64) {
+        if value < 0 { append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits = 1
+        var rest = magnitude
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        reserve(digits)
+        var index = count + digits - 1
+        repeat {
+            base.storeBytes(of: UInt8(ascii: "0") + UInt8(magnitude % 10), toByteOffset: index, as: UInt8.self)
+            magnitude /= 10
+            index -= 1
+        } while magnitude > 0
+        count += digits
     }
 }
 
@@ -484,5 +624,52 @@ struct SpanIndexTable: Sendable {
             slot = (slot + 1) & mask
         }
         return nil
+    }
+}
+
+/// An open-addressing hash table from `UInt64` keys to `Int32` values (edges, packed node pairs).
+struct IntKeyTable: Sendable {
+    private var keys: [UInt64] = Array(repeating: 0, count: 64)
+    private var values: [Int32] = Array(repeating: -1, count: 64)
+    private(set) var count = 0
+
+    @inline(__always)
+    private func slot(of key: UInt64) -> Int {
+        Int(truncatingIfNeeded: ((key ^ (key >> 31)) &* 0x9E37_79B9_7F4A_7C15) >> 32) & (keys.count - 1)
+    }
+
+    func find(_ key: UInt64) -> Int32? {
+        let mask = keys.count - 1
+        var slot = slot(of: key)
+        while values[slot] >= 0 {
+            if keys[slot] == key { return values[slot] }
+            slot = (slot + 1) & mask
+        }
+        return nil
+    }
+
+    mutating func insert(_ key: UInt64, value: Int32) {
+        if (count + 1) * 2 > keys.count {
+            let old = zip(keys, values).filter { $0.1 >= 0 }
+            keys = Array(repeating: 0, count: keys.count * 2)
+            values = Array(repeating: -1, count: keys.count)
+            count = 0
+            for (key, value) in old { place(key, value) }
+        }
+        place(key, value)
+    }
+
+    private mutating func place(_ key: UInt64, _ value: Int32) {
+        let mask = keys.count - 1
+        var slot = slot(of: key)
+        while values[slot] >= 0 && keys[slot] != key { slot = (slot + 1) & mask }
+        if values[slot] < 0 { count += 1 }
+        keys[slot] = key
+        values[slot] = value
+    }
+
+    mutating func removeAll() {
+        for index in values.indices { values[index] = -1 }
+        count = 0
     }
 }

@@ -93,9 +93,11 @@ public final class SpanMetricsHub: Sendable {
         totals.broken = Array(repeating: 0, count: totals.brokenLabels.count)
         for shard in shards {
             shard.state.withLock { shard in
-                add(shard.calls, into: &totals.calls)
-                add(shard.sizes, into: &totals.sizes)
-                add(shard.latencySums, into: &totals.latencySums)
+                for index in 0..<min(shard.stats.count, spanSeries) {
+                    totals.calls[index] &+= shard.stats[index].calls
+                    totals.sizes[index] &+= shard.stats[index].size
+                    totals.latencySums[index] += shard.stats[index].latencySum
+                }
                 add(shard.latencyCounts, into: &totals.latencyCounts)
                 latest(shard.latencyExemplars, into: &totals.latencyExemplars)
                 add(shard.requests, into: &totals.requests)

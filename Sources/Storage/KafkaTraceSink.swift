@@ -16,6 +16,8 @@ public final class KafkaTraceSink: @unchecked Sendable {
     private let throttle = LogThrottle(interval: .seconds(10))
     private let polling = Atomic<Bool>(true)
     private let pending = Atomic<Int>(0)
+    private let deliveredCount = Atomic<Int>(0)
+    private let failureCount = Atomic<Int>(0)
 
     public init(topic: String, bootstrapServers: String, properties: KafkaProperties, logger: Logger) throws(KafkaError) {
         self.topic = topic
@@ -47,9 +49,11 @@ public final class KafkaTraceSink: @unchecked Sendable {
         let deliver: @Sendable (KafkaError?) -> Void = { [self] error in
             guard let error else {
                 pending.add(-1, ordering: .relaxed)
+                deliveredCount.add(1, ordering: .relaxed)
                 stored()
                 return
             }
+            failureCount.add(1, ordering: .relaxed)
             throttle.log(logger, level: .error, key: "kafka-sink", "publishing a kept trace to \(topic) failed (attempt \(attempt + 1)); retrying: \(error)")
             // Back off a little, off the poll thread, then try again.
             DispatchQueue.global().asyncAfter(deadline: .now() + min(5, 0.2 * Double(1 << min(attempt, 5)))) {
@@ -81,4 +85,8 @@ public final class KafkaTraceSink: @unchecked Sendable {
     }
 
     public var unacknowledged: Int { pending.load(ordering: .relaxed) }
+    /// Traces the broker acknowledged.
+    public var delivered: Int { deliveredCount.load(ordering: .relaxed) }
+    /// Failed attempts (each retried).
+    public var failures: Int { failureCount.load(ordering: .relaxed) }
 }

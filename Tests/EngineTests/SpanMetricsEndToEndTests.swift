@@ -177,6 +177,14 @@ extension SpanMetricsHub.Totals {
         #expect(Set(edges.map { "\($0.labels["client"] ?? "")→\($0.labels["server"] ?? "")" }) == engineEdges)
         #expect(engineEdges.contains("frontend→api-gateway"))
 
+        // The whole exposition (span metrics, self-metrics, sink metrics) passes promtool's checks.
+        let exposition = try rawHTTP(port: enginePort, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        let body = String(exposition[exposition.range(of: "\r\n\r\n")!.upperBound...])
+        #expect(body.contains("tailgate_sink_traces_total{sink=\"store\"}"))
+        #expect(body.contains("tailgate_decision_latency_seconds_count "))
+        let lint = try promtoolCheckMetrics(body)
+        #expect(lint.status == 0 && lint.report.isEmpty, "promtool: \(lint.report)")
+
         // Every exemplar Prometheus stored names a trace tailgate kept — and stored.
         let now = Date().timeIntervalSince1970
         let exemplarBody = try prometheusGET(
@@ -221,4 +229,22 @@ func percentEncode(_ text: String) -> String {
     var allowed = CharacterSet.alphanumerics
     allowed.insert(charactersIn: "-._~")
     return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+}
+
+/// `promtool check metrics` on `text`: exit status and what it reported.
+func promtoolCheckMetrics(_ text: String) throws -> (status: Int32, report: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+    process.arguments = ["check", "metrics"]
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    input.fileHandleForWriting.write(Data(text.utf8))
+    try input.fileHandleForWriting.close()
+    let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, report)
 }
