@@ -2,7 +2,6 @@ import Foundation
 import Kafka
 import OTLP
 import Sampling
-import Storage
 public import Logging
 import Synchronization
 
@@ -62,7 +61,7 @@ public final class DemoSession: Sendable {
 
         """
 
-    /// One line of live status.
+    /// What the live display shows, about once a second.
     public struct Status: Sendable {
         public var elapsed: Duration
         public var tracesSent: Int
@@ -72,13 +71,18 @@ public final class DemoSession: Sendable {
         public var messagesRejected: Int
         public var lag: Int64
         public var partitionsAssigned: Int
-        public var tracesKept: Int
+        public var keptByPolicy: [String: Int]
         public var tracesDropped: Int
         public var bufferedTraces: Int
+        public var bufferedBytes: Int
+        public var redSeries: Int
+        public var serviceGraphEdges: Int
         /// The listener's address once it is up.
         public var httpAddress: String?
         /// A kept error trace to open, once there is one.
         public var exampleErrorTrace: String?
+
+        public var tracesKept: Int { keptByPolicy.values.reduce(0, +) }
     }
 
     /// The end-of-run account.
@@ -94,7 +98,12 @@ public final class DemoSession: Sendable {
         public var keptByPolicy: [String: Int]
         public var tracesDropped: Int
         public var errorTracesKept: Int
+        /// OTLP bytes of the kept traces.
         public var bytesKept: Int
+        /// Bytes the store's segments take on disk (zstd), when there is a store.
+        public var bytesStored: Int?
+        public var redSeries: Int
+        public var serviceGraphEdges: Int
         public var exampleErrorTrace: String?
     }
 
@@ -120,19 +129,14 @@ public final class DemoSession: Sendable {
         configuration.fallbackRules = RuleSet(configuration: try RuleFile.parse(Self.defaultRulesText, file: "default.yaml"), hash: "default")
         configuration.decisionWait = options.decisionWait
         configuration.httpAddress = options.httpAddress
-        var writer: StoreWriter?
-        if let directory = options.dataDirectory {
-            writer = StoreWriter(store: try TraceStore(directory: URL(fileURLWithPath: directory)), logger: logger)
-        }
-        let kept = DemoKeptTraces(store: writer)
-        let engine = try Engine(configuration: configuration, kept: kept, logger: logger)
-        let producer = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
+        configuration.dataDirectory = options.dataDirectory
+        let kept = DemoKeptTraces()
+        let engine = try Engine(configuration: configuration, observeKept: { trace, _ in kept.observe(trace) }, logger: logger)
+        var producer: TrafficProducer! = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
 
         let engineDone = DispatchSemaphore(value: 0)
-        let summary = Mutex<RunSummary?>(nil)
         Thread {
-            let result = engine.run()
-            summary.withLock { $0 = result }
+            _ = engine.run()
             engineDone.signal()
         }.start()
         let producerDone = DispatchSemaphore(value: 0)
@@ -144,29 +148,39 @@ public final class DemoSession: Sendable {
         trafficOptions.seed = UInt64(UnixTime.nowNanoseconds())
         let producerOptions = trafficOptions
         let producerFailure = Mutex<(any Error)?>(nil)
+        let traffic = producer!
         Thread {
-            do { try producer.run(producerOptions) } catch { producerFailure.withLock { $0 = error } }
+            do { try traffic.run(producerOptions) } catch { producerFailure.withLock { $0 = error } }
             producerDone.signal()
         }.start()
+
+        func status(elapsed: Duration, spansPerSecond: Double) -> Status {
+            let received = engine.metrics.snapshot
+            let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
+            let buffered = engine.sampling?.metrics.buffered ?? (traces: 0, spans: 0, bytes: 0)
+            let registry = engine.sampling?.spanMetrics.registry
+            let sent = producer.sent
+            return Status(
+                elapsed: elapsed, tracesSent: sent.traces, spansSent: sent.spans, spansReceived: received.spansReceived,
+                spansPerSecond: spansPerSecond, messagesRejected: received.totalMessagesRejected,
+                lag: engine.metrics.consumerLag.values.reduce(0, +), partitionsAssigned: engine.metrics.partitionsAssigned,
+                keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped, bufferedTraces: buffered.traces,
+                bufferedBytes: buffered.bytes, redSeries: registry?.seriesCount(.spanMetrics) ?? 0,
+                serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0, httpAddress: engine.boundHTTPAddress,
+                exampleErrorTrace: kept.exampleErrorTrace)
+        }
 
         let start = ContinuousClock.now
         var previousSpans = 0
         var previousTime = start
         while ContinuousClock.now - start < options.duration && !stopRequested.load(ordering: .relaxed) {
-            Thread.sleep(forTimeInterval: 1)
+            // Wake each second, or at once on Ctrl-C.
+            let nextTick = min(previousTime + .seconds(1), start + options.duration)
+            while ContinuousClock.now < nextTick && !stopRequested.load(ordering: .relaxed) { Thread.sleep(forTimeInterval: 0.05) }
             let now = ContinuousClock.now
             let received = engine.metrics.snapshot.spansReceived
-            let sent = producer.sent
-            onStatus(Status(
-                elapsed: now - start, tracesSent: sent.traces, spansSent: sent.spans, spansReceived: received,
-                spansPerSecond: Double(received - previousSpans) / (now - previousTime).timeInterval,
-                messagesRejected: engine.metrics.snapshot.totalMessagesRejected,
-                lag: engine.metrics.consumerLag.values.reduce(0, +),
-                partitionsAssigned: engine.metrics.partitionsAssigned,
-                tracesKept: engine.sampling?.metrics.snapshot.kept ?? 0,
-                tracesDropped: engine.sampling?.metrics.snapshot.dropped ?? 0,
-                bufferedTraces: engine.sampling?.metrics.buffered.traces ?? 0,
-                httpAddress: engine.boundHTTPAddress, exampleErrorTrace: kept.exampleErrorTrace))
+            let rate = Double(received - previousSpans) / max(0.001, (now - previousTime).timeInterval)
+            onStatus(status(elapsed: now - start, spansPerSecond: rate))
             previousSpans = received
             previousTime = now
         }
@@ -181,45 +195,43 @@ public final class DemoSession: Sendable {
         }
         engine.requestStop()
         engineDone.wait()
-        writer?.stop()
+        // Clients go before the cluster they talk to (else they log its disappearance).
+        producer = nil
         let totals = engine.metrics.snapshot
         let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
-        return Summary(
+        let bytesStored = options.dataDirectory.map { directory in
+            (try? FileManager.default.contentsOfDirectory(atPath: directory))?.reduce(0) { total, name in
+                total + ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0)
+            } ?? 0
+        }
+        let registry = engine.sampling?.spanMetrics.registry
+        let result = Summary(
             traces: sent.traces, errorTraces: sent.errorTraces, slowTraces: sent.slowTraces, spansSent: sent.spans,
             spansReceived: totals.spansReceived, distinctTraces: decisions.kept + decisions.dropped, bytesIn: totals.bytesReceived,
             messagesRejected: totals.totalMessagesRejected, keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped,
-            errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, exampleErrorTrace: kept.exampleErrorTrace)
+            errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
+            redSeries: registry?.seriesCount(.spanMetrics) ?? 0, serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0,
+            exampleErrorTrace: kept.exampleErrorTrace)
+        withExtendedLifetime(cluster) {}
+        return result
     }
 }
 
-/// Counts what the demo keeps (traces with an error span, the bytes to store) and passes kept
-/// traces on to the store when there is one.
-final class DemoKeptTraces: KeptTraceSink {
+/// Counts what the demo keeps: traces with an error span, the OTLP bytes to store, an example to open.
+final class DemoKeptTraces: Sendable {
     private let errorCount = Atomic<Int>(0)
     private let byteCount = Atomic<Int>(0)
     private let example = Mutex<String?>(nil)
-    private let store: StoreWriter?
 
-    init(store: StoreWriter?) { self.store = store }
-
-    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
+    func observe(_ trace: TraceData) {
         if trace.spans.contains(where: { $0.statusCode == .error }) {
             errorCount.add(1, ordering: .relaxed)
             example.withLock { $0 = $0 ?? trace.traceID.hex }
         }
         byteCount.add(trace.encodedBytes + trace.envelopes.reduce(0) { $0 + Int($1.resource.count + $1.scope.count) }, ordering: .relaxed)
-        if let store { store.keep(trace, policy: policy, stored: stored) } else { stored() }
     }
-
-    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
-        byteCount.add(Int(span.encoded.count), ordering: .relaxed)
-        if let store { store.keepLate(span, from: batch, stored: stored) } else { stored() }
-    }
-
-    func flush() { store?.flush() }
 
     var exampleErrorTrace: String? { example.withLock { $0 } }
-
     var errorTraces: Int { errorCount.load(ordering: .relaxed) }
     var bytes: Int { byteCount.load(ordering: .relaxed) }
 }

@@ -116,7 +116,13 @@ public final class Engine: Sendable {
 
     /// The full engine. Throws ``ConfigurationError``, `RuleFileErrors` (invalid rules: exit 2) or
     /// `KafkaError`.
-    public convenience init(configuration: EngineConfiguration, kept: (any KeptTraceSink)? = nil, logger: Logger) throws {
+    /// - Parameters:
+    ///   - kept: replaces the configured sinks (tests); nil uses them.
+    ///   - observeKept: sees every kept trace (on a shard thread) before the sinks do.
+    public convenience init(
+        configuration: EngineConfiguration, kept: (any KeptTraceSink)? = nil,
+        observeKept: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
+    ) throws {
         try configuration.validate()
         var writer: StoreWriter?
         if let directory = configuration.dataDirectory {
@@ -139,7 +145,8 @@ public final class Engine: Sendable {
             }
         }
         let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink, otlp: exporter)
-        let kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
+        var kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
+        if let observeKept { kept = ObservedKeptTraces(next: kept, observer: observeKept) }
         let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let samplingMetrics = SamplingMetrics(shards: shards)
         if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {

@@ -92,3 +92,26 @@ final class SinkFanOut: KeptTraceSink {
         otlp?.stop()
     }
 }
+
+/// Lets an observer see each kept trace, then passes it on.
+final class ObservedKeptTraces: KeptTraceSink {
+    let next: any KeptTraceSink
+    let observer: @Sendable (TraceData, String) -> Void
+
+    init(next: any KeptTraceSink, observer: @escaping @Sendable (TraceData, String) -> Void) {
+        self.next = next
+        self.observer = observer
+    }
+
+    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
+        observer(trace, policy)
+        next.keep(trace, policy: policy, stored: stored)
+    }
+
+    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
+        next.keepLate(span, from: batch, stored: stored)
+    }
+
+    func flush() { next.flush() }
+    var queuedBytes: Int { next.queuedBytes }
+}

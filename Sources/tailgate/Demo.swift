@@ -6,9 +6,9 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "See tailgate work with nothing installed but itself: embedded Kafka, DogBook traffic, the engine.",
         discussion: """
-            Starts librdkafka's mock cluster, produces DogBook traffic into it and consumes it with the engine, \
-            showing live status every second; stops after --duration or Ctrl-C and prints a summary. \
-            (Sampling, storage and metrics join the demo as they land.)
+            Starts librdkafka's mock cluster, produces DogBook traffic into it and consumes it with the engine and \
+            the default rules (pipelines/default.yaml), storing kept traces and serving /metrics and Tempo's trace \
+            API; shows live status every second; stops after --duration or Ctrl-C (exit 0) and prints a summary.
             """)
 
     @Option(help: "How long to run (e.g. 30s, 2m).")
@@ -23,7 +23,7 @@ struct Demo: ParsableCommand {
     @Option(help: "How long a trace waits for its spans before it is decided.")
     var decisionWait: String = "2s"
 
-    @Option(help: "Store kept traces in this directory (open them with `tailgate query` or the trace API).")
+    @Option(help: "Store kept traces in this directory (default: a new directory under the system's temporary directory).")
     var data: String?
 
     @Option(help: "Serve /metrics and Tempo's trace API here (HOST:PORT; empty: no listener).")
@@ -35,50 +35,113 @@ struct Demo: ParsableCommand {
         var logging = self.logging
         if logging.logLevel == .info { logging.logLevel = .warning }  // the status display is the output
         let logger = logging.bootstrap(label: "tailgate.demo")
+        let dataDirectory = data ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("tailgate-demo-\(Int(Date().timeIntervalSince1970))-\(getpid())").path
         var options = DemoSession.Options()
         options.duration = try parseDuration(duration, option: "--duration")
         options.rate = rate
         options.rulesPath = rules
         options.decisionWait = try parseDuration(decisionWait, option: "--decision-wait")
-        options.dataDirectory = data
+        options.dataDirectory = dataDirectory
         options.httpAddress = http.isEmpty ? nil : http
         let demo = DemoSession(options: options, logger: logger)
         let trap = SignalTrap([SIGINT, SIGTERM]) { _ in demo.requestStop() }
         let interactive = isatty(STDOUT_FILENO) == 1
-        emit("tailgate demo: embedded Kafka (librdkafka mock cluster) + DogBook traffic at \(Int(rate)) traces/s for \(duration)\n")
+        emit("""
+            tailgate demo — embedded Kafka (librdkafka mock cluster, 6 partitions), DogBook traffic at \(Int(rate)) traces/s, \
+            rules: \(rules ?? "default (pipelines/default.yaml)"), for \(duration) (Ctrl-C stops)
+            kept traces are stored in \(dataDirectory)
+
+            """)
+        var drawn = 0
         var announced = false
         let summary = try demo.run { status in
             if !announced, let address = status.httpAddress {
                 announced = true
-                emit("open: http://\(address)/metrics   http://\(address)/-/ready" + (data != nil ? "   http://\(address)/api/v2/traces/<id>" : "") + "\n")
+                let open = "open      http://\(address)/metrics   http://\(address)/api/v2/traces/<trace id>\n"
+                if interactive { drawn = 0 }
+                emit(open)
             }
-            let line = String(
-                format: "%4.0fs  in %7d traces %8d spans %7.0f spans/s | kept %6d dropped %7d waiting %5d | rejected %d lag %lld partitions %d",
-                status.elapsed.timeInterval, status.tracesSent, status.spansReceived, status.spansPerSecond,
-                status.tracesKept, status.tracesDropped, status.bufferedTraces, status.messagesRejected, status.lag,
-                status.partitionsAssigned)
-            emit(interactive ? "\r\u{1B}[2K" + line : line + "\n")
+            let lines = DemoDisplay.lines(status, total: duration)
+            if interactive {
+                // Redraw the block in place: up over the previous one, clear each line.
+                var text = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
+                for line in lines { text += "\r\u{1B}[2K" + line + "\n" }
+                emit(text)
+                drawn = lines.count
+            } else {
+                emit(DemoDisplay.plainLine(status) + "\n")
+            }
         }
         withExtendedLifetime(trap) {}
-        if interactive { emit("\n") }
         let kept = summary.keptByPolicy.values.reduce(0, +)
-        let byPolicy = summary.keptByPolicy.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let reduction = summary.bytesIn > 0 ? 100 * (1 - Double(summary.bytesKept) / Double(summary.bytesIn)) : 0
-        print("""
+        var text = """
 
             summary
               traffic   \(summary.traces) traces, \(summary.spansSent) spans (\(summary.errorTraces) traces with errors, \(summary.slowTraces) slow)
               received  \(summary.spansReceived) spans in \(summary.distinctTraces) traces, \(summary.messagesRejected) messages rejected
-              kept      \(kept) traces (\(byPolicy.isEmpty ? "none" : byPolicy)), dropped \(summary.tracesDropped)
+              kept      \(kept) traces (\(DemoDisplay.byPolicy(summary.keptByPolicy))), dropped \(summary.tracesDropped)
               errors    \(summary.errorTracesKept) of \(summary.errorTraces) error traces kept
-              storage   \(summary.bytesIn / 1024) KiB in, \(summary.bytesKept / 1024) KiB kept: \(String(format: "%.1f", reduction))% less to store
-            """)
+              storage   \(DemoDisplay.bytes(summary.bytesIn)) of spans in, \(DemoDisplay.bytes(summary.bytesKept)) kept: \(String(format: "%.1f", reduction))% less to store
+            """
+        if let stored = summary.bytesStored {
+            text += "\n            \(DemoDisplay.bytes(stored)) on disk after zstd, \(String(format: "%.0f", Double(summary.bytesIn) / Double(max(1, stored))))× less than what came in"
+        }
+        text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"
+        print(text)
         if let id = summary.exampleErrorTrace {
-            if let data { print("  open one  tailgate query --data \(data) \(id)") }
+            print("  open one  tailgate query --data \(dataDirectory) \(id)")
         }
         if summary.spansReceived < summary.spansSent {
             print("warning: \(summary.spansSent - summary.spansReceived) spans were not consumed before the end")
         }
+    }
+}
+
+/// How the demo's status reads.
+enum DemoDisplay {
+    static func lines(_ status: DemoSession.Status, total: String) -> [String] {
+        [
+            String(format: "%5.0fs of %@", status.elapsed.timeInterval, total),
+            "in        \(count(Int(status.spansPerSecond))) spans/s · \(count(status.spansReceived)) spans · \(count(status.tracesSent)) traces sent · lag \(status.lag) · partitions \(status.partitionsAssigned) · rejected \(status.messagesRejected)",
+            "decided   kept \(count(status.tracesKept)) (\(byPolicy(status.keptByPolicy))) · dropped \(count(status.tracesDropped))",
+            "buffer    \(count(status.bufferedTraces)) traces waiting for a decision, \(bytes(status.bufferedBytes))",
+            "metrics   \(status.redSeries) RED series · \(status.serviceGraphEdges) service-graph edges" + (status.exampleErrorTrace.map { " · a kept error trace: \($0)" } ?? ""),
+        ]
+    }
+
+    static func plainLine(_ status: DemoSession.Status) -> String {
+        String(
+            format: "%4.0fs in %d spans (%.0f/s) lag %lld | kept %d (%@) dropped %d waiting %d | red_series %d edges %d",
+            status.elapsed.timeInterval, status.spansReceived, status.spansPerSecond, status.lag, status.tracesKept,
+            byPolicy(status.keptByPolicy), status.tracesDropped, status.bufferedTraces, status.redSeries, status.serviceGraphEdges)
+    }
+
+    static func byPolicy(_ kept: [String: Int]) -> String {
+        kept.isEmpty ? "none yet" : kept.sorted { $0.key < $1.key }.map { "\($0.key) \(count($0.value))" }.joined(separator: " · ")
+    }
+
+    /// 12 345 678 → "12 345 678" (thin grouping that reads at a glance).
+    static func count(_ value: Int) -> String {
+        let digits = String(value.magnitude)
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0 && (digits.count - index) % 3 == 0 { out += " " }
+            out.append(digit)
+        }
+        return (value < 0 ? "-" : "") + out
+    }
+
+    static func bytes(_ value: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB"]
+        var amount = Double(value)
+        var unit = 0
+        while amount >= 1024 && unit < units.count - 1 {
+            amount /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(value) B" : String(format: "%.1f %@", amount, units[unit])
     }
 }
 

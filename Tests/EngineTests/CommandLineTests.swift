@@ -59,14 +59,38 @@ import Testing
         #expect(try processes.run(["--help"], timeout: .seconds(20)).status == 0)
     }
 
+    /// The README's first command, shortened: 20 s of the demo, as a person would run it.
     @Test func demoRunsAndKeepsEveryErrorTrace() throws {
-        let result = try Processes().run(["demo", "--duration", "6s", "--rate", "400", "--http", "127.0.0.1:0"], timeout: .seconds(90))
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-demo-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let result = try Processes().run(
+            ["demo", "--duration", "20s", "--rate", "150", "--http", "127.0.0.1:0", "--data", data.path], timeout: .seconds(120))
         #expect(result.status == 0)
-        let errors = try #require(result.output.split(separator: "\n").first { $0.contains("error traces kept") })
+        func line(_ label: String) throws -> [Int] {
+            let found = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("  \(label) ") }, "no \(label) line in:\n\(result.output)")
+            return found.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == "," }).compactMap { Int($0) }
+        }
+        // "  received  N spans in T traces, R messages rejected"
+        let received = try line("received")
+        #expect(received.count == 3 && received[0] > 1000 && received[2] == 0, "\(received)")
+        // "  kept      K traces (…), dropped D"
+        let kept = try line("kept")
+        #expect(kept.first ?? 0 > 0)
         // "  errors    N of N error traces kept"
-        let numbers = errors.split(separator: " ").compactMap { Int($0) }
-        #expect(numbers.count == 2 && numbers[0] == numbers[1] && numbers[0] > 0, "\(errors)")
+        let errors = try line("errors")
+        #expect(errors.count == 2 && errors[0] == errors[1] && errors[0] > 0, "\(errors)")
+        // "  metrics   S RED series, E service-graph edges, …"
+        let metrics = try line("metrics")
+        #expect(metrics.count >= 2 && metrics[0] > 0 && metrics[1] > 0, "\(metrics)")
         #expect(result.output.contains("% less to store"))
+        // Not a terminal: plain status lines, no escape sequences; the URLs to open.
+        #expect(!result.output.contains("\u{1B}["))
+        #expect(result.output.contains("/metrics"))
+        // The kept error trace it names is in the store.
+        let open = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("  open one ") })
+        let id = String(open.split(separator: " ").last!)
+        let query = try Processes().run(["query", "--data", data.path, id], timeout: .seconds(30))
+        #expect(query.status == 0 && query.output.contains("\"resourceSpans\""))
     }
 
     @Test func checkAndEvalFromTheCommandLine() throws {
