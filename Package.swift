@@ -72,6 +72,7 @@ let package = Package(
             dependencies: [
                 "Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

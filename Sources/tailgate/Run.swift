@@ -18,6 +18,9 @@ struct Run: ParsableCommand {
             at its end and prints a JSON summary.
             """)
 
+    @Option(help: "YAML file of run settings, keyed by flag name (brokers: …, topic: [...], kafka-property: {key: value}); flags given here win.")
+    var config: String?
+
     @Option(help: "Kafka bootstrap servers, comma-separated (host:port,...).")
     var brokers: String = ""
 
@@ -107,6 +110,13 @@ struct Run: ParsableCommand {
         if !topics.isEmpty { configuration.topics = topics }
         configuration.group = group
         configuration.encoding = encoding
+        // Secrets stay out of argv (visible in /proc): TAILGATE_KAFKA_SASL_PASSWORD=… sets sasl.password.
+        // Flags win over the environment.
+        for (name, value) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("TAILGATE_KAFKA_") {
+            let property = name.dropFirst("TAILGATE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            guard !property.isEmpty else { continue }
+            try configuration.kafkaProperties.set(assignment: "\(property)=\(value)")
+        }
         for assignment in kafkaProperties { try configuration.kafkaProperties.set(assignment: assignment) }
         configuration.deadLetterTopic = deadLetterTopic
         configuration.exitOnEOF = exitOnEof

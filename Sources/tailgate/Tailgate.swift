@@ -16,9 +16,26 @@ struct Tailgate: ParsableCommand {
 
     /// Exit codes of the contract: 0 ok, 1 runtime failure, 2 bad usage/config/rules.
     static func main() {
-        let command: any ParsableCommand
+        var command: any ParsableCommand
         do {
             command = try parseAsRoot()
+            if let run = command as? Run, let path = run.config {
+                // The config file's settings become arguments; those on the command line win.
+                let given = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
+                let fromFile: [String]
+                do {
+                    fromFile = try ConfigFile.arguments(path: path, commandLine: given)
+                } catch {
+                    FileHandle.standardError.write(Data("tailgate: \(error)\n".utf8))
+                    Foundation.exit(2)
+                }
+                do {
+                    command = try Run.parse(fromFile + given)
+                } catch {
+                    FileHandle.standardError.write(Data("tailgate: --config \(path): \(Run.message(for: error))\n".utf8))
+                    Foundation.exit(2)
+                }
+            }
         } catch {
             let code = exitCode(for: error)
             if code == .success {

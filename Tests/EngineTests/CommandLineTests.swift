@@ -39,9 +39,21 @@ import Testing
         #expect(summary.spans == totals.spans)
         #expect(summary.messagesRejected.isEmpty)
 
-        // The group committed: a second run of the same group has nothing left.
-        let again = try processes.run(
-            ["run", "--brokers", bootstrap, "--exit-on-eof", "--log-level", "warning", "--http", "127.0.0.1:0"] + quickGroup, timeout: .seconds(60))
+        // The group committed: a second run of the same group has nothing left. This one takes its
+        // settings from a --config file (the wrong brokers in it lose to the flag).
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-config-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: config) }
+        try """
+            brokers: nowhere.invalid:9092
+            topic: [otlp_spans]
+            exit-on-eof: true
+            log-level: warning
+            http: 127.0.0.1:0
+            kafka-property:
+              session.timeout.ms: 6000
+              heartbeat.interval.ms: 500
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let again = try processes.run(["run", "--config", config.path, "--brokers", bootstrap], timeout: .seconds(60))
         #expect(try JSONDecoder().decode(RunSummary.self, from: Data(again.output.utf8)).messages == 0)
 
         broker.terminate()
@@ -56,6 +68,11 @@ import Testing
         #expect(try processes.run(["run", "--brokers", "x:1", "--kafka-property", "nonsense"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["run", "--brokers", "x:1", "--kafka-property", "no.such.property=1"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["dev-broker", "--partitions", "0"], timeout: .seconds(20)).status == 2)
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-bad-config-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: config) }
+        try "brokers: x:1\nbrokerz: y:2\n".write(to: config, atomically: true, encoding: .utf8)
+        #expect(try processes.run(["run", "--config", config.path], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["run", "--config", "/no/such/file.yaml"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["--help"], timeout: .seconds(20)).status == 0)
     }
 

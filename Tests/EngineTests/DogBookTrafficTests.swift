@@ -1,6 +1,7 @@
 import Foundation
 import Engine
 import OTLP
+import Sampling
 import Testing
 
 @Suite struct DogBookTrafficTests {
@@ -54,5 +55,44 @@ import Testing
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("pipelines/default.yaml")
         #expect(try String(contentsOf: path, encoding: .utf8) == DemoSession.defaultRulesText)
+    }
+}
+
+/// pipelines/dogbook.yaml on DogBook traffic does what its comments promise.
+@Suite struct DogBookRulesTests {
+    @Test func dogbookRulesKeepUploadAndLoginErrorsAndDropHealthChecks() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("pipelines/dogbook.yaml").path
+        let rules = try RuleLoader.load(path)
+        var traffic = DogBookTraffic(seed: 7, errorRate: 0.05, slowRate: 0.05)
+        var assembler = TraceAssembler()
+        var generated: [String: DogBookTraffic.Trace] = [:]
+        for _ in 0..<3000 {
+            let trace = traffic.nextTrace(startUnixNano: 1)
+            generated[trace.traceID.hex] = trace
+            var batch = SpanBatch(selection: rules.selection)
+            _ = try SpanDecoder(encoding: .otlpProto).decode(DogBookTraffic.protobuf([trace]), into: &batch)
+            assembler.add(batch)
+        }
+        let decided = rules.evaluate(assembler.traces)
+        #expect(decided.count == 3000)
+        // Roots by route, from the spans themselves.
+        var rootRoute: [String: String] = [:]
+        for trace in assembler.traces {
+            if let root = trace.spans.first(where: { !$0.parentSpanID.isValid }) { rootRoute[trace.traceID.hex] = trace.string(trace.name(of: root)) }
+        }
+        var uploadLoginErrors = 0
+        for line in decided {
+            let trace = try #require(generated[line.traceId])
+            let route = rootRoute[line.traceId] ?? ""
+            if trace.isError && (route == "POST /photos" || route == "POST /login") {
+                uploadLoginErrors += 1
+                #expect(line.policy == "upload-and-login-errors", "\(route) error trace kept by \(line.policy ?? "nothing")")
+            }
+            if route.hasSuffix("/healthz") { #expect(line.decision == "drop") }
+        }
+        #expect(uploadLoginErrors > 10)
+        let kept = decided.filter { $0.decision == "keep" }.count
+        #expect(kept > 150 && kept < 1200, "kept \(kept) of 3000")
     }
 }
