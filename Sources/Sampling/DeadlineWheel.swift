@@ -1,4 +1,5 @@
-/// A hashed timing wheel: deadlines fall into 10 ms buckets of a 4096-bucket ring (≈41 s per turn);
+/// A hashed timing wheel: deadlines fall into 10 ms buckets of a 4096-bucket ring (≈41 s per turn),
+/// each in the bucket of the tick boundary that follows it (so a trace is decided at most 10 ms late);
 /// later deadlines wait in their bucket for the turn they belong to. Scheduling is O(1); advancing
 /// visits each elapsed bucket once. Moving a deadline earlier schedules again; the old entry turns
 /// up stale and is skipped.
@@ -16,23 +17,31 @@ struct DeadlineWheel: Sendable {
 
     /// - Parameter now: the caller's clock; the wheel starts turning at the first call.
     mutating func schedule(slot: Int32, generation: UInt32, at deadline: UInt64, now: UInt64) {
-        let tick = deadline / Self.tick
+        // The first tick boundary at or after the deadline: when the wheel reaches that bucket, every
+        // deadline in it has passed. (Rounding down instead would drain the bucket while the clock is
+        // still inside its tick, before some of its deadlines, and strand those for a whole turn.)
+        let tick = (deadline &+ Self.tick &- 1) / Self.tick
         if current == nil { current = now / Self.tick }
         // Buckets up to `current` were visited already: a deadline there goes in the next one.
         let bucketTick = max(tick, current! + 1)
         buckets[Int(bucketTick % UInt64(Self.size))].append(Item(slot: slot, generation: generation, deadline: deadline))
     }
 
-    /// Moves every item due by `now` (in buckets whose time has come) into `due`; the rest stay.
+    /// Moves every item due by `now` into `due`; the rest stay.
     mutating func advance(to now: UInt64, into due: inout [Item]) {
+        guard let start = current else { return }
         let target = now / Self.tick
-        guard let start = current, target > start else { return }
-        // Visit each bucket once even if more than a turn elapsed.
-        let steps = min(target - start, UInt64(Self.size))
-        for step in 1...steps {
-            drain(bucket: Int((start + step) % UInt64(Self.size)), now: now, into: &due)
+        if target > start {
+            // Visit each bucket once even if more than a turn elapsed.
+            let steps = min(target - start, UInt64(Self.size))
+            for step in 1...steps {
+                drain(bucket: Int((start + step) % UInt64(Self.size)), now: now, into: &due)
+            }
+            current = target
         }
-        current = target
+        // The tick in progress: its bucket holds deadlines up to the tick's end; those already past
+        // are due now (exact deadlines, not rounded up to the tick), the others wait for it.
+        drain(bucket: Int((target + 1) % UInt64(Self.size)), now: now, into: &due)
     }
 
     private mutating func drain(bucket: Int, now: UInt64, into due: inout [Item]) {

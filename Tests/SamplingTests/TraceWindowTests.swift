@@ -58,6 +58,34 @@ import Testing
         #expect(w.traceCount == 0 && w.bufferedSpans == 0 && w.bufferedBytes == 0)
     }
 
+    /// Real clocks are not aligned to the wheel's 10 ms ticks: a deadline in the middle of a tick,
+    /// looked at once before it within that tick, is still decided within a tick after it — not a
+    /// whole wheel turn (41 s) later, as a bucket drained too early once left it.
+    @Test func deadlinesBetweenTicksAreNotStranded() throws {
+        var w = window(wait: .seconds(2))
+        _ = insertAll(&w, try batch([(1, 1, 9)]), now: 1_003 * ms)  // deadline 3_003 ms: inside the 3_000–3_010 tick
+        var ready: [ReadyTrace] = []
+        for now in stride(from: UInt64(2_990), through: 3_002, by: 1) { w.expire(now: now * ms, into: &ready) }
+        #expect(ready.isEmpty, "not before its deadline")
+        w.expire(now: 3_004 * ms, into: &ready)
+        w.expire(now: 3_013 * ms, into: &ready)
+        #expect(ready.count == 1, "decided at most one tick after its deadline")
+        // Many traces at unaligned times: every one decided within a tick of its deadline.
+        var many = window(wait: .milliseconds(500))
+        var decided = 0
+        var late = 0
+        for step in 0..<3_000 {
+            let now = UInt64(step) * 1_370_000 + 10 * ms  // 1.37 ms steps: every phase of a tick
+            if step < 1_000 { _ = insertAll(&many, try batch([(UInt64(step + 10), 1, 9)]), now: now) }
+            var batchReady: [ReadyTrace] = []
+            many.expire(now: now, into: &batchReady)
+            for item in batchReady where now > item.firstSeen + 510 * ms { late += 1 }
+            decided += batchReady.count
+        }
+        #expect(decided == 1_000)
+        #expect(late == 0)
+    }
+
     @Test func rootSpanBringsTheDecisionForward() throws {
         var w = window(wait: .seconds(10), afterRoot: .seconds(2))
         _ = insertAll(&w, try batch([(1, 2, 1)]), now: 0)
