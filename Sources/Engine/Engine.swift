@@ -90,6 +90,11 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var tracesDropped: Int
     public var keptByPolicy: [String: Int]
     public var lateSpans: Int
+    /// Seconds from the first message to everything decided and stored (without the group join).
+    public var processingSeconds: Double?
+    /// From a kept trace's decision to its spans durable in every sink: p50 and p99, seconds.
+    public var keptStoreLatencyP50: Double?
+    public var keptStoreLatencyP99: Double?
 }
 
 /// The engine's lifecycle: ingest (consume, decode, account for bad input), the sampling stage
@@ -283,7 +288,10 @@ public final class Engine: Sendable {
             messagesRejected: Dictionary(uniqueKeysWithValues: totals.messagesRejected.map { ($0.key.rawValue, $0.value) }),
             spansRejected: Dictionary(uniqueKeysWithValues: totals.spansRejected.map { ($0.key.rawValue, $0.value) }),
             deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept, tracesDropped: decisions.dropped,
-            keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped)
+            keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped,
+            processingSeconds: loop.processingTime.map { $0.timeInterval },
+            keptStoreLatencyP50: sampling?.metrics.keptTraceStoreLatency(quantile: 0.5),
+            keptStoreLatencyP99: sampling?.metrics.keptTraceStoreLatency(quantile: 0.99))
     }
 }
 

@@ -119,6 +119,13 @@ public final class IngestLoop: @unchecked Sendable {
         messages.reserveCapacity(maxMessagesPerPoll)
     }
 
+    private var firstMessageAt: ContinuousClock.Instant?
+    private let processing = Mutex<Duration?>(nil)
+
+    /// From the first message to the end of ``run()``'s drain (everything decided and stored): the
+    /// time the work took, without the group join before it (the end-to-end harness's measure).
+    public var processingTime: Duration? { processing.withLock { $0 } }
+
     /// Asks ``run()`` to finish: stop fetching, hand on what was polled, store offsets, leave the group.
     public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
 
@@ -152,6 +159,7 @@ public final class IngestLoop: @unchecked Sendable {
         }
         // Decide what is buffered, then store what that frees; close commits it and leaves the group.
         sink.drain()
+        if let firstMessageAt { processing.withLock { $0 = ContinuousClock.now - firstMessageAt } }
         storeCommittableOffsets()
         consumer.close()
         if let deadLetter {
@@ -168,6 +176,7 @@ public final class IngestLoop: @unchecked Sendable {
         messages.removeAll(keepingCapacity: true)
         var counts = IngestMetrics.Counts()
         consumer.poll(maxMessages: maxMessagesPerPoll, timeout: timeout) { message in
+            if firstMessageAt == nil { firstMessageAt = .now }
             counts.messagesReceived += 1
             counts.bytesReceived += message.payload.count
             do throws(OTLPDecodeError) {

@@ -31,12 +31,52 @@ public final class SamplingMetrics: Sendable {
     /// (10 s by default) or 2 s after the root, so the buckets span 100 ms to a minute.
     static let decisionLatencyBounds: [Double] = [0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 15, 20, 30, 60]
 
+    /// Bounds (seconds) of `tailgate_kept_trace_store_seconds`: from a kept trace's decision to its
+    /// spans durable in every sink.
+    static let storeLatencyBounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
     struct LatencyHistogram {
-        var counts = Array(repeating: UInt64(0), count: SamplingMetrics.decisionLatencyBounds.count + 1)
+        let bounds: [Double]
+        var counts: [UInt64]
         var sum: Double = 0
+
+        init(bounds: [Double]) {
+            self.bounds = bounds
+            counts = Array(repeating: 0, count: bounds.count + 1)
+        }
+
+        mutating func observe(_ seconds: Double) {
+            counts[bounds.firstIndex { seconds <= $0 } ?? bounds.count] += 1
+            sum += seconds
+        }
+
+        /// The `q` quantile, interpolated within its bucket as Prometheus's histogram_quantile does.
+        func quantile(_ q: Double) -> Double? {
+            let total = counts.reduce(0, +)
+            guard total > 0 else { return nil }
+            let rank = q * Double(total)
+            var cumulative: UInt64 = 0
+            for (index, count) in counts.enumerated() {
+                if Double(cumulative + count) >= rank {
+                    guard index < bounds.count else { return bounds.last }
+                    let lower = index == 0 ? 0 : bounds[index - 1]
+                    let within = count == 0 ? 0 : (rank - Double(cumulative)) / Double(count)
+                    return lower + (bounds[index] - lower) * within
+                }
+                cumulative += count
+            }
+            return bounds.last
+        }
     }
 
-    private let decisionLatency = Mutex(LatencyHistogram())
+    private let decisionLatency = Mutex(LatencyHistogram(bounds: SamplingMetrics.decisionLatencyBounds))
+    private let storeLatency = Mutex(LatencyHistogram(bounds: SamplingMetrics.storeLatencyBounds))
+
+    /// A kept trace became durable `seconds` after its decision (called from sink threads).
+    func recordStored(afterSeconds seconds: Double) { storeLatency.withLock { $0.observe(seconds) } }
+
+    /// The p-quantile of decision → durable for kept traces so far.
+    public func keptTraceStoreLatency(quantile: Double) -> Double? { storeLatency.withLock { $0.quantile(quantile) } }
 
     /// Buffer occupancy, per shard (each shard writes its own slot).
     struct Occupancy: Sendable, Equatable {
@@ -63,12 +103,7 @@ public final class SamplingMetrics: Sendable {
         counts.withLock { $0.add(cycle) }
         guard !cycle.decisionLatencies.isEmpty else { return }
         decisionLatency.withLock { histogram in
-            for nanos in cycle.decisionLatencies {
-                let seconds = Double(nanos) / 1e9
-                let bucket = Self.decisionLatencyBounds.firstIndex { seconds <= $0 } ?? Self.decisionLatencyBounds.count
-                histogram.counts[bucket] += 1
-                histogram.sum += seconds
-            }
+            for nanos in cycle.decisionLatencies { histogram.observe(Double(nanos) / 1e9) }
         }
     }
 
@@ -132,5 +167,8 @@ public final class SamplingMetrics: Sendable {
         let latency = decisionLatency.withLock { $0 }
         out.family("tailgate_decision_latency_seconds", .histogram, "From a trace's first span to its decision.")
         out.histogram("tailgate_decision_latency_seconds", [], bounds: Self.decisionLatencyBounds, counts: latency.counts, sum: latency.sum)
+        let stored = storeLatency.withLock { $0 }
+        out.family("tailgate_kept_trace_store_seconds", .histogram, "From a kept trace's decision to its spans durable in every sink.")
+        out.histogram("tailgate_kept_trace_store_seconds", [], bounds: Self.storeLatencyBounds, counts: stored.counts, sum: stored.sum)
     }
 }

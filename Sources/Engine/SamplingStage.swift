@@ -368,8 +368,12 @@ final class Shard: @unchecked Sendable {
     }
 
     /// Called by the sink (any thread) when a kept trace is durable; handled on the next cycle.
-    private func storedCallback(_ token: UInt64) -> @Sendable () -> Void {
+    private func storedCallback(_ token: UInt64, decidedAt: UInt64? = nil) -> @Sendable () -> Void {
         { [self] in
+            if let decidedAt {
+                let now = clock.now()
+                metrics.recordStored(afterSeconds: Double(now > decidedAt ? now - decidedAt : 0) / 1e9)
+            }
             storedTokens.withLock { $0.append(token) }
             wake.signal()
         }
@@ -421,7 +425,7 @@ final class Shard: @unchecked Sendable {
                 counts.keptByPolicy[policy, default: 0] += 1
                 counts.spansKept += item.trace.spans.count
                 let token = acks.register(item.sources)
-                kept.keep(item.trace, policy: policy, stored: storedCallback(token))
+                kept.keep(item.trace, policy: policy, stored: storedCallback(token, decidedAt: now))
                 window.remember(item.trace.traceID, kept: true)
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
