@@ -213,16 +213,28 @@ public final class IngestLoop: @unchecked Sendable {
         metrics.add(counts)
         if !messages.isEmpty {
             sink.ingest(batch, messages: messages)
-            // The sink keeps the batch; decode the next poll into fresh storage of a similar size.
-            batch = SpanBatch(
-                selection: sink.attributeSelection, reservingBytes: batch.bytes.count, spans: batch.spans.count)
+            // The sink holds the batch until its shards are through with it. Decode the next poll into
+            // the batch of four polls ago: by then the shards have let go of it, so its buffers are
+            // reused in place (fresh buffers for every poll cost page faults and zeroing per byte).
+            // Were a shard still holding it, emptying it would simply allocate anew (copy on write).
+            retired.append(batch)
+            if retired.count > 3, retired[0].selection == sink.attributeSelection {
+                batch = retired.removeFirst()
+            } else {
+                if retired.count > 3 { retired.removeFirst() }
+                batch = SpanBatch(
+                    selection: sink.attributeSelection, reservingBytes: batch.bytes.count, spans: batch.spans.count)
+            }
         } else if batch.selection != sink.attributeSelection {
             batch = SpanBatch(selection: sink.attributeSelection)
+            retired.removeAll()
         }
         storeCommittableOffsets()
     }
 
     private var lastStored: [TopicPartition: Int64] = [:]
+    /// Batches handed to the sink, oldest first, for reuse (see ``pollOnce(timeout:)``).
+    private var retired: [SpanBatch] = []
 
     private func storeCommittableOffsets() {
         let offsets = sink.committableOffsets().filter { lastStored[$0.key] != $0.value }

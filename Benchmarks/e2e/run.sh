@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End-to-end throughput: tailgate against a bare librdkafka consumer, on the same preloaded topic of
+# the same dev broker (librdkafka's mock cluster), alternately, RUNS times each.
+#
+#   Benchmarks/e2e/run.sh                      # 100 000 DogBook traces (~1.27 M spans), 6 partitions, 3 runs
+#   TRACES=200000 RUNS=5 Benchmarks/e2e/run.sh
+#
+# The bare consumer (bare_consumer.c) only reads: same fetch settings, same batch API, a checksum of
+# the payloads. tailgate does the whole job: decode, shard, decide (Benchmarks/e2e/rules.yaml:
+# errors, latency, 1% baseline), RED and service-graph metrics, kept traces to the file store with
+# fdatasync, offsets committed behind the decisions. Both are timed from their first message to the
+# end of the input (tailgate: until everything is decided and stored), so the group join is left out.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TRACES=${TRACES:-100000}
+PARTITIONS=${PARTITIONS:-6}
+RUNS=${RUNS:-3}
+
+swift build -c release --product tailgate >/dev/null
+cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
+tailgate=.build/release/tailgate
+work=$(mktemp -d)
+broker_pid=""
+cleanup() {
+    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$tailgate" dev-broker --partitions "$PARTITIONS" --topic otlp_spans >"$work/broker" 2>/dev/null &
+broker_pid=$!
+for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
+brokers=$(head -1 "$work/broker")
+
+echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions) on $brokers ..."
+"$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --error-rate 0.02 --slow-rate 0.03 --log-level warning >"$work/loaded.json"
+read -r spans bytes < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"])' "$work/loaded.json")
+echo "loaded: $spans spans, $bytes bytes ($(( bytes / spans )) bytes per span on the wire)"
+echo
+printf '%-4s %-9s %12s %14s %10s %s\n' run consumer seconds spans/s MB/s notes
+quick=(--kafka-property session.timeout.ms=6000 --kafka-property heartbeat.interval.ms=500)
+ratios=()
+for run in $(seq "$RUNS"); do
+    bare=$(.build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
+    bare_seconds=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$bare")
+    printf '%-4s %-9s %12.3f %14.0f %10.1f\n' "$run" bare "$bare_seconds" \
+        "$(python3 -c "print($spans / $bare_seconds)")" "$(python3 -c "print($bytes / $bare_seconds / 1e6)")"
+
+    /usr/bin/time -f '%M' -o "$work/rss-$run" "$tailgate" run --brokers "$brokers" --group "engine-$run" --exit-on-eof \
+        --rules Benchmarks/e2e/rules.yaml --data "$work/store-$run" --http "" --log-level warning --status-interval 1h \
+        "${quick[@]}" >"$work/engine-$run.json"
+    read -r engine_seconds engine_spans kept p99 < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["processingSeconds"], d["spans"], d["tracesKept"], d.get("keptStoreLatencyP99") or 0)' "$work/engine-$run.json")
+    [[ "$engine_spans" == "$spans" ]] || echo "warning: tailgate read $engine_spans spans of $spans"
+    printf '%-4s %-9s %12.3f %14.0f %10.1f %s\n' "$run" tailgate "$engine_seconds" \
+        "$(python3 -c "print($spans / $engine_seconds)")" "$(python3 -c "print($bytes / $engine_seconds / 1e6)")" \
+        "kept $kept traces, decision→stored p99 $(python3 -c "print(round($p99 * 1000))") ms, peak RSS $(( $(cat "$work/rss-$run") / 1024 )) MiB"
+    ratios+=("$(python3 -c "print($bare_seconds / $engine_seconds)")")
+done
+echo
+python3 -c '
+import statistics, sys
+ratios = [float(r) for r in sys.argv[1:]]
+print("tailgate / bare consumer throughput: " + ", ".join(f"{r:.2f}" for r in ratios) + f"; median {statistics.median(ratios):.2f} (target >= 0.8)")' "${ratios[@]}"
