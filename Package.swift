@@ -128,4 +128,11 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             path: "Benchmarks/SpanMetrics",
             swiftSettings: swiftSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    package.targets.append(
+        .executableTarget(
+            name: "PipelineBenchmark",
+            dependencies: ["OTLP", "Sampling", "SpanMetrics", "Storage", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Pipeline",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }

@@ -2,8 +2,11 @@
 # End-to-end throughput: tailgate against a bare librdkafka consumer, on the same preloaded topic of
 # the same dev broker (librdkafka's mock cluster), alternately, RUNS times each.
 #
-#   Benchmarks/e2e/run.sh                      # 100 000 DogBook traces (~1.27 M spans), 6 partitions, 3 runs
+#   Benchmarks/e2e/run.sh                      # 150 000 DogBook traces (~1.9 M spans), 48 partitions, 3 runs
 #   TRACES=200000 RUNS=5 Benchmarks/e2e/run.sh
+#
+# The mock cluster keeps about 30 MB per partition (older messages are dropped), hence many
+# partitions for a long enough run; the harness checks that both consumers read every message.
 #
 # The bare consumer (bare_consumer.c) only reads: same fetch settings, same batch API, a checksum of
 # the payloads. tailgate does the whole job: decode, shard, decide (Benchmarks/e2e/rules.yaml:
@@ -12,8 +15,8 @@
 # end of the input (tailgate: until everything is decided and stored), so the group join is left out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TRACES=${TRACES:-100000}
-PARTITIONS=${PARTITIONS:-6}
+TRACES=${TRACES:-150000}
+PARTITIONS=${PARTITIONS:-48}
 RUNS=${RUNS:-3}
 
 swift build -c release --product tailgate >/dev/null
@@ -34,7 +37,7 @@ brokers=$(head -1 "$work/broker")
 
 echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions) on $brokers ..."
 "$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --error-rate 0.02 --slow-rate 0.03 --log-level warning >"$work/loaded.json"
-read -r spans bytes < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"])' "$work/loaded.json")
+read -r spans bytes messages < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"], d["messages"])' "$work/loaded.json")
 echo "loaded: $spans spans, $bytes bytes ($(( bytes / spans )) bytes per span on the wire)"
 echo
 printf '%-4s %-9s %12s %14s %10s %s\n' run consumer seconds spans/s MB/s notes
@@ -42,7 +45,8 @@ quick=(--kafka-property session.timeout.ms=6000 --kafka-property heartbeat.inter
 ratios=()
 for run in $(seq "$RUNS"); do
     bare=$(.build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
-    bare_seconds=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$bare")
+    read -r bare_seconds bare_messages < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["messages"])' "$bare")
+    [[ "$bare_messages" == "$messages" ]] || { echo "the bare consumer read $bare_messages of $messages messages (broker retention?)"; exit 1; }
     printf '%-4s %-9s %12.3f %14.0f %10.1f\n' "$run" bare "$bare_seconds" \
         "$(python3 -c "print($spans / $bare_seconds)")" "$(python3 -c "print($bytes / $bare_seconds / 1e6)")"
 
@@ -53,7 +57,7 @@ for run in $(seq "$RUNS"); do
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(d["processingSeconds"], d["spans"], d["tracesKept"], d.get("keptStoreLatencyP99") or 0)' "$work/engine-$run.json")
-    [[ "$engine_spans" == "$spans" ]] || echo "warning: tailgate read $engine_spans spans of $spans"
+    [[ "$engine_spans" == "$spans" ]] || { echo "tailgate read $engine_spans spans of $spans"; exit 1; }
     printf '%-4s %-9s %12.3f %14.0f %10.1f %s\n' "$run" tailgate "$engine_seconds" \
         "$(python3 -c "print($spans / $engine_seconds)")" "$(python3 -c "print($bytes / $engine_seconds / 1e6)")" \
         "kept $kept traces, decision→stored p99 $(python3 -c "print(round($p99 * 1000))") ms, peak RSS $(( $(cat "$work/rss-$run") / 1024 )) MiB"

@@ -129,6 +129,14 @@ public final class Engine: Sendable {
         observeKept: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
     ) throws {
         try configuration.validate()
+        let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let samplingMetrics = SamplingMetrics(shards: shards)
+        if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
+            logger.warning("no --rules given: every trace is kept (write a rule file to sample)")
+        }
+        let rules = try RuleStore(
+            path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules,
+            requiredKeys: configuration.spanMetrics.attributeKeys)
         var writer: StoreWriter?
         if let directory = configuration.dataDirectory {
             let store = try TraceStore(directory: URL(fileURLWithPath: directory), options: configuration.storeOptions)
@@ -149,17 +157,10 @@ public final class Engine: Sendable {
                 throw ConfigurationError(error.message)
             }
         }
-        let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(store: writer, kafka: kafkaSink, otlp: exporter)
+        let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(
+            store: writer, kafka: kafkaSink, otlp: exporter, redactor: { rules.rules.redactor }, logger: logger)
         var kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
         if let observeKept { kept = ObservedKeptTraces(next: kept, observer: observeKept) }
-        let shards = configuration.shards ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let samplingMetrics = SamplingMetrics(shards: shards)
-        if configuration.rulesPath == nil && configuration.fallbackRules === Engine.keepEverything {
-            logger.warning("no --rules given: every trace is kept (write a rule file to sample)")
-        }
-        let rules = try RuleStore(
-            path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules,
-            requiredKeys: configuration.spanMetrics.attributeKeys)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,

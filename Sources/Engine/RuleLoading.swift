@@ -14,7 +14,13 @@ public enum RuleLoader {
         }
         let text = String(decoding: data, as: UTF8.self)
         let configuration = try RuleFile.parse(text, file: path)
-        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data), requiredKeys: requiredKeys)
+        let key = Array((ProcessInfo.processInfo.environment["TAILGATE_REDACTION_KEY"] ?? "").utf8)
+        if configuration.redactionHashes && key.count < 16 {
+            throw RuleFileErrors(errors: [RuleFileError(
+                file: path, line: 0, column: 0, policy: "redaction",
+                message: "a `hash` rule needs a secret key of at least 16 bytes in TAILGATE_REDACTION_KEY (equal values hash alike only under one key; keep it in a Secret)")])
+        }
+        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data), requiredKeys: requiredKeys, redactionKey: key)
     }
 
     /// A short, stable hash of the file's bytes (FNV-1a 64, hex).

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import OTLP
 import Sampling
 import Storage
@@ -12,12 +13,44 @@ final class SinkFanOut: KeptTraceSink {
     let kafka: KafkaTraceSink?
     let otlp: OTLPHTTPExporter?
     let policyAttribute: Bool
+    /// The running rules' redaction (it follows reloads); nil: none.
+    let redactor: @Sendable () -> Redactor?
+    private let logger: Logger
+    private let redactions = Mutex(Redactor.Counts())
+    private let redactionFailures = Atomic<Int>(0)
 
-    init(store: StoreWriter?, kafka: KafkaTraceSink?, otlp: OTLPHTTPExporter?, policyAttribute: Bool = true) {
+    init(
+        store: StoreWriter?, kafka: KafkaTraceSink?, otlp: OTLPHTTPExporter?, policyAttribute: Bool = true,
+        redactor: @escaping @Sendable () -> Redactor? = { nil }, logger: Logger
+    ) {
         self.store = store
         self.kafka = kafka
         self.otlp = otlp
         self.policyAttribute = policyAttribute
+        self.redactor = redactor
+        self.logger = logger
+    }
+
+    /// The trace's request with the redaction rules applied — before any sink sees it. On the
+    /// (theoretical: it decoded once already) failure to rewrite, nothing is sent rather than
+    /// unredacted data.
+    private func redacted(_ request: [UInt8], traceID: TraceID) -> [UInt8]? {
+        guard let redactor = redactor() else { return request }
+        do {
+            let (rewritten, counts) = try redactor.redact(request: request)
+            if counts.total > 0 {
+                redactions.withLock {
+                    $0.deleted += counts.deleted
+                    $0.hashed += counts.hashed
+                    $0.masked += counts.masked
+                }
+            }
+            return rewritten
+        } catch {
+            redactionFailures.add(1, ordering: .relaxed)
+            logger.error("redaction failed for trace \(traceID.hex); not sending it: \(error)")
+            return nil
+        }
     }
 
     private final class Countdown: Sendable {
@@ -41,27 +74,27 @@ final class SinkFanOut: KeptTraceSink {
 
     func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
         guard sinkCount > 0 else { return stored() }
+        guard let request = redacted(trace.exportRequest(), traceID: trace.traceID) else { return stored() }
         let countdown = Countdown(sinkCount, stored)
-        store?.keep(trace, policy: policy, stored: countdown.tick)
+        let kept = StoredTrace(traceID: trace.traceID, policy: policy, request: request)
+        store?.keep(kept, stored: countdown.tick)
         if kafka != nil || otlp != nil {
             // One request (with tailgate.policy) for every remote sink.
-            let request = exportable(StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest()))
-            kafka?.publish(request, traceID: trace.traceID, stored: countdown.tick)
-            otlp?.export(request, stored: countdown.tick)
+            let remote = exportable(kept)
+            kafka?.publish(remote, traceID: trace.traceID, stored: countdown.tick)
+            otlp?.export(remote, stored: countdown.tick)
         }
     }
 
     func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
         guard sinkCount > 0 else { return stored() }
+        var single = TraceData(traceID: span.traceID)
+        single.append(span, from: batch, batchGeneration: 0)
+        guard let request = redacted(single.exportRequest(), traceID: span.traceID) else { return stored() }
         let countdown = Countdown(sinkCount, stored)
-        store?.keepLate(span, from: batch, stored: countdown.tick)
-        if kafka != nil || otlp != nil {
-            var single = TraceData(traceID: span.traceID)
-            single.append(span, from: batch, batchGeneration: 0)
-            let stored = StoredTrace(traceID: span.traceID, policy: "", request: single.exportRequest())
-            kafka?.publish(stored.request, traceID: span.traceID, stored: countdown.tick)
-            otlp?.export(stored.request, stored: countdown.tick)
-        }
+        store?.keep(StoredTrace(traceID: span.traceID, policy: "", request: request), stored: countdown.tick)
+        kafka?.publish(request, traceID: span.traceID, stored: countdown.tick)
+        otlp?.export(request, stored: countdown.tick)
     }
 
     func flush() {
@@ -70,8 +103,16 @@ final class SinkFanOut: KeptTraceSink {
         otlp?.flush()
     }
 
-    /// Per sink: traces delivered, errors, retries, what waits.
+    /// Per sink: traces delivered, errors, retries, what waits; redactions.
     func write(into out: inout MetricsWriter) {
+        let done = redactions.withLock { $0 }
+        out.family("tailgate_redactions_total", .counter, "Attributes of kept traces redacted before any sink, by action.")
+        out.sample("tailgate_redactions_total", [("action", "delete")], done.deleted)
+        out.sample("tailgate_redactions_total", [("action", "hash")], done.hashed)
+        out.sample("tailgate_redactions_total", [("action", "mask")], done.masked)
+        out.counter(
+            "tailgate_redaction_failures_total", "Kept traces not sent because their redaction failed (never sent unredacted).",
+            redactionFailures.load(ordering: .relaxed))
         out.family("tailgate_sink_traces_total", .counter, "Kept traces (and late-span pieces) a sink has durably accepted.")
         if let store { out.sample("tailgate_sink_traces_total", [("sink", "store")], store.tracesWritten) }
         if let otlp { out.sample("tailgate_sink_traces_total", [("sink", "otlp")], otlp.counts.tracesSent) }

@@ -35,6 +35,11 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
         enqueue(StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest()), stored)
     }
 
+    /// A kept trace already in its final form (redacted).
+    public func keep(_ trace: StoredTrace, stored: @escaping @Sendable () -> Void) {
+        enqueue(trace, stored)
+    }
+
     public func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
         var single = TraceData(traceID: span.traceID)
         single.append(span, from: batch, batchGeneration: 0)

@@ -124,9 +124,15 @@ public struct SamplingSettings: Sendable, Equatable {
 public struct RuleConfiguration: Sendable, Equatable {
     public var settings: SamplingSettings
     public var policies: [PolicySpec]
+    /// tailgate's `redaction:` section: attribute rules applied to kept traces before any sink.
+    public var redaction: [RedactionRule]
 
-    public init(settings: SamplingSettings = SamplingSettings(), policies: [PolicySpec]) {
+    public init(settings: SamplingSettings = SamplingSettings(), policies: [PolicySpec], redaction: [RedactionRule] = []) {
         self.settings = settings
         self.policies = policies
+        self.redaction = redaction
     }
+
+    /// Whether a rule hashes (and so needs the redaction key).
+    public var redactionHashes: Bool { redaction.contains { $0.action == .hash } }
 }

@@ -141,7 +141,7 @@ struct RuleFileParser {
     static let sectionKeys = [
         "policies", "decision_wait", "decision_wait_after_root_received", "num_traces", "expected_new_traces_per_sec",
         "decision_cache", "sample_on_first_match", "drop_pending_traces_on_shutdown", "block_on_overflow",
-        "max_spans_per_trace",
+        "max_spans_per_trace", "redaction",
     ]
 
     mutating func parseSection(_ node: Node) -> RuleConfiguration? {
@@ -151,6 +151,7 @@ struct RuleFileParser {
         }
         var settings = SamplingSettings()
         var policies: [PolicySpec] = []
+        var redaction: [RedactionRule] = []
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? ""
             switch key {
@@ -175,6 +176,8 @@ struct RuleFileParser {
                 if let b = boolean(value, key: key, policy: nil) { settings.sampleOnFirstMatch = b }
             case "drop_pending_traces_on_shutdown":
                 if let b = boolean(value, key: key, policy: nil) { settings.dropPendingTracesOnShutdown = b }
+            case "redaction":
+                redaction = parseRedaction(value)
             case "expected_new_traces_per_sec", "block_on_overflow":
                 break  // sizing hints and overflow behaviour of the collector; tailgate pauses Kafka instead
             case "decision_cache":
@@ -202,7 +205,66 @@ struct RuleFileParser {
         if policies.isEmpty && errors.isEmpty {
             error(mapping["policies"] ?? node, "`policies` is empty: with no policy every trace is dropped; add at least one")
         }
-        return RuleConfiguration(settings: settings, policies: policies)
+        return RuleConfiguration(settings: settings, policies: policies, redaction: redaction)
+    }
+
+    /// `redaction:` — a list of `{action: delete|hash|mask, keys: [globs], values: [regexes], replacement}`.
+    mutating func parseRedaction(_ node: Node) -> [RedactionRule] {
+        guard let sequence = node.sequence else {
+            error(node, "`redaction` must be a list of rules, e.g. [{action: delete, keys: [http.request.header.authorization]}]")
+            return []
+        }
+        var rules: [RedactionRule] = []
+        for (index, item) in sequence.enumerated() {
+            let label = "redaction[\(index)]"
+            guard let mapping = item.mapping else {
+                error(item, policy: label, "a redaction rule is a mapping with `action` and `keys` and/or `values`")
+                continue
+            }
+            var rule = RedactionRule(action: .delete)
+            var valid = true
+            for (keyNode, value) in mapping {
+                switch keyNode.string ?? "" {
+                case "action":
+                    guard let text = value.string, let action = RedactionAction(rawValue: text) else {
+                        error(value, policy: label, "action \"\(value.string ?? "")\" is not one of \(RedactionAction.allCases.map(\.rawValue).joined(separator: ", "))\(suggestion(value.string ?? "", RedactionAction.allCases.map(\.rawValue)))")
+                        valid = false
+                        continue
+                    }
+                    rule.action = action
+                case "keys":
+                    rule.keys = stringList(value, key: "keys", config: nil, policy: label) ?? []
+                case "values":
+                    rule.values = stringList(value, key: "values", config: nil, policy: label) ?? []
+                    for pattern in rule.values where (try? Regex(pattern)) == nil {
+                        error(value, policy: label, "\"\(pattern)\" is not a valid regular expression")
+                        valid = false
+                    }
+                case "replacement":
+                    guard let text = value.string else {
+                        error(value, policy: label, "replacement must be a string")
+                        continue
+                    }
+                    rule.replacement = text
+                default:
+                    unknownKey(keyNode, policy: label, allowed: ["action", "keys", "values", "replacement"])
+                }
+            }
+            if mapping["action"] == nil {
+                error(item, policy: label, "missing `action` (delete, hash or mask)")
+                valid = false
+            }
+            if rule.action == .mask && rule.values.isEmpty {
+                error(item, policy: label, "mask needs `values`: regular expressions of what to mask, e.g. ['[0-9]{13,16}']")
+                valid = false
+            }
+            if rule.keys.isEmpty && rule.values.isEmpty {
+                error(item, policy: label, "give `keys` (attribute-key globs) or `values` (patterns); a rule for every attribute is surely a mistake")
+                valid = false
+            }
+            if valid { rules.append(rule) }
+        }
+        return rules
     }
 
     // MARK: Policies

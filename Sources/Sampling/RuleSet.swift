@@ -10,13 +10,21 @@ public final class RuleSet: Sendable {
     public let selection: AttributeSelection
     /// A short content hash of the rule file (for `tailgate_rules_info{hash}` and logs).
     public let hash: String
+    /// The redaction rules, compiled; nil when the file has none.
+    public let redactor: Redactor?
 
     /// Compiles `configuration`. Regexes were checked by the parser; `previous` lends its attribute
     /// ids and the state of unchanged policies. `requiredKeys` are selected whatever the policies
     /// read (the span metrics' dimensions and peer attributes); they keep their ids across reloads.
-    public init(configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "", requiredKeys: [String] = []) {
+    /// `redactionKey`: the secret of `hash` redaction rules (the loader reads it from the environment).
+    public init(
+        configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "", requiredKeys: [String] = [],
+        redactionKey: [UInt8] = []
+    ) {
         self.configuration = configuration
         self.hash = hash
+        // Patterns were checked by the parser.
+        redactor = configuration.redaction.isEmpty ? nil : try? Redactor(rules: configuration.redaction, hashKey: redactionKey)
         var keys = previous?.selection.keys ?? []
         for key in requiredKeys where !keys.contains(key) { keys.append(key) }
         for policy in configuration.policies {

@@ -186,3 +186,39 @@ import Testing
         #expect(second.selection.keys == ["alpha", "beta"])
     }
 }
+
+/// The `redaction:` section: parsed into rules, errors located.
+@Suite struct RedactionRuleFileTests {
+    @Test func parsesRules() throws {
+        let configuration = try RuleFile.parse("""
+            policies: [{name: all, type: always_sample}]
+            redaction:
+              - {action: delete, keys: ["http.request.header.*"]}
+              - {action: hash, keys: [user.email, enduser.id]}
+              - {action: mask, values: ['[0-9]{13,16}'], replacement: "[card]"}
+            """, file: "r.yaml")
+        #expect(configuration.redaction.count == 3)
+        #expect(configuration.redaction[2] == RedactionRule(action: .mask, values: ["[0-9]{13,16}"], replacement: "[card]"))
+        #expect(configuration.redactionHashes)
+    }
+
+    @Test func errorsNameTheRuleAndTheFix() {
+        do {
+            _ = try RuleFile.parse("""
+                policies: [{name: all, type: always_sample}]
+                redaction:
+                  - {action: hide, keys: [a]}
+                  - {action: mask, keys: [b]}
+                  - {action: delete}
+                  - {action: mask, values: ['([']}
+                """, file: "r.yaml")
+            Issue.record("expected errors")
+        } catch {
+            let text = error.description
+            #expect(text.contains("r.yaml:3") && text.contains("redaction[0]") && text.contains("hide"))
+            #expect(text.contains("redaction[1]") && text.contains("mask needs `values`"))
+            #expect(text.contains("redaction[2]") && text.contains("give `keys`"))
+            #expect(text.contains("redaction[3]") && text.contains("not a valid regular expression"))
+        }
+    }
+}

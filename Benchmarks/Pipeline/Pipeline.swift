@@ -1,0 +1,120 @@
+// The core pipeline without Kafka, one thread: decode (otlp_proto) → route → trace window →
+// expire → decide (Benchmarks/e2e/rules.yaml: errors, latency, 1% baseline) → RED and service-graph
+// metrics → kept traces written to the file store (zstd, CRC, fdatasync) on tmpfs. The corpus is
+// the 100 SDK-made traces of Tests/Fixtures/dogbook_corpus.pbl (1 800 spans, ~20-span traces,
+// ~10 attributes per span), with fresh trace ids each pass so nothing is "late".
+//
+//   TAILGATE_BENCHMARKS=1 swift package --scratch-path .build-bench benchmark --target PipelineBenchmark
+import Benchmark
+import Foundation
+import OTLP
+import Sampling
+import SpanMetrics
+import Storage
+
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+struct Corpus {
+    var messages: [[UInt8]] = []
+    var spans = 0
+
+    static func load() -> Corpus {
+        let data = [UInt8](try! Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/dogbook_corpus.pbl")))
+        var corpus = Corpus()
+        var offset = 0
+        while offset + 4 <= data.count {
+            let length = Int(data[offset]) << 24 | Int(data[offset + 1]) << 16 | Int(data[offset + 2]) << 8 | Int(data[offset + 3])
+            corpus.messages.append(Array(data[(offset + 4)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        var batch = SpanBatch()
+        for message in corpus.messages { _ = try! SpanDecoder(encoding: .otlpProto).decode(message, into: &batch) }
+        corpus.spans = batch.spans.count
+        return corpus
+    }
+
+    /// Rewrites every trace id in place (trace ids sit at fixed places in the SDK's encoding: field 1
+    /// of each Span, 16 bytes after the tag 0x0A 0x10) so each pass brings new traces.
+    mutating func renumber(pass: UInt64) {
+        for index in messages.indices {
+            messages[index].withUnsafeMutableBytes { bytes in
+                var i = 0
+                while i + 18 <= bytes.count {
+                    // A span starts with trace_id: 0x0A 0x10 then 16 bytes, then span_id 0x12 0x08.
+                    if bytes[i] == 0x0A && bytes[i + 1] == 0x10 && i + 20 <= bytes.count && bytes[i + 18] == 0x12 && bytes[i + 19] == 0x08 {
+                        bytes.storeBytes(of: pass.bigEndian, toByteOffset: i + 2, as: UInt64.self)
+                        i += 18
+                    } else {
+                        i += 1
+                    }
+                }
+            }
+        }
+    }
+}
+
+nonisolated(unsafe) var corpus = Corpus.load()
+
+let benchmarks: @Sendable () -> Void = {
+    let rules = RuleSet(
+        configuration: try! RuleFile.parse(
+            try! String(contentsOf: root.appendingPathComponent("Benchmarks/e2e/rules.yaml"), encoding: .utf8), file: "rules.yaml"),
+        requiredKeys: SpanMetricsConfiguration().attributeKeys)
+    let storeDirectory = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
+        .appendingPathComponent("tailgate-pipeline-bench-\(getpid())")
+    print("corpus: \(corpus.messages.count) messages, \(corpus.spans) spans per iteration; store on \(storeDirectory.path)")
+
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .instructions], warmupIterations: 5,
+        maxDuration: .seconds(8), maxIterations: 2_000)
+
+    Benchmark("decode → window → decide → RED → store kept, \(corpus.spans) spans per iteration") { benchmark in
+        try? FileManager.default.removeItem(at: storeDirectory)
+        let store = try! TraceStore(directory: storeDirectory, options: TraceStoreOptions())
+        defer { try? FileManager.default.removeItem(at: storeDirectory) }
+        var window = TraceWindow(
+            limits: WindowLimits(decisionWait: .seconds(2), decisionWaitAfterRoot: .seconds(1)),
+            cache: DecisionCache(keptCapacity: 100_000, droppedCapacity: 1_000_000))
+        let hub = SpanMetricsHub(configuration: SpanMetricsConfiguration(), selection: rules.selection, shards: 1)
+        var batch = SpanBatch(selection: rules.selection, reservingBytes: 1 << 20, spans: 4096)
+        var ready: [ReadyTrace] = []
+        var keptTraces: [StoredTrace] = []
+        var clock: UInt64 = 1_000_000_000
+        var pass: UInt64 = 1
+        let decoder = SpanDecoder(encoding: .otlpProto)
+
+        func iteration() {
+            corpus.renumber(pass: pass)
+            pass += 1
+            batch.removeAll()
+            for message in corpus.messages { _ = try! decoder.decode(message, into: &batch) }
+            for span in batch.spans {
+                _ = window.insert(span, from: batch, batchGeneration: pass, source: SourcePosition(partition: 0, offset: 0), now: clock, ready: &ready)
+            }
+            clock += 3_000_000_000
+            window.expire(now: clock, into: &ready)
+            hub.withShard(0) { metrics in
+                for item in ready {
+                    let kept = rules.decide(item.trace, now: clock).isKeep
+                    metrics.record(item.trace, kept: kept, wallClockMillis: 1)
+                    window.remember(item.trace.traceID, kept: kept)
+                    if kept {
+                        keptTraces.append(StoredTrace(traceID: item.trace.traceID, policy: "kept", request: item.trace.exportRequest()))
+                    }
+                    window.recycle(item.trace)
+                }
+            }
+            ready.removeAll(keepingCapacity: true)
+            if !keptTraces.isEmpty {
+                try! store.write(keptTraces)
+                keptTraces.removeAll(keepingCapacity: true)
+            }
+            blackHole(window.lowestHeldOffsets())
+        }
+
+        for _ in 0..<5 { iteration() }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { iteration() }
+        benchmark.stopMeasurement()
+    }
+}
