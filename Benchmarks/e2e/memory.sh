@@ -26,6 +26,9 @@ brokers=$(head -1 "$work/broker")
 "$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --log-level warning >"$work/loaded.json"
 read -r spans bytes < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"])' "$work/loaded.json")
 
+# Nothing is decided while measuring: an hour after the first span and after the root.
+printf 'decision_wait: 1h\ndecision_wait_after_root_received: 1h\npolicies: [{name: all, type: always_sample}]\n' >"$work/hold.yaml"
+
 rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
 metric() { python3 -c '
 import sys, urllib.request
@@ -34,7 +37,7 @@ for line in urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decod
 
 measure() {  # topic port → prints RSS once the buffer holds every span of the topic (or 0 for idle)
     local topic=$1 port=$2 expect=$3
-    "$tailgate" run --brokers "$brokers" --topic "$topic" --group "mem-$topic" --decision-wait 1h --http "127.0.0.1:$port" \
+    "$tailgate" run --brokers "$brokers" --topic "$topic" --group "mem-$topic" --rules "$work/hold.yaml" --http "127.0.0.1:$port" \
         --log-level warning --status-interval 1h >/dev/null &
     local pid=$!
     pids+=("$pid")

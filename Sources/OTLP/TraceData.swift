@@ -11,10 +11,18 @@ public enum TraceAttributeValue: Sendable, Equatable {
 
 /// A selected attribute of a buffered span or of its resource.
 public struct TraceAttribute: Sendable, Equatable {
-    public var key: AttributeKeyID
+    // Declared value first: Swift lays fields out in order, and this order packs into 16 bytes
+    // (value 9, key 2, flag 1) where key-first took 24 — per selected attribute of every buffered span.
     public var value: TraceAttributeValue
+    public var key: AttributeKeyID
     /// Whether it came from the resource (vs the span itself).
     public var fromResource: Bool
+
+    public init(key: AttributeKeyID, value: TraceAttributeValue, fromResource: Bool) {
+        self.value = value
+        self.key = key
+        self.fromResource = fromResource
+    }
 }
 
 /// The resource and instrumentation scope a group of spans was sent under, for re-export.
