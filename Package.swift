@@ -136,3 +136,15 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             swiftSettings: swiftSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }
+
+// libFuzzer targets (Fuzz/README.md): TAILGATE_FUZZ=1 swift build -c release -Xswiftc -sanitize=fuzzer,address --product …
+if ProcessInfo.processInfo.environment["TAILGATE_FUZZ"] != nil {
+    for (name, dependency) in [("FuzzOTLPProtobuf", "OTLP"), ("FuzzOTLPJSON", "OTLP"), ("FuzzRuleFile", "Sampling")] {
+        package.products.append(.executable(name: name, targets: [name]))
+        package.targets.append(
+            .executableTarget(
+                name: name, dependencies: [.target(name: dependency)], path: "Fuzz/\(name.dropFirst(4))",
+                swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]))
+    }
+}
+

@@ -1,3 +1,4 @@
+import Foundation
 import OTLP
 import Sampling
 import Testing
@@ -220,5 +221,44 @@ import Testing
             #expect(text.contains("redaction[2]") && text.contains("give `keys`"))
             #expect(text.contains("redaction[3]") && text.contains("not a valid regular expression"))
         }
+    }
+}
+
+/// The rule-file parser's share of the bounded CI fuzz: mutated pipeline files give rules or located
+/// errors, never a crash (libFuzzer's long runs: Fuzz/README.md).
+@Suite struct RuleFileFuzzRegressionTests {
+    @Test func mutatedRuleFilesParseOrFailWithLocations() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/rules")
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+            .map { [UInt8](try Data(contentsOf: folder.appendingPathComponent($0))) }
+        try #require(!seeds.isEmpty)
+        var state: UInt64 = 3
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        let alphabet = Array("{}[]:,-#&*!|>'\"\n \t0123456789abcdefghijklmnopqrstuvwxyz_.".utf8)
+        var parsed = 0
+        var refused = 0
+        for _ in 0..<1_500 {
+            var bytes = seeds[next() % seeds.count]
+            for _ in 0..<(1 + next() % 3) {
+                let at = next() % max(1, bytes.count)
+                switch next() % 3 {
+                case 0: if !bytes.isEmpty { bytes[at] = alphabet[next() % alphabet.count] }
+                case 1: bytes.insert(alphabet[next() % alphabet.count], at: min(at, bytes.count))
+                default: if !bytes.isEmpty { bytes.remove(at: at) }
+                }
+            }
+            do {
+                _ = try RuleFile.parse(String(decoding: bytes, as: UTF8.self), file: "fuzz.yaml")
+                parsed += 1
+            } catch {
+                refused += 1
+                #expect(error.errors.allSatisfy { $0.file == "fuzz.yaml" && $0.line >= 0 })
+            }
+        }
+        #expect(parsed > 0 && refused > 0, "parsed \(parsed), refused \(refused)")
     }
 }
