@@ -81,16 +81,25 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SpanMetricsTests", dependencies: ["SpanMetrics", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        // A local OTLP/HTTP receiver and other helpers the Storage and Engine tests share.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "StorageTests",
             dependencies: [
-                "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
+                "Storage", "OTLP", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "OTLP", "SpanMetrics", "Kafka", "tailgate"],
+            name: "EngineTests", dependencies: ["Engine", "OTLP", "SpanMetrics", "Kafka", "tailgate", "TestSupport"],
             swiftSettings: swiftSettings),
     ]
 )

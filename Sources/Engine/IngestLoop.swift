@@ -29,6 +29,13 @@ public protocol IngestSink: AnyObject, Sendable {
     /// The loop is stopping: decide and hand on everything buffered, so that
     /// ``committableOffsets()`` covers all that was consumed.
     func drain()
+    /// Bytes the sink can still take before its buffer limit (nil: no limit). The loop takes smaller
+    /// polls as it shrinks, so a pause lands close to the limit instead of one full poll past it.
+    var headroom: Int? { get }
+}
+
+extension IngestSink {
+    public var headroom: Int? { nil }
 }
 
 /// Acknowledges each message as soon as it is decoded: for ingest-only runs, and the reference
@@ -120,6 +127,8 @@ public final class IngestLoop: @unchecked Sendable {
     }
 
     private var firstMessageAt: ContinuousClock.Instant?
+    /// A running average of message sizes (for poll sizes near the buffer limit).
+    private var averageMessageBytes = 0
     private let processing = Mutex<Duration?>(nil)
 
     /// From the first message to the end of ``run()``'s drain (everything decided and stored): the
@@ -175,7 +184,14 @@ public final class IngestLoop: @unchecked Sendable {
         batch.removeAll()
         messages.removeAll(keepingCapacity: true)
         var counts = IngestMetrics.Counts()
-        consumer.poll(maxMessages: maxMessagesPerPoll, timeout: timeout) { message in
+        // Near the buffer limit, take only what fits: resident bytes run about twice the wire bytes.
+        var pollSize = maxMessagesPerPoll
+        if let headroom = sink.headroom, averageMessageBytes > 0 {
+            pollSize = max(16, min(maxMessagesPerPoll, headroom / (2 * averageMessageBytes)))
+        }
+        var polledBytes = 0
+        consumer.poll(maxMessages: pollSize, timeout: timeout) { message in
+            polledBytes += message.payload.count
             if firstMessageAt == nil { firstMessageAt = .now }
             counts.messagesReceived += 1
             counts.bytesReceived += message.payload.count
@@ -211,6 +227,10 @@ public final class IngestLoop: @unchecked Sendable {
             }
         }
         metrics.add(counts)
+        if counts.messagesReceived > 0 {
+            let average = polledBytes / counts.messagesReceived
+            averageMessageBytes = averageMessageBytes == 0 ? average : (averageMessageBytes * 7 + average) / 8
+        }
         if !messages.isEmpty {
             sink.ingest(batch, messages: messages)
             // The sink holds the batch until its shards are through with it. Decode the next poll into

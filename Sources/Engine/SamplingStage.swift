@@ -131,6 +131,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// Bytes waiting in the kept-trace sinks.
     public var queuedBytes: Int { kept.queuedBytes }
 
+    public var headroom: Int? { max(0, bufferLimit - metrics.buffered.bytes - kept.queuedBytes) }
+
     public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
         sequence += 1
         var perShard = Array(repeating: ShardWork(batch: batch, generation: sequence, sequence: sequence), count: shards.count)
