@@ -68,4 +68,42 @@ import TestSupport
         let result = try #require(summary.withLock { $0 })
         #expect(result.messages == 6000 && result.tracesKept == 6000)
     }
+
+    /// One broker of three goes down for 15 s in the middle of consumption: no crash, and every trace
+    /// is decided and kept exactly as if nothing had happened.
+    @Test func aBrokerOfThreeDownForFifteenSeconds() throws {
+        let cluster = try KafkaMockCluster(brokers: 3, topics: [("spans", 6)], logger: quietLogger)
+        let sent = try produceTraffic(to: "spans", on: cluster, traces: 3000, seed: 12)
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules("decision_wait: 200ms\npolicies: [{name: all, type: always_sample}]")
+        configuration.statusInterval = .seconds(60)
+        configuration.bufferLimit = 4 << 20  // small: consumption is still going on when the broker fails
+        let kept = KeptTraces()
+        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        let summary = Mutex<RunSummary?>(nil)
+        Thread {
+            let result = engine.run()
+            summary.withLock { $0 = result }
+            done.signal()
+        }.start()
+        defer {
+            engine.requestStop()
+            _ = done.wait(timeout: .now() + 60)
+        }
+        #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived > 0 })
+        try cluster.setBroker(2, down: true)
+        let atFailure = engine.metrics.snapshot.messagesReceived
+        Thread.sleep(forTimeInterval: 15)
+        try cluster.setBroker(2, down: false)
+        #expect(waitUntil(.seconds(120)) { kept.snapshot.count == 3000 })
+        print("fault broker-down-15s: \(sent.traces) traces / \(sent.spans) spans produced, \(atFailure) messages consumed when broker 2 went down, \(kept.snapshot.count) traces kept")
+        engine.requestStop()
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        let result = try #require(summary.withLock { $0 })
+        #expect(result.spans >= sent.spans, "every span read (more only if a partition was read twice)")
+        #expect(result.outcome == "stopped")
+    }
 }
+
