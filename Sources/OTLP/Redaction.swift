@@ -34,6 +34,7 @@ public struct RedactionRule: Sendable, Equatable {
 /// sees them. Everything else is copied byte for byte. Rules apply in order; a deleted attribute is
 /// gone for the rules after it.
 ///
+/// Shared by the shard threads (read-only after init; patterns are compiled in init).
 /// Not a hot-path component: it runs on kept traces only (a few percent of spans), and builds a
 /// `String` per string value it has to test against a pattern.
 public struct Redactor: @unchecked Sendable {
@@ -64,6 +65,9 @@ public struct Redactor: @unchecked Sendable {
                 replacement: rule.replacement)
         }
         self.hashKey = hashKey
+        // Compile each pattern now, on this thread: shards share the redactor, and a regex compiles
+        // lazily on first use.
+        for rule in self.rules { for pattern in rule.values { _ = "".contains(pattern) } }
     }
 
     /// The request with its attributes redacted, and what was done.
