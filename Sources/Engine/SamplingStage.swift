@@ -92,7 +92,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     private var partitionIndex: [TopicPartition: UInt32] = [:]
     private var partitions: [TopicPartition] = []
     private var sequence: UInt64 = 0
-    private var pending: [(sequence: UInt64, next: [UInt32: Int64])] = []
+    private var pending: [(sequence: UInt64, next: [UInt32: Int64], bytes: Int)] = []
     private var completedNext: [UInt32: Int64] = [:]
     private var paused = false
     private let pressureHandler: Mutex<(@Sendable (Bool) -> Void)?> = Mutex(nil)
@@ -131,7 +131,15 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// Bytes waiting in the kept-trace sinks.
     public var queuedBytes: Int { kept.queuedBytes }
 
-    public var headroom: Int? { max(0, bufferLimit - metrics.buffered.bytes - kept.queuedBytes) }
+    public var headroom: Int? { max(0, bufferLimit - heldBytes) }
+
+    /// What the buffer limit weighs: buffered traces, kept traces queued in sinks, and polls handed to
+    /// the shards but not yet in their windows (a lagging shard must not hide them from the limit).
+    private var heldBytes: Int {
+        let completed = shards.map { $0.published.completedSequence }.min() ?? 0
+        let inFlight = pending.reduce(0) { $1.sequence > completed ? $0 + $1.bytes : $0 }
+        return metrics.buffered.bytes + kept.queuedBytes + inFlight
+    }
 
     public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
         sequence += 1
@@ -146,7 +154,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
                 perShard[shard].sources.append(SourcePosition(partition: partition, offset: message.offset))
             }
         }
-        pending.append((sequence, next))
+        pending.append((sequence, next, batch.bytes.count))
         // Every shard gets the poll (empty or not), so that "all shards finished poll N" is known.
         for (shard, work) in zip(shards, perShard) { shard.send(.spans(work)) }
         applyPressure()
@@ -212,7 +220,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// trace, or fetches in flight), shards decide their heaviest traces early.
     private func applyPressure() {
         let buffered = metrics.buffered
-        let bytes = buffered.bytes + kept.queuedBytes
+        let bytes = heldBytes
         // `num_traces` bounds the count as the byte limit bounds memory: both pause, neither drops.
         let maxTraces = rules.rules.configuration.settings.numTraces
         if !paused && buffered.traces >= maxTraces {
