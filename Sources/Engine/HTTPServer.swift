@@ -5,27 +5,52 @@ import NIOPosix
 import Synchronization
 
 /// The HTTP listener: NIO's HTTP/1.1 server with keep-alive, serving ``HTTPRoutes``. Requests are
-/// small; bodies over 1 MiB are refused.
+/// small, and the listener says so: bodies over 1 MiB get 413; a request line or header field over
+/// 8 KiB, headers over 32 KiB in all or more than 100 fields get 431; a connection that sends
+/// nothing for 30 s is closed (a slow client cannot hold one open); past 512 open connections new
+/// ones are closed at once.
 public final class HTTPServer: Sendable {
+    /// The listener's limits (see the type's documentation).
+    public struct Limits: Sendable {
+        public var maximumBody = 1 << 20
+        public var maximumHeaderField = 8 << 10
+        public var maximumHeaders = 32 << 10
+        public var maximumHeaderCount = 100
+        public var idleTimeout: Duration = .seconds(30)
+        public var maximumConnections = 512
+        public init() {}
+    }
+
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     /// The bound address (`host:port`; the port is the real one when 0 was asked for).
     public let boundAddress: String
 
     /// Binds `address` (`HOST:PORT`).
-    public init(address: String, routes: HTTPRoutes, logger: Logger) throws {
+    public init(address: String, routes: HTTPRoutes, limits: Limits = Limits(), logger: Logger) throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
             throw ConfigurationError("--http: '\(address)' is not HOST:PORT, e.g. 0.0.0.0:3200")
         }
         let host = String(address[..<colon])
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderFieldSize = limits.maximumHeaderField
+        decoderLimits.maxHeaderListSize = limits.maximumHeaders
+        decoderLimits.maxHeaderFieldCount = limits.maximumHeaderCount
+        let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(routes: routes))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ConnectionLimiter(open: open, maximum: limits.maximumConnections))
+                    try sync.addHandler(IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9))))
+                    try sync.configureHTTPServerPipeline(
+                        withErrorHandling: false, withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
+                        withDecoderLimitConfiguration: decoderLimits)
+                    try sync.addHandler(ProtocolErrorHandler())
+                    try sync.addHandler(RequestHandler(routes: routes, maximumBody: limits.maximumBody))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -50,13 +75,25 @@ private final class RequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    static let maximumBody = 1 << 20
     let routes: HTTPRoutes
+    let maximumBody: Int
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(routes: HTTPRoutes) { self.routes = routes }
+    init(routes: HTTPRoutes, maximumBody: Int) {
+        self.routes = routes
+        self.maximumBody = maximumBody
+    }
+
+    /// A connection idle past the read timeout is closed.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -65,7 +102,7 @@ private final class RequestHandler: ChannelInboundHandler {
             body.removeAll(keepingCapacity: true)
             tooLarge = false
         case .body(var buffer):
-            if body.count + buffer.readableBytes > Self.maximumBody {
+            if body.count + buffer.readableBytes > maximumBody {
                 tooLarge = true
             } else if let bytes = buffer.readBytes(length: buffer.readableBytes) {
                 body += bytes
@@ -75,7 +112,7 @@ private final class RequestHandler: ChannelInboundHandler {
             self.head = nil
             let response: HTTPResponse
             if tooLarge {
-                response = HTTPResponse(status: 413, body: "request body over 1 MiB\n")
+                response = HTTPResponse(status: 413, body: "request body over \(maximumBody) bytes\n")
             } else {
                 let request = HTTPRequest(
                     method: head.method.rawValue, path: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
@@ -103,5 +140,76 @@ private final class RequestHandler: ChannelInboundHandler {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }
         }
+    }
+}
+
+/// Open connections, across the listener's channels.
+private final class ConnectionCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+/// Closes a new connection at once when `maximum` are already open.
+private final class ConnectionLimiter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    let open: ConnectionCount
+    let maximum: Int
+
+    init(open: ConnectionCount, maximum: Int) {
+        self.open = open
+        self.maximum = maximum
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if open.value.add(1, ordering: .relaxed).newValue > maximum {
+            context.close(promise: nil)
+        } else {
+            context.fireChannelActive()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        open.value.subtract(1, ordering: .relaxed)
+        context.fireChannelInactive()
+    }
+}
+
+/// Answers a request the parser refused — 431 when its headers are over the limits, else 400 — and
+/// closes the connection (NIO's own handler says 400 to both).
+private final class ProtocolErrorHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var responding = false
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if !responding {
+            let tooLarge = parserError == .headerOverflow
+            let text = tooLarge ? "request line or headers over the limits (8 KiB a field, 32 KiB in all, 100 fields)\n" : "malformed HTTP request\n"
+            let headers = HTTPHeaders([("Connection", "close"), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", String(text.utf8.count))])
+            let head = HTTPResponseHead(version: .http1_1, status: tooLarge ? .requestHeaderFieldsTooLarge : .badRequest, headers: headers)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code >= 200: responding = true
+        case .end: responding = false
+        default: break
+        }
+        context.write(data, promise: promise)
     }
 }

@@ -85,6 +85,110 @@ final class FakeBackend: HTTPBackend {
     }
 }
 
+/// The listener's limits, each shown to bite: oversized headers, too many fields, idle and surplus
+/// connections.
+@Suite struct HTTPLimitsTests {
+    func server(_ limits: HTTPServer.Limits = HTTPServer.Limits()) throws -> (HTTPServer, UInt16) {
+        let server = try HTTPServer(
+            address: "127.0.0.1:0", routes: HTTPRoutes(backend: FakeBackend(), adminToken: nil), limits: limits, logger: quietLogger)
+        return (server, UInt16(server.boundAddress.split(separator: ":").last!)!)
+    }
+
+    @Test func oversizedHeadersGet431AndTheListenerServesOn() throws {
+        let (server, port) = try server()
+        defer { server.shutdown() }
+        let longField = "GET /metrics HTTP/1.1\r\nHost: x\r\nCookie: \(String(repeating: "a", count: 9000))\r\n\r\n"
+        let field = try rawHTTP(port: port, longField)
+        #expect(field.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "\(field.prefix(80))")
+        #expect(field.contains("over the limits"))
+        let manyFields = "GET /metrics HTTP/1.1\r\nHost: x\r\n" + (0..<150).map { "X-F\($0): v\r\n" }.joined() + "\r\n"
+        #expect(try rawHTTP(port: port, manyFields).hasPrefix("HTTP/1.1 431"))
+        let allHeaders = "GET /metrics HTTP/1.1\r\nHost: x\r\n" + (0..<6).map { "X-F\($0): \(String(repeating: "b", count: 6000))\r\n" }.joined() + "\r\n"
+        #expect(try rawHTTP(port: port, allHeaders).hasPrefix("HTTP/1.1 431"))
+        let longURL = "GET /api/traces/\(String(repeating: "0", count: 9000)) HTTP/1.1\r\nHost: x\r\n\r\n"
+        #expect(try rawHTTP(port: port, longURL).hasPrefix("HTTP/1.1 431"))
+        #expect(try rawHTTP(port: port, "NOT HTTP AT ALL\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+        // Within the limits (a 6 KiB header, 90 fields) all is well.
+        let fine = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: \(String(repeating: "c", count: 6000))\r\n"
+            + (0..<90).map { "X-F\($0): v\r\n" }.joined() + "\r\n"
+        #expect(try rawHTTP(port: port, fine).hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
+    @Test func idleConnectionsAreClosed() throws {
+        var limits = HTTPServer.Limits()
+        limits.idleTimeout = .milliseconds(200)
+        let (server, port) = try server(limits)
+        defer { server.shutdown() }
+        let socket = try TestSocket(port: port)
+        // Nothing sent: the server closes it (recv sees the end, not our 10 s receive timeout).
+        #expect(socket.readUntilClosed() == .closed)
+    }
+
+    @Test func connectionsPastTheMaximumAreClosedAtOnce() throws {
+        var limits = HTTPServer.Limits()
+        limits.maximumConnections = 2
+        let (server, port) = try server(limits)
+        defer { server.shutdown() }
+        let first = try TestSocket(port: port)
+        let second = try TestSocket(port: port)
+        #expect(first.request("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        let third = try TestSocket(port: port)
+        #expect(third.readUntilClosed() == .closed, "the third connection is closed")
+        #expect(second.request("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        first.close()
+        second.close()
+        // Closed ones free their places.
+        #expect(waitUntil(.seconds(5)) {
+            (try? rawHTTP(port: port, "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200")) == true
+        })
+    }
+}
+
+/// A client socket held open across requests.
+final class TestSocket {
+    let fd: Int32
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    enum End: Equatable { case closed, timedOut, data }
+
+    /// Reads until the peer closes (`.closed`), data arrives (`.data`) or 10 s pass (`.timedOut`).
+    func readUntilClosed() -> End {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n == 0 || (n < 0 && errno == ECONNRESET) { return .closed }
+        return n > 0 ? .data : .timedOut
+    }
+
+    /// Sends one request and reads one response (up to its headers and a small body).
+    func request(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+    }
+
+    private var isOpen = true
+    func close() {
+        if isOpen { Glibc.close(fd) }
+        isOpen = false
+    }
+    deinit { close() }
+}
+
 /// Sends `request` to 127.0.0.1:`port` and reads until the server closes.
 func rawHTTP(port: UInt16, _ request: String) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
