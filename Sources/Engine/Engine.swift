@@ -95,6 +95,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     /// From a kept trace's decision to its spans durable in every sink: p50 and p99, seconds.
     public var keptStoreLatencyP50: Double?
     public var keptStoreLatencyP99: Double?
+    /// The process's peak resident memory, bytes (what the buffer limit is meant to bound).
+    public var peakResidentBytes: Int?
 }
 
 /// The engine's lifecycle: ingest (consume, decode, account for bad input), the sampling stage
@@ -187,12 +189,20 @@ public final class Engine: Sendable {
             deadLetter = try DeadLetterTopic(
                 topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
         }
+        // Under a buffer limit, Kafka's prefetch and the polls take their share of it (unless the
+        // user set the prefetch explicitly).
+        var properties = configuration.kafkaProperties
+        let budget = sampling.map { MemoryBudget(bufferLimit: $0.bufferLimit) }
+        if let budget, properties["queued.max.messages.kbytes"] == nil {
+            properties["queued.max.messages.kbytes"] = String(budget.prefetchKiB)
+        }
         let consumer = KafkaConsumerConfiguration(
             bootstrapServers: configuration.brokers, groupID: configuration.group, topics: configuration.topics,
-            properties: configuration.kafkaProperties, statisticsInterval: configuration.statisticsInterval)
+            properties: properties, statisticsInterval: configuration.statisticsInterval)
         loop = try IngestLoop(
             consumer: consumer, encoding: configuration.encoding, sink: sink, deadLetter: deadLetter, metrics: metrics,
             exitOnEOF: configuration.exitOnEOF, logger: logger)
+        if let budget { loop.maxBytesPerPoll = budget.pollBytes }
     }
 
     /// Stop fetching, decide what is buffered, commit, leave the group; ``run()`` then returns.
@@ -292,7 +302,15 @@ public final class Engine: Sendable {
             keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped,
             processingSeconds: loop.processingTime.map { $0.timeInterval },
             keptStoreLatencyP50: sampling?.metrics.keptTraceStoreLatency(quantile: 0.5),
-            keptStoreLatencyP99: sampling?.metrics.keptTraceStoreLatency(quantile: 0.99))
+            keptStoreLatencyP99: sampling?.metrics.keptTraceStoreLatency(quantile: 0.99),
+            peakResidentBytes: Self.peakResidentBytes)
+    }
+
+    /// The process's peak resident set so far (`getrusage`'s `ru_maxrss`, in KiB on Linux).
+    static var peakResidentBytes: Int? {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return nil }
+        return Int(usage.ru_maxrss) * 1024
     }
 }
 

@@ -97,6 +97,10 @@ public final class IngestLoop: @unchecked Sendable {
     private let relay: RebalanceRelay
     /// Messages taken per poll: large enough to amortise, small enough to keep latency low.
     public var maxMessagesPerPoll = 2048
+    /// Bytes of messages taken per poll (by the running average message size; the first poll, before
+    /// there is one, takes 64 messages). Polled bytes are held in the batch being decoded and the
+    /// batches kept for reuse, so this bounds them.
+    public var maxBytesPerPoll = Int.max
 
     public init(
         consumer configuration: KafkaConsumerConfiguration, encoding: OTLPEncoding,
@@ -186,8 +190,11 @@ public final class IngestLoop: @unchecked Sendable {
         var counts = IngestMetrics.Counts()
         // Near the buffer limit, take only what fits: resident bytes run about twice the wire bytes.
         var pollSize = maxMessagesPerPoll
-        if let headroom = sink.headroom, averageMessageBytes > 0 {
-            pollSize = max(16, min(maxMessagesPerPoll, headroom / (2 * averageMessageBytes)))
+        if averageMessageBytes > 0 {
+            pollSize = max(16, min(pollSize, maxBytesPerPoll / averageMessageBytes))
+            if let headroom = sink.headroom { pollSize = max(16, min(pollSize, headroom / (2 * averageMessageBytes))) }
+        } else if maxBytesPerPoll != .max {
+            pollSize = min(pollSize, 64)
         }
         var polledBytes = 0
         consumer.poll(maxMessages: pollSize, timeout: timeout) { message in
@@ -238,7 +245,10 @@ public final class IngestLoop: @unchecked Sendable {
             // reused in place (fresh buffers for every poll cost page faults and zeroing per byte).
             // Were a shard still holding it, emptying it would simply allocate anew (copy on write).
             retired.append(batch)
-            if retired.count > 3, retired[0].selection == sink.attributeSelection {
+            // A batch grown by an outsized poll (a burst of large messages) is let go, not kept.
+            if retired.count > 3, retired[0].selection == sink.attributeSelection,
+                maxBytesPerPoll == .max || retired[0].bytes.capacity <= 2 * max(maxBytesPerPoll, 1 << 20)
+            {
                 batch = retired.removeFirst()
             } else {
                 if retired.count > 3 { retired.removeFirst() }

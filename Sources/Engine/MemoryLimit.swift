@@ -18,3 +18,19 @@ enum MemoryLimit {
     /// buffers, the sinks and the runtime.
     static var defaultBufferLimit: Int { bytes() / 2 }
 }
+
+/// How the buffer limit is shared out among what holds span bytes besides the trace windows, so the
+/// process's resident memory follows the limit instead of fixed defaults sized for a big machine:
+/// librdkafka's prefetch queue (64 MiB by default, whatever the limit) and the ingest loop's polls
+/// (up to 2 048 messages each, several kept for reuse).
+public struct MemoryBudget: Sendable, Equatable {
+    /// librdkafka's `queued.max.messages.kbytes`: a sixteenth of the limit, 1–64 MiB.
+    public var prefetchKiB: Int
+    /// Bytes of messages taken per poll: a sixteenth of the limit, 256 KiB–16 MiB.
+    public var pollBytes: Int
+
+    public init(bufferLimit: Int) {
+        prefetchKiB = min(max(bufferLimit / 16 / 1024, 1024), 65536)
+        pollBytes = min(max(bufferLimit / 16, 256 << 10), 16 << 20)
+    }
+}

@@ -218,6 +218,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     /// Pauses consumption above the buffer limit, resumes below 80% of it; far above it (a giant
     /// trace, or fetches in flight), shards decide their heaviest traces early.
+    private let pressureLog = LogThrottle(interval: .seconds(60))
+
     private func applyPressure() {
         let buffered = metrics.buffered
         let bytes = heldBytes
@@ -233,11 +235,14 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         if !paused && bytes > bufferLimit {
             paused = true
             pressureHandler.withLock { $0 }?(true)
-            logger.warning("buffer limit reached: pausing consumption", metadata: ["buffered_bytes": "\(bytes)", "limit": "\(bufferLimit)"])
+            // Under sustained load this is the steady state (pause, drain, resume): said once a minute.
+            pressureLog.log(
+                logger, level: .warning, key: "pause", "buffer limit reached: pausing consumption",
+                metadata: ["buffered_bytes": "\(bytes)", "limit": "\(bufferLimit)"])
         } else if paused && bytes < bufferLimit / 10 * 8 {
             paused = false
             pressureHandler.withLock { $0 }?(false)
-            logger.info("buffer below 80% of its limit: resuming consumption", metadata: ["buffered_bytes": "\(bytes)"])
+            pressureLog.log(logger, level: .info, key: "resume", "buffer below 80% of its limit: resuming consumption", metadata: ["buffered_bytes": "\(bytes)"])
         }
         let overloaded = bytes > bufferLimit + bufferLimit / 4
         for shard in shards { shard.underPressure.store(overloaded, ordering: .relaxed) }

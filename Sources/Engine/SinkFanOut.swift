@@ -65,8 +65,9 @@ final class SinkFanOut: KeptTraceSink {
 
     private var sinkCount: Int { (store == nil ? 0 : 1) + (kafka == nil ? 0 : 1) + (otlp == nil ? 0 : 1) }
 
-    /// Bytes queued for the exporter: they count toward the buffer limit (a dead receiver pauses Kafka).
-    var queuedBytes: Int { otlp?.queuedBytes ?? 0 }
+    /// Bytes of kept traces no sink has acknowledged yet: they count toward the buffer limit (a dead
+    /// receiver, a slow disk or an unreachable topic pauses Kafka instead of growing memory).
+    var queuedBytes: Int { (otlp?.queuedBytes ?? 0) + (store?.queuedBytes ?? 0) + (kafka?.unacknowledgedBytes ?? 0) }
 
     private func exportable(_ trace: StoredTrace) -> [UInt8] {
         (try? TraceMerger.merge([trace], policyAttribute: policyAttribute)) ?? trace.request

@@ -18,6 +18,7 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
     private let flushed = DispatchSemaphore(value: 0)
     private let written = Atomic<Int>(0)
     private let failures = Atomic<Int>(0)
+    private let unwritten = Atomic<Int>(0)
     private let interval: Duration
     private let batchBytes: Int
 
@@ -52,6 +53,7 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
             state.bytes += trace.request.count
             return state.bytes
         }
+        unwritten.add(trace.request.count, ordering: .relaxed)
         if size >= batchBytes { wake.signal() }
     }
 
@@ -70,6 +72,9 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
         stopping.store(true, ordering: .relaxed)
         wake.signal()
     }
+
+    /// Bytes of kept traces queued or being written, not yet durable (they count toward the buffer limit).
+    public var queuedBytes: Int { unwritten.load(ordering: .relaxed) }
 
     public var tracesWritten: Int { written.load(ordering: .relaxed) }
     public var writeFailures: Int { failures.load(ordering: .relaxed) }
@@ -96,6 +101,7 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
                 }
             }
             written.add(batch.count, ordering: .relaxed)
+            unwritten.add(-batch.reduce(0) { $0 + $1.0.request.count }, ordering: .relaxed)
             for (_, stored) in batch { stored() }
             idle.withLock { $0 = true }
         }

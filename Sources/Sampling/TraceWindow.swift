@@ -223,15 +223,23 @@ public struct TraceWindow: Sendable {
 
     /// Gives a decided trace's buffers back for the next new trace (dropped traces: most of them),
     /// so that a steady stream allocates nothing per trace.
+    /// The pool is bounded in bytes as well as in count, and keeps no outsized buffers: it is memory
+    /// outside the buffer limit's account, so it stays small beside it.
     public mutating func recycle(_ trace: consuming TraceData) {
-        guard pool.count < Self.poolLimit else { return }
+        let bytes = trace.residentBytes
+        guard pool.count < Self.poolLimit, bytes <= Self.pooledTraceLimit, poolBytes + bytes <= Self.poolByteLimit else { return }
+        poolBytes += bytes
         pool.append(trace)
     }
 
     static let poolLimit = 256
+    static let poolByteLimit = 2 << 20
+    static let pooledTraceLimit = 32 << 10
+    private var poolBytes = 0
 
     private mutating func reusedTrace(_ id: TraceID) -> TraceData {
         guard var trace = pool.popLast() else { return TraceData(traceID: id) }
+        poolBytes -= trace.residentBytes
         trace.reset(traceID: id)
         return trace
     }

@@ -16,6 +16,7 @@ public final class KafkaTraceSink: @unchecked Sendable {
     private let throttle = LogThrottle(interval: .seconds(10))
     private let polling = Atomic<Bool>(true)
     private let pending = Atomic<Int>(0)
+    private let pendingBytes = Atomic<Int>(0)
     private let deliveredCount = Atomic<Int>(0)
     private let failureCount = Atomic<Int>(0)
 
@@ -42,6 +43,7 @@ public final class KafkaTraceSink: @unchecked Sendable {
     /// Publishes an `ExportTraceServiceRequest` for `traceID` as it is.
     public func publish(_ request: [UInt8], traceID: TraceID, stored: @escaping @Sendable () -> Void) {
         pending.add(1, ordering: .relaxed)
+        pendingBytes.add(request.count, ordering: .relaxed)
         send(request, key: Array(traceID.hex.utf8), attempt: 0, stored: stored)
     }
 
@@ -49,6 +51,7 @@ public final class KafkaTraceSink: @unchecked Sendable {
         let deliver: @Sendable (KafkaError?) -> Void = { [self] error in
             guard let error else {
                 pending.add(-1, ordering: .relaxed)
+                pendingBytes.add(-payload.count, ordering: .relaxed)
                 deliveredCount.add(1, ordering: .relaxed)
                 stored()
                 return
@@ -85,6 +88,9 @@ public final class KafkaTraceSink: @unchecked Sendable {
     }
 
     public var unacknowledged: Int { pending.load(ordering: .relaxed) }
+    /// Bytes of kept traces handed to the producer and not yet acknowledged (they count toward the
+    /// buffer limit: a slow or unreachable topic pauses consumption).
+    public var unacknowledgedBytes: Int { pendingBytes.load(ordering: .relaxed) }
     /// Traces the broker acknowledged.
     public var delivered: Int { deliveredCount.load(ordering: .relaxed) }
     /// Failed attempts (each retried).

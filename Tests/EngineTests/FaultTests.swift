@@ -145,5 +145,149 @@ import TestSupport
         #expect(missing.isEmpty, "\(missing.count) of \(expected.count) kept traces missing or partial after five kill -9")
         #expect(expected.count > 200)
     }
+
+    /// A rebalance storm: members join, leave (SIGTERM) and crash (kill -9) every 2.5 s while traffic
+    /// flows, so rebalances overlap one another; a last member finishes the topic. Every trace the
+    /// rules keep is stored whole by some member (a trace may be stored twice: at least once is the
+    /// guarantee, and the test counts how often). Under the default (eager) assignors and under
+    /// cooperative-sticky (incremental: only moved partitions are revoked).
+    @Test(arguments: ["range,roundrobin", "cooperative-sticky"])
+    func aRebalanceStormLosesNoKeptTrace(strategy: String) throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "8"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let directories = (0..<3).map {
+            FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-storm-\($0)-\(UUID().uuidString)")
+        }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let rulesPath = try writeRules(deterministicRules)
+        func member(_ slot: Int, _ extra: [String] = []) -> [String] {
+            ["run", "--brokers", bootstrap, "--rules", rulesPath, "--data", directories[slot].path, "--http", "127.0.0.1:0",
+             "--log-level", "error", "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
+             "--kafka-property", "max.poll.interval.ms=10000", "--kafka-property", "partition.assignment.strategy=\(strategy)"] + extra
+        }
+        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "4000", "--rate", "200", "--error-rate", "0.1", "--seed", "93"])
+
+        // slot → running member; each step 2.5 s after the last, faster than a rebalance settles.
+        var running: [Int: Process] = [:]
+        var graceful = 0, crashed = 0, joined = 0
+        enum Step { case join(Int), leave(Int), crash(Int) }
+        let storm: [Step] = [.join(0), .join(1), .join(2), .leave(0), .crash(1), .join(0), .leave(2), .join(1), .leave(0), .join(2), .crash(1)]
+        for step in storm {
+            switch step {
+            case .join(let slot):
+                running[slot] = try processes.start(member(slot)).0
+                joined += 1
+            case .leave(let slot):
+                let removed = running.removeValue(forKey: slot)
+                let process = try #require(removed)
+                #expect(process.isRunning, "member \(slot) still up when asked to leave")
+                process.terminate()
+                process.waitUntilExit()
+                #expect(process.terminationStatus == 0, "member \(slot) left cleanly")
+                graceful += 1
+            case .crash(let slot):
+                let removed = running.removeValue(forKey: slot)
+                let process = try #require(removed)
+                #expect(process.isRunning, "member \(slot) still up when killed")
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                crashed += 1
+            }
+            Thread.sleep(forTimeInterval: 2.5)
+        }
+        loadgen.waitUntilExit()
+        #expect(loadgen.terminationStatus == 0)
+        for (_, process) in running {
+            #expect(process.isRunning, "no member crashed by itself")
+            process.terminate()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+        let last = try processes.run(member(0, ["--exit-on-eof"]), timeout: .seconds(180))
+        #expect(last.status == 0)
+
+        let expected = try expectedKept(count: 4000, seed: 93, errorRate: 0.1, slowRate: 0.03, rules: try RuleLoader.load(rulesPath))
+        let stores = try directories.map { try TraceStore(directory: $0, readOnly: true) }
+        var missing = 0, storedTwice = 0
+        for (id, spans) in expected {
+            let found = try stores.compactMap { try storedSpanCount($0, id) }
+            if found.max() != spans { missing += 1 }
+            if found.count > 1 { storedTwice += 1 }
+        }
+        print("fault rebalance-storm (\(strategy)): 4000 traces produced, \(joined) joins, \(graceful) graceful leaves, \(crashed) kill -9 in \(storm.count) steps 2.5 s apart; \(expected.count) kept by the rules, \(expected.count - missing) stored whole, \(storedTwice) stored by two members")
+        #expect(missing == 0, "\(missing) of \(expected.count) kept traces missing or partial after the storm")
+        #expect(expected.count > 300)
+    }
+
+    /// A burst of ten times the buffer limit's worth of spans arrives at once while the engine runs,
+    /// with a decision wait that would need far more memory to hold it all: consumption pauses
+    /// instead, resident memory stays within the limit plus a stated margin over the idle process,
+    /// and every trace is kept and stored.
+    @Test func aTenfoldBurstStaysWithinTheBufferLimit() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "12"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-burst-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let rulesPath = try writeRules("decision_wait: 3s\npolicies: [{name: all, type: always_sample}]")
+        let limit = 16 << 20
+        let port = try freePort()
+        let (engine, _) = try processes.start(
+            ["run", "--brokers", bootstrap, "--rules", rulesPath, "--data", data.path, "--buffer-limit", "16MiB",
+             "--http", "127.0.0.1:\(port)", "--log-level", "error", "--status-interval", "1h"])
+        let pid = engine.processIdentifier
+        func metric(_ name: String) -> Double? {
+            guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
+            return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect(waitUntil(.seconds(60)) { metric("tailgate_kafka_partitions_assigned") == 12 })
+        Thread.sleep(forTimeInterval: 1)
+        let idle = try #require(residentBytes(pid, "VmRSS"))
+
+        // The burst: as fast as the producer goes, 10× the limit in OTLP bytes.
+        let burstStart = ContinuousClock.now
+        let load = try processes.run(
+            ["loadgen", "--brokers", bootstrap, "--traces", "28500", "--error-rate", "0.1", "--seed", "91", "--log-level", "warning"],
+            timeout: .seconds(180))
+        #expect(load.status == 0)
+        let sent = try JSONDecoder().decode(Sent.self, from: Data(load.output.utf8))
+        #expect(sent.bytes >= 10 * limit, "a 10× burst: \(sent.bytes) bytes against a \(limit)-byte limit")
+
+        var paused = false
+        let done = waitUntil(.seconds(300)) {
+            paused = paused || (metric("tailgate_kafka_partitions_paused") ?? 0) > 0
+            return (metric("tailgate_sink_traces_total{sink=\"store\"}") ?? 0) >= Double(sent.traces)
+        }
+        #expect(done, "every trace kept and stored")
+        let burstTook = ContinuousClock.now - burstStart
+        let peak = try #require(residentBytes(pid, "VmHWM"))
+        engine.terminate()
+        engine.waitUntilExit()
+        #expect(engine.terminationStatus == 0)
+
+        let margin = 48 << 20
+        print("fault burst-10x: \(sent.traces) traces / \(sent.spans) spans / \(sent.bytes) bytes produced at once against a \(limit)-byte limit; resident \(idle >> 20) MiB idle, peak \(peak >> 20) MiB (\((peak - idle) >> 20) MiB over idle); paused: \(paused); all stored after \(burstTook)")
+        #expect(paused, "consumption paused at the limit")
+        #expect(peak - idle <= limit + margin, "peak resident \(peak >> 20) MiB, idle \(idle >> 20) MiB: over the limit plus \(margin >> 20) MiB")
+        let store = try TraceStore(directory: data, readOnly: true)
+        #expect(store.traceCount == sent.traces, "nothing dropped: \(store.traceCount) of \(sent.traces) traces stored")
+    }
 }
 
+
+/// What `tailgate loadgen` reports.
+private struct Sent: Decodable {
+    var traces: Int
+    var spans: Int
+    var bytes: Int
+}
+
+/// A `/proc/PID/status` figure in bytes (`VmRSS`: resident now; `VmHWM`: the peak so far).
+func residentBytes(_ pid: Int32, _ field: String) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+    }
+    return nil
+}
