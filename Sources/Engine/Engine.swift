@@ -237,6 +237,7 @@ public final class Engine: Sendable {
     /// Runs until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error. Blocking:
     /// the ingest loop gets its own thread; this one logs status.
     public func run() -> RunSummary {
+        logger.info("starting", metadata: configuration.loggableMetadata)
         var http: HTTPServer?
         if let address = configuration.httpAddress {
             do {
