@@ -141,7 +141,7 @@ import TestSupport
         let store = try TraceStore(directory: data, readOnly: true)
         var missing: [String] = []
         for (id, spans) in expected where try storedSpanCount(store, id) != spans { missing.append(id) }
-        print("fault kill-9 x5 at \(points.map { String(format: "%.1fs", $0) }.joined(separator: ", ")): 3000 traces produced, \(expected.count) kept by the rules, \(expected.count - missing.count) stored whole")
+        print("fault kill-9 x5 at \(points.map { String(format: "%.1fs", $0) }.joined(separator: ", ")): 3000 traces produced, \(expected.count) kept by the rules, \(expected.count - missing.count) stored whole; last run's peak resident \(peakResidentMiB(last.output))")
         #expect(missing.isEmpty, "\(missing.count) of \(expected.count) kept traces missing or partial after five kill -9")
         #expect(expected.count > 200)
     }
@@ -215,7 +215,7 @@ import TestSupport
             if found.max() != spans { missing += 1 }
             if found.count > 1 { storedTwice += 1 }
         }
-        print("fault rebalance-storm (\(strategy)): 4000 traces produced, \(joined) joins, \(graceful) graceful leaves, \(crashed) kill -9 in \(storm.count) steps 2.5 s apart; \(expected.count) kept by the rules, \(expected.count - missing) stored whole, \(storedTwice) stored by two members")
+        print("fault rebalance-storm (\(strategy)): 4000 traces produced, \(joined) joins, \(graceful) graceful leaves, \(crashed) kill -9 in \(storm.count) steps 2.5 s apart; \(expected.count) kept by the rules, \(expected.count - missing) stored whole, \(storedTwice) stored by two members; last member's peak resident \(peakResidentMiB(last.output))")
         #expect(missing == 0, "\(missing) of \(expected.count) kept traces missing or partial after the storm")
         #expect(expected.count > 300)
     }
@@ -290,4 +290,12 @@ func residentBytes(_ pid: Int32, _ field: String) -> Int? {
         return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
     }
     return nil
+}
+
+/// `peakResidentBytes` from a run's JSON summary, in MiB, for the fault reports.
+func peakResidentMiB(_ summary: String) -> String {
+    struct Summary: Decodable { var peakResidentBytes: Int? }
+    let line = summary.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
+    guard let bytes = (try? JSONDecoder().decode(Summary.self, from: Data(line.utf8)))?.peakResidentBytes else { return "unknown" }
+    return "\(bytes >> 20) MiB"
 }
