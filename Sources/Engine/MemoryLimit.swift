@@ -26,11 +26,11 @@ enum MemoryLimit {
 public struct MemoryBudget: Sendable, Equatable {
     /// librdkafka's `queued.max.messages.kbytes`: a sixteenth of the limit, 1–64 MiB.
     public var prefetchKiB: Int
-    /// Bytes of messages taken per poll: a sixteenth of the limit, 256 KiB–16 MiB.
+    /// Bytes of messages taken per poll: a sixteenth of the limit, 256 KiB–4 MiB.
     public var pollBytes: Int
 
     public init(bufferLimit: Int) {
         prefetchKiB = min(max(bufferLimit / 16 / 1024, 1024), 65536)
-        pollBytes = min(max(bufferLimit / 16, 256 << 10), 16 << 20)
+        pollBytes = min(max(bufferLimit / 16, 256 << 10), 4 << 20)
     }
 }

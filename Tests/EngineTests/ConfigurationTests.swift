@@ -34,8 +34,8 @@ import Testing
         let small = MemoryBudget(bufferLimit: 4 << 20)
         #expect(small.prefetchKiB == 1024 && small.pollBytes == 256 << 10)
         let medium = MemoryBudget(bufferLimit: 256 << 20)
-        #expect(medium.prefetchKiB == 16 << 10 && medium.pollBytes == 16 << 20)
+        #expect(medium.prefetchKiB == 16 << 10 && medium.pollBytes == 4 << 20)
         let large = MemoryBudget(bufferLimit: 12 << 30)
-        #expect(large.prefetchKiB == 65536 && large.pollBytes == 16 << 20)
+        #expect(large.prefetchKiB == 65536 && large.pollBytes == 4 << 20)
     }
 }
