@@ -121,6 +121,14 @@ public final class DemoSession: Sendable {
     /// Runs the demo (blocking), calling `onStatus` about once a second.
     public func run(onStatus: (Status) -> Void) throws -> Summary {
         let cluster = try KafkaMockCluster(brokers: 1, topics: [("otlp_spans", options.partitions)], logger: logger)
+        // The clients (engine, producer) live in the call below and are gone before the cluster they
+        // talk to (else they log its disappearance: "Disconnected").
+        let summary = try run(on: cluster, onStatus: onStatus)
+        withExtendedLifetime(cluster) {}
+        return summary
+    }
+
+    private func run(on cluster: KafkaMockCluster, onStatus: (Status) -> Void) throws -> Summary {
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
         configuration.group = "tailgate-demo"
         configuration.statusInterval = .seconds(3600)  // the demo shows its own status
@@ -135,10 +143,11 @@ public final class DemoSession: Sendable {
         var producer: TrafficProducer! = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
 
         let engineDone = DispatchSemaphore(value: 0)
-        Thread {
+        let engineThread = Thread {
             _ = engine.run()
             engineDone.signal()
-        }.start()
+        }
+        engineThread.start()
         let producerDone = DispatchSemaphore(value: 0)
         var trafficOptions = TrafficProducer.Options()
         trafficOptions.traces = 0
@@ -195,7 +204,7 @@ public final class DemoSession: Sendable {
         }
         engine.requestStop()
         engineDone.wait()
-        // Clients go before the cluster they talk to (else they log its disappearance).
+        while !engineThread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
         producer = nil
         let totals = engine.metrics.snapshot
         let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
@@ -212,7 +221,6 @@ public final class DemoSession: Sendable {
             errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
             redSeries: registry?.seriesCount(.spanMetrics) ?? 0, serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0,
             exampleErrorTrace: kept.exampleErrorTrace)
-        withExtendedLifetime(cluster) {}
         return result
     }
 }

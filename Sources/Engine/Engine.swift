@@ -169,8 +169,8 @@ public final class Engine: Sendable {
             decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, logger: logger)
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = sinks }
-        let loop = self.loop
-        stage.onPressure { paused in loop.setPaused(paused) }
+        // Weakly: the loop holds the stage (its sink), which holds this handler.
+        stage.onPressure { [weak loop = self.loop] paused in loop?.setPaused(paused) }
     }
 
     /// Ingest only: every decoded batch goes to `sink` (tests, benchmarks, the bare-consumer baseline).
@@ -237,7 +237,6 @@ public final class Engine: Sendable {
     /// Runs until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error. Blocking:
     /// the ingest loop gets its own thread; this one logs status.
     public func run() -> RunSummary {
-        logger.info("starting", metadata: configuration.loggableMetadata)
         var http: HTTPServer?
         if let address = configuration.httpAddress {
             do {
@@ -259,12 +258,10 @@ public final class Engine: Sendable {
         thread.name = "tailgate-ingest"
         thread.start()
         sampling?.rules.watch()
-        logger.info(
-            "consuming", metadata: [
-                "brokers": "\(configuration.brokers)", "topics": "\(configuration.topics.joined(separator: ","))",
-                "group": "\(configuration.group)", "encoding": "\(configuration.encoding.rawValue)",
-                "rules": "\(configuration.rulesPath ?? "(none: keep all)")", "librdkafka": "\(librdkafkaVersion)",
-            ])
+        // The effective configuration, secrets masked.
+        var startup = configuration.loggableMetadata
+        startup["librdkafka"] = "\(librdkafkaVersion)"
+        logger.info("consuming", metadata: startup)
         var previous = metrics.snapshot
         while finished.wait(timeout: .now() + configuration.statusInterval.timeInterval) == .timedOut {
             let now = metrics.snapshot
@@ -283,6 +280,9 @@ public final class Engine: Sendable {
             logger.info("status", metadata: status)
             previous = now
         }
+        // The ingest thread holds the Kafka client until it has exited; let it, so that the client
+        // is gone when whoever called run() releases the engine.
+        while !thread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
         sampling?.stop()
         sampling?.rules.stop()
         sinks.withLock { $0 }?.stop()
