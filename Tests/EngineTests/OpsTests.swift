@@ -21,7 +21,7 @@ func runTool(_ executable: String, _ arguments: [String]) throws -> (status: Int
 
 /// The deployment kit (ops/) is checked like code: manifests against the Kubernetes schemas, alerts
 /// by promtool, and every metric the dashboard and alerts query is one the engine exposes.
-@Suite(.timeLimit(.minutes(5))) struct OpsTests {
+@Suite(.timeLimit(.minutes(10))) struct OpsTests {
     @Test func kubernetesManifestsValidateStrictly() throws {
         let result = try runTool("python3", ["ops/kubernetes/validate.py"])
         #expect(result.status == 0, "\(result.output)")

@@ -5,7 +5,9 @@ import OTLP
 import Testing
 
 /// Kept traces are redacted before any sink: what the store holds has no PII; metrics are untouched.
-@Suite(.timeLimit(.minutes(5))) struct RedactionEndToEndTests {
+/// (The limit counts from when the test is scheduled: with 2 cores, Swift Testing's cooperative pool has
+/// two threads, and the blocking end-to-end tests hold them, so a test may wait minutes to run.)
+@Suite(.timeLimit(.minutes(10))) struct RedactionEndToEndTests {
     @Test func storedTracesAreRedactedAndHashesCorrelate() throws {
         setenv("TAILGATE_REDACTION_KEY", "test-key-of-at-least-sixteen-bytes", 1)
         let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
