@@ -263,7 +263,17 @@ public final class Engine: Sendable {
         startup["librdkafka"] = "\(librdkafkaVersion)"
         logger.info("consuming", metadata: startup)
         var previous = metrics.snapshot
-        while finished.wait(timeout: .now() + configuration.statusInterval.timeInterval) == .timedOut {
+        // A one-second tick: the status line every statusInterval, freed memory back after bursts.
+        let tick = min(1, configuration.statusInterval.timeInterval)
+        var nextStatus = ContinuousClock.now + configuration.statusInterval
+        var memoryReturn = MemoryReturnPolicy()
+        while finished.wait(timeout: .now() + tick) == .timedOut {
+            if let sampling, memoryReturn.shouldReturn(held: sampling.metrics.buffered.bytes + sampling.queuedBytes, now: .now) {
+                let (before, after) = returnFreedMemory()
+                logger.info("returned freed memory to the kernel", metadata: ["resident_before": "\(before)", "resident_after": "\(after)"])
+            }
+            guard ContinuousClock.now >= nextStatus else { continue }
+            nextStatus = ContinuousClock.now + configuration.statusInterval
             let now = metrics.snapshot
             let lag = metrics.consumerLag.values.reduce(0, +)
             var status: Logger.Metadata = [

@@ -34,3 +34,42 @@ public struct MemoryBudget: Sendable, Equatable {
         pollBytes = min(max(bufferLimit / 16, 256 << 10), 4 << 20)
     }
 }
+
+/// When to hand freed heap memory back to the kernel (`malloc_trim`): after a burst, once the bytes
+/// held have fallen well below their peak — at least 32 MiB and by half — and at most every 30 s.
+/// Without it glibc keeps the freed pages, and a pod's resident memory stays at its burst peak.
+public struct MemoryReturnPolicy: Sendable {
+    public var minimumDrop = 32 << 20
+    public var interval: Duration = .seconds(30)
+    private var highWater = 0
+    private var lastReturn: ContinuousClock.Instant?
+
+    public init() {}
+
+    /// Called periodically with the bytes held now; true when memory should be returned now.
+    public mutating func shouldReturn(held: Int, now: ContinuousClock.Instant) -> Bool {
+        highWater = max(highWater, held)
+        guard highWater - held >= minimumDrop, held <= highWater / 2 else { return false }
+        if let lastReturn, now - lastReturn < interval { return false }
+        lastReturn = now
+        highWater = held
+        return true
+    }
+}
+
+/// Returns freed heap memory to the kernel; the resident bytes before and after.
+func returnFreedMemory() -> (before: Int, after: Int) {
+    let before = residentBytes()
+    _ = glibcMallocTrim(0)
+    return (before, residentBytes())
+}
+
+/// The resident set now (`/proc/self/statm`), bytes; 0 when unknown.
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32

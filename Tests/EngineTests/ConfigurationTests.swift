@@ -39,3 +39,27 @@ import Testing
         #expect(large.prefetchKiB == 65536 && large.pollBytes == 4 << 20)
     }
 }
+
+@Suite struct MemoryReturnPolicyTests {
+    /// Memory goes back once a burst has drained (by 32 MiB and by half), not while it is held, and
+    /// not more often than the interval; a new peak arms it again.
+    @Test func returnsAfterABurstDrainsAtMostEveryInterval() {
+        var policy = MemoryReturnPolicy()
+        let start = ContinuousClock.now
+        let mib = 1 << 20
+        func at(_ seconds: Int, held: Int) -> Bool { policy.shouldReturn(held: held * mib, now: start + .seconds(seconds)) }
+        #expect(!at(0, held: 100))
+        #expect(!at(1, held: 80), "a drop of 20 MiB is too small")
+        #expect(!at(2, held: 60), "40 MiB less but not half")
+        #expect(at(3, held: 10))
+        #expect(!at(4, held: 0), "nothing new to give back")
+        #expect(!at(5, held: 200))
+        #expect(!at(10, held: 1), "within the interval of the last return")
+        #expect(at(34, held: 1))
+        // Small buffers never trigger it.
+        var small = MemoryReturnPolicy()
+        func smallAt(_ seconds: Int, held: Int) -> Bool { small.shouldReturn(held: held * mib, now: start + .seconds(seconds)) }
+        #expect(!smallAt(0, held: 20))
+        #expect(!smallAt(60, held: 0))
+    }
+}
