@@ -27,18 +27,9 @@ import TestSupport
         configuration.otlpEndpoint = "http://127.0.0.1:\(port)"
         configuration.bufferLimit = limit
         configuration.statusInterval = .seconds(60)
-        let engine = try Engine(configuration: configuration, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        let summary = Mutex<RunSummary?>(nil)
-        Thread {
-            let result = engine.run()
-            summary.withLock { $0 = result }
-            done.signal()
-        }.start()
-        defer {
-            engine.requestStop()
-            _ = done.wait(timeout: .now() + 60)
-        }
+        let running = RunningEngine(try Engine(configuration: configuration, logger: quietLogger))
+        let engine = running.engine
+        defer { running.stop() }
 
         // Paused, well short of the topic's end.
         #expect(waitUntil(.seconds(30)) { engine.prometheusText().contains("\ntailgate_kafka_partitions_paused 2\n") })
@@ -64,9 +55,7 @@ import TestSupport
         defer { receiver.shutdown() }
         #expect(waitUntil(.seconds(120)) { receiver.acceptedSpans.load(ordering: .relaxed) >= sent.spans })
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == sent.spans, "every span once")
-        engine.requestStop()
-        #expect(done.wait(timeout: .now() + 60) == .success)
-        let result = try #require(summary.withLock { $0 })
+        let result = try #require(running.stop(), "run() returns after a stop")
         #expect(result.messages == 6000 && result.tracesKept == 6000)
     }
 
@@ -81,18 +70,9 @@ import TestSupport
         configuration.statusInterval = .seconds(60)
         configuration.bufferLimit = 4 << 20  // small: consumption is still going on when the broker fails
         let kept = KeptTraces()
-        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        let summary = Mutex<RunSummary?>(nil)
-        Thread {
-            let result = engine.run()
-            summary.withLock { $0 = result }
-            done.signal()
-        }.start()
-        defer {
-            engine.requestStop()
-            _ = done.wait(timeout: .now() + 60)
-        }
+        let running = RunningEngine(try Engine(configuration: configuration, kept: kept, logger: quietLogger))
+        let engine = running.engine
+        defer { running.stop() }
         #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived > 0 })
         try cluster.setBroker(2, down: true)
         let atFailure = engine.metrics.snapshot.messagesReceived
@@ -100,9 +80,7 @@ import TestSupport
         try cluster.setBroker(2, down: false)
         #expect(waitUntil(.seconds(120)) { kept.snapshot.count == 3000 })
         print("fault broker-down-15s: \(sent.traces) traces / \(sent.spans) spans produced, \(atFailure) messages consumed when broker 2 went down, \(kept.snapshot.count) traces kept")
-        engine.requestStop()
-        #expect(done.wait(timeout: .now() + 60) == .success)
-        let result = try #require(summary.withLock { $0 })
+        let result = try #require(running.stop(), "run() returns after a stop")
         #expect(result.spans >= sent.spans, "every span read (more only if a partition was read twice)")
         #expect(result.outcome == "stopped")
     }

@@ -84,14 +84,8 @@ let errorsAndSlow = """
         configuration.kafkaProperties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "250"])
         configuration.httpAddress = "127.0.0.1:0"
         let kept = KeptTraces()
-        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        let summary = Mutex<RunSummary?>(nil)
-        Thread {
-            let result = engine.run()
-            summary.withLock { $0 = result }
-            done.signal()
-        }.start()
+        let running = RunningEngine(try Engine(configuration: configuration, kept: kept, logger: quietLogger))
+        let engine = running.engine
         #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived == 50 })
         #expect(waitUntil(.seconds(5)) { engine.sampling!.metrics.buffered.traces == 50 })
         let held = engine.sampling!.committableOffsets()
@@ -105,9 +99,9 @@ let errorsAndSlow = """
         #expect(metrics.contains("\ntailgate_spans_received_total \(engine.metrics.snapshot.spansReceived)\n"))
         #expect(try rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
 
-        engine.requestStop()
-        #expect(done.wait(timeout: .now() + 30) == .success)
-        #expect(summary.withLock { $0 }?.tracesKept == 50, "stopping decides what is buffered")
+        let summary = running.stop(timeout: .seconds(30))
+        #expect(summary != nil, "run() returns after a stop")
+        #expect(summary?.tracesKept == 50, "stopping decides what is buffered")
         #expect(kept.snapshot.count == 50)
 
         // Committed: the same group has nothing left to read.

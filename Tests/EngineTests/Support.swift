@@ -115,3 +115,29 @@ func produceTraffic(
     options.tracesPerMessage = tracesPerMessage
     return try generator.run(options)
 }
+
+/// An engine running on its own thread, as `tailgate run` runs it.
+final class RunningEngine: Sendable {
+    let engine: Engine
+    private let done = DispatchSemaphore(value: 0)
+    private let result = Mutex<RunSummary?>(nil)
+
+    init(_ engine: Engine) {
+        self.engine = engine
+        Thread { [self] in
+            let summary = engine.run()
+            result.withLock { $0 = summary }
+            done.signal()
+        }.start()
+    }
+
+    /// Asks it to stop (decide, store, commit) and waits up to `timeout` for `run()` to return; its
+    /// summary, or nil if it did not return in time.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(60)) -> RunSummary? {
+        engine.requestStop()
+        if let summary = result.withLock({ $0 }) { return summary }  // already returned
+        guard done.wait(timeout: .now() + timeout.timeInterval) == .success else { return nil }
+        return result.withLock { $0 }
+    }
+}
