@@ -263,6 +263,7 @@ public final class Engine: Sendable {
         startup["librdkafka"] = "\(librdkafkaVersion)"
         logger.info("consuming", metadata: startup)
         var previous = metrics.snapshot
+        var previousAt = ContinuousClock.now
         // A one-second tick: the status line every statusInterval, freed memory back after bursts.
         let tick = min(1, configuration.statusInterval.timeInterval)
         var nextStatus = ContinuousClock.now + configuration.statusInterval
@@ -278,7 +279,7 @@ public final class Engine: Sendable {
             let lag = metrics.consumerLag.values.reduce(0, +)
             var status: Logger.Metadata = [
                 "spans": "\(now.spansReceived)",
-                "spans_per_s": "\(Int(Double(now.spansReceived - previous.spansReceived) / configuration.statusInterval.timeInterval))",
+                "spans_per_s": "\(Int(Double(now.spansReceived - previous.spansReceived) / max(0.001, (ContinuousClock.now - previousAt).timeInterval)))",
                 "messages": "\(now.messagesReceived)", "rejected": "\(now.totalMessagesRejected)", "lag": "\(lag)",
             ]
             if let sampling {
@@ -289,6 +290,7 @@ public final class Engine: Sendable {
             }
             logger.info("status", metadata: status)
             previous = now
+            previousAt = .now
         }
         // The ingest thread holds the Kafka client until it has exited; let it, so that the client
         // is gone when whoever called run() releases the engine.
