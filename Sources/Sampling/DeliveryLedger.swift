@@ -1,0 +1,321 @@
+/// The at-least-once rule, in one place: per partition, what still holds each uncommitted offset, and
+/// from that the exact offset that may be committed.
+///
+/// Kafka is tailgate's buffer. A consumed span may be forgotten by Kafka (its offset committed) only
+/// once nothing can be lost by it: it is in a trace that was dropped, or in a trace (or late span)
+/// that every sink has acknowledged. Until then something holds its offset — an *obligation*:
+///
+/// - a poll handed to the shards and not yet in every shard's window (``dispatch(poll:messages:shards:)``
+///   until ``inserted(poll:)`` from each shard);
+/// - an undecided trace in a window (``hold(_:)`` when its first span from a partition arrives,
+///   ``release(_:)`` when it is dropped);
+/// - a kept trace or a late span of one, handed to the sinks (``deliver(_:_:)`` moves the holds to
+///   a delivery; ``acknowledge(_:sink:)`` from *every* sink releases it).
+///
+/// An obligation needs only the *lowest* offset it holds per partition: committing `c` means every
+/// offset below `c` is done, so an obligation at `o` forbids every commit past `o`, its higher offsets
+/// included. The committable offset of a partition is therefore the lowest offset any obligation holds,
+/// or, when none is left, the end of what was received there. That is all the rule there is.
+///
+/// Partitions come and go with the consumer group. Each assignment of a partition is a *lane* of its
+/// own (the engine numbers them; a partition assigned again gets a new lane), so an obligation taken
+/// under an old assignment and released after a revoke can never disturb the new one: events for a
+/// lane that is not (or no longer) assigned are ignored.
+///
+/// Pure and single-threaded: no clock, no I/O. Shard threads and sink callbacks record
+/// ``DeliveryEvent``s that the owner applies in order. Costs: O(log n) per new held offset, O(1)
+/// amortised per release; memory proportional to what is pending (held offsets, deliveries, polls in
+/// flight), never to what was processed.
+public struct DeliveryLedger: Sendable {
+    /// One assignment of one partition.
+    public typealias Lane = UInt32
+
+    /// Names one delivery (a kept trace or late span handed to the sinks).
+    public struct Token: Hashable, Sendable, CustomStringConvertible {
+        public var raw: UInt64
+        public init(_ raw: UInt64) { self.raw = raw }
+        public var description: String { "#\(raw)" }
+    }
+
+    /// How many sinks must acknowledge a delivery (at least one; the engine's "no sink" acknowledges
+    /// at once).
+    public let sinks: Int
+
+    private var lanes: [Lane: LaneState] = [:]
+    private var deliveries: [Token: Delivery] = [:]
+    /// Acknowledgements that arrived before their delivery was recorded (a sink can answer before the
+    /// shard's events reach the owner); consumed when it is.
+    private var early: [Token: UInt64] = [:]
+    private var polls: [UInt64: Poll] = [:]
+    /// Events that named something unknown (a lane no longer assigned is not one of them): should stay 0.
+    public private(set) var anomalies = 0
+
+    public init(sinks: Int) {
+        precondition(sinks >= 1 && sinks <= 64, "a delivery is acknowledged by 1 to 64 sinks")
+        self.sinks = sinks
+    }
+
+    // MARK: Assignment
+
+    /// `lane` is now consumed. `committed`: the offset consumption starts from, when known (the
+    /// committable offset before anything arrives).
+    public mutating func assign(_ lane: Lane, committed: Int64? = nil) {
+        if lanes[lane] == nil { lanes[lane] = LaneState(end: committed) }
+    }
+
+    /// `lane` is taken away in an orderly rebalance: returns the offset to commit for it now (nil:
+    /// nothing received, nothing to commit) and forgets the lane. Obligations on it are released with
+    /// it: the partition's next owner replays from the returned offset, so whatever was undecided or
+    /// unacknowledged here is consumed again there. Deliveries that also hold other lanes keep holding
+    /// those.
+    public mutating func revoke(_ lane: Lane) -> Int64? {
+        let offset = committable(lane)
+        lanes[lane] = nil
+        return offset
+    }
+
+    /// `lane`'s assignment was lost (the session timed out): nothing may be committed for it any more.
+    public mutating func lose(_ lane: Lane) { lanes[lane] = nil }
+
+    /// Lanes assigned now.
+    public var assignedLanes: [Lane] { Array(lanes.keys) }
+
+    // MARK: Obligations
+
+    /// A poll was handed to `shards` shards: its messages are received (the lanes' ends move past them)
+    /// and held until every shard has put them in its window.
+    public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) {
+        var lowest: [SourcePosition] = []
+        for message in messages where lanes[message.partition] != nil {
+            lanes[message.partition]!.received(message.offset)
+            if let i = lowest.firstIndex(where: { $0.partition == message.partition }) {
+                lowest[i].offset = min(lowest[i].offset, message.offset)
+            } else {
+                lowest.append(message)
+            }
+        }
+        guard shards > 0, !lowest.isEmpty else { return }
+        for position in lowest { hold(position) }
+        polls[poll] = Poll(positions: lowest, remaining: shards)
+    }
+
+    /// One shard has put poll `poll` in its window (after recording the holds of its new traces).
+    public mutating func inserted(poll: UInt64) {
+        guard var record = polls[poll] else { return }
+        record.remaining -= 1
+        if record.remaining > 0 {
+            polls[poll] = record
+            return
+        }
+        polls[poll] = nil
+        for position in record.positions { release(position) }
+    }
+
+    /// Something (an undecided trace, a late span on its way) holds `position`.
+    public mutating func hold(_ position: SourcePosition) {
+        lanes[position.partition]?.hold(position.offset)
+    }
+
+    /// A hold on `position` ends (its trace was dropped).
+    public mutating func release(_ position: SourcePosition) {
+        guard lanes[position.partition] != nil else { return }
+        if !lanes[position.partition]!.release(position.offset) { anomalies += 1 }
+    }
+
+    /// The holds on `positions` (a kept trace's lowest offset per partition, or a late span's) pass
+    /// to delivery `token`: they end when every sink has acknowledged it.
+    public mutating func deliver(_ token: Token, _ positions: some Collection<SourcePosition>) {
+        let acknowledged = early.removeValue(forKey: token) ?? 0
+        if acknowledged == allSinks {
+            // Every sink answered before the delivery was recorded.
+            for position in positions { release(position) }
+            return
+        }
+        if deliveries[token] != nil { anomalies += 1 }
+        var delivery = Delivery(acknowledged: acknowledged)
+        for position in positions { delivery.add(position) }
+        deliveries[token] = delivery
+    }
+
+    /// Sink `sink` (0-based) has durably accepted delivery `token`.
+    public mutating func acknowledge(_ token: Token, sink: Int) {
+        precondition(sink >= 0 && sink < sinks, "sink \(sink) of \(sinks)")
+        let bit = UInt64(1) << UInt64(sink)
+        guard var delivery = deliveries[token] else {
+            early[token, default: 0] |= bit
+            return
+        }
+        if delivery.acknowledged & bit != 0 {
+            anomalies += 1
+            return
+        }
+        delivery.acknowledged |= bit
+        if delivery.acknowledged == allSinks {
+            deliveries[token] = nil
+            release(delivery.first!)
+            for position in delivery.more ?? [] { release(position) }
+        } else {
+            deliveries[token] = delivery
+        }
+    }
+
+    /// Applies an event recorded elsewhere (a shard, a sink callback).
+    public mutating func apply(_ event: DeliveryEvent) {
+        switch event {
+        case .hold(let position): hold(position)
+        case .release(let position): release(position)
+        case .deliver(let token, let first, let more):
+            if let more { deliver(token, CollectionOfOne(first) + more) } else { deliver(token, CollectionOfOne(first)) }
+        case .acknowledge(let token, let sink): acknowledge(token, sink: sink)
+        case .inserted(let poll): inserted(poll: poll)
+        }
+    }
+
+    // MARK: The answer
+
+    /// The offset to commit for `lane`: the lowest offset an obligation holds there, or the end of
+    /// what was received when nothing holds any. Nil when the lane is not assigned or nothing is known.
+    public mutating func committable(_ lane: Lane) -> Int64? {
+        lanes[lane]?.committable()
+    }
+
+    /// ``committable(_:)`` for every assigned lane that has an answer.
+    public mutating func committableOffsets() -> [Lane: Int64] {
+        var result: [Lane: Int64] = [:]
+        for lane in Array(lanes.keys) {
+            if let offset = lanes[lane]!.committable() { result[lane] = offset }
+        }
+        return result
+    }
+
+    /// What the ledger holds now; all zero when nothing is pending.
+    public struct Size: Sendable, Equatable {
+        public var heldOffsets = 0
+        public var deliveries = 0
+        public var earlyAcknowledgements = 0
+        public var pollsInFlight = 0
+        public var total: Int { heldOffsets + deliveries + earlyAcknowledgements + pollsInFlight }
+        public init() {}
+    }
+
+    public var size: Size {
+        var size = Size()
+        size.heldOffsets = lanes.values.reduce(0) { $0 + $1.heldOffsets }
+        size.deliveries = deliveries.count
+        size.earlyAcknowledgements = early.count
+        size.pollsInFlight = polls.count
+        return size
+    }
+
+    /// Deliveries not yet acknowledged by every sink.
+    public var pendingDeliveries: Int { deliveries.count }
+
+    /// True when nothing holds any offset of any assigned lane: everything received may be committed.
+    public var isSettled: Bool { polls.isEmpty && lanes.values.allSatisfy { $0.heldOffsets == 0 } }
+
+    // MARK: Internals
+
+    private var allSinks: UInt64 { sinks == 64 ? .max : (UInt64(1) << UInt64(sinks)) - 1 }
+
+    /// The first position inline, so that a keyed topic's deliveries allocate nothing.
+    private struct Delivery {
+        var first: SourcePosition?
+        var more: [SourcePosition]?
+        var acknowledged: UInt64
+
+        init(acknowledged: UInt64) { self.acknowledged = acknowledged }
+
+        mutating func add(_ position: SourcePosition) {
+            if first == nil { first = position } else { more = (more ?? []) + [position] }
+        }
+    }
+
+    private struct Poll {
+        var positions: [SourcePosition]
+        var remaining: Int
+    }
+}
+
+/// Something that happened elsewhere and changes what holds offsets; recorded by shard threads and
+/// sink callbacks, applied in order by the ledger's owner.
+public enum DeliveryEvent: Sendable, Equatable {
+    case hold(SourcePosition)
+    case release(SourcePosition)
+    /// The first position inline; more only for a trace spread over partitions (keyed topics never).
+    case deliver(DeliveryLedger.Token, SourcePosition, more: [SourcePosition]?)
+    case acknowledge(DeliveryLedger.Token, sink: Int)
+    case inserted(poll: UInt64)
+}
+
+/// One lane's obligations: a count per held offset, and a min-heap of held offsets whose stale
+/// entries (offsets no longer held) are skipped at the top and compacted away once they outnumber the
+/// live ones, so memory stays proportional to the offsets held.
+struct LaneState: Sendable {
+    /// The next offset after the highest received (nil: nothing received and no committed offset known).
+    private(set) var end: Int64?
+    private var counts: [Int64: Int32] = [:]
+    private var heap: [Int64] = []
+
+    init(end: Int64?) { self.end = end }
+
+    var heldOffsets: Int { counts.count }
+
+    mutating func received(_ offset: Int64) {
+        end = max(end ?? 0, offset + 1)
+    }
+
+    mutating func hold(_ offset: Int64) {
+        let before = counts[offset, default: 0]
+        counts[offset] = before + 1
+        if before == 0 { push(offset) }
+    }
+
+    /// False when `offset` was not held.
+    mutating func release(_ offset: Int64) -> Bool {
+        guard let count = counts[offset] else { return false }
+        if count == 1 {
+            counts[offset] = nil
+            if heap.count > 2 * counts.count + 32 { compact() }
+        } else {
+            counts[offset] = count - 1
+        }
+        return true
+    }
+
+    mutating func committable() -> Int64? {
+        while let top = heap.first, counts[top] == nil { popTop() }
+        guard let lowest = heap.first else { return end }
+        return min(lowest, end ?? lowest)
+    }
+
+    private mutating func compact() {
+        heap = counts.keys.sorted()  // a sorted array is a valid min-heap
+    }
+
+    private mutating func push(_ value: Int64) {
+        heap.append(value)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child] < heap[parent] else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    private mutating func popTop() {
+        let last = heap.removeLast()
+        guard !heap.isEmpty else { return }
+        heap[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < heap.count else { break }
+            var smallest = left
+            if left + 1 < heap.count && heap[left + 1] < heap[left] { smallest = left + 1 }
+            guard heap[smallest] < heap[parent] else { break }
+            heap.swapAt(smallest, parent)
+            parent = smallest
+        }
+    }
+}

@@ -1,0 +1,492 @@
+import Sampling
+import Testing
+
+/// The delivery ledger against a deliberately naive reference: a simulated consumer (partitions,
+/// polls, shards with trace windows, decisions in any order, sinks acknowledging in any order,
+/// revokes, re-assignments, crashes) tracks the fate of every span, and from that alone — per
+/// message, how many of its spans are still undecided or unacknowledged — says which offsets may be
+/// committed. The ledger sees only the events the engine would send it.
+@Suite struct DeliveryLedgerModelTests {
+    /// Thousands of seeded random sequences. Properties checked after every step:
+    /// - safety: the ledger never answers past the first message with an outstanding obligation;
+    /// - exactness: with every recorded event applied, it answers exactly that message (or the end);
+    /// - nothing lost: every committed offset is behind messages whose spans were all dropped or
+    ///   acknowledged by every sink at some point (across crashes and rebalances);
+    /// - at the end, with everything decided and acknowledged, every lane commits its end and the
+    ///   ledger holds nothing.
+    @Test(arguments: 0..<8) func randomSequencesAgreeWithTheModel(batch: Int) {
+        var commits = 0
+        for seed in UInt64(batch * 500)..<UInt64(batch * 500 + 500) {
+            var simulation = LedgerSimulation(seed: seed)
+            simulation.run(steps: 300)
+            if let failure = simulation.failure {
+                Issue.record("seed \(seed): \(failure)")
+                return
+            }
+            commits += simulation.commitsChecked
+        }
+        #expect(commits > 5_000, "the sequences commit often enough to test something")
+    }
+
+    /// The field report: a trace without a root, decided at `decision_wait` while the sink is down,
+    /// behind more than 64 later traces also waiting for the sink. The commit must stay at its offset
+    /// however the later ones are acknowledged.
+    @Test func outOfOrderDecisionsDuringASinkOutageHoldTheOldestOffset() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0)
+        let positions = (0..<300).map { SourcePosition(partition: 0, offset: Int64($0)) }
+        ledger.dispatch(poll: 1, messages: positions, shards: 1)
+        for position in positions { ledger.hold(position) }
+        ledger.inserted(poll: 1)
+        // Traces with roots are decided after 2 s, in offset order, except offset 5 (no root: 10 s).
+        var token: UInt64 = 0
+        for position in positions where position.offset != 5 {
+            token += 1
+            ledger.deliver(.init(token), [position])
+        }
+        #expect(ledger.committable(0) == 0)
+        // The receiver is back for everything decided so far: acknowledged newest first.
+        for t in stride(from: token, through: 1, by: -1) { ledger.acknowledge(.init(t), sink: 0) }
+        #expect(ledger.committable(0) == 5, "the rootless trace at offset 5 is undecided")
+        // Now it is decided, kept, and the receiver refuses again: still held.
+        ledger.deliver(.init(1000), [positions[5]])
+        #expect(ledger.committable(0) == 5)
+        ledger.acknowledge(.init(1000), sink: 0)
+        #expect(ledger.committable(0) == 300)
+        #expect(ledger.size.total == 0)
+    }
+
+    /// Every sink must acknowledge; one sink twice is not two sinks; acknowledgements may come before
+    /// the delivery is recorded.
+    @Test func everySinkMustAcknowledge() {
+        var ledger = DeliveryLedger(sinks: 3)
+        ledger.assign(7)
+        let position = SourcePosition(partition: 7, offset: 40)
+        ledger.dispatch(poll: 1, messages: [position, SourcePosition(partition: 7, offset: 41)], shards: 2)
+        ledger.hold(position)
+        ledger.inserted(poll: 1)
+        #expect(ledger.committable(7) == 40, "one shard has not inserted the poll")
+        ledger.inserted(poll: 1)
+        #expect(ledger.committable(7) == 40, "the trace holds it")
+        ledger.acknowledge(.init(9), sink: 2)  // before the delivery is recorded
+        ledger.deliver(.init(9), [position])
+        ledger.acknowledge(.init(9), sink: 0)
+        ledger.acknowledge(.init(9), sink: 0)
+        #expect(ledger.committable(7) == 40, "sink 1 has not acknowledged")
+        #expect(ledger.anomalies == 1, "a sink acknowledging twice is counted")
+        ledger.acknowledge(.init(9), sink: 1)
+        #expect(ledger.committable(7) == 42)
+        #expect(ledger.size.total == 0)
+    }
+
+    /// A revoke releases only the revoked lane: a trace spread over a revoked and a kept partition
+    /// keeps holding the kept one until it is decided and acknowledged.
+    @Test func revokeReleasesOnlyTheRevokedLane() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0)
+        ledger.assign(1)
+        let a = SourcePosition(partition: 0, offset: 10)
+        let b = SourcePosition(partition: 1, offset: 20)
+        ledger.dispatch(poll: 1, messages: [a, b], shards: 1)
+        ledger.hold(a)
+        ledger.hold(b)
+        ledger.inserted(poll: 1)
+        #expect(ledger.revoke(0) == 10, "the revoked partition commits only up to its undecided trace")
+        #expect(ledger.committable(1) == 20)
+        ledger.deliver(.init(1), [a, b])
+        #expect(ledger.committable(1) == 20)
+        ledger.acknowledge(.init(1), sink: 0)
+        #expect(ledger.committable(1) == 21)
+        #expect(ledger.committable(0) == nil, "a revoked lane has no answer")
+        #expect(ledger.size.total == 0)
+    }
+
+    /// Memory follows what is pending, not what was processed: 200 000 kept traces with the sink
+    /// lagging up to 1 000 behind and one trace held throughout.
+    @Test func memoryFollowsWhatIsPending() {
+        var ledger = DeliveryLedger(sinks: 2)
+        ledger.assign(0)
+        var random = SplitMix(seed: 1)
+        var unacknowledged: [UInt64] = []
+        ledger.dispatch(poll: 0, messages: [SourcePosition(partition: 0, offset: 0)], shards: 1)
+        ledger.hold(SourcePosition(partition: 0, offset: 0))  // a stuck trace at the start
+        ledger.inserted(poll: 0)
+        var peak = 0
+        for offset in 1...200_000 {
+            let position = SourcePosition(partition: 0, offset: Int64(offset))
+            ledger.dispatch(poll: UInt64(offset), messages: [position], shards: 1)
+            ledger.hold(position)
+            ledger.inserted(poll: UInt64(offset))
+            ledger.deliver(.init(UInt64(offset)), [position])
+            unacknowledged.append(UInt64(offset))
+            while unacknowledged.count > Int(random.next() % 1000) {
+                let token = unacknowledged.remove(at: Int(random.next() % UInt64(unacknowledged.count)))
+                ledger.acknowledge(.init(token), sink: 0)
+                ledger.acknowledge(.init(token), sink: 1)
+            }
+            peak = max(peak, ledger.size.total)
+            if offset % 1000 == 0 { #expect(ledger.committable(0) == 0) }
+        }
+        #expect(peak <= 1002 * 2, "entries: \(peak)")
+        for token in unacknowledged {
+            ledger.acknowledge(.init(token), sink: 1)
+            ledger.acknowledge(.init(token), sink: 0)
+        }
+        #expect(ledger.committable(0) == 0)
+        ledger.release(SourcePosition(partition: 0, offset: 0))
+        #expect(ledger.committable(0) == 200_001)
+        #expect(ledger.size.total == 0)
+    }
+}
+
+/// SplitMix64 (Vigna): deterministic, so a failing seed reproduces.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+}
+
+/// A consumer in miniature, driving a ``DeliveryLedger`` with the events the engine sends and keeping
+/// its own naive account of every span's fate.
+struct LedgerSimulation {
+    typealias Lane = DeliveryLedger.Lane
+    struct SpanRef: Hashable { var lane: Lane; var offset: Int64; var index: Int }
+    struct Message { var spans: [Int] }  // trace keys
+    struct Work { var poll: UInt64; var spans: [(trace: Int, ref: SpanRef)] }
+    struct WindowTrace { var spans: [SpanRef] = []; var lowest: [Lane: Int64] = [:] }
+    struct Pending { var spans: [SpanRef]; var sinksLeft: Set<Int> }
+
+    var random: SplitMix
+    let partitions: Int
+    let shards: Int
+    let sinks: Int
+    var logs: [[Message]]
+    var nextTrace = 0
+    var openTraces: [Int] = []
+
+    // Kafka's side.
+    var readPosition: [Int64]
+    var committed: [Int64]
+    var laneOf: [Int: Lane] = [:]
+    var partitionOf: [Lane: Int] = [:]
+    var nextLane: Lane = 0
+    var nextPoll: UInt64 = 0
+    var nextToken: UInt64 = 0
+
+    // The engine under simulation.
+    var ledger: DeliveryLedger
+    var queues: [[Work]]
+    var windows: [[Int: WindowTrace]]
+    var decided: [[Int: Bool]]
+    var outboxes: [[DeliveryEvent]]
+    var pending: [UInt64: Pending] = [:]
+
+    // The reference: per lane, per offset, what is outstanding (spans not done + 1 while its poll is
+    // in flight); the end received; and, per partition and offset, whether it was ever complete.
+    var outstanding: [Lane: [Int64: Int]] = [:]
+    var received: [Lane: Int64] = [:]
+    var pollMessages: [UInt64: (remaining: Int, refs: [(Lane, Int64)])] = [:]
+    var everComplete: [Set<Int64>]
+
+    var failure: String?
+    var commitsChecked = 0
+
+    init(seed: UInt64) {
+        random = SplitMix(seed: seed)
+        partitions = 1 + random.below(3)
+        shards = 1 + random.below(3)
+        sinks = 1 + random.below(3)
+        logs = Array(repeating: [], count: partitions)
+        readPosition = Array(repeating: 0, count: partitions)
+        committed = Array(repeating: 0, count: partitions)
+        everComplete = Array(repeating: [], count: partitions)
+        ledger = DeliveryLedger(sinks: sinks)
+        queues = Array(repeating: [], count: shards)
+        windows = Array(repeating: [:], count: shards)
+        decided = Array(repeating: [:], count: shards)
+        outboxes = Array(repeating: [], count: shards)
+        for partition in 0..<partitions { assign(partition) }
+    }
+
+    mutating func run(steps: Int) {
+        for _ in 0..<steps {
+            guard failure == nil else { return }
+            let roll = random.below(100)
+            switch roll {
+            case 0..<22: poll()
+            case 22..<40: shardWorks(random.below(shards))
+            case 40..<55: decideOne()
+            case 55..<72: acknowledgeOne()
+            case 72..<86: applyOutbox(random.below(shards))
+            case 86..<93: commit()
+            case 93..<96: revokeOrAssign()
+            case 96..<98: if random.chance(40) { crash() }
+            default: lateBurst()
+            }
+            check(exact: outboxes.allSatisfy(\.isEmpty))
+        }
+        guard failure == nil else { return }
+        // Everything decided, acknowledged and applied.
+        for partition in 0..<partitions where laneOf[partition] == nil { assign(partition) }
+        for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
+        for shard in 0..<shards { for trace in Array(windows[shard].keys) { decide(trace, in: shard, keep: random.chance(50)) } }
+        for shard in 0..<shards { applyOutbox(shard) }
+        for token in Array(pending.keys).sorted() {
+            for sink in Array(pending[token]!.sinksLeft) { acknowledge(token, sink: sink) }
+        }
+        check(exact: true)
+        commit()
+        for (lane, end) in received where ledger.committable(lane) != end {
+            fail("lane \(lane): settled at \(String(describing: ledger.committable(lane))), end \(end)")
+        }
+        if ledger.size.total != 0 { fail("ledger holds \(ledger.size) with nothing pending") }
+        if ledger.anomalies != 0 { fail("\(ledger.anomalies) anomalies") }
+    }
+
+    // MARK: Steps
+
+    /// A message of up to three traces, some of them spread over partitions.
+    mutating func message(partition: Int, offset: Int64) -> Message {
+        while logs[partition].count <= Int(offset) {
+            var spans: [Int] = []
+            for _ in 0..<(1 + random.below(3)) {
+                if openTraces.isEmpty || random.chance(35) {
+                    openTraces.append(nextTrace)
+                    nextTrace += 1
+                }
+                spans.append(openTraces[random.below(openTraces.count)])
+            }
+            if openTraces.count > 12 { openTraces.removeFirst(random.below(openTraces.count)) }
+            logs[partition].append(Message(spans: spans))
+        }
+        return logs[partition][Int(offset)]
+    }
+
+    mutating func poll() {
+        let assigned = laneOf.keys.sorted()
+        guard !assigned.isEmpty else { return }
+        nextPoll += 1
+        var positions: [SourcePosition] = []
+        var perShard = Array(repeating: Work(poll: nextPoll, spans: []), count: shards)
+        var refs: [(Lane, Int64)] = []
+        for _ in 0..<(1 + random.below(4)) {
+            let partition = assigned[random.below(assigned.count)]
+            let lane = laneOf[partition]!
+            let offset = readPosition[partition]
+            readPosition[partition] += 1
+            let message = message(partition: partition, offset: offset)
+            positions.append(SourcePosition(partition: lane, offset: offset))
+            received[lane] = offset + 1
+            outstanding[lane, default: [:]][offset] = message.spans.count + 1
+            refs.append((lane, offset))
+            for (index, trace) in message.spans.enumerated() {
+                perShard[trace % shards].spans.append((trace, SpanRef(lane: lane, offset: offset, index: index)))
+            }
+        }
+        ledger.dispatch(poll: nextPoll, messages: positions, shards: shards)
+        pollMessages[nextPoll] = (shards, refs)
+        for shard in 0..<shards { queues[shard].append(perShard[shard]) }
+    }
+
+    /// One shard puts its oldest poll in its window, recording events as the engine's shard does.
+    mutating func shardWorks(_ shard: Int) {
+        guard !queues[shard].isEmpty else { return }
+        let work = queues[shard].removeFirst()
+        for (trace, ref) in work.spans {
+            let position = SourcePosition(partition: ref.lane, offset: ref.offset)
+            if windows[shard][trace] != nil {
+                if windows[shard][trace]!.lowest[ref.lane] == nil {
+                    windows[shard][trace]!.lowest[ref.lane] = ref.offset
+                    outboxes[shard].append(.hold(position))
+                }
+                windows[shard][trace]!.spans.append(ref)
+            } else if let kept = decided[shard][trace] {
+                if kept {
+                    // A late span of a kept trace: held until delivered.
+                    outboxes[shard].append(.hold(position))
+                    let token = newToken()
+                    outboxes[shard].append(.deliver(.init(token), position, more: nil))
+                    pending[token] = Pending(spans: [ref], sinksLeft: Set(0..<sinks))
+                } else {
+                    done(ref)
+                }
+            } else {
+                windows[shard][trace] = WindowTrace(spans: [ref], lowest: [ref.lane: ref.offset])
+                outboxes[shard].append(.hold(position))
+            }
+        }
+        outboxes[shard].append(.inserted(poll: work.poll))
+        if var record = pollMessages[work.poll] {
+            record.remaining -= 1
+            pollMessages[work.poll] = record.remaining == 0 ? nil : record
+            if record.remaining == 0 { for (lane, offset) in record.refs { decrement(lane, offset) } }
+        }
+    }
+
+    mutating func decideOne() {
+        let shard = random.below(shards)
+        guard let trace = windows[shard].keys.sorted().randomElement(using: &random) else { return }
+        decide(trace, in: shard, keep: random.chance(50))
+    }
+
+    mutating func decide(_ trace: Int, in shard: Int, keep: Bool) {
+        guard let entry = windows[shard].removeValue(forKey: trace) else { return }
+        decided[shard][trace] = keep
+        let positions = entry.lowest.sorted { $0.key < $1.key }.map { SourcePosition(partition: $0.key, offset: $0.value) }
+        if keep {
+            let token = newToken()
+            outboxes[shard].append(.deliver(.init(token), positions[0], more: positions.count > 1 ? Array(positions.dropFirst()) : nil))
+            pending[token] = Pending(spans: entry.spans, sinksLeft: Set(0..<sinks))
+        } else {
+            for position in positions { outboxes[shard].append(.release(position)) }
+            for ref in entry.spans { done(ref) }
+        }
+    }
+
+    /// Sinks answer in any order, straight to the ledger's owner (possibly before the shard's events).
+    mutating func acknowledgeOne() {
+        guard let token = pending.keys.sorted().randomElement(using: &random) else { return }
+        let sink = pending[token]!.sinksLeft.sorted().randomElement(using: &random)!
+        acknowledge(token, sink: sink)
+    }
+
+    mutating func acknowledge(_ token: UInt64, sink: Int) {
+        ledger.acknowledge(.init(token), sink: sink)
+        pending[token]!.sinksLeft.remove(sink)
+        if pending[token]!.sinksLeft.isEmpty {
+            for ref in pending.removeValue(forKey: token)!.spans { done(ref) }
+        }
+    }
+
+    mutating func applyOutbox(_ shard: Int) {
+        for event in outboxes[shard] { ledger.apply(event) }
+        outboxes[shard].removeAll()
+    }
+
+    mutating func commit() {
+        for (partition, lane) in laneOf {
+            guard let offset = ledger.committable(lane) else { continue }
+            verifyCommit(partition: partition, offset: offset)
+            committed[partition] = offset
+            commitsChecked += 1
+        }
+    }
+
+    /// A rebalance: one assigned partition is revoked (shards finish what they were sent, traces only
+    /// on revoked partitions are forgotten), or an unassigned one comes back under a new lane.
+    mutating func revokeOrAssign() {
+        if let partition = (0..<partitions).first(where: { laneOf[$0] == nil }), random.chance(60) {
+            assign(partition)
+            return
+        }
+        guard let partition = laneOf.keys.sorted().randomElement(using: &random) else { return }
+        let lane = laneOf[partition]!
+        for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
+        // The engine applies every recorded event before it answers the revoke.
+        for shard in 0..<shards { applyOutbox(shard) }
+        if let offset = ledger.revoke(lane) {
+            verifyCommit(partition: partition, offset: offset)
+            committed[partition] = offset
+        }
+        laneOf[partition] = nil
+        partitionOf[lane] = nil
+        outstanding[lane] = nil
+        received[lane] = nil
+        // Traces with spans of assigned partitions stay (and are decided here); the others go.
+        for shard in 0..<shards {
+            for (trace, entry) in windows[shard] where entry.lowest.keys.allSatisfy({ partitionOf[$0] == nil }) {
+                windows[shard][trace] = nil
+            }
+        }
+    }
+
+    /// The process dies: everything in memory is gone; the group assigns every partition again and
+    /// consumption restarts from the committed offsets.
+    mutating func crash() {
+        ledger = DeliveryLedger(sinks: sinks)
+        queues = Array(repeating: [], count: shards)
+        windows = Array(repeating: [:], count: shards)
+        decided = Array(repeating: [:], count: shards)
+        outboxes = Array(repeating: [], count: shards)
+        pending = [:]
+        outstanding = [:]
+        received = [:]
+        pollMessages = [:]
+        laneOf = [:]
+        partitionOf = [:]
+        for partition in 0..<partitions { assign(partition) }
+    }
+
+    /// Late spans: more polls in a row, so decided traces see spans again.
+    mutating func lateBurst() {
+        for _ in 0..<3 { poll() }
+        for shard in 0..<shards { shardWorks(shard) }
+    }
+
+    // MARK: Reference bookkeeping
+
+    mutating func assign(_ partition: Int) {
+        let lane = nextLane
+        nextLane += 1
+        laneOf[partition] = lane
+        partitionOf[lane] = partition
+        readPosition[partition] = committed[partition]
+        ledger.assign(lane)
+    }
+
+    mutating func newToken() -> UInt64 {
+        nextToken += 1
+        return nextToken
+    }
+
+    mutating func done(_ ref: SpanRef) { decrement(ref.lane, ref.offset) }
+
+    mutating func decrement(_ lane: Lane, _ offset: Int64) {
+        guard outstanding[lane] != nil, let count = outstanding[lane]![offset] else { return }
+        if count == 1 {
+            outstanding[lane]![offset] = nil
+            if let partition = partitionOf[lane] { everComplete[partition].insert(offset) }
+        } else {
+            outstanding[lane]![offset] = count - 1
+        }
+    }
+
+    /// The reference answer: the first message with something outstanding, else the end.
+    func reference(_ lane: Lane) -> Int64? {
+        if let lowest = outstanding[lane]?.keys.min() { return lowest }
+        return received[lane]
+    }
+
+    mutating func check(exact: Bool) {
+        for lane in laneOf.values {
+            let answer = ledger.committable(lane)
+            let truth = reference(lane)
+            if let answer, let truth, answer > truth {
+                return fail("lane \(lane): ledger says \(answer), but offset \(truth) has an outstanding obligation")
+            }
+            if answer != nil && truth == nil { return fail("lane \(lane): ledger says \(answer!) before anything was received") }
+            if exact && answer != truth {
+                return fail("lane \(lane): ledger says \(String(describing: answer)), reference \(String(describing: truth))")
+            }
+        }
+    }
+
+    mutating func verifyCommit(partition: Int, offset: Int64) {
+        if offset < committed[partition] { return fail("partition \(partition): commit went back from \(committed[partition]) to \(offset)") }
+        for earlier in committed[partition]..<offset where !everComplete[partition].contains(earlier) {
+            return fail("partition \(partition): committed \(offset) past offset \(earlier), never completely delivered")
+        }
+    }
+
+    mutating func fail(_ message: String) {
+        if failure == nil { failure = message }
+    }
+}
