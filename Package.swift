@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "OTLP", "CZstd", "CZlib", "Kafka",
+                "OTLP", "CZstd", "CZlib", "Kafka", .product(name: "Logging", package: "swift-log"),
                 // The OTLP/HTTP exporter's client.
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -99,7 +99,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "OTLP", "SpanMetrics", "Kafka", "tailgate", "TestSupport"],
+            name: "EngineTests", dependencies: ["Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", "tailgate", "TestSupport"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -63,15 +63,33 @@ let benchmarks: @Sendable () -> Void = {
         var keptTraces: [StoredTrace] = []
         var clock: UInt64 = 1_000_000_000
         var pass: UInt64 = 1
+        // The delivery ledger, fed what the engine feeds it: a poll per message, holds, releases,
+        // deliveries and (the store being synchronous here) acknowledgements.
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0)
+        var offset: Int64 = 0
+        var token: UInt64 = 0
         let decoder = SpanDecoder(encoding: .otlpProto)
 
         func iteration() {
             pass += 1
             batch.removeAll()
-            for message in corpus.messages { _ = try! decoder.decode(message, into: &batch) }
-            for span in batch.spans {
-                _ = window.insert(span, from: batch, batchGeneration: pass, source: SourcePosition(partition: 0, offset: 0), now: clock, ready: &ready)
+            var positions: [SourcePosition] = []
+            var sources: [SourcePosition] = []
+            for message in corpus.messages {
+                let spans = try! decoder.decode(message, into: &batch).spans
+                let position = SourcePosition(partition: 0, offset: offset)
+                offset += 1
+                positions.append(position)
+                for _ in spans { sources.append(position) }
             }
+            ledger.dispatch(poll: pass, messages: positions, shards: 1)
+            for (span, source) in zip(batch.spans, sources) {
+                if window.insert(span, from: batch, batchGeneration: pass, source: source, now: clock, ready: &ready) == .holding {
+                    ledger.hold(source)
+                }
+            }
+            ledger.inserted(poll: pass)
             clock += 3_000_000_000
             window.expire(now: clock, into: &ready)
             hub.withShard(0) { metrics in
@@ -80,7 +98,12 @@ let benchmarks: @Sendable () -> Void = {
                     metrics.record(item.trace, kept: kept, wallClockMillis: 1)
                     window.remember(item.trace.traceID, kept: kept)
                     if kept {
-                        keptTraces.append(StoredTrace(traceID: item.trace.traceID, policy: "kept", request: item.trace.exportRequest()))
+                        keptTraces.append(StoredTrace(traceID: item.trace.traceID, policy: "kept", request: item.trace.exportRequest(policy: "kept")))
+                        token += 1
+                        ledger.deliver(.init(token), CollectionOfOne(item.firstSource))
+                        ledger.acknowledge(.init(token), sink: 0)
+                    } else {
+                        ledger.release(item.firstSource)
                     }
                     window.recycle(item.trace)
                 }
@@ -90,7 +113,7 @@ let benchmarks: @Sendable () -> Void = {
                 try! store.write(keptTraces)
                 keptTraces.removeAll(keepingCapacity: true)
             }
-            blackHole(window.lowestHeldOffsets())
+            blackHole(ledger.committable(0))
         }
 
         for _ in 0..<5 { iteration() }

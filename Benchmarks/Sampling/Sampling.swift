@@ -61,8 +61,6 @@ func pass(_ window: inout TraceWindow, ready: inout [ReadyTrace], start: UInt64,
         }
     }
     ready.removeAll(keepingCapacity: true)
-    // The engine publishes held offsets every cycle; that also trims the per-partition hold queues.
-    blackHole(window.lowestHeldOffsets())
     return kept
 }
 

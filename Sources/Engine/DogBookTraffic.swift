@@ -11,11 +11,15 @@ public struct DogBookTraffic: Sendable {
     public var errorRate: Double
     /// Fraction of traces with a slow database call (seconds instead of milliseconds).
     public var slowRate: Double
+    /// Fraction of traces whose root span never arrives (a crashed edge, a sampled-out browser span):
+    /// decided at `decision_wait`, later than traces with roots. 0 draws nothing (seeds keep their traffic).
+    public var rootlessRate: Double
     private var random: SplitMix64
 
-    public init(seed: UInt64 = 1, errorRate: Double = 0.02, slowRate: Double = 0.03) {
+    public init(seed: UInt64 = 1, errorRate: Double = 0.02, slowRate: Double = 0.03, rootlessRate: Double = 0) {
         self.errorRate = errorRate
         self.slowRate = slowRate
+        self.rootlessRate = rootlessRate
         random = SplitMix64(seed: seed)
     }
 
@@ -25,6 +29,8 @@ public struct DogBookTraffic: Sendable {
         public var spanCount: Int
         public var isError: Bool
         public var isSlow: Bool
+        /// Sent without its root span.
+        public var isRootless = false
         fileprivate var spans: [GeneratedSpan]
     }
 
@@ -46,7 +52,14 @@ public struct DogBookTraffic: Sendable {
         default: builder.dogProfile(at: startUnixNano, error: isError, slow: isSlow)
         }
         random = builder.random
-        return Trace(traceID: builder.traceID, spanCount: builder.spans.count, isError: isError, isSlow: isSlow, spans: builder.spans)
+        var isRootless = false
+        if rootlessRate > 0 && random.unit() < rootlessRate {
+            builder.spans.removeAll { $0.parentSpanID == .zero }
+            isRootless = true
+        }
+        return Trace(
+            traceID: builder.traceID, spanCount: builder.spans.count, isError: isError, isSlow: isSlow, isRootless: isRootless,
+            spans: builder.spans)
     }
 
     /// Encodes traces as one OTLP `ExportTraceServiceRequest` (protobuf), grouped by service as an SDK

@@ -87,6 +87,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var spansRejected: [String: Int]
     public var deadLettered: Int
     public var tracesKept: Int
+    /// Kept traces every sink acknowledged (durable): what `tracesKept` became.
+    public var tracesStored: Int
     public var tracesDropped: Int
     public var keptByPolicy: [String: Int]
     public var lateSpans: Int
@@ -109,10 +111,12 @@ public final class Engine: Sendable {
     private let loop: IngestLoop
     private let logger: Logger
     private let httpAddress = Mutex<String?>(nil)
-    private let sinks = Mutex<SinkFanOut?>(nil)
+    private let sinks = Mutex<KeptTraceFanOut?>(nil)
 
     /// The file store, when `dataDirectory` is set.
-    public var store: TraceStore? { sinks.withLock { $0?.store?.store } }
+    public var store: TraceStore? {
+        sinks.withLock { $0?.sinks.lazy.compactMap { $0 as? StoreWriter }.first?.store }
+    }
 
     /// Where the HTTP listener is bound once ``run()`` started it.
     public var boundHTTPAddress: String? { httpAddress.withLock { $0 } }
@@ -127,7 +131,7 @@ public final class Engine: Sendable {
     ///   - kept: replaces the configured sinks (tests); nil uses them.
     ///   - observeKept: sees every kept trace (on a shard thread) before the sinks do.
     public convenience init(
-        configuration: EngineConfiguration, kept: (any KeptTraceSink)? = nil,
+        configuration: EngineConfiguration, kept: (any TraceSink)? = nil,
         observeKept: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
     ) throws {
         try configuration.validate()
@@ -139,36 +143,35 @@ public final class Engine: Sendable {
         let rules = try RuleStore(
             path: configuration.rulesPath, metrics: samplingMetrics, logger: logger, fallback: configuration.fallbackRules,
             requiredKeys: configuration.spanMetrics.attributeKeys)
-        var writer: StoreWriter?
+        var sinks: [any TraceSink] = []
         if let directory = configuration.dataDirectory {
             let store = try TraceStore(directory: URL(fileURLWithPath: directory), options: configuration.storeOptions)
-            writer = StoreWriter(store: store, logger: logger)
+            sinks.append(StoreWriter(store: store, logger: logger))
         }
-        let kafkaSink = try configuration.outputTopic.map { (topic) throws(KafkaError) in
-            try KafkaTraceSink(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
-        }
-        var exporter: OTLPHTTPExporter?
         if let endpoint = configuration.otlpEndpoint {
             var options = OTLPHTTPExporter.Options()
             options.headers = configuration.otlpHeaders
             options.gzip = configuration.otlpGzip
             options.caFile = configuration.otlpCAFile
             do {
-                exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint(endpoint), options: options, logger: logger)
+                sinks.append(try OTLPHTTPExporter(endpoint: try OTLPEndpoint(endpoint), options: options, logger: logger))
             } catch {
                 throw ConfigurationError(error.message)
             }
         }
-        let sinks = writer == nil && kafkaSink == nil && exporter == nil ? nil : SinkFanOut(
-            store: writer, kafka: kafkaSink, otlp: exporter, redactor: { rules.rules.redactor }, logger: logger)
-        var kept: any KeptTraceSink = kept ?? sinks ?? KeptTraceCounter()
-        if let observeKept { kept = ObservedKeptTraces(next: kept, observer: observeKept) }
+        if let topic = configuration.outputTopic {
+            sinks.append(
+                try KafkaTraceSink(
+                    topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger))
+        }
+        if let kept { sinks = [kept] }
+        let fanOut = KeptTraceFanOut(sinks: sinks, redactor: { rules.rules.redactor }, observer: observeKept, logger: logger)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
-            bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, kept: kept,
+            bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, fanOut: fanOut,
             decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, logger: logger)
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
-        self.sinks.withLock { $0 = sinks }
+        self.sinks.withLock { $0 = fanOut }
         // Weakly: the loop holds the stage (its sink), which holds this handler.
         stage.onPressure { [weak loop = self.loop] paused in loop?.setPaused(paused) }
     }
@@ -295,23 +298,26 @@ public final class Engine: Sendable {
         // The ingest thread holds the Kafka client until it has exited; let it, so that the client
         // is gone when whoever called run() releases the engine.
         while !thread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
+        // Everything received decided and acknowledged by every sink: what "end of input" promises.
+        let settled = sampling?.isSettled ?? true
         sampling?.stop()
         sampling?.rules.stop()
-        sinks.withLock { $0 }?.stop()
+        sinks.withLock { $0 }?.stop(timeout: .seconds(5))
         let result = outcome.withLock { $0 } ?? .stopped
         let totals = metrics.snapshot
         let decisions = sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
         let outcomeText: String
         switch result {
         case .stopped: outcomeText = "stopped"
-        case .reachedEnd: outcomeText = "end_of_input"
+        case .reachedEnd: outcomeText = settled ? "end_of_input" : "end_of_input_unstored"
         case .fatal(let error): outcomeText = "fatal: \(error)"
         }
         return RunSummary(
             outcome: outcomeText, messages: totals.messagesReceived, bytes: totals.bytesReceived, spans: totals.spansReceived,
             messagesRejected: Dictionary(uniqueKeysWithValues: totals.messagesRejected.map { ($0.key.rawValue, $0.value) }),
             spansRejected: Dictionary(uniqueKeysWithValues: totals.spansRejected.map { ($0.key.rawValue, $0.value) }),
-            deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept, tracesDropped: decisions.dropped,
+            deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept,
+            tracesStored: sinks.withLock { $0 }?.storedTraces ?? 0, tracesDropped: decisions.dropped,
             keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped,
             processingSeconds: loop.processingTime.map { $0.timeInterval },
             keptStoreLatencyP50: sampling?.metrics.keptTraceStoreLatency(quantile: 0.5),

@@ -14,6 +14,8 @@ public final class TrafficProducer: Sendable {
         public var rate: Double = 0
         public var errorRate = 0.02
         public var slowRate = 0.03
+        /// Fraction of traces sent without their root span.
+        public var rootlessRate = 0.0
         public var encoding = OTLPEncoding.otlpProto
         /// 1 = keyed by trace id (partition_traces_by_id); more = unkeyed multi-trace messages.
         public var tracesPerMessage = 1
@@ -47,7 +49,8 @@ public final class TrafficProducer: Sendable {
     /// Produces until `options.traces` are sent (0 = until stopped), then flushes. Blocking.
     @discardableResult
     public func run(_ options: Options, clock: ContinuousClock = ContinuousClock()) throws(KafkaError) -> Totals {
-        var traffic = DogBookTraffic(seed: options.seed, errorRate: options.errorRate, slowRate: options.slowRate)
+        var traffic = DogBookTraffic(
+            seed: options.seed, errorRate: options.errorRate, slowRate: options.slowRate, rootlessRate: options.rootlessRate)
         let start = clock.now
         let wallStart = UInt64(max(0, Int64(UnixTime.nowNanoseconds())))
         var totals = Totals()

@@ -256,8 +256,11 @@ public struct TraceData: Sendable {
 
 extension TraceData {
     /// The trace's spans as one OTLP `ExportTraceServiceRequest`, each span byte for byte under the
-    /// resource and scope it was sent with.
-    public func exportRequest() -> [UInt8] {
+    /// resource and scope it was sent with; with `policy`, each span also carries the attribute
+    /// `tailgate.policy` (appended after its received bytes: a repeated field may come anywhere).
+    public func exportRequest(policy: String? = nil) -> [UInt8] {
+        var attribute: [UInt8] = []
+        if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(payload.count + spans.count * 8 + 64)
         var index = 0
@@ -269,7 +272,14 @@ extension TraceData {
             if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(1, $0) } }
             let current = spans[index].envelope
             while index < spans.count && spans[index].envelope == current {
-                withBytes(spans[index].encoded) { writer.writeBytesField(2, $0) }
+                if attribute.isEmpty {
+                    withBytes(spans[index].encoded) { writer.writeBytesField(2, $0) }
+                } else {
+                    writer.writeTag(field: 2, wireType: 2)
+                    writer.writeVarint(UInt64(spans[index].encoded.count) + UInt64(attribute.count))
+                    withBytes(spans[index].encoded) { writer.bytes.append(contentsOf: $0) }
+                    writer.bytes.append(contentsOf: attribute)
+                }
                 index += 1
             }
             if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL) { writer.writeBytesField(3, $0) } }
@@ -279,4 +289,17 @@ extension TraceData {
         }
         return writer.bytes
     }
+
+    /// Span field 9 (attributes) holding `tailgate.policy` = `policy`, encoded.
+    public static func policyAttribute(_ policy: String) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.writeNested(9) { kv in
+            kv.writeStringField(1, policyAttributeKey)
+            kv.writeNested(2) { $0.writeStringField(1, policy) }
+        }
+        return writer.bytes
+    }
+
+    /// The attribute naming the policy that kept a trace.
+    public static let policyAttributeKey = "tailgate.policy"
 }

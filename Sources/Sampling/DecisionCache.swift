@@ -11,8 +11,9 @@ public import OTLP
 /// Each side holds two generations: when the young one is full the old one is forgotten — FIFO
 /// eviction at the granularity of half the capacity, without per-entry bookkeeping.
 public struct DecisionCache: Sendable {
-    private var keptYoung = Set<TraceID>()
-    private var keptOld = Set<TraceID>()
+    /// Kept ids with the policy that kept them (late spans carry it to the sinks too).
+    private var keptYoung: [TraceID: String] = [:]
+    private var keptOld: [TraceID: String] = [:]
     private var droppedYoung = FingerprintSet()
     private var droppedOld = FingerprintSet()
     public let keptCapacity: Int
@@ -24,15 +25,19 @@ public struct DecisionCache: Sendable {
         self.droppedCapacity = droppedCapacity
     }
 
-    public enum Remembered: Sendable, Equatable { case kept, dropped }
+    public enum Remembered: Sendable, Equatable {
+        /// Kept, by this policy.
+        case kept(String)
+        case dropped
+    }
 
-    public mutating func remember(_ traceID: TraceID, kept: Bool) {
+    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "") {
         if kept {
             guard keptCapacity > 0 else { return }
-            keptYoung.insert(traceID)
+            keptYoung[traceID] = policy
             if keptYoung.count >= max(1, keptCapacity / 2) {
                 keptOld = keptYoung
-                keptYoung = Set(minimumCapacity: keptCapacity / 2)
+                keptYoung = Dictionary(minimumCapacity: keptCapacity / 2)
             }
         } else {
             guard droppedCapacity > 0 else { return }
@@ -48,7 +53,7 @@ public struct DecisionCache: Sendable {
 
     public func lookup(_ traceID: TraceID) -> Remembered? {
         if !keptYoung.isEmpty || !keptOld.isEmpty {
-            if keptYoung.contains(traceID) || keptOld.contains(traceID) { return .kept }
+            if let policy = keptYoung[traceID] ?? keptOld[traceID] { return .kept(policy) }
         }
         let print = Self.fingerprint(traceID)
         if droppedYoung.contains(print) || droppedOld.contains(print) { return .dropped }

@@ -31,9 +31,9 @@ public struct ReadyTrace: Sendable {
     public var reason: DecisionReason
     /// When its first span arrived (window clock, nanoseconds).
     public var firstSeen: UInt64
-    /// The lowest offset per partition its spans came from: what must stay uncommitted until a kept
-    /// trace is stored. The first partition inline; others only for traces spread over partitions,
-    /// so a decision allocates nothing for keyed topics.
+    /// The positions its trace holds (one per partition it has spans from, the lowest offset there):
+    /// what must stay uncommitted until a kept trace is stored. The first inline; others only for
+    /// traces spread over partitions, so a decision allocates nothing for keyed topics.
     public var firstSource: SourcePosition
     public var otherSources: [SourcePosition]?
 
@@ -43,7 +43,11 @@ public struct ReadyTrace: Sendable {
 
 /// What happened to a span offered to the window.
 public enum SpanDisposition: Sendable, Equatable {
+    /// Added to its trace, whose holds already cover its offset.
     case buffered
+    /// Added to its trace, which now holds the span's position (a new trace, or the trace's first span
+    /// from that partition): the caller records the hold with the delivery ledger.
+    case holding
     /// Its trace was decided before: follow that decision.
     case late(DecisionCache.Remembered)
 }
@@ -80,21 +84,21 @@ public struct TraceWindow: Sendable {
         var rootSeen: Bool
         var generation: UInt32
         var residentBytes: Int
-        /// The lowest offset per partition this trace holds (first one inline; more only for traces
-        /// spread over partitions, which keyed topics never do).
+        /// The positions this trace holds in the delivery ledger (first one inline; more only for
+        /// traces spread over partitions, which keyed topics never do).
         var firstSource: SourcePosition
         var otherSources: [SourcePosition]?
 
-        mutating func note(_ source: SourcePosition) {
-            if source.partition == firstSource.partition {
-                firstSource.offset = min(firstSource.offset, source.offset)
-                return
+        /// Records that the trace has a span from `source`; true when that needs a new hold (the
+        /// trace's first span from that partition, or — rare — one older than any it holds there).
+        /// Every position recorded is held exactly once, and released or delivered with the trace.
+        mutating func note(_ source: SourcePosition) -> Bool {
+            if source.partition == firstSource.partition && source.offset >= firstSource.offset { return false }
+            if let otherSources, otherSources.contains(where: { $0.partition == source.partition && $0.offset <= source.offset }) {
+                return false
             }
-            if let index = otherSources?.firstIndex(where: { $0.partition == source.partition }) {
-                otherSources![index].offset = min(otherSources![index].offset, source.offset)
-            } else {
-                otherSources = (otherSources ?? []) + [source]
-            }
+            otherSources = (otherSources ?? []) + [source]
+            return true
         }
     }
 
@@ -107,18 +111,8 @@ public struct TraceWindow: Sendable {
     private var wheel: DeadlineWheel
     private var due: [DeadlineWheel.Item] = []
     private var pool: [TraceData] = []
-    /// Per source partition, (offset, slot, generation) in arrival order: the front's offset is the
-    /// lowest still held (entries of decided traces are skipped lazily).
-    private var holds: [UInt32: RingQueue<Hold>] = [:]
-    private var lastBatch: UInt64 = 0
     public private(set) var bufferedBytes = 0
     public private(set) var bufferedSpans = 0
-
-    struct Hold {
-        var offset: Int64
-        var slot: Int32
-        var generation: UInt32
-    }
 
     public init(limits: WindowLimits, cache: DecisionCache) {
         self.limits = limits
@@ -135,6 +129,7 @@ public struct TraceWindow: Sendable {
         ready: inout [ReadyTrace]
     ) -> SpanDisposition {
         let slot: Int32
+        var disposition = SpanDisposition.buffered
         if let existing = index[span.traceID] {
             slot = existing
         } else {
@@ -142,7 +137,7 @@ public struct TraceWindow: Sendable {
             slot = allocate(reusedTrace(span.traceID), source: source, now: now)
             index[span.traceID] = slot
             wheel.schedule(slot: slot, generation: generations[Int(slot)], at: slots[Int(slot)]!.deadline, now: now)
-            hold(source, slot: slot)
+            disposition = .holding
         }
         let i = Int(slot)
         let before = slots[i]!.residentBytes
@@ -151,10 +146,7 @@ public struct TraceWindow: Sendable {
         slots[i]!.residentBytes = after
         bufferedBytes += after - before
         bufferedSpans += 1
-        if source.offset != lastHeldOffset(slot: slot, partition: source.partition) {
-            hold(source, slot: slot)
-            slots[i]!.note(source)
-        }
+        if disposition == .buffered && slots[i]!.note(source) { disposition = .holding }
 
         if span.isRoot && !slots[i]!.rootSeen {
             slots[i]!.rootSeen = true
@@ -167,7 +159,7 @@ public struct TraceWindow: Sendable {
         if limits.maxSpansPerTrace > 0 && slots[i]!.trace.spans.count >= limits.maxSpansPerTrace {
             ready.append(release(slot, reason: .maxSpans))
         }
-        return .buffered
+        return disposition
     }
 
     /// Traces whose deadline is at or before `now`.
@@ -203,20 +195,20 @@ public struct TraceWindow: Sendable {
         for i in slots.indices where slots[i] != nil { ready.append(release(Int32(i), reason: .flush)) }
     }
 
-    /// Forgets (without deciding) every trace holding spans of `partitions`: on a revoke their new
-    /// owner replays them from the committed offset. Returns how many traces were dropped from memory.
+    /// Forgets (without deciding) every trace whose spans all came from `partitions` (revoked): their
+    /// next owner replays them from the committed offset. A trace that also holds spans of partitions
+    /// this member keeps stays, and is decided here as usual: forgetting it would let those partitions
+    /// commit past spans nobody decided. (Its spans from the revoked partitions are then decided twice,
+    /// here and by their next owner: at worst stored twice, never lost.) Returns how many were forgotten.
     @discardableResult
     public mutating func forget(partitions: Set<UInt32>) -> Int {
         var forgotten = 0
-        for partition in partitions {
-            guard var queue = holds[partition] else { continue }
-            while let hold = queue.popFirst() {
-                if generations[Int(hold.slot)] == hold.generation, slots[Int(hold.slot)] != nil {
-                    _ = release(hold.slot, reason: .flush)
-                    forgotten += 1
-                }
-            }
-            holds[partition] = nil
+        for i in slots.indices {
+            guard let entry = slots[i], partitions.contains(entry.firstSource.partition),
+                entry.otherSources?.allSatisfy({ partitions.contains($0.partition) }) ?? true
+            else { continue }
+            recycle(release(Int32(i), reason: .flush).trace)
+            forgotten += 1
         }
         return forgotten
     }
@@ -245,27 +237,8 @@ public struct TraceWindow: Sendable {
     }
 
     /// Records a decision so late spans follow it.
-    public mutating func remember(_ traceID: TraceID, kept: Bool) { cache.remember(traceID, kept: kept) }
-
-    /// The lowest offset per partition that a buffered trace still holds. Offsets below it are free
-    /// (to commit once everything decided there is also acknowledged). Partitions absent hold nothing.
-    public mutating func lowestHeldOffsets() -> [UInt32: Int64] {
-        var result: [UInt32: Int64] = [:]
-        for partition in Array(holds.keys) {
-            while let front = holds[partition]!.first,
-                generations[Int(front.slot)] != front.generation || slots[Int(front.slot)] == nil
-            {
-                _ = holds[partition]!.popFirst()
-            }
-            if let front = holds[partition]!.first {
-                // Arrival order is offset order within a partition, except for the rare trace that
-                // gains spans from an older offset: take the minimum over what remains at the front.
-                result[partition] = holds[partition]!.minimum(\.offset, liveWhere: { generations[Int($0.slot)] == $0.generation && slots[Int($0.slot)] != nil }) ?? front.offset
-            } else {
-                holds[partition] = nil
-            }
-        }
-        return result
+    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "") {
+        cache.remember(traceID, kept: kept, policy: policy)
     }
 
     // MARK: Slots
@@ -296,15 +269,6 @@ public struct TraceWindow: Sendable {
         return ReadyTrace(
             trace: entry.trace, reason: reason, firstSeen: entry.firstSeen, firstSource: entry.firstSource,
             otherSources: entry.otherSources)
-    }
-
-    private mutating func hold(_ source: SourcePosition, slot: Int32) {
-        holds[source.partition, default: RingQueue()].append(Hold(offset: source.offset, slot: slot, generation: generations[Int(slot)]))
-    }
-
-    private func lastHeldOffset(slot: Int32, partition: UInt32) -> Int64? {
-        guard let last = holds[partition]?.last, last.slot == slot, last.generation == generations[Int(slot)] else { return nil }
-        return last.offset
     }
 }
 

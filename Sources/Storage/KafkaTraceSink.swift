@@ -9,7 +9,8 @@ import Synchronization
 /// pipeline — a Tempo distributor's Kafka receiver, a collector, a second tailgate — can read them.
 /// A trace counts as stored when the broker acknowledged it; a message that still fails after
 /// librdkafka's own retries is sent again, never dropped.
-public final class KafkaTraceSink: @unchecked Sendable {
+public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
+    public let name = "kafka"
     public let topic: String
     private let producer: KafkaProducer
     private let logger: Logger
@@ -34,10 +35,10 @@ public final class KafkaTraceSink: @unchecked Sendable {
         thread.start()
     }
 
-    /// Publishes `trace` (with `tailgate.policy` on its spans); calls `stored` once the broker has it.
-    public func publish(_ trace: StoredTrace, policyAttribute: Bool = true, stored: @escaping @Sendable () -> Void) {
-        let payload = (try? TraceMerger.merge([trace], policyAttribute: policyAttribute)) ?? trace.request
-        publish(payload, traceID: trace.traceID, stored: stored)
+    /// Publishes `trace` as it is (it carries `tailgate.policy` already); `acknowledged` runs once the
+    /// broker has it.
+    public func send(_ trace: StoredTrace, acknowledged: @escaping @Sendable () -> Void) {
+        publish(trace.request, traceID: trace.traceID, stored: acknowledged)
     }
 
     /// Publishes an `ExportTraceServiceRequest` for `traceID` as it is.
@@ -50,10 +51,11 @@ public final class KafkaTraceSink: @unchecked Sendable {
     private func send(_ payload: [UInt8], key: [UInt8], attempt: Int, stored: @escaping @Sendable () -> Void) {
         let deliver: @Sendable (KafkaError?) -> Void = { [self] error in
             guard let error else {
-                pending.add(-1, ordering: .relaxed)
-                pendingBytes.add(-payload.count, ordering: .relaxed)
+                // Acknowledged before the count drops, so a flush that returns has every acknowledgement out.
                 deliveredCount.add(1, ordering: .relaxed)
                 stored()
+                pendingBytes.add(-payload.count, ordering: .relaxed)
+                pending.add(-1, ordering: .relaxed)
                 return
             }
             failureCount.add(1, ordering: .relaxed)
@@ -77,15 +79,26 @@ public final class KafkaTraceSink: @unchecked Sendable {
     }
 
     /// Waits until every published trace is acknowledged (or `timeout`).
-    public func flush(timeout: Duration = .seconds(30)) {
+    @discardableResult
+    public func flush(timeout: Duration = .seconds(30)) -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while pending.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        while pending.load(ordering: .relaxed) > 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return true
     }
 
-    public func stop() {
-        flush()
+    public func stop(timeout: Duration) {
+        flush(timeout: timeout)
         polling.store(false, ordering: .relaxed)
     }
+
+    public var statistics: TraceSinkStatistics {
+        TraceSinkStatistics(delivered: delivered, errors: failures, pending: unacknowledged)
+    }
+
+    public var queuedBytes: Int { unacknowledgedBytes }
 
     public var unacknowledged: Int { pending.load(ordering: .relaxed) }
     /// Bytes of kept traces handed to the producer and not yet acknowledged (they count toward the

@@ -35,7 +35,8 @@ public struct OTLPEndpoint: Sendable, Equatable {
 /// honouring `Retry-After`. A trace is reported stored only when the receiver accepted it; while
 /// the receiver is down nothing is acknowledged, offsets stay, and the queue's bytes count toward
 /// the buffer limit so Kafka consumption pauses. Nothing is dropped for a transient failure.
-public final class OTLPHTTPExporter: @unchecked Sendable {
+public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
+    public let name = "otlp"
     public struct Options: Sendable {
         public var headers: [(String, String)] = []
         public var gzip = true
@@ -114,17 +115,36 @@ public final class OTLPHTTPExporter: @unchecked Sendable {
         if size >= options.batchBytes { wake.signal() }
     }
 
+    public func send(_ trace: StoredTrace, acknowledged: @escaping @Sendable () -> Void) {
+        export(trace.request, stored: acknowledged)
+    }
+
+    public var statistics: TraceSinkStatistics {
+        let counts = counts
+        return TraceSinkStatistics(
+            delivered: counts.tracesSent, errors: counts.rejectedTraces, retries: counts.retries,
+            pending: queue.withLock { $0.items.count } + busy.load(ordering: .relaxed))
+    }
+
     /// Bytes waiting to be sent (they count toward the buffer limit).
     public var queuedBytes: Int { queue.withLock { $0.bytes } }
     public var counts: Counters { counters.withLock { $0 } }
 
     /// Waits until the queue is empty and nothing is in flight, or `timeout`.
-    public func flush(timeout: Duration = .seconds(30)) {
+    @discardableResult
+    public func flush(timeout: Duration = .seconds(30)) -> Bool {
         let deadline = ContinuousClock.now + timeout
         wake.signal()
-        while (queue.withLock({ !$0.items.isEmpty }) || busy.load(ordering: .relaxed) > 0) && ContinuousClock.now < deadline {
+        while queue.withLock({ !$0.items.isEmpty }) || busy.load(ordering: .relaxed) > 0 {
+            guard ContinuousClock.now < deadline else { return false }
             Thread.sleep(forTimeInterval: 0.01)
         }
+        return true
+    }
+
+    public func stop(timeout: Duration) {
+        flush(timeout: timeout)
+        stop(flushFirst: false)
     }
 
     /// Stops the exporter; with `flushFirst`, after sending what is queued (bounded by `flush`).

@@ -1,19 +1,19 @@
 import Foundation
 public import Logging
-public import OTLP
-public import Sampling
-public import Storage
+import OTLP
 import Synchronization
 
 /// Writes kept traces to the file store in blocks (every 100 ms, or sooner past 4 MiB), durably,
 /// and only then reports them stored — which lets their offsets be committed. A failing disk is
 /// retried, never skipped: offsets stay put and the buffer limit eventually pauses Kafka.
-public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
+public final class StoreWriter: TraceSink, @unchecked Sendable {
+    public let name = "store"
     public let store: TraceStore
     private let logger: Logger
     private let queue = Mutex<(items: [(StoredTrace, @Sendable () -> Void)], bytes: Int)>(([], 0))
     private let wake = DispatchSemaphore(value: 0)
-    private let idle = Mutex<Bool>(true)
+    /// Traces taken and not yet durable.
+    private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let flushed = DispatchSemaphore(value: 0)
     private let written = Atomic<Int>(0)
@@ -32,19 +32,9 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
         thread.start()
     }
 
-    public func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
-        enqueue(StoredTrace(traceID: trace.traceID, policy: policy, request: trace.exportRequest()), stored)
-    }
-
-    /// A kept trace already in its final form (redacted).
-    public func keep(_ trace: StoredTrace, stored: @escaping @Sendable () -> Void) {
-        enqueue(trace, stored)
-    }
-
-    public func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
-        var single = TraceData(traceID: span.traceID)
-        single.append(span, from: batch, batchGeneration: 0)
-        enqueue(StoredTrace(traceID: span.traceID, policy: "", request: single.exportRequest()), stored)
+    /// A kept trace in its final form; `acknowledged` runs once it is durable.
+    public func send(_ trace: StoredTrace, acknowledged: @escaping @Sendable () -> Void) {
+        enqueue(trace, acknowledged)
     }
 
     private func enqueue(_ trace: StoredTrace, _ stored: @escaping @Sendable () -> Void) {
@@ -54,21 +44,26 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
             return state.bytes
         }
         unwritten.add(trace.request.count, ordering: .relaxed)
+        pending.add(1, ordering: .relaxed)
         if size >= batchBytes { wake.signal() }
     }
 
-    /// Writes everything queued now and waits for it (shutdown, drain).
-    public func flush() {
-        guard queue.withLock({ !$0.items.isEmpty }) else { return }
+    /// Writes everything queued now and waits for it, at most `timeout` (a failing disk is retried
+    /// until then; what is left stays unacknowledged, so its offsets are not committed).
+    @discardableResult
+    public func flush(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
         wake.signal()
-        while queue.withLock({ !$0.items.isEmpty }) || !idle.withLock({ $0 }) {
+        while pending.load(ordering: .relaxed) > 0 {
+            guard ContinuousClock.now < deadline else { return false }
             Thread.sleep(forTimeInterval: 0.005)
         }
+        return true
     }
 
-    /// Stops the writer thread after writing what is queued.
-    public func stop() {
-        flush()
+    /// Stops the writer thread after writing what is queued (at most `timeout`).
+    public func stop(timeout: Duration) {
+        flush(timeout: timeout)
         stopping.store(true, ordering: .relaxed)
         wake.signal()
     }
@@ -79,19 +74,24 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
     public var tracesWritten: Int { written.load(ordering: .relaxed) }
     public var writeFailures: Int { failures.load(ordering: .relaxed) }
 
+    public var statistics: TraceSinkStatistics {
+        TraceSinkStatistics(delivered: tracesWritten, errors: writeFailures, pending: pending.load(ordering: .relaxed))
+    }
+
     private func run() {
         while !stopping.load(ordering: .relaxed) {
-            _ = wake.wait(timeout: .now() + interval.timeInterval)
+            _ = wake.wait(timeout: .now() + Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
             let batch = queue.withLock { state -> [(StoredTrace, @Sendable () -> Void)] in
                 defer { state = ([], 0) }
-                if !state.items.isEmpty { idle.withLock { $0 = false } }
                 return state.items
             }
             guard !batch.isEmpty else { continue }
             var attempt = 0
-            while true {
+            var writtenOK = false
+            while !stopping.load(ordering: .relaxed) || attempt == 0 {
                 do {
                     try store.write(batch.map(\.0))
+                    writtenOK = true
                     break
                 } catch {
                     failures.add(1, ordering: .relaxed)
@@ -100,10 +100,12 @@ public final class StoreWriter: KeptTraceSink, @unchecked Sendable {
                     Thread.sleep(forTimeInterval: min(5, 0.1 * Double(1 << min(attempt, 6))))
                 }
             }
+            guard writtenOK else { break }  // stopping with a disk that keeps failing: never acknowledged
             written.add(batch.count, ordering: .relaxed)
             unwritten.add(-batch.reduce(0) { $0 + $1.0.request.count }, ordering: .relaxed)
+            // Acknowledged before the count drops, so a flush that returns has every acknowledgement out.
             for (_, stored) in batch { stored() }
-            idle.withLock { $0 = true }
+            pending.add(-batch.count, ordering: .relaxed)
         }
     }
 }

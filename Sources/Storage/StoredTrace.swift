@@ -18,6 +18,9 @@ public struct StoredTrace: Sendable, Equatable {
 /// one `ExportTraceServiceRequest`, each span once (the first copy of a span id wins), grouped under
 /// its resource and scope. Optionally adds `tailgate.policy` to every span.
 public enum TraceMerger {
+    /// The attribute key as it appears in an encoded span (length-prefixed).
+    static let policyKey: [UInt8] = [UInt8(TraceData.policyAttributeKey.utf8.count)] + Array(TraceData.policyAttributeKey.utf8)
+
     public static func merge(_ pieces: [StoredTrace], policyAttribute: Bool) throws(OTLPDecodeError) -> [UInt8] {
         var batch = SpanBatch()
         var policies: [String] = []
@@ -55,8 +58,12 @@ public enum TraceMerger {
                 openScope = scopeKey
             }
             let spanMessage = writer.beginNested(2)
-            batch.withBytes(span.encoded) { writer.bytes.append(contentsOf: $0) }
-            if policyAttribute && !policies[index].isEmpty {
+            // Pieces stored since the policy is encoded with the trace carry it already.
+            let carriesPolicy = batch.withBytes(span.encoded) { bytes -> Bool in
+                writer.bytes.append(contentsOf: bytes)
+                return bytes.firstRange(of: policyKey) != nil
+            }
+            if policyAttribute && !policies[index].isEmpty && !carriesPolicy {
                 // Appending a field keeps every received byte of the span as it was.
                 writer.writeNested(9) { kv in
                     kv.writeStringField(1, "tailgate.policy")

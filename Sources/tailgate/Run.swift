@@ -187,7 +187,7 @@ struct Run: ParsableCommand {
         let summary = engine.run()
         withExtendedLifetime(trap) {}
         printJSON(summary)
-        if summary.outcome.hasPrefix("fatal") { throw ExitCode.failure }
+        if summary.outcome.hasPrefix("fatal") || summary.outcome == "end_of_input_unstored" { throw ExitCode.failure }
     }
 }
 

@@ -4,21 +4,28 @@ import Kafka
 import Logging
 import OTLP
 import Sampling
+import Storage
 import Synchronization
 import Testing
 
-/// Captures kept trace ids (and late spans) for assertions.
-final class KeptTraces: KeptTraceSink {
+/// Captures kept trace ids with their policy (and late-span pieces) for assertions; acknowledges at once.
+final class KeptTraces: TraceSink {
+    let name = "test"
     let ids = Mutex<[TraceID: String]>([:])
     let late = Atomic<Int>(0)
-    func keep(_ trace: TraceData, policy: String, stored: @escaping @Sendable () -> Void) {
-        ids.withLock { $0[trace.traceID] = policy }
-        stored()
+    func send(_ trace: StoredTrace, acknowledged: @escaping @Sendable () -> Void) {
+        let isLate = ids.withLock { ids in
+            if ids[trace.traceID] != nil { return true }
+            ids[trace.traceID] = trace.policy
+            return false
+        }
+        if isLate { late.add(1, ordering: .relaxed) }
+        acknowledged()
     }
-    func keepLate(_ span: SpanRecord, from batch: SpanBatch, stored: @escaping @Sendable () -> Void) {
-        late.add(1, ordering: .relaxed)
-        stored()
-    }
+    func flush(timeout: Duration) -> Bool { true }
+    func stop(timeout: Duration) {}
+    var queuedBytes: Int { 0 }
+    var statistics: TraceSinkStatistics { TraceSinkStatistics(delivered: ids.withLock { $0.count }) }
     var snapshot: [TraceID: String] { ids.withLock { $0 } }
 }
 
@@ -88,7 +95,7 @@ let errorsAndSlow = """
         let engine = running.engine
         #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived == 50 })
         #expect(waitUntil(.seconds(5)) { engine.sampling!.metrics.buffered.traces == 50 })
-        let held = engine.sampling!.committableOffsets()
+        let held = engine.sampling!.lastCommittableOffsets
         #expect(held[TopicPartition("spans", 0)] == 0, "the first message's trace is undecided: nothing committable")
         #expect(kept.snapshot.isEmpty)
 

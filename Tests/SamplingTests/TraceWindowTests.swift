@@ -113,10 +113,10 @@ import Testing
         var ready: [ReadyTrace] = []
         w.expire(now: 100 * ms, into: &ready)
         #expect(ready.count == 2)
-        w.remember(TraceID(high: 1, low: 1), kept: true)
+        w.remember(TraceID(high: 1, low: 1), kept: true, policy: "errors")
         w.remember(TraceID(high: 1, low: 2), kept: false)
         let (late, _) = insertAll(&w, try batch([(1, 5, 1), (2, 5, 1), (3, 1, 0)]), now: 200 * ms)
-        #expect(late == [.late(.kept), .late(.dropped), .buffered])
+        #expect(late == [.late(.kept("errors")), .late(.dropped), .holding])
         #expect(w.traceCount == 1, "only the new trace is buffered")
     }
 
@@ -159,26 +159,37 @@ import Testing
         #expect(w.bufferedBytes == small)
     }
 
-    @Test func lowestHeldOffsetsFollowDecisions() throws {
+    /// A trace holds the position of its first span from each partition (the ledger needs no more:
+    /// later offsets there are behind it), and says so exactly once per position.
+    @Test func tracesHoldTheirFirstPositionPerPartition() throws {
         var w = window(wait: .milliseconds(100))
-        _ = insertAll(&w, try batch([(1, 1, 9)]), now: 0, offset: 10)
-        _ = insertAll(&w, try batch([(2, 1, 9)]), now: 50 * ms, offset: 11)
-        _ = insertAll(&w, try batch([(1, 2, 9)]), now: 60 * ms, offset: 12)  // trace 1 grows from a later offset
-        #expect(w.lowestHeldOffsets() == [0: 10])
+        let (first, _) = insertAll(&w, try batch([(1, 1, 9)]), now: 0, offset: 10)
+        let (second, _) = insertAll(&w, try batch([(2, 1, 9)]), now: 50 * ms, offset: 11)
+        let (grown, _) = insertAll(&w, try batch([(1, 2, 9)]), now: 60 * ms, offset: 12)  // trace 1, a later offset
+        let (spread, _) = insertAll(&w, try batch([(1, 3, 9)]), now: 61 * ms, offset: 3, partition: 4)  // another partition
+        #expect(first == [.holding])
+        #expect(second == [.holding])
+        #expect(grown == [.buffered])
+        #expect(spread == [.holding])
         var ready: [ReadyTrace] = []
-        w.expire(now: 100 * ms, into: &ready)  // trace 1 (offsets 10 and 12) decided
-        #expect(w.lowestHeldOffsets() == [0: 11])
-        w.expire(now: 150 * ms, into: &ready)
-        #expect(w.lowestHeldOffsets().isEmpty)
+        w.expire(now: 100 * ms, into: &ready)  // trace 1 decided
+        #expect(ready.count == 1)
+        #expect(ready.first?.sources == [SourcePosition(partition: 0, offset: 10), SourcePosition(partition: 4, offset: 3)])
     }
 
-    @Test func forgettingRevokedPartitions() throws {
+    /// A revoke forgets traces held only by revoked partitions; one that also holds a partition this
+    /// member keeps stays, to be decided here (forgetting it would commit that partition past it).
+    @Test func forgettingRevokedPartitionsKeepsTracesThatSpanAKeptOne() throws {
         var w = window()
         _ = insertAll(&w, try batch([(1, 1, 9)]), now: 0, offset: 5, partition: 0)
         _ = insertAll(&w, try batch([(2, 1, 9)]), now: 0, offset: 5, partition: 1)
+        _ = insertAll(&w, try batch([(3, 1, 9)]), now: 0, offset: 6, partition: 1)
+        _ = insertAll(&w, try batch([(3, 2, 9)]), now: 0, offset: 7, partition: 0)
         #expect(w.forget(partitions: [1]) == 1)
-        #expect(w.traceCount == 1)
-        #expect(w.lowestHeldOffsets() == [0: 5])
+        #expect(w.traceCount == 2)
+        var ready: [ReadyTrace] = []
+        w.releaseAll(into: &ready)
+        #expect(Set(ready.map(\.trace.traceID.low)) == [1, 3])
     }
 
     @Test func routingSpreadsSequentialIdsEvenly() {
@@ -191,7 +202,7 @@ import Testing
     @Test func decisionCacheEvictsOldestGenerationAndKeepsRecent() {
         var cache = DecisionCache(keptCapacity: 4, droppedCapacity: 4)
         for i in 1...6 { cache.remember(TraceID(high: 0, low: UInt64(i)), kept: true) }
-        #expect(cache.lookup(TraceID(high: 0, low: 6)) == .kept)
+        #expect(cache.lookup(TraceID(high: 0, low: 6)) == .kept(""))
         #expect(cache.lookup(TraceID(high: 0, low: 1)) == nil, "the oldest generation was forgotten")
         cache.remember(TraceID(high: 9, low: 9), kept: false)
         #expect(cache.lookup(TraceID(high: 9, low: 9)) == .dropped)

@@ -1,0 +1,165 @@
+import Foundation
+public import Logging
+public import OTLP
+import Sampling
+import SpanMetrics
+public import Storage
+import Synchronization
+
+/// Encodes each kept trace once — its spans byte for byte, `tailgate.policy` on each, the rule file's
+/// redaction applied — and hands the same bytes to every sink. Each sink's acknowledgement is reported
+/// separately: the delivery ledger counts a trace stored when every sink has it.
+public final class KeptTraceFanOut: Sendable {
+    /// The sinks, in the order their acknowledgements are numbered.
+    public let sinks: [any TraceSink]
+    /// The running rules' redaction (it follows reloads); nil: none.
+    private let redactor: @Sendable () -> Redactor?
+    private let observer: (@Sendable (TraceData, String) -> Void)?
+    private let logger: Logger
+    private let redactions = Mutex(Redactor.Counts())
+    private let redactionFailures = Atomic<Int>(0)
+    private let stored = Atomic<Int>(0)
+
+    /// - Parameters:
+    ///   - sinks: none: kept traces are counted and acknowledged at once.
+    ///   - observer: sees every kept trace (on a shard thread) before the sinks do.
+    public init(
+        sinks: [any TraceSink], redactor: @escaping @Sendable () -> Redactor? = { nil },
+        observer: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
+    ) {
+        self.sinks = sinks
+        self.redactor = redactor
+        self.observer = observer
+        self.logger = logger
+    }
+
+    /// How many acknowledgements a kept trace needs (with no sink, one: given at once).
+    public var acknowledgementsNeeded: Int { max(1, sinks.count) }
+
+    /// Kept traces every sink has acknowledged.
+    public var storedTraces: Int { stored.load(ordering: .relaxed) }
+
+    /// Bytes of kept traces no sink has acknowledged yet: they count toward the buffer limit (a dead
+    /// receiver, a slow disk or an unreachable topic pauses Kafka instead of growing memory).
+    public var queuedBytes: Int { sinks.reduce(0) { $0 + $1.queuedBytes } }
+
+    /// Hands a kept trace to every sink. `acknowledged(sink)` runs once per sink (any thread);
+    /// `stored` once all of them have (for latency and the run summary).
+    func keep(
+        _ trace: TraceData, policy: String, acknowledged: @escaping @Sendable (Int) -> Void,
+        stored: @escaping @Sendable () -> Void
+    ) {
+        observer?(trace, policy)
+        send(trace, policy: policy, counted: true, acknowledged: acknowledged, stored: stored)
+    }
+
+    /// Hands a span that arrived after its trace was kept to every sink, with the same policy.
+    func keepLate(
+        _ span: SpanRecord, from batch: SpanBatch, policy: String, acknowledged: @escaping @Sendable (Int) -> Void
+    ) {
+        var single = TraceData(traceID: span.traceID)
+        single.append(span, from: batch, batchGeneration: 0)
+        send(single, policy: policy, counted: false, acknowledged: acknowledged, stored: {})
+    }
+
+    private func send(
+        _ trace: TraceData, policy: String, counted: Bool, acknowledged: @escaping @Sendable (Int) -> Void,
+        stored: @escaping @Sendable () -> Void
+    ) {
+        let countStored: @Sendable () -> Void = { [self] in
+            if counted { self.stored.add(1, ordering: .relaxed) }
+            stored()
+        }
+        guard !sinks.isEmpty else {
+            acknowledged(0)
+            countStored()
+            return
+        }
+        guard let request = redacted(trace.exportRequest(policy: policy), traceID: trace.traceID) else {
+            // Never sent unredacted; acknowledged so that it does not hold its partition forever.
+            for index in sinks.indices { acknowledged(index) }
+            return
+        }
+        let encoded = StoredTrace(traceID: trace.traceID, policy: policy, request: request)
+        let countdown = Countdown(sinks.count, countStored)
+        for (index, sink) in sinks.enumerated() {
+            sink.send(encoded) {
+                acknowledged(index)
+                countdown.tick()
+            }
+        }
+    }
+
+    /// The trace's request with the redaction rules applied — before any sink sees it. On the
+    /// (theoretical: it decoded once already) failure to rewrite, nothing is sent rather than
+    /// unredacted data.
+    private func redacted(_ request: [UInt8], traceID: TraceID) -> [UInt8]? {
+        guard let redactor = redactor() else { return request }
+        do {
+            let (rewritten, counts) = try redactor.redact(request: request)
+            if counts.total > 0 {
+                redactions.withLock {
+                    $0.deleted += counts.deleted
+                    $0.hashed += counts.hashed
+                    $0.masked += counts.masked
+                }
+            }
+            return rewritten
+        } catch {
+            redactionFailures.add(1, ordering: .relaxed)
+            logger.error("redaction failed for trace \(traceID.hex); not sending it: \(error)")
+            return nil
+        }
+    }
+
+    private final class Countdown: Sendable {
+        let remaining: Atomic<Int>
+        let done: @Sendable () -> Void
+        init(_ count: Int, _ done: @escaping @Sendable () -> Void) {
+            remaining = Atomic(count)
+            self.done = done
+        }
+        func tick() { if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done() } }
+    }
+
+    /// Waits until every sink has acknowledged what it was given, at most `timeout` in all.
+    @discardableResult
+    public func flush(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        var complete = true
+        for sink in sinks {
+            let left = deadline - ContinuousClock.now
+            if !sink.flush(timeout: max(left, .zero)) { complete = false }
+        }
+        return complete
+    }
+
+    /// Stops every sink, after flushing each for at most `timeout`.
+    public func stop(timeout: Duration) {
+        for sink in sinks { sink.stop(timeout: timeout) }
+    }
+
+    /// Per sink: traces delivered, errors, retries, what waits; redactions.
+    func write(into out: inout MetricsWriter) {
+        let done = redactions.withLock { $0 }
+        out.family("tailgate_redactions_total", .counter, "Attributes of kept traces redacted before any sink, by action.")
+        out.sample("tailgate_redactions_total", [("action", "delete")], done.deleted)
+        out.sample("tailgate_redactions_total", [("action", "hash")], done.hashed)
+        out.sample("tailgate_redactions_total", [("action", "mask")], done.masked)
+        out.counter(
+            "tailgate_redaction_failures_total", "Kept traces not sent because their redaction failed (never sent unredacted).",
+            redactionFailures.load(ordering: .relaxed))
+        guard !sinks.isEmpty else { return }
+        let statistics = sinks.map { ($0.name, $0.statistics) }
+        out.family("tailgate_sink_traces_total", .counter, "Kept traces (and late-span pieces) a sink has durably accepted.")
+        for (name, counts) in statistics { out.sample("tailgate_sink_traces_total", [("sink", name)], counts.delivered) }
+        out.family(
+            "tailgate_sink_errors_total", .counter,
+            "Sink failures: store writes that failed (retried), traces the OTLP receiver rejected (400), Kafka delivery failures (retried).")
+        for (name, counts) in statistics { out.sample("tailgate_sink_errors_total", [("sink", name)], counts.errors) }
+        out.family("tailgate_sink_retries_total", .counter, "OTLP/HTTP requests sent again (connection errors, 429, 5xx).")
+        for (name, counts) in statistics { out.sample("tailgate_sink_retries_total", [("sink", name)], counts.retries) }
+        out.family("tailgate_sink_pending_traces", .gauge, "Kept traces handed to a sink and not yet acknowledged by it.")
+        for (name, counts) in statistics { out.sample("tailgate_sink_pending_traces", [("sink", name)], counts.pending) }
+    }
+}

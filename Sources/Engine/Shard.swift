@@ -1,0 +1,244 @@
+import Dispatch
+import Foundation
+import OTLP
+import Sampling
+import SpanMetrics
+import Synchronization
+
+/// A poll's spans for one shard, with the position (lane, offset) each came from.
+struct ShardWork: Sendable {
+    var batch: SpanBatch
+    var sequence: UInt64
+    var spans: [Int32] = []
+    var sources: [SourcePosition] = []
+}
+
+/// Where the delivery ledger's events wait for its owner (the ingest thread): shard threads post
+/// theirs once per cycle, sink callbacks one acknowledgement at a time. The ledger accepts them in
+/// any interleaving of the two (an acknowledgement may overtake its delivery).
+final class DeliveryEvents: Sendable {
+    private let events = Mutex<[DeliveryEvent]>([])
+
+    func post(_ event: DeliveryEvent) { events.withLock { $0.append(event) } }
+    func post(_ batch: [DeliveryEvent]) {
+        guard !batch.isEmpty else { return }
+        events.withLock { $0.append(contentsOf: batch) }
+    }
+
+    /// Moves everything posted so far into `ledger`, in order.
+    func apply(to ledger: inout DeliveryLedger, scratch: inout [DeliveryEvent]) {
+        events.withLock { swap(&$0, &scratch) }
+        for event in scratch { ledger.apply(event) }
+        scratch.removeAll(keepingCapacity: true)
+    }
+}
+
+/// One shard: a thread that owns a trace window. It inserts the spans routed to it, expires deadlines,
+/// decides with the current rules, hands kept traces to the sinks, and records what that means for
+/// offsets as ``DeliveryEvent``s (holds of new traces, releases of dropped ones, deliveries) for the
+/// ledger's owner.
+final class Shard: @unchecked Sendable {
+    enum Command: Sendable {
+        case spans(ShardWork)
+        /// Forget traces whose spans all came from these (revoked) lanes.
+        case revoke(Set<UInt32>, DispatchSemaphore)
+        /// Decide everything buffered (shutdown).
+        case drain(DispatchSemaphore)
+        case stop
+    }
+
+    let index: Int
+    private var window: TraceWindow
+    private let rules: RuleStore
+    private let metrics: SamplingMetrics
+    private let spanMetrics: SpanMetricsHub
+    private let fanOut: KeptTraceFanOut
+    private let clock: any MonotonicClock
+    private let wallClock: any WallClock
+    private let inbox = Mutex<[Command]>([])
+    private let wake = DispatchSemaphore(value: 0)
+    /// This shard's events for the ledger (posted once per cycle) and the sinks' acknowledgements.
+    let outbox = DeliveryEvents()
+    private let acknowledgements: DeliveryEvents
+    /// The last poll in this shard's window (memory accounting of polls in flight).
+    let completedSequence = Atomic<UInt64>(0)
+    let underPressure = Atomic<Bool>(false)
+    private let pressureTarget: Int
+    private let decisionWaitOverride: Duration?
+    /// Delivery tokens: the shard's index in the top bits, so shards never collide.
+    private var nextToken: UInt64
+    /// Events of the cycle in progress (thread-confined: the shard's thread only).
+    private var events: [DeliveryEvent] = []
+
+    init(
+        index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, spanMetrics: SpanMetricsHub,
+        fanOut: KeptTraceFanOut, acknowledgements: DeliveryEvents, clock: any MonotonicClock, wallClock: any WallClock,
+        pressureTarget: Int, decisionWaitOverride: Duration?
+    ) {
+        self.index = index
+        self.window = window
+        self.rules = rules
+        self.metrics = metrics
+        self.spanMetrics = spanMetrics
+        self.fanOut = fanOut
+        self.acknowledgements = acknowledgements
+        self.clock = clock
+        self.wallClock = wallClock
+        self.pressureTarget = pressureTarget
+        self.decisionWaitOverride = decisionWaitOverride
+        nextToken = UInt64(index) << 48
+    }
+
+    func send(_ command: Command) {
+        inbox.withLock { $0.append(command) }
+        wake.signal()
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "tailgate-shard-\(index)"
+        thread.start()
+    }
+
+    private func run() {
+        var ready: [ReadyTrace] = []
+        var commands: [Command] = []
+        var stopping = false
+        while !stopping {
+            // Wake on work, or every 10 ms for deadlines (the wheel's tick).
+            _ = wake.wait(timeout: .now() + .milliseconds(10))
+            inbox.withLock { swap(&$0, &commands) }
+            var counts = SamplingMetrics.Counts()
+            var replies: [DispatchSemaphore] = []
+            var completed: UInt64?
+            let now = clock.now()
+            let wallClockMillis = wallClock.unixMillis()
+            applyLimits()
+            // The span metrics are this shard's alone; the lock is for scrapes, taken once per cycle.
+            spanMetrics.withShard(index) { spanMetrics in
+                for command in commands {
+                    switch command {
+                    case .spans(let work):
+                        insert(work, now: now, ready: &ready, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
+                        events.append(.inserted(poll: work.sequence))
+                        completed = work.sequence
+                    case .revoke(let lanes, let reply):
+                        // Not counted: the next owner replays these spans and counts them.
+                        window.forget(partitions: lanes)
+                        replies.append(reply)
+                    case .drain(let reply):
+                        window.releaseAll(into: &ready)
+                        if rules.rules.configuration.settings.dropPendingTracesOnShutdown {
+                            // The user chose to lose partial traces rather than decide them early.
+                            counts.dropped += ready.count
+                            for item in ready {
+                                spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
+                                release(item)
+                            }
+                            ready.removeAll(keepingCapacity: true)
+                        }
+                        replies.append(reply)
+                    case .stop:
+                        stopping = true
+                    }
+                }
+                commands.removeAll(keepingCapacity: true)
+                window.expire(now: now, into: &ready)
+                if underPressure.load(ordering: .relaxed) {
+                    window.releaseHeaviest(until: pressureTarget / 10 * 8, now: now, into: &ready)
+                }
+                decide(&ready, now: now, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
+            }
+            metrics.add(counts)
+            metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.bufferedBytes))
+            outbox.post(events)
+            events.removeAll(keepingCapacity: true)
+            if let completed { completedSequence.store(completed, ordering: .releasing) }
+            for reply in replies { reply.signal() }
+        }
+    }
+
+    /// Timing and size settings follow the running rules (a reload applies them to new traces);
+    /// `--decision-wait` wins over the file.
+    private func applyLimits() {
+        var limits = WindowLimits(rules.rules.configuration.settings)
+        if let decisionWaitOverride { limits.decisionWait = decisionWaitOverride }
+        if limits != window.limits { window.limits = limits }
+    }
+
+    private func newToken() -> DeliveryLedger.Token {
+        nextToken += 1
+        return DeliveryLedger.Token(nextToken)
+    }
+
+    /// Each sink's acknowledgement of `token`, straight to the ledger's owner.
+    private func acknowledge(_ token: DeliveryLedger.Token) -> @Sendable (Int) -> Void {
+        { [acknowledgements] sink in acknowledgements.post(.acknowledge(token, sink: sink)) }
+    }
+
+    private func release(_ item: ReadyTrace) {
+        events.append(.release(item.firstSource))
+        for source in item.otherSources ?? [] { events.append(.release(source)) }
+    }
+
+    private func insert(
+        _ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts,
+        spanMetrics: inout ShardSpanMetrics, wallClockMillis: Int64
+    ) {
+        for (spanIndex, source) in zip(work.spans, work.sources) {
+            let span = work.batch.spans[Int(spanIndex)]
+            switch window.insert(span, from: work.batch, batchGeneration: work.sequence, source: source, now: now, ready: &ready) {
+            case .buffered:
+                break
+            case .holding:
+                events.append(.hold(source))
+            case .late(.kept(let policy)):
+                counts.lateKept += 1
+                counts.spansKept += 1
+                // Held until every sink has it, like the trace it belongs to.
+                let token = newToken()
+                events.append(.hold(source))
+                events.append(.deliver(token, source, more: nil))
+                fanOut.keepLate(span, from: work.batch, policy: policy, acknowledged: acknowledge(token))
+                spanMetrics.recordLate(span, from: work.batch, kept: true, wallClockMillis: wallClockMillis)
+            case .late(.dropped):
+                counts.lateDropped += 1
+                spanMetrics.recordLate(span, from: work.batch, kept: false, wallClockMillis: wallClockMillis)
+            }
+        }
+    }
+
+    private func decide(
+        _ ready: inout [ReadyTrace], now: UInt64, counts: inout SamplingMetrics.Counts, spanMetrics: inout ShardSpanMetrics,
+        wallClockMillis: Int64
+    ) {
+        guard !ready.isEmpty else { return }
+        let ruleSet = rules.rules
+        for item in ready {
+            counts.decisionsByReason[item.reason, default: 0] += 1
+            counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
+            switch ruleSet.decide(item.trace, now: now) {
+            case .keep(let policy):
+                spanMetrics.record(item.trace, kept: true, wallClockMillis: wallClockMillis)
+                counts.keptByPolicy[policy, default: 0] += 1
+                counts.spansKept += item.trace.spans.count
+                let token = newToken()
+                events.append(.deliver(token, item.firstSource, more: item.otherSources))
+                let metrics = metrics
+                let clock = clock
+                fanOut.keep(item.trace, policy: policy, acknowledged: acknowledge(token)) {
+                    let stored = clock.now()
+                    metrics.recordStored(afterSeconds: Double(stored > now ? stored - now : 0) / 1e9)
+                }
+                window.remember(item.trace.traceID, kept: true, policy: policy)
+            case .drop:
+                spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
+                counts.dropped += 1
+                release(item)
+                window.remember(item.trace.traceID, kept: false)
+                window.recycle(item.trace)
+            }
+        }
+        ready.removeAll(keepingCapacity: true)
+    }
+}
