@@ -32,6 +32,9 @@ struct Loadgen: ParsableCommand {
     @Option(help: "Fraction of traces with a slow database call (0…1).")
     var slowRate: Double = 0.03
 
+    @Option(help: "Fraction of traces sent without their root span (decided at decision_wait) (0…1).")
+    var rootlessRate: Double = 0
+
     @Option(help: "otlp_proto or otlp_json.")
     var encoding: OTLPEncoding = .otlpProto
 
@@ -67,6 +70,7 @@ struct Loadgen: ParsableCommand {
         options.rate = rate
         options.errorRate = errorRate
         options.slowRate = slowRate
+        options.rootlessRate = rootlessRate
         options.encoding = encoding
         options.tracesPerMessage = tracesPerMessage
         options.seed = seed

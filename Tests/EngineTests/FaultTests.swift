@@ -59,6 +59,59 @@ import TestSupport
         #expect(result.messages == 6000 && result.tracesKept == 6000)
     }
 
+    /// The field report behind the delivery ledger: every trace kept and sent to an OTLP receiver;
+    /// some traces have no root, so they are decided at `decision_wait`, after later traces with roots;
+    /// the receiver refuses (503) for a while, `kill -9` lands during the refusal, and tailgate starts
+    /// again once the receiver is back. Every trace arrives whole — the old heuristic (the lowest of the
+    /// first 64 unacknowledged traces) committed past a rootless trace decided during the outage.
+    @Test func killNineDuringAReceiverOutageLosesNoRootlessTrace() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let receiver = try TestReceiver()
+        defer { receiver.shutdown() }
+        let rulesPath = try writeRules(
+            "decision_wait: 3s\ndecision_wait_after_root_received: 300ms\npolicies: [{name: all, type: always_sample}]")
+        let run = ["run", "--brokers", bootstrap, "--rules", rulesPath, "--otlp-endpoint", "http://127.0.0.1:\(receiver.port)",
+                   "--http", "127.0.0.1:0", "--log-level", "error", "--kafka-property", "session.timeout.ms=6000",
+                   "--kafka-property", "heartbeat.interval.ms=500"]
+        let traces = 1500
+        let (loadgen, _) = try processes.start([
+            "loadgen", "--brokers", bootstrap, "--traces", "\(traces)", "--rate", "150", "--rootless-rate", "0.1", "--seed", "31"])
+        let (victim, _) = try processes.start(run)
+        // Traces flow and are delivered; then the receiver refuses while more are decided.
+        #expect(waitUntil(.seconds(30)) { receiver.acceptedSpans.load(ordering: .relaxed) > 0 })
+        Thread.sleep(forTimeInterval: 2)
+        receiver.refusing.store(true, ordering: .relaxed)
+        let refusedFrom = receiver.requests.load(ordering: .relaxed)
+        // Long enough for rootless traces to be decided behind hundreds of later ones, all unacknowledged.
+        Thread.sleep(forTimeInterval: 5)
+        #expect(receiver.requests.load(ordering: .relaxed) > refusedFrom, "tailgate kept trying during the outage")
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        receiver.refusing.store(false, ordering: .relaxed)
+        loadgen.waitUntilExit()
+        #expect(loadgen.terminationStatus == 0)
+        let last = try processes.run(run + ["--exit-on-eof"], timeout: .seconds(120))
+        #expect(last.status == 0)
+
+        // The generator's truth: every trace, with its span count (root removed where it was).
+        var traffic = DogBookTraffic(seed: 31, errorRate: 0.02, slowRate: 0.03, rootlessRate: 0.1)
+        var expected: [TraceID: Int] = [:]
+        var rootless = 0
+        for _ in 0..<traces {
+            let trace = traffic.nextTrace(startUnixNano: 1)
+            guard trace.spanCount > 0 else { continue }  // a health check is its root alone: nothing sent
+            expected[trace.traceID] = trace.spanCount
+            if trace.isRootless { rootless += 1 }
+        }
+        let arrived = receiver.spansByTrace.withLock { $0 }
+        let missing = expected.filter { arrived[$0.key]?.count != $0.value }
+        print("fault kill-9 during a 503 outage: \(expected.count) traces (\(rootless) without root) produced, \(expected.count - missing.count) arrived whole, \(receiver.requests.load(ordering: .relaxed)) requests")
+        #expect(rootless > 100)
+        #expect(missing.isEmpty, "\(missing.count) of \(expected.count) traces missing or partial: \(missing.prefix(5))")
+    }
+
     /// One broker of three goes down for 15 s in the middle of consumption: no crash, and every trace
     /// is decided and kept exactly as if nothing had happened.
     @Test func aBrokerOfThreeDownForFifteenSeconds() throws {

@@ -1,10 +1,10 @@
 // Test helpers shared by the Storage and Engine tests.
-public import Foundation
+import Foundation
 public import NIOCore
 import NIOHTTP1
 public import NIOPosix
 import NIOSSL
-import OTLP
+public import OTLP
 import Storage
 public import Synchronization
 
@@ -16,6 +16,10 @@ public final class TestReceiver: @unchecked Sendable {
     public let requests = Atomic<Int>(0)
     public let acceptedSpans = Atomic<Int>(0)
     public let gzipped = Atomic<Int>(0)
+    /// While true, every request is answered 503 (an outage), whatever the script says.
+    public let refusing = Atomic<Bool>(false)
+    /// Distinct span ids accepted, per trace (a span delivered twice counts once).
+    public let spansByTrace = Mutex<[TraceID: Set<SpanID>]>([:])
 
     public init(port: Int = 0, script: [(status: Int, retryAfter: String?)] = [], tls: (cert: String, key: String)? = nil) throws {
         self.script = Mutex(script)
@@ -64,7 +68,8 @@ public final class TestReceiver: @unchecked Sendable {
                 body += b.readBytes(length: b.readableBytes) ?? []
             case .end:
                 receiver.requests.add(1, ordering: .relaxed)
-                let next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
+                var next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
+                if receiver.refusing.load(ordering: .relaxed) { next = (503, nil) }
                 if next.0 == 200 {
                     var bytes = body
                     if head?.headers["Content-Encoding"].first == "gzip" {
@@ -74,6 +79,9 @@ public final class TestReceiver: @unchecked Sendable {
                     var batch = SpanBatch()
                     if (try? SpanDecoder(encoding: .otlpProto).decode(bytes, into: &batch)) != nil {
                         receiver.acceptedSpans.add(batch.spans.count, ordering: .relaxed)
+                        receiver.spansByTrace.withLock { traces in
+                            for span in batch.spans { traces[span.traceID, default: []].insert(span.spanID) }
+                        }
                     }
                 }
                 var headers = HTTPHeaders()
