@@ -187,11 +187,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let topic = topicName(m.rkt)
             if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                    // An end reported before a rebalance can be delivered after it, when consumption
-                    // of that partition restarts from an older committed offset: it is true only if
-                    // the consumer's position is there now.
-                    let partition = TopicPartition(topic, m.partition)
-                    if position(of: partition) == m.offset { reachedEnd.append(partition) }
+                    reachedEnd.append(TopicPartition(topic, m.partition))
                 } else {
                     let error = KafkaError(m.err, "consume \(topic)[\(m.partition)]")
                     summary.errors.append(error)
@@ -212,14 +208,6 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
         }
         return summary
-    }
-
-    /// The consumer's fetch position in `partition` (the next offset it will deliver), if known.
-    private func position(of partition: TopicPartition) -> Int64? {
-        let list = PartitionList.make([(partition, nil)])
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        guard rd_kafka_position(handle, list) == RD_KAFKA_RESP_ERR_NO_ERROR, let element = list.pointee.elems else { return nil }
-        return element[0].offset >= 0 ? element[0].offset : nil
     }
 
     private func topicName(_ topic: OpaquePointer?) -> String {
