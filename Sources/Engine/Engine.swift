@@ -229,6 +229,13 @@ public final class Engine: Sendable {
         if let sampling {
             sampling.metrics.write(into: &out, bufferLimit: sampling.bufferLimit)
             out.gauge("tailgate_sink_queued_bytes", "Bytes of kept traces waiting in the sinks (they count toward the buffer limit).", sampling.queuedBytes)
+            let gaps = sampling.offsetGaps
+            out.family(
+                "tailgate_kafka_offset_gaps_total", .counter,
+                "Offsets the consumer did not deliver before a later one: refetched (the client skipped them; read again), accepted (they do not exist: compacted or transactional topic).")
+            out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "refetched")], gaps.refetched)
+            out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "accepted")], gaps.accepted)
+            out.gauge("tailgate_kafka_offset_gaps_pending", "Gaps the consumer was sent back for and that are not settled yet (their offsets are held).", gaps.pending)
         }
         sinks.withLock { $0 }?.write(into: &out)
         out.family("tailgate_build_info", .gauge, "Build information (always 1).")

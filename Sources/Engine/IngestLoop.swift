@@ -21,8 +21,9 @@ public protocol IngestSink: AnyObject, Sendable {
     /// Per partition, the next offset whose predecessors are all safely handled; stored for commit
     /// after every poll. Partitions absent are not advanced.
     func committableOffsets() -> [TopicPartition: Int64]
-    /// These partitions were assigned to this member.
-    func assigned(_ partitions: [TopicPartition])
+    /// These partitions were assigned to this member; consumption starts at `committed` (partitions
+    /// absent: per `auto.offset.reset`).
+    func assigned(_ partitions: [TopicPartition], committed: [TopicPartition: Int64])
     /// These partitions are being taken away: return the offsets safe to commit for them now and
     /// release their state (their next owner replays from there).
     func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64]
@@ -32,10 +33,14 @@ public protocol IngestSink: AnyObject, Sendable {
     /// Bytes the sink can still take before its buffer limit (nil: no limit). The loop takes smaller
     /// polls as it shrinks, so a pause lands close to the limit instead of one full poll past it.
     var headroom: Int? { get }
+    /// Partitions to read again from an offset (messages the consumer skipped), asked once after each
+    /// ``ingest(_:messages:)``.
+    func takeSeeks() -> [TopicPartition: Int64]
 }
 
 extension IngestSink {
     public var headroom: Int? { nil }
+    public func takeSeeks() -> [TopicPartition: Int64] { [:] }
 }
 
 /// Acknowledges each message as soon as it is decoded: for ingest-only runs, and the reference
@@ -63,7 +68,7 @@ public final class AcknowledgeOnDecode: IngestSink {
     }
 
     public func committableOffsets() -> [TopicPartition: Int64] { next.withLock { $0 } }
-    public func assigned(_ partitions: [TopicPartition]) {}
+    public func assigned(_ partitions: [TopicPartition], committed: [TopicPartition: Int64]) {}
     public func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         next.withLock { next in
             var result: [TopicPartition: Int64] = [:]
@@ -240,6 +245,8 @@ public final class IngestLoop: @unchecked Sendable {
         }
         if !messages.isEmpty {
             sink.ingest(batch, messages: messages)
+            let seeks = sink.takeSeeks()
+            if !seeks.isEmpty { consumer.seek(seeks) }
             // The sink holds the batch until its shards are through with it. Decode the next poll into
             // the batch of four polls ago: by then the shards have let go of it, so its buffers are
             // reused in place (fresh buffers for every poll cost page faults and zeroing per byte).
@@ -307,7 +314,8 @@ final class RebalanceRelay: @unchecked Sendable {
     }
 
     func assigned(_ partitions: [TopicPartition]) {
-        sink.assigned(partitions)
+        // Where consumption starts: the ledger then sees a message skipped even at the start.
+        sink.assigned(partitions, committed: consumer?.committedOffsets(partitions) ?? [:])
         metrics.record(assigned: partitions)
     }
 

@@ -94,7 +94,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             }
         }
         // Held until every shard has the poll in its window (each shard gets it, empty or not).
-        ledger.dispatch(poll: sequence, messages: positions, shards: shards.count)
+        let gaps = ledger.dispatch(poll: sequence, messages: positions, shards: shards.count)
+        if !gaps.isEmpty { report(gaps) }
         inFlight.append(sequence: sequence, bytes: batch.bytes.count)
         for (shard, work) in zip(shards, perShard) { shard.send(.spans(work)) }
         applyPressure()
@@ -118,8 +119,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// What the ledger held at its last answer.
     public var ledgerSize: DeliveryLedger.Size { published.withLock { $0.size } }
 
-    public func assigned(_ partitions: [TopicPartition]) {
-        for partition in partitions where laneOf[partition] == nil { _ = lane(of: partition) }
+    public func assigned(_ partitions: [TopicPartition], committed: [TopicPartition: Int64]) {
+        for partition in partitions where laneOf[partition] == nil { _ = lane(of: partition, committed: committed[partition]) }
     }
 
     /// Shards first finish what they were sent and forget traces that only revoked partitions hold;
@@ -168,14 +169,74 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         for shard in shards { shard.send(.stop) }
     }
 
+    private let gapLog = LogThrottle(interval: .seconds(10))
+    /// Offset gaps seen, going back for them, and how they were settled (see ``DeliveryLedger/dispatch(poll:messages:shards:)``).
+    private let gapCounts = Mutex(GapCounts())
+    private var seeks: [TopicPartition: Int64] = [:]
+
+    /// Gaps in the offsets the consumer delivered, by how they ended.
+    public struct GapCounts: Sendable, Equatable {
+        /// The consumer was sent back and the missing messages came (a client fault, repaired).
+        public var refetched = 0
+        /// The offsets do not exist (compacted or transactional topic).
+        public var accepted = 0
+        /// Sent back, not yet settled.
+        public var pending = 0
+    }
+
+    public var offsetGaps: GapCounts { gapCounts.withLock { $0 } }
+
+    public func takeSeeks() -> [TopicPartition: Int64] {
+        defer { seeks.removeAll() }
+        return seeks
+    }
+
+    private func report(_ gaps: [DeliveryLedger.OffsetGap]) {
+        gapCounts.withLock { counts in
+            for gap in gaps {
+                switch gap.kind {
+                case .refetch: counts.pending += 1
+                case .refetched:
+                    counts.pending -= 1
+                    counts.refetched += 1
+                case .absent:
+                    counts.pending -= 1
+                    counts.accepted += 1
+                case .accepted: counts.accepted += 1
+                case .extended: break
+                }
+            }
+        }
+        for gap in gaps {
+            guard let partition = partitionOf[gap.lane] else { continue }
+            switch gap.kind {
+            case .refetch:
+                seeks[partition] = gap.from
+                gapLog.log(
+                    logger, level: .warning, key: "gap-\(partition)",
+                    "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered by the consumer; going back for them (their offsets are held)")
+            case .refetched:
+                gapLog.log(logger, level: .info, key: "refetched-\(partition)", "offsets \(gap.from)..<\(gap.to) of \(partition) came on a second read")
+            case .extended:
+                gapLog.log(
+                    logger, level: .warning, key: "gap-\(partition)",
+                    "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered either; the consumer is already going back before them")
+            case .absent, .accepted:
+                gapLog.log(
+                    logger, level: .info, key: "accepted-\(partition)",
+                    "offsets \(gap.from)..<\(gap.to) of \(partition) do not exist (compacted or transactional topic)")
+            }
+        }
+    }
+
     /// Each assignment of a partition gets a lane of its own.
-    private func lane(of partition: TopicPartition) -> DeliveryLedger.Lane {
+    private func lane(of partition: TopicPartition, committed: Int64? = nil) -> DeliveryLedger.Lane {
         if let lane = laneOf[partition] { return lane }
         let lane = nextLane
         nextLane += 1
         laneOf[partition] = lane
         partitionOf[lane] = partition
-        ledger.assign(lane)
+        ledger.assign(lane, committed: committed)
         return lane
     }
 

@@ -231,6 +231,34 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// The group's committed offsets of `partitions` (a broker round trip, at most `timeout`); partitions
+    /// without one (consumption starts per `auto.offset.reset`) are absent.
+    public func committedOffsets(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) -> [TopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        let list = PartitionList.make(partitions.map { ($0, nil) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        guard rd_kafka_committed(handle, list, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR, let elements = list.pointee.elems else {
+            return [:]
+        }
+        var result: [TopicPartition: Int64] = [:]
+        for i in 0..<Int(list.pointee.cnt) where elements[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && elements[i].offset >= 0 {
+            result[TopicPartition(String(cString: elements[i].topic), elements[i].partition)] = elements[i].offset
+        }
+        return result
+    }
+
+    /// Reads `partitions` again from the given offsets (asynchronously: messages fetched before are
+    /// discarded, the next ones come from there).
+    public func seek(_ partitions: [TopicPartition: Int64]) {
+        guard !partitions.isEmpty else { return }
+        let list = PartitionList.make(partitions.map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let failure = rd_kafka_seek_partitions(handle, list, 0) {
+            context.throttle.log(context.logger, level: .warning, key: "seek", "seek failed: \(KafkaError(consuming: failure, "seek"))")
+        }
+    }
+
     /// Commits the stored offsets now and waits for the broker's answer.
     public func commit() throws(KafkaError) {
         let error = rd_kafka_commit(handle, nil, 0)

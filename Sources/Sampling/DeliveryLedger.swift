@@ -84,19 +84,83 @@ public struct DeliveryLedger: Sendable {
 
     /// A poll was handed to `shards` shards: its messages are received (the lanes' ends move past them)
     /// and held until every shard has put them in its window.
-    public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) {
+    ///
+    /// Offsets skipped between a lane's end and its next message are a *gap*: legitimate on compacted
+    /// or transactional topics (removed records, transaction markers), otherwise messages the client
+    /// never delivered (librdkafka 2.0 does, in cooperative rebalances) — committing past them would
+    /// lose them. So a gap is an obligation at its first offset, and the consumer is asked to go back
+    /// there (``OffsetGap/Kind/refetch``). From the next poll on, the hold follows the gap's messages as
+    /// they come again; it ends past the gap's end (`refetched`), or at the first message beyond it when
+    /// they do not come (`absent`: the offsets do not exist). After three absent gaps a lane's gaps are accepted at once (a
+    /// compacted or transactional topic: going back each time would only re-read).
+    @discardableResult
+    public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) -> [OffsetGap] {
         var lowest: [SourcePosition] = []
+        var gaps: [OffsetGap] = []
         for message in messages where lanes[message.partition] != nil {
-            lanes[message.partition]!.received(message.offset)
-            if let i = lowest.firstIndex(where: { $0.partition == message.partition }) {
+            let lane = message.partition
+            if var refetch = lanes[lane]!.refetch, poll > refetch.poll, message.offset >= refetch.next {
+                // Since the consumer went back: the hold follows the gap's messages as they come again,
+                // and ends past the gap or at the first message beyond it.
+                release(SourcePosition(partition: lane, offset: refetch.next))
+                if message.offset + 1 < refetch.gap.to {
+                    refetch.next = message.offset + 1
+                    hold(SourcePosition(partition: lane, offset: refetch.next))
+                    lanes[lane]!.refetch = refetch
+                } else {
+                    lanes[lane]!.refetch = nil
+                    let filled = message.offset < refetch.gap.to
+                    if !filled { lanes[lane]!.acceptedGaps += 1 }
+                    var settled = refetch.gap
+                    settled.kind = filled ? .refetched : .absent
+                    gaps.append(settled)
+                }
+            }
+            if let end = lanes[lane]!.end, message.offset > end {
+                var gap = OffsetGap(lane: lane, from: end, to: message.offset, kind: .accepted)
+                if lanes[lane]!.refetch != nil {
+                    // Going back to the earlier gap reads this one again too: its offsets join it.
+                    lanes[lane]!.refetch!.gap.to = message.offset
+                    gap.kind = .extended
+                } else if lanes[lane]!.acceptedGaps < 3 {
+                    gap.kind = .refetch
+                    hold(SourcePosition(partition: lane, offset: end))
+                    lanes[lane]!.refetch = (poll, gap, end)
+                }
+                gaps.append(gap)
+            }
+            lanes[lane]!.received(message.offset)
+            if let i = lowest.firstIndex(where: { $0.partition == lane }) {
                 lowest[i].offset = min(lowest[i].offset, message.offset)
             } else {
                 lowest.append(message)
             }
         }
-        guard shards > 0, !lowest.isEmpty else { return }
+        guard shards > 0, !lowest.isEmpty else { return gaps }
         for position in lowest { hold(position) }
         polls[poll] = Poll(positions: lowest, remaining: shards)
+        return gaps
+    }
+
+    /// Offsets `from..<to` of `lane` that did not arrive before its next message, and what became of them.
+    public struct OffsetGap: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable {
+            /// Just seen: held; the consumer must go back to `from`.
+            case refetch
+            /// Going back brought the missing messages.
+            case refetched
+            /// Going back found nothing there: the offsets do not exist.
+            case absent
+            /// Seen while going back for an earlier gap of the lane, which now reaches past it.
+            case extended
+            /// Not gone back for (the lane's gaps are accepted, or another is being fetched): nothing
+            /// to wait for.
+            case accepted
+        }
+        public var lane: Lane
+        public var from: Int64
+        public var to: Int64
+        public var kind: Kind
     }
 
     /// One shard has put poll `poll` in its window (after recording the holds of its new traces).
@@ -253,6 +317,9 @@ public enum DeliveryEvent: Sendable, Equatable {
 struct LaneState: Sendable {
     /// The next offset after the highest received (nil: nothing received and no committed offset known).
     private(set) var end: Int64?
+    /// A gap the consumer was sent back for, and the poll that found it.
+    var refetch: (poll: UInt64, gap: DeliveryLedger.OffsetGap, next: Int64)?
+    var acceptedGaps = 0
     private var counts: [Int64: Int32] = [:]
     private var heap: [Int64] = []
 

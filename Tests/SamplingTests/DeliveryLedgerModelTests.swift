@@ -101,6 +101,36 @@ import Testing
         #expect(ledger.size.total == 0)
     }
 
+    /// A message the client never delivered (librdkafka 2.0 skips some in cooperative rebalances) is
+    /// an obligation until the consumer, sent back, delivers it; offsets that do not exist
+    /// (compacted or transactional topics) are let go after one look, and after three such gaps a
+    /// lane's gaps are accepted without going back.
+    @Test func skippedOffsetsAreHeldUntilReadAgain() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0, committed: 10)
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap] {
+            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(partition: 0, offset: $0) }, shards: 1)
+            ledger.inserted(poll: id)
+            return gaps
+        }
+        #expect(poll(1, [10, 11, 14]).map(\.kind) == [.refetch], "12 and 13 skipped")
+        #expect(ledger.committable(0) == 12)
+        #expect(poll(3, [12]).isEmpty && ledger.committable(0) == 13, "the hold follows the re-read")
+        #expect(poll(4, [13, 14, 15]).map(\.kind) == [.refetched])
+        #expect(ledger.committable(0) == 16)
+        // Offsets that are not there: one look, then let go.
+        for (round, id) in [(0, UInt64(10)), (1, 20), (2, 30)] {
+            let start = Int64(16 + round * 6)
+            #expect(poll(id, [start + 5]).map(\.kind) == [.refetch])
+            #expect(ledger.committable(0) == start)
+            #expect(poll(id + 1, [start + 5]).map(\.kind) == [.absent])
+            #expect(ledger.committable(0) == start + 6)
+        }
+        #expect(poll(50, [60]).map(\.kind) == [.accepted], "three absent gaps: a compacted or transactional topic")
+        #expect(ledger.committable(0) == 61)
+        #expect(ledger.size.total == 0)
+    }
+
     /// Memory follows what is pending, not what was processed: 200 000 kept traces with the sink
     /// lagging up to 1 000 behind and one trace held throughout.
     @Test func memoryFollowsWhatIsPending() {
@@ -161,7 +191,17 @@ struct LedgerSimulation {
     struct SpanRef: Hashable { var lane: Lane; var offset: Int64; var index: Int }
     struct Message { var spans: [Int] }  // trace keys
     struct Work { var poll: UInt64; var spans: [(trace: Int, ref: SpanRef)] }
-    struct WindowTrace { var spans: [SpanRef] = []; var lowest: [Lane: Int64] = [:] }
+    /// A buffered trace: its spans, and the positions it holds — its first per lane, and any older one
+    /// that comes later (after the consumer went back), as the engine's window does.
+    struct WindowTrace {
+        var spans: [SpanRef] = []
+        var held: [SourcePosition] = []
+        mutating func needsHold(_ position: SourcePosition) -> Bool {
+            if held.contains(where: { $0.partition == position.partition && $0.offset <= position.offset }) { return false }
+            held.append(position)
+            return true
+        }
+    }
     struct Pending { var spans: [SpanRef]; var sinksLeft: Set<Int> }
 
     var random: SplitMix
@@ -193,11 +233,21 @@ struct LedgerSimulation {
     // in flight); the end received; and, per partition and offset, whether it was ever complete.
     var outstanding: [Lane: [Int64: Int]] = [:]
     var received: [Lane: Int64] = [:]
+    /// Offsets the client skipped and has not delivered since.
+    var notDelivered: [Lane: Set<Int64>] = [:]
+    var refetching: Set<Lane> = []
+    var finishing = false
     var pollMessages: [UInt64: (remaining: Int, refs: [(Lane, Int64)])] = [:]
     var everComplete: [Set<Int64>]
 
     var failure: String?
     var commitsChecked = 0
+    /// The last steps, for a failure's message.
+    var log: [String] = []
+    mutating func note(_ line: String) {
+        log.append(line)
+        if log.count > 12 { log.removeFirst() }
+    }
 
     init(seed: UInt64) {
         random = SplitMix(seed: seed)
@@ -236,6 +286,9 @@ struct LedgerSimulation {
         guard failure == nil else { return }
         // Everything decided, acknowledged and applied.
         for partition in 0..<partitions where laneOf[partition] == nil { assign(partition) }
+        // The consumer catches up with what it was sent back for (no more skips).
+        finishing = true
+        for _ in 0..<20 where !refetching.isEmpty { poll() }
         for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
         for shard in 0..<shards { for trace in Array(windows[shard].keys) { decide(trace, in: shard, keep: random.chance(50)) } }
         for shard in 0..<shards { applyOutbox(shard) }
@@ -280,18 +333,43 @@ struct LedgerSimulation {
         for _ in 0..<(1 + random.below(4)) {
             let partition = assigned[random.below(assigned.count)]
             let lane = laneOf[partition]!
+            if random.chance(4) && !refetching.contains(lane) && !finishing {
+                // The client skips a message (librdkafka 2.0 in a cooperative rebalance): outstanding
+                // until it is delivered. (A read after going back is taken as reliable: were it not,
+                // no consumer could tell a skipped offset from one that does not exist.)
+                let skipped = readPosition[partition]
+                readPosition[partition] += 1
+                note("skip \(lane)@\(skipped)")
+                _ = message(partition: partition, offset: skipped)
+                if outstanding[lane]?[skipped] == nil && received[lane].map({ skipped >= $0 }) ?? true {
+                    outstanding[lane, default: [:]][skipped, default: 0] += 1
+                    notDelivered[lane, default: []].insert(skipped)
+                }
+                continue
+            }
             let offset = readPosition[partition]
             readPosition[partition] += 1
+            note("deliver \(lane)@\(offset) poll \(nextPoll)")
             let message = message(partition: partition, offset: offset)
             positions.append(SourcePosition(partition: lane, offset: offset))
-            received[lane] = offset + 1
-            outstanding[lane, default: [:]][offset] = message.spans.count + 1
+            received[lane] = max(received[lane] ?? 0, offset + 1)
+            if notDelivered[lane]?.remove(offset) != nil { outstanding[lane]![offset]! -= 1 }
+            outstanding[lane, default: [:]][offset, default: 0] += message.spans.count + 1
             refs.append((lane, offset))
             for (index, trace) in message.spans.enumerated() {
                 perShard[trace % shards].spans.append((trace, SpanRef(lane: lane, offset: offset, index: index)))
             }
         }
-        ledger.dispatch(poll: nextPoll, messages: positions, shards: shards)
+        for gap in ledger.dispatch(poll: nextPoll, messages: positions, shards: shards) {
+            note("gap \(gap)")
+            guard gap.kind == .refetch else {
+                if gap.kind == .refetched || gap.kind == .absent { refetching.remove(gap.lane) }
+                continue
+            }
+            refetching.insert(gap.lane)
+            // The engine sends the consumer back to the gap.
+            if let partition = partitionOf[gap.lane] { readPosition[partition] = gap.from }
+        }
         pollMessages[nextPoll] = (shards, refs)
         for shard in 0..<shards { queues[shard].append(perShard[shard]) }
     }
@@ -303,10 +381,7 @@ struct LedgerSimulation {
         for (trace, ref) in work.spans {
             let position = SourcePosition(partition: ref.lane, offset: ref.offset)
             if windows[shard][trace] != nil {
-                if windows[shard][trace]!.lowest[ref.lane] == nil {
-                    windows[shard][trace]!.lowest[ref.lane] = ref.offset
-                    outboxes[shard].append(.hold(position))
-                }
+                if windows[shard][trace]!.needsHold(position) { outboxes[shard].append(.hold(position)) }
                 windows[shard][trace]!.spans.append(ref)
             } else if let kept = decided[shard][trace] {
                 if kept {
@@ -319,7 +394,7 @@ struct LedgerSimulation {
                     done(ref)
                 }
             } else {
-                windows[shard][trace] = WindowTrace(spans: [ref], lowest: [ref.lane: ref.offset])
+                windows[shard][trace] = WindowTrace(spans: [ref], held: [position])
                 outboxes[shard].append(.hold(position))
             }
         }
@@ -340,7 +415,7 @@ struct LedgerSimulation {
     mutating func decide(_ trace: Int, in shard: Int, keep: Bool) {
         guard let entry = windows[shard].removeValue(forKey: trace) else { return }
         decided[shard][trace] = keep
-        let positions = entry.lowest.sorted { $0.key < $1.key }.map { SourcePosition(partition: $0.key, offset: $0.value) }
+        let positions = entry.held
         if keep {
             let token = newToken()
             outboxes[shard].append(.deliver(.init(token), positions[0], more: positions.count > 1 ? Array(positions.dropFirst()) : nil))
@@ -398,11 +473,13 @@ struct LedgerSimulation {
         }
         laneOf[partition] = nil
         partitionOf[lane] = nil
+        refetching.remove(lane)
         outstanding[lane] = nil
         received[lane] = nil
+        notDelivered[lane] = nil
         // Traces with spans of assigned partitions stay (and are decided here); the others go.
         for shard in 0..<shards {
-            for (trace, entry) in windows[shard] where entry.lowest.keys.allSatisfy({ partitionOf[$0] == nil }) {
+            for (trace, entry) in windows[shard] where entry.held.allSatisfy({ partitionOf[$0.partition] == nil }) {
                 windows[shard][trace] = nil
             }
         }
@@ -419,9 +496,11 @@ struct LedgerSimulation {
         pending = [:]
         outstanding = [:]
         received = [:]
+        notDelivered = [:]
         pollMessages = [:]
         laneOf = [:]
         partitionOf = [:]
+        refetching = []
         for partition in 0..<partitions { assign(partition) }
     }
 
@@ -439,7 +518,9 @@ struct LedgerSimulation {
         laneOf[partition] = lane
         partitionOf[lane] = partition
         readPosition[partition] = committed[partition]
-        ledger.assign(lane)
+        // The engine asks the group where consumption starts: nothing before it is outstanding.
+        ledger.assign(lane, committed: committed[partition])
+        received[lane] = committed[partition]
     }
 
     mutating func newToken() -> UInt64 {
@@ -487,6 +568,6 @@ struct LedgerSimulation {
     }
 
     mutating func fail(_ message: String) {
-        if failure == nil { failure = message }
+        if failure == nil { failure = message + "; last steps: " + log.joined(separator: " | ") }
     }
 }
