@@ -64,10 +64,11 @@ public struct DogBookTraffic: Sendable {
 
     /// Encodes traces as one OTLP `ExportTraceServiceRequest` (protobuf), grouped by service as an SDK
     /// or collector batch would be.
-    public static func protobuf(_ traces: [Trace]) -> [UInt8] {
+    /// `services`: only their spans (one node agent's share of the traffic).
+    public static func protobuf(_ traces: [Trace], services: [DogBookService] = DogBookService.allCases) -> [UInt8] {
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(traces.reduce(0) { $0 + $1.spanCount } * 512)
-        for service in DogBookService.allCases {
+        for service in services {
             let spans = traces.flatMap { $0.spans.filter { $0.service == service } }
             guard !spans.isEmpty else { continue }
             writer.writeNested(1) { resourceSpans in
@@ -92,10 +93,10 @@ public struct DogBookTraffic: Sendable {
     }
 
     /// Encodes traces as OTLP/JSON (hex ids, lowerCamelCase, integer enums, int64 as strings).
-    public static func json(_ traces: [Trace]) -> [UInt8] {
+    public static func json(_ traces: [Trace], services: [DogBookService] = DogBookService.allCases) -> [UInt8] {
         var out = #"{"resourceSpans":["#
         var firstResource = true
-        for service in DogBookService.allCases {
+        for service in services {
             let spans = traces.flatMap { $0.spans.filter { $0.service == service } }
             guard !spans.isEmpty else { continue }
             if !firstResource { out += "," }
@@ -112,7 +113,8 @@ public struct DogBookTraffic: Sendable {
 }
 
 /// DogBook's services.
-enum DogBookService: String, CaseIterable, Sendable {
+/// The services of DogBook, each with its resource attributes.
+public enum DogBookService: String, CaseIterable, Sendable {
     case frontend, apiGateway = "api-gateway", feed = "feed-service", photo = "photo-service"
     case user = "user-service", auth = "auth-service"
 

@@ -16,6 +16,9 @@ public final class TrafficProducer: Sendable {
         public var slowRate = 0.03
         /// Fraction of traces sent without their root span.
         public var rootlessRate = 0.0
+        /// One unkeyed message per service instead of per batch of traces, as node agents without
+        /// `partition_traces_by_id` send them: a trace's spans spread over partitions.
+        public var splitByService = false
         public var encoding = OTLPEncoding.otlpProto
         /// 1 = keyed by trace id (partition_traces_by_id); more = unkeyed multi-trace messages.
         public var tracesPerMessage = 1
@@ -78,11 +81,16 @@ public final class TrafficProducer: Sendable {
             pending.append(trace)
             let last = options.traces != 0 && totals.traces == options.traces
             if pending.count >= max(1, options.tracesPerMessage) || last {
-                let payload = options.encoding == .otlpProto ? DogBookTraffic.protobuf(pending) : DogBookTraffic.json(pending)
-                let key: [UInt8]? = options.tracesPerMessage <= 1 ? Array(pending[0].traceID.hex.utf8) : nil
-                try producer.send(topic: options.topic, key: key, value: payload)
-                totals.messages += 1
-                totals.bytes += payload.count
+                let groups: [[DogBookService]] = options.splitByService ? DogBookService.allCases.map { [$0] } : [DogBookService.allCases]
+                for services in groups {
+                    let payload = options.encoding == .otlpProto
+                        ? DogBookTraffic.protobuf(pending, services: services) : DogBookTraffic.json(pending, services: services)
+                    guard payload.count > (options.encoding == .otlpProto ? 0 : 20) else { continue }  // no span of these services
+                    let key: [UInt8]? = options.tracesPerMessage <= 1 && !options.splitByService ? Array(pending[0].traceID.hex.utf8) : nil
+                    try producer.send(topic: options.topic, key: key, value: payload)
+                    totals.messages += 1
+                    totals.bytes += payload.count
+                }
                 pending.removeAll(keepingCapacity: true)
                 if totals.messages % 256 == 0 { producer.poll() }
                 let snapshot = totals

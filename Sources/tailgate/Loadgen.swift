@@ -35,6 +35,9 @@ struct Loadgen: ParsableCommand {
     @Option(help: "Fraction of traces sent without their root span (decided at decision_wait) (0…1).")
     var rootlessRate: Double = 0
 
+    @Flag(help: "One unkeyed message per service (node agents without partition_traces_by_id): traces spread over partitions.")
+    var splitByService = false
+
     @Option(help: "otlp_proto or otlp_json.")
     var encoding: OTLPEncoding = .otlpProto
 
@@ -71,6 +74,7 @@ struct Loadgen: ParsableCommand {
         options.errorRate = errorRate
         options.slowRate = slowRate
         options.rootlessRate = rootlessRate
+        options.splitByService = splitByService
         options.encoding = encoding
         options.tracesPerMessage = tracesPerMessage
         options.seed = seed

@@ -21,7 +21,9 @@ final class Processes: @unchecked Sendable {
     /// Starts `tailgate args…` with stdout piped.
     func start(_ arguments: [String]) throws -> (Process, Pipe) {
         let process = Process()
-        process.executableURL = Self.executable
+        // TAILGATE_TEST_RUN_EXECUTABLE: run members from another build (to see a fault test fail on it).
+        let other = ProcessInfo.processInfo.environment["TAILGATE_TEST_RUN_EXECUTABLE"].flatMap { $0.isEmpty ? nil : $0 }
+        process.executableURL = arguments.first == "run" && other != nil ? URL(fileURLWithPath: other!) : Self.executable
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
