@@ -53,12 +53,23 @@ public protocol HTTPBackend: Sendable {
 /// `/api/status/buildinfo`.
 public struct HTTPRoutes: Sendable {
     public let backend: any HTTPBackend
-    /// Bearer token that admin routes (`/-/reload`) require; nil disables them.
+    /// Bearer token that admin routes (`/-/reload`) require; nil or empty disables them (an empty
+    /// token would let any `Authorization: Bearer ` through).
     public let adminToken: String?
 
     public init(backend: any HTTPBackend, adminToken: String?) {
         self.backend = backend
-        self.adminToken = adminToken
+        self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Compares in time independent of where the first difference is (no timing oracle for the token).
+    public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var difference = UInt8(truncatingIfNeeded: x.count ^ y.count)
+        for i in 0..<max(x.count, y.count) {
+            difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return difference == 0 && x.count == y.count
     }
 
     public static let version = "0.1.0"
@@ -115,7 +126,7 @@ public struct HTTPRoutes: Sendable {
             guard let adminToken else {
                 return HTTPResponse(status: 403, body: "reload over HTTP is disabled; start tailgate with --admin-token (or send SIGHUP)\n")
             }
-            guard request.header("Authorization") == "Bearer \(adminToken)" else {
+            guard let presented = request.header("Authorization"), Self.constantTimeEquals(presented, "Bearer \(adminToken)") else {
                 return HTTPResponse(status: 401, body: "missing or wrong bearer token\n")
             }
             if let errors = backend.reloadRules() {

@@ -128,6 +128,10 @@ struct Run: ParsableCommand {
         configuration.rulesPath = rules
         configuration.decisionWait = try decisionWait.map { (text) throws(ConfigurationError) in try parseDuration(text, option: "--decision-wait") }
         configuration.bufferLimit = try bufferLimit.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--buffer-limit") }
+        if let limit = configuration.bufferLimit, limit < EngineConfiguration.minimumBufferLimit {
+            throw ConfigurationError(
+                "--buffer-limit \(bufferLimit ?? "") is below the minimum of 1MiB: a window needs room for whole traces (and consumption resumes only below 80% of the limit)")
+        }
         if let shards, shards < 1 { throw ConfigurationError("--shards must be at least 1") }
         configuration.shards = shards
         configuration.httpAddress = http.isEmpty ? nil : http
@@ -137,17 +141,12 @@ struct Run: ParsableCommand {
         configuration.otlpCAFile = otlpCaFile
         guard ["gzip", "none"].contains(otlpCompression) else { throw ConfigurationError("--otlp-compression must be gzip or none") }
         configuration.otlpGzip = otlpCompression == "gzip"
-        let environmentHeaders = (ProcessInfo.processInfo.environment["TAILGATE_OTLP_HEADERS"] ?? "")
-            .split(separator: ",").map(String.init).filter { !$0.isEmpty }
-        for header in environmentHeaders + otlpHeaders {
-            guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
-                throw ConfigurationError("--otlp-header expects KEY=VALUE, got '\(header)'")
-            }
-            configuration.otlpHeaders.append((String(header[..<equals]).trimmingCharacters(in: .whitespaces), String(header[header.index(after: equals)...])))
-        }
+        configuration.otlpHeaders = try EngineConfiguration.otlpHeaders(
+            environment: ProcessInfo.processInfo.environment["TAILGATE_OTLP_HEADERS"], commandLine: otlpHeaders)
         configuration.storeOptions.retentionAge = try parseDuration(retention, option: "--retention")
         configuration.storeOptions.retentionBytes = try retentionSize.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--retention-size") }
-        configuration.adminToken = adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]
+        // Empty (a blank flag or `TAILGATE_ADMIN_TOKEN=`) means admin routes off, not "any token".
+        configuration.adminToken = (adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 }
         configuration.spanMetrics.dimensions = metricsDimensions
         configuration.spanMetrics.maxSeriesPerMetric = metricsMaxSeries
         if let metricsLatencyBuckets {

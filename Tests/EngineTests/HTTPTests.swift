@@ -68,6 +68,19 @@ final class FakeBackend: HTTPBackend {
         #expect(refused.status == 400)
         #expect(refused.text.contains("rules.yaml:3:9: bad"))
     }
+
+    /// An empty token is no token: `Authorization: Bearer ` must not reload.
+    @Test func anEmptyAdminTokenTurnsReloadOff() {
+        let backend = FakeBackend()
+        let routes = HTTPRoutes(backend: backend, adminToken: "")
+        #expect(routes.respond(to: HTTPRequest(method: "POST", path: "/-/reload", headers: [("Authorization", "Bearer ")])).status == 403)
+        #expect(routes.respond(to: HTTPRequest(method: "POST", path: "/-/reload")).status == 403)
+        #expect(backend.reloads.load(ordering: .relaxed) == 0)
+        #expect(HTTPRoutes.constantTimeEquals("Bearer abc", "Bearer abc"))
+        #expect(!HTTPRoutes.constantTimeEquals("Bearer abc", "Bearer abd"))
+        #expect(!HTTPRoutes.constantTimeEquals("Bearer abc", "Bearer ab"))
+        #expect(!HTTPRoutes.constantTimeEquals("", "Bearer "))
+    }
 }
 
 /// The listener over a real socket (keep-alive off, one request).
@@ -208,4 +221,16 @@ func rawHTTP(port: UInt16, _ request: String) throws -> String {
         response += buffer[0..<n]
     }
     return String(decoding: response, as: UTF8.self)
+}
+
+/// `--otlp-header` flags replace `TAILGATE_OTLP_HEADERS` entries of the same name (case-insensitive):
+/// `Authorization` goes out once.
+@Suite struct OTLPHeaderMergeTests {
+    @Test func flagsWinPerHeaderName() throws {
+        let merged = try EngineConfiguration.otlpHeaders(
+            environment: "Authorization=Basic env,X-Scope-OrgID=team-a", commandLine: ["authorization=Bearer flag", "X-Extra=1"])
+        #expect(merged.map { "\($0.0)=\($0.1)" } == ["X-Scope-OrgID=team-a", "authorization=Bearer flag", "X-Extra=1"])
+        #expect(try EngineConfiguration.otlpHeaders(environment: nil, commandLine: []).isEmpty)
+        #expect(throws: ConfigurationError.self) { try EngineConfiguration.otlpHeaders(environment: "=x", commandLine: []) }
+    }
 }
