@@ -54,6 +54,31 @@ public struct EngineConfiguration: Sendable {
 
     public init(brokers: String) { self.brokers = brokers }
 
+    /// The smallest `--buffer-limit`: a window needs room for whole traces, and consumption resumes
+    /// only below 80% of the limit.
+    public static let minimumBufferLimit = 1 << 20
+
+    /// The exporter's headers from `TAILGATE_OTLP_HEADERS` (`k=v,k2=v2`) and `--otlp-header KEY=VALUE`
+    /// flags: a flag replaces the environment's header of the same name (names compare
+    /// case-insensitively, as HTTP's do), so `Authorization` is never sent twice.
+    public static func otlpHeaders(environment: String?, commandLine: [String]) throws(ConfigurationError) -> [(String, String)] {
+        func parse(_ header: String) throws(ConfigurationError) -> (String, String) {
+            guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
+                throw ConfigurationError("--otlp-header expects KEY=VALUE, got '\(header)'")
+            }
+            return (String(header[..<equals]).trimmingCharacters(in: .whitespaces), String(header[header.index(after: equals)...]))
+        }
+        var fromEnvironment: [(String, String)] = []
+        for header in (environment ?? "").split(separator: ",").map(String.init) where !header.isEmpty {
+            fromEnvironment.append(try parse(header))
+        }
+        var fromFlags: [(String, String)] = []
+        for header in commandLine { fromFlags.append(try parse(header)) }
+        let overridden = Set(fromFlags.map { $0.0.lowercased() })
+        let headers = fromEnvironment.filter { !overridden.contains($0.0.lowercased()) } + fromFlags
+        return headers
+    }
+
     /// Checks what librdkafka cannot: names and combinations. Errors name the option and the fix.
     public func validate() throws(ConfigurationError) {
         guard !brokers.trimmingSpaces().isEmpty else {

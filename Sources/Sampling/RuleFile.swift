@@ -169,7 +169,8 @@ struct RuleFileParser {
             case "decision_wait_after_root_received":
                 if let duration = duration(value, key: key) { settings.decisionWaitAfterRootReceived = duration }
             case "num_traces":
-                if let n = integer(value, key: key, policy: nil, minimum: 1) { settings.numTraces = Int(n) }
+                // Consumption resumes below 80% of it: under 10, that is never.
+                if let n = integer(value, key: key, policy: nil, minimum: 10) { settings.numTraces = Int(n) }
             case "max_spans_per_trace":
                 if let n = integer(value, key: key, policy: nil, minimum: 0) { settings.maxSpansPerTrace = Int(n) }
             case "sample_on_first_match":

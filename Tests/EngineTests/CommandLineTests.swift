@@ -74,6 +74,14 @@ import Testing
         #expect(try processes.run(["run", "--config", config.path], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["run", "--config", "/no/such/file.yaml"], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["--help"], timeout: .seconds(20)).status == 0)
+        // Limits under which consumption would pause and never resume.
+        let tiny = try processes.run(["run", "--brokers", "x:1", "--buffer-limit", "9"], timeout: .seconds(20))
+        #expect(tiny.status == 2)
+        let rules = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-tiny-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: rules) }
+        try "num_traces: 5\npolicies: [{name: all, type: always_sample}]\n".write(to: rules, atomically: true, encoding: .utf8)
+        #expect(try processes.run(["run", "--brokers", "x:1", "--rules", rules.path], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["check", "--rules", rules.path], timeout: .seconds(20)).status == 2)
     }
 
     /// The README's first command, shortened: 20 s of the demo, as a person would run it.
