@@ -37,6 +37,7 @@ public final class HTTPServer: Sendable {
         decoderLimits.maxHeaderFieldSize = limits.maximumHeaderField
         decoderLimits.maxHeaderListSize = limits.maximumHeaders
         decoderLimits.maxHeaderFieldCount = limits.maximumHeaderCount
+        let headerLimits = decoderLimits  // a constant for the channel initializer (runs on the event loop)
         let open = ConnectionCount()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -48,7 +49,7 @@ public final class HTTPServer: Sendable {
                     try sync.addHandler(IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9))))
                     try sync.configureHTTPServerPipeline(
                         withErrorHandling: false, withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-                        withDecoderLimitConfiguration: decoderLimits)
+                        withDecoderLimitConfiguration: headerLimits)
                     try sync.addHandler(ProtocolErrorHandler())
                     try sync.addHandler(RequestHandler(routes: routes, maximumBody: limits.maximumBody))
                 }
