@@ -39,10 +39,15 @@ public final class IngestMetrics: Sendable {
     private let lag = Mutex<[TopicPartition: Int64]>([:])
     private let assigned = Mutex<Set<TopicPartition>>([])
     private let pausedPartitions = Atomic<Int>(0)
+    private let pollCount = Atomic<Int>(0)
 
     public init() {}
 
+    /// Polls of the consumer so far (a sign of progress: tests wait on it instead of sleeping).
+    public var polls: Int { pollCount.load(ordering: .relaxed) }
+
     func add(_ batch: Counts) {
+        pollCount.add(1, ordering: .relaxed)
         guard !batch.isEmpty else { return }
         counts.withLock { $0.add(batch) }
     }

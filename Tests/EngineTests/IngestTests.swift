@@ -124,7 +124,10 @@ import Testing
         #expect(waitUntil(.seconds(5)) { engine.metrics.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
 
         let sent = try produceTraffic(to: "spans", on: cluster, traces: 50)
-        Thread.sleep(forTimeInterval: 1.5)
+        // The messages are in the topic (produced and flushed); the loop has polled a dozen times since
+        // (a positive sign it had every chance to receive them), and received nothing.
+        let pollsBefore = engine.metrics.polls
+        #expect(waitUntil(.seconds(30)) { engine.metrics.polls >= pollsBefore + 12 })
         #expect(engine.metrics.snapshot.spansReceived == 0)
 
         engine.setPaused(false)

@@ -213,8 +213,16 @@ import Testing
         #expect(values[0] == .int(503))
         #expect(values[1] == .int(-3))
         if case .double(let ratio) = values[2] { #expect(ratio.isNaN) } else { Issue.record("ratio not a double") }
-        if case .bytes(let range) = values[3] { #expect(batch.withBytes(range) { Array($0) } == [0xDE, 0xAD, 0xBE, 0xEF]) }
-        if case .string(let range) = values[4] { #expect(batch.string(range) == "café 🐕 \"q\"") }
+        if case .bytes(let range) = values[3] {
+            #expect(batch.withBytes(range) { Array($0) } == [0xDE, 0xAD, 0xBE, 0xEF])
+        } else {
+            Issue.record("bytes value decoded as \(values[3])")
+        }
+        if case .string(let range) = values[4] {
+            #expect(batch.string(range) == "café 🐕 \"q\"")
+        } else {
+            Issue.record("string value decoded as \(values[4])")
+        }
         let b = batch.spans[1]
         #expect(b.parentSpanID.hex == "00f067aa0ba902b7")
         #expect(b.kind == .server)

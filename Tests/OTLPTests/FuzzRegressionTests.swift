@@ -76,7 +76,10 @@ import Testing
                 }
             } catch {
                 refused += 1
-                #expect(!error.description.isEmpty)
+                // A located error: where in the input, within it, and what was wrong.
+                #expect(error.byteOffset >= 0 && error.byteOffset <= input.count, "offset \(error.byteOffset) of \(input.count) bytes")
+                #expect(!error.detail.isEmpty)
+                #expect(error.description.hasPrefix("\(error.reason.rawValue) at byte \(error.byteOffset)"))
             }
         }
         // Both outcomes happen: the mutations reach past the first byte checks.

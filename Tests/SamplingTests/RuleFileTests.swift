@@ -251,12 +251,16 @@ import Testing
                 default: if !bytes.isEmpty { bytes.remove(at: at) }
                 }
             }
+            let text = String(decoding: bytes, as: UTF8.self)
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).count
             do {
-                _ = try RuleFile.parse(String(decoding: bytes, as: UTF8.self), file: "fuzz.yaml")
+                _ = try RuleFile.parse(text, file: "fuzz.yaml")
                 parsed += 1
             } catch {
                 refused += 1
-                #expect(error.errors.allSatisfy { $0.file == "fuzz.yaml" && $0.line >= 0 })
+                // Located inside the file (YAML lines count from 1; 0 only for the file as a whole).
+                #expect(error.errors.allSatisfy { $0.file == "fuzz.yaml" && $0.line >= 0 && $0.line <= lines + 1 && !$0.message.isEmpty },
+                        "\(error.errors.map(\.description)) in \(lines) lines")
             }
         }
         #expect(parsed > 0 && refused > 0, "parsed \(parsed), refused \(refused)")

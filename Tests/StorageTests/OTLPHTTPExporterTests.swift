@@ -54,6 +54,23 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(exporter.counts.retries == 3)
     }
 
+    /// `Retry-After: 1` waits a second, where the exporter's own first backoff is 0.2–0.3 s.
+    @Test func retryAfterIsHonoured() throws {
+        let receiver = try TestReceiver(script: [(503, "1")])
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        exporter.export(request(spans: 1, trace: 1)) { stored.add(1, ordering: .relaxed) }
+        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 1 })
+        let times = receiver.requestTimes.withLock { $0 }
+        try #require(times.count == 2)
+        let waited = times[1] - times[0]
+        #expect(waited >= .milliseconds(950), "retried after \(waited)")
+    }
+
     @Test func deadEndpointHoldsEverythingUntilItComesBack() throws {
         // Find a free port, then leave it closed.
         let probe = try TestReceiver()
@@ -66,9 +83,9 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...5 { exporter.export(request(spans: 2, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
-        Thread.sleep(forTimeInterval: 1)
+        // Tried and failed twice (a positive signal), and still nothing acknowledged.
+        #expect(waitFor(20) { exporter.counts.retries >= 2 })
         #expect(stored.load(ordering: .relaxed) == 0, "nothing is acknowledged while the receiver is down")
-        #expect(exporter.counts.retries >= 2)
         let receiver = try TestReceiver(port: port)
         defer { receiver.shutdown() }
         #expect(waitFor(10) { stored.load(ordering: .relaxed) == 5 })
@@ -125,9 +142,8 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let untrusted = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: silent)
         let refused = Atomic<Int>(0)
         untrusted.export(request(spans: 1, trace: 1)) { refused.add(1, ordering: .relaxed) }
-        Thread.sleep(forTimeInterval: 1)
+        #expect(waitFor(20) { untrusted.counts.retries >= 1 }, "the handshake failed and was retried")
         #expect(refused.load(ordering: .relaxed) == 0, "an unknown CA is not trusted")
-        #expect(untrusted.counts.retries >= 1)
         untrusted.stop(flushFirst: false)
 
         options.caFile = cert

@@ -16,6 +16,8 @@ public final class TestReceiver: @unchecked Sendable {
     public let requests = Atomic<Int>(0)
     public let acceptedSpans = Atomic<Int>(0)
     public let gzipped = Atomic<Int>(0)
+    /// When each request arrived.
+    public let requestTimes = Mutex<[ContinuousClock.Instant]>([])
     /// While true, every request is answered 503 (an outage), whatever the script says.
     public let refusing = Atomic<Bool>(false)
     /// Distinct span ids accepted, per trace (a span delivered twice counts once).
@@ -68,6 +70,7 @@ public final class TestReceiver: @unchecked Sendable {
                 body += b.readBytes(length: b.readableBytes) ?? []
             case .end:
                 receiver.requests.add(1, ordering: .relaxed)
+                receiver.requestTimes.withLock { $0.append(.now) }
                 var next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
                 if receiver.refusing.load(ordering: .relaxed) { next = (503, nil) }
                 if next.0 == 200 {
