@@ -260,6 +260,14 @@ public final class Engine: Sendable {
                 "Offsets the consumer did not deliver before a later one: refetched (the client skipped them; read again), accepted (they do not exist: compacted or transactional topic).")
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "refetched")], gaps.refetched)
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "accepted")], gaps.accepted)
+            let ledger = sampling.ledgerSize
+            out.family(
+                "tailgate_delivery_ledger_entries", .gauge,
+                "What holds uncommitted offsets: held offsets, deliveries awaiting a sink, early acknowledgements, polls in flight (flat when nothing is pending).")
+            out.sample("tailgate_delivery_ledger_entries", [("kind", "held_offsets")], ledger.heldOffsets)
+            out.sample("tailgate_delivery_ledger_entries", [("kind", "deliveries")], ledger.deliveries)
+            out.sample("tailgate_delivery_ledger_entries", [("kind", "early_acknowledgements")], ledger.earlyAcknowledgements)
+            out.sample("tailgate_delivery_ledger_entries", [("kind", "polls_in_flight")], ledger.pollsInFlight)
             out.gauge("tailgate_kafka_offset_gaps_pending", "Gaps the consumer was sent back for and that are not settled yet (their offsets are held).", gaps.pending)
         }
         sinks.withLock { $0 }?.write(into: &out)

@@ -259,7 +259,12 @@ public struct DeliveryLedger: Sendable {
         public var earlyAcknowledgements = 0
         public var pollsInFlight = 0
         public var total: Int { heldOffsets + deliveries + earlyAcknowledgements + pollsInFlight }
-        public init() {}
+        public init(heldOffsets: Int = 0, deliveries: Int = 0, earlyAcknowledgements: Int = 0, pollsInFlight: Int = 0) {
+            self.heldOffsets = heldOffsets
+            self.deliveries = deliveries
+            self.earlyAcknowledgements = earlyAcknowledgements
+            self.pollsInFlight = pollsInFlight
+        }
     }
 
     public var size: Size {

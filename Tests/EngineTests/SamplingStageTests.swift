@@ -95,8 +95,11 @@ let errorsAndSlow = """
         let engine = running.engine
         #expect(waitUntil(.seconds(30)) { engine.metrics.snapshot.messagesReceived == 50 })
         #expect(waitUntil(.seconds(5)) { engine.sampling!.metrics.buffered.traces == 50 })
+        #expect(waitUntil(.seconds(5)) { engine.sampling!.lastCommittableOffsets[TopicPartition("spans", 0)] != nil })
         let held = engine.sampling!.lastCommittableOffsets
         #expect(held[TopicPartition("spans", 0)] == 0, "the first message's trace is undecided: nothing committable")
+        // One trace per message: each of the 50 holds its message's offset, nothing else is pending.
+        #expect(waitUntil(.seconds(5)) { engine.sampling!.ledgerSize == DeliveryLedger.Size(heldOffsets: 50) })
         #expect(kept.snapshot.isEmpty)
 
         // The same state over the HTTP listener.
@@ -200,6 +203,30 @@ let errorsAndSlow = """
         engine.store.checkForChange()
         #expect(engine.store.rules.policies.map(\.spec.name) == ["all"])
         #expect(engine.metrics.prometheusText(bufferLimit: 0).contains("tailgate_rules_info{hash=\"\(engine.store.rules.hash)\",policies=\"1\"} 1\n"))
+    }
+}
+
+/// Reloads from SIGHUP, `POST /-/reload` and the watcher can overlap: the newest file content wins.
+@Suite struct RuleReloadOrderTests {
+    @Test func concurrentReloadsEndWithTheNewestFile() throws {
+        let path = try writeRules("policies: [{name: v0, type: always_sample}]")
+        let harness = try RuleHarness(path: path)
+        let threads = 8
+        for version in 1...40 {
+            try "policies: [{name: v\(version), type: always_sample}]".write(toFile: path, atomically: true, encoding: .utf8)
+            let done = DispatchSemaphore(value: 0)
+            for _ in 0..<threads {
+                Thread {
+                    harness.store.reload(reason: "test")
+                    done.signal()
+                }.start()
+            }
+            if version < 40 { continue }
+            for _ in 0..<threads { done.wait() }
+        }
+        // The last eight reloads have returned: they read version 40, and no older parse can finish after
+        // them (a reload still waiting for its turn reads the file then: version 40 too).
+        #expect(harness.store.rules.policies.map(\.spec.name) == ["v40"])
     }
 }
 
