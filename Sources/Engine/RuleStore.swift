@@ -14,6 +14,10 @@ public final class RuleStore: Sendable {
     private let logger: Logger
     private let stopWatching = Atomic<Bool>(false)
     private let lastErrorText = Mutex<String?>(nil)
+    /// One reload at a time (SIGHUP, `POST /-/reload` and the file watcher can ask at once): each reads
+    /// the file when its turn comes, so the newest content is what ends up in force — never an older
+    /// parse finishing last.
+    private let reloading = Mutex(())
 
     /// Why the last reload was refused (nil after a successful one).
     public var lastError: String? { lastErrorText.withLock { $0 } }
@@ -42,6 +46,10 @@ public final class RuleStore: Sendable {
     @discardableResult
     public func reload(reason: String) -> Bool {
         guard let path else { return false }
+        return reloading.withLock { _ in load(path, reason: reason) }
+    }
+
+    private func load(_ path: String, reason: String) -> Bool {
         let previous = rules
         let newFingerprint = FileFingerprint(path: path)
         do {
@@ -103,6 +111,10 @@ struct FileFingerprint: Equatable, Sendable {
         resolvedPath = resolved
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)
+        #if os(Linux)
         modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        #else
+        modified = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
+        #endif
     }
 }

@@ -209,24 +209,27 @@ let errorsAndSlow = """
 /// Reloads from SIGHUP, `POST /-/reload` and the watcher can overlap: the newest file content wins.
 @Suite struct RuleReloadOrderTests {
     @Test func concurrentReloadsEndWithTheNewestFile() throws {
-        let path = try writeRules("policies: [{name: v0, type: always_sample}]")
+        // Large enough that parses overlap (a few milliseconds each).
+        func rules(_ version: Int) -> String {
+            "policies:\n" + (0..<150).map { "  - {name: v\(version)-\($0), type: always_sample}\n" }.joined()
+        }
+        let path = try writeRules(rules(0))
         let harness = try RuleHarness(path: path)
-        let threads = 8
-        for version in 1...40 {
-            try "policies: [{name: v\(version), type: always_sample}]".write(toFile: path, atomically: true, encoding: .utf8)
-            let done = DispatchSemaphore(value: 0)
+        let threads = 6
+        let done = DispatchSemaphore(value: 0)
+        for version in 1...30 {
+            try rules(version).write(toFile: path, atomically: true, encoding: .utf8)
             for _ in 0..<threads {
                 Thread {
                     harness.store.reload(reason: "test")
                     done.signal()
                 }.start()
             }
-            if version < 40 { continue }
-            for _ in 0..<threads { done.wait() }
         }
-        // The last eight reloads have returned: they read version 40, and no older parse can finish after
-        // them (a reload still waiting for its turn reads the file then: version 40 too).
-        #expect(harness.store.rules.policies.map(\.spec.name) == ["v40"])
+        for _ in 0..<(30 * threads) { done.wait() }
+        // Every reload has returned; the last ones to run read version 30, and none that read an older
+        // version may have finished after them.
+        #expect(harness.store.rules.policies.first?.spec.name == "v30-0")
     }
 }
 
