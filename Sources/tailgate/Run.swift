@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Synchronization
 import Kafka
 import OTLP
 import Sampling
@@ -109,7 +110,9 @@ struct Run: ParsableCommand {
         // glibc raises its mmap threshold each time a large block is freed, after which large buffers
         // (polls, store blocks, big traces) come from the heap and stay resident after a burst. A fixed
         // threshold hands them back to the kernel when freed (10–15 MB less at peak in the burst test).
+        #if os(Linux)
         if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 256 << 10) }
+        #endif
         var configuration = EngineConfiguration(brokers: brokers)
         if !topics.isEmpty { configuration.topics = topics }
         configuration.group = group
@@ -160,21 +163,20 @@ struct Run: ParsableCommand {
             throw ConfigurationError("--span-name-rewrite: \(error.description)")
         }
 
-        let engine: Engine
-        do {
-            engine = try Engine(configuration: configuration, logger: logger)
-        } catch let errors as RuleFileErrors {
-            FileHandle.standardError.write(Data("tailgate: invalid rule file\n\(errors.description)\n".utf8))
-            throw ExitCode(2)
-        }
+        // Signals are trapped before the engine is built (opening a large store, loading rules): a
+        // SIGTERM then stops it as soon as it exists, a SIGHUP then is moot (the rules are being read).
         let shutdownBound = try parseDuration(shutdownTimeout, option: "--shutdown-timeout")
+        let running = Mutex<(engine: Engine?, stopRequested: Bool)>((nil, false))
         let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signal in
             if signal == SIGHUP {
-                engine.reloadRules(reason: "SIGHUP")
+                running.withLock { $0.engine }?.reloadRules(reason: "SIGHUP")
                 return
             }
             logger.info("signal \(signal): stopping (deciding what is buffered, storing, committing)")
-            engine.requestStop()
+            running.withLock { state in
+                state.stopRequested = true
+                return state.engine
+            }?.requestStop()
             // Bounded: a sink that stays down must not hold the pod past its grace period. Whatever is
             // not committed by then is replayed by the next owner of the partitions.
             Thread {
@@ -183,6 +185,19 @@ struct Run: ParsableCommand {
                 Foundation.exit(1)
             }.start()
         }
+
+        let engine: Engine
+        do {
+            engine = try Engine(configuration: configuration, logger: logger)
+        } catch let errors as RuleFileErrors {
+            FileHandle.standardError.write(Data("tailgate: invalid rule file\n\(errors.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        let stopEarly = running.withLock { state in
+            state.engine = engine
+            return state.stopRequested
+        }
+        if stopEarly { engine.requestStop() }
         let summary = engine.run()
         withExtendedLifetime(trap) {}
         printJSON(summary)
@@ -203,5 +218,7 @@ func parseBuckets(_ text: String) throws(ConfigurationError) -> [Double] {
     return bounds
 }
 
+#if os(Linux)
 /// glibc's `mallopt` (malloc.h is not in the Glibc module).
 @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
