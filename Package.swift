@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "tailgate",
             dependencies: [
-                "Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka",
+                "Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),

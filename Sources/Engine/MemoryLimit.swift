@@ -60,7 +60,9 @@ public struct MemoryReturnPolicy: Sendable {
 /// Returns freed heap memory to the kernel; the resident bytes before and after.
 func returnFreedMemory() -> (before: Int, after: Int) {
     let before = residentBytes()
+    #if os(Linux)
     _ = glibcMallocTrim(0)
+    #endif
     return (before, residentBytes())
 }
 
@@ -72,4 +74,6 @@ func residentBytes() -> Int {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+#if os(Linux)
 @_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
