@@ -204,7 +204,9 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
                 }
                 for item in batch { item.stored() }
                 return
-            case .tooLarge where batch.count > 1:
+            case .tooLarge where batch.count > 1, .rejected where batch.count > 1:
+                // Too large, or refused for good (400): halve until the refused trace is alone, so one
+                // bad trace does not take the rest of its batch with it.
                 deliver(Array(batch[0..<(batch.count / 2)]))
                 deliver(Array(batch[(batch.count / 2)...]))
                 return

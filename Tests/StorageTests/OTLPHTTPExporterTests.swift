@@ -10,7 +10,7 @@ import Synchronization
 import Testing
 import TestSupport
 
-func request(spans: Int, trace: UInt64) -> [UInt8] {
+func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
     var w = ProtoWriter()
     w.writeNested(1) { rs in
         rs.writeNested(2) { ss in
@@ -18,7 +18,7 @@ func request(spans: Int, trace: UInt64) -> [UInt8] {
                 ss.writeNested(2) { span in
                     span.writeBytesField(1, TraceID(high: 1, low: trace).bytes)
                     span.writeBytesField(2, SpanID(rawValue: UInt64(s)).bytes)
-                    span.writeStringField(5, "op")
+                    span.writeStringField(5, name)
                 }
             }
         }
@@ -104,6 +104,25 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(waitFor(10) { stored.load(ordering: .relaxed) == 1 })
         #expect(exporter.counts.rejectedTraces == 1)
         #expect(receiver.requests.load(ordering: .relaxed) == 1)
+    }
+
+    /// A receiver refuses one bad trace for good (400): the rest of its batch is delivered, the bad one
+    /// counted — the batch is halved until the refused trace is alone.
+    @Test func oneRefusedTraceDoesNotTakeItsBatchWithIt() throws {
+        let receiver = try TestReceiver()
+        receiver.refuseSpanNamed.withLock { $0 = "poison" }
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(200)  // the ten traces go out in one batch
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        for trace in 1...10 {
+            exporter.export(request(spans: 3, trace: UInt64(trace), name: trace == 7 ? "poison" : "op")) { stored.add(1, ordering: .relaxed) }
+        }
+        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 10 }, "every trace acknowledged: nine delivered, one refused")
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 27)
+        #expect(exporter.counts.rejectedTraces == 1)
     }
 
     @Test func endpointsParseAndTLSIsRefusedClearly() throws {

@@ -18,6 +18,8 @@ public final class TestReceiver: @unchecked Sendable {
     public let gzipped = Atomic<Int>(0)
     /// When each request arrived.
     public let requestTimes = Mutex<[ContinuousClock.Instant]>([])
+    /// Requests holding a span of this name are refused for good (400), as a receiver refuses a bad trace.
+    public let refuseSpanNamed = Mutex<String?>(nil)
     /// While true, every request is answered 503 (an outage), whatever the script says.
     public let refusing = Atomic<Bool>(false)
     /// Distinct span ids accepted, per trace (a span delivered twice counts once).
@@ -73,6 +75,19 @@ public final class TestReceiver: @unchecked Sendable {
                 receiver.requestTimes.withLock { $0.append(.now) }
                 var next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
                 if receiver.refusing.load(ordering: .relaxed) { next = (503, nil) }
+                if next.0 == 200, let poison = receiver.refuseSpanNamed.withLock({ $0 }) {
+                    let bytes = head?.headers["Content-Encoding"].first == "gzip" ? (Gzip.decompress(body) ?? []) : body
+                    var batch = SpanBatch()
+                    if (try? SpanDecoder(encoding: .otlpProto).decode(bytes, into: &batch)) != nil,
+                        batch.spans.contains(where: { span in
+                            var trace = TraceData(traceID: span.traceID)
+                            trace.append(span, from: batch, batchGeneration: 1)
+                            return trace.string(trace.name(of: trace.spans[0])) == poison
+                        })
+                    {
+                        next = (400, nil)
+                    }
+                }
                 if next.0 == 200 {
                     var bytes = body
                     if head?.headers["Content-Encoding"].first == "gzip" {
