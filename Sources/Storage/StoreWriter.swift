@@ -21,9 +21,15 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     private let unwritten = Atomic<Int>(0)
     private let interval: Duration
     private let batchBytes: Int
+    /// How often retention runs on its own.
+    private let expiryInterval: Duration
 
-    public init(store: TraceStore, interval: Duration = .milliseconds(100), batchBytes: Int = 4 << 20, logger: Logger) {
+    public init(
+        store: TraceStore, interval: Duration = .milliseconds(100), batchBytes: Int = 4 << 20, expiryInterval: Duration = .seconds(60),
+        logger: Logger
+    ) {
         self.store = store
+        self.expiryInterval = expiryInterval
         self.interval = interval
         self.batchBytes = batchBytes
         self.logger = logger
@@ -79,8 +85,14 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     }
 
     private func run() {
+        var lastExpiry = ContinuousClock.now
         while !stopping.load(ordering: .relaxed) {
             _ = wake.wait(timeout: .now() + Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+            // Retention also runs when nothing is written: an idle store must still expire.
+            if ContinuousClock.now - lastExpiry >= expiryInterval {
+                store.expire()
+                lastExpiry = .now
+            }
             let batch = queue.withLock { state -> [(StoredTrace, @Sendable () -> Void)] in
                 defer { state = ([], 0) }
                 return state.items

@@ -37,6 +37,8 @@ public final class TraceStore: @unchecked Sendable {
     public let options: TraceStoreOptions
     private let readOnly: Bool
     private let lock = NSLock()
+    /// `fdatasync`, replaceable in tests to see a failing disk.
+    var syncFile: @Sendable (Int32) -> Int32 = { fdatasync($0) }
     // Guarded by `lock`:
     private var index: [TraceID: [BlockLocation]] = [:]
     private var segments: [Segment] = []
@@ -187,8 +189,12 @@ public final class TraceStore: @unchecked Sendable {
             }
             written += n
         }
-        guard fdatasync(fd) == 0 else {
-            throw TraceStoreError(message: "fdatasync of \(segments[segment].path) failed: \(String(cString: strerror(errno)))")
+        guard syncFile(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            // The block is in the file but not durable: cut it off, so the segment's size (and the
+            // offsets of the blocks written next) stay true; the writer retries the whole block.
+            _ = ftruncate(fd, off_t(offset))
+            throw TraceStoreError(message: "fdatasync of \(segments[segment].path) failed: \(reason)")
         }
         segments[segment].size += Int64(block.count)
         for trace in traces {
@@ -212,12 +218,30 @@ public final class TraceStore: @unchecked Sendable {
         return segments.count - 1
     }
 
-    /// Deletes the oldest segments past the age or size bound (never the active one).
+    /// Applies retention now: an idle store (nothing written for a while) expires its segments too.
+    /// The writer calls it on a timer.
+    public func expire(now: Date = Date()) {
+        guard !readOnly else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        applyRetention(now: now)
+    }
+
+    /// Deletes the oldest segments past the age or size bound. The active segment goes too once even
+    /// its newest block must be older than the retention age (it rolls at `segmentAge` when written to,
+    /// so that is `created` + `segmentAge` ago); the next write starts a new one.
     private func applyRetention(now: Date) {
         var removed: Set<UInt64> = []
-        while segments.count > 1 {
-            let oldest = segments[0]
-            let tooOld = options.retentionAge.map { now.timeIntervalSince(oldest.created) > $0.seconds } ?? false
+        while let oldest = segments.first {
+            let age = now.timeIntervalSince(oldest.created)
+            if segments.count == 1 {
+                guard let limit = options.retentionAge, age > limit.seconds + options.segmentAge.seconds else { break }
+                unlink(oldest.path)
+                removed.insert(oldest.number)
+                segments.removeFirst()
+                break
+            }
+            let tooOld = options.retentionAge.map { age > $0.seconds } ?? false
             let tooBig = options.retentionBytes.map { segments.reduce(0) { $0 + $1.size } > Int64($0) } ?? false
             guard tooOld || tooBig else { break }
             unlink(oldest.path)

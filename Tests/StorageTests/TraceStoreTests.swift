@@ -1,6 +1,7 @@
 import Foundation
 import OTLP
-import Storage
+@testable import Storage
+import Synchronization
 import Testing
 
 /// The file store: write, read, late pieces, duplicates, rollover, retention, torn-tail recovery.
@@ -27,6 +28,13 @@ import Testing
     }
 
     /// A request with `count` small spans of trace `id`.
+    func spanCount(_ request: [UInt8]?) throws -> Int? {
+        guard let request else { return nil }
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        return batch.spans.count
+    }
+
     func smallTrace(_ id: TraceID, spans: ClosedRange<UInt64>) -> [UInt8] {
         var w = ProtoWriter()
         w.writeNested(1) { rs in
@@ -123,6 +131,53 @@ import Testing
         #expect(try aged.trace(ids[0]) == nil, "older than the retention age")
         #expect(try aged.trace(ids[2]) != nil)
         try? FileManager.default.removeItem(at: aged.directory)
+    }
+
+    /// A store nothing is written to still expires: retention runs on the writer's timer, and the
+    /// active segment goes once even its newest block is past the retention age.
+    @Test func anIdleStoreExpires() throws {
+        var options = TraceStoreOptions()
+        options.segmentAge = .seconds(60)
+        options.retentionAge = .seconds(3600)
+        let store = try TraceStore(directory: temporaryDirectory(), options: options)
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        let id = TraceID(high: 7, low: 7)
+        let t0 = Date(timeIntervalSince1970: 1_764_000_000)
+        try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))], now: t0)
+        store.expire(now: t0 + 3600)
+        #expect(try store.trace(id) != nil, "within the retention age")
+        store.expire(now: t0 + 3600 + 60 + 1)
+        #expect(try store.trace(id) == nil, "past the retention age, with nothing written since")
+        #expect(store.segmentPaths.isEmpty)
+        let next = TraceID(high: 7, low: 8)
+        try store.write([StoredTrace(traceID: next, policy: "p", request: smallTrace(next, spans: 1...1))], now: t0 + 7200)
+        #expect(try store.trace(next) != nil, "the next write starts a new segment")
+    }
+
+    /// A failed fdatasync leaves no block behind: the next block's offset is still right.
+    @Test func aFailedSyncLeavesTheSegmentAsItWas() throws {
+        let store = try TraceStore(directory: temporaryDirectory())
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        let failures = Mutex(1)
+        store.syncFile = { fd in
+            if failures.withLock({ remaining in defer { remaining = max(0, remaining - 1) }; return remaining > 0 }) {
+                errno = EIO
+                return -1
+            }
+            return fdatasync(fd)
+        }
+        let first = TraceID(high: 9, low: 1), second = TraceID(high: 9, low: 2)
+        #expect(throws: TraceStoreError.self) {
+            try store.write([StoredTrace(traceID: first, policy: "p", request: smallTrace(first, spans: 1...3))])
+        }
+        #expect(try store.trace(first) == nil)
+        try store.write([StoredTrace(traceID: first, policy: "p", request: smallTrace(first, spans: 1...3))])
+        try store.write([StoredTrace(traceID: second, policy: "p", request: smallTrace(second, spans: 4...5))])
+        #expect(try spanCount(store.trace(first, policyAttribute: false)) == 3)
+        #expect(try spanCount(store.trace(second, policyAttribute: false)) == 2)
+        // Reopened (the index rebuilt from the file): the same.
+        let reopened = try TraceStore(directory: store.directory, readOnly: true)
+        #expect(try spanCount(reopened.trace(second, policyAttribute: false)) == 2)
     }
 
     @Test func tornTailIsCutAndEverythingBeforeSurvives() throws {
