@@ -80,14 +80,14 @@ let package = Package(
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
         .testTarget(name: "SpanMetricsTests", dependencies: ["SpanMetrics", "OTLP"], swiftSettings: swiftSettings),
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], swiftSettings: swiftSettings),
         // A local OTLP/HTTP receiver and other helpers the Storage and Engine tests share.
         .target(
             name: "TestSupport",
             dependencies: [
                 "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(

@@ -4,6 +4,7 @@ import SpanMetrics
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 
 final class FakeBackend: HTTPBackend {
     let reloads = Atomic<Int>(0)

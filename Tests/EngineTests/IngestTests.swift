@@ -5,6 +5,7 @@ import Logging
 import OTLP
 import Synchronization
 import Testing
+import TestSupport
 
 @Suite(.timeLimit(.minutes(10))) struct IngestTests {
     /// Good and bad messages interleaved on one partition: the bad ones are counted, set aside in

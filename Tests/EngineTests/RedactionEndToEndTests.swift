@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import OTLP
 import Testing
+import TestSupport
 
 /// Kept traces are redacted before any sink: what the store holds has no PII; metrics are untouched.
 /// (The limit counts from when the test is scheduled: with 2 cores, Swift Testing's cooperative pool has

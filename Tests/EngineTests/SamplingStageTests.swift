@@ -7,6 +7,7 @@ import Sampling
 import Storage
 import Synchronization
 import Testing
+import TestSupport
 
 /// Captures kept trace ids with their policy (and late-span pieces) for assertions; acknowledges at once.
 final class KeptTraces: TraceSink {

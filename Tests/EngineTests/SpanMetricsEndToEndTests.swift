@@ -5,6 +5,7 @@ import OTLP
 import SpanMetrics
 import Synchronization
 import Testing
+import TestSupport
 
 let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")

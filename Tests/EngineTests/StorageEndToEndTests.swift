@@ -5,6 +5,7 @@ import OTLP
 import Sampling
 import Storage
 import Testing
+import TestSupport
 
 /// Rules without rate limits decide deterministically: the offline evaluation of the same traffic is
 /// the oracle for what must be stored.

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import Engine
 import OTLP
+import TestSupport
 
 /// Runs the built `tailgate` executable; every process started is terminated when the test ends.
 final class Processes: @unchecked Sendable {
@@ -89,16 +90,6 @@ extension Duration {
     var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    return condition()
-}
-
-let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
 /// Produces DogBook traffic to `topic` on `cluster` (as `tailgate loadgen` does) and returns what was sent.
 @discardableResult

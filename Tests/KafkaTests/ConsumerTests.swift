@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import Synchronization
 import Testing
+import TestSupport
 
 /// The consumer against librdkafka's mock cluster: real protocol, real group coordinator.
 @Suite(.timeLimit(.minutes(10))) struct ConsumerTests {

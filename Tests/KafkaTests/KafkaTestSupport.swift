@@ -106,11 +106,4 @@ final class PollingMember: @unchecked Sendable {
     }
 }
 
-func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    return condition()
-}
+

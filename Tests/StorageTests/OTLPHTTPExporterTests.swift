@@ -26,16 +26,6 @@ func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
     return w.bytes
 }
 
-func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.02)
-    }
-    return condition()
-}
-
-let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
 @Suite(.timeLimit(.minutes(10))) struct OTLPHTTPExporterTests {
     @Test func retriesOn503And429HonouringRetryAfterThenDelivers() throws {
@@ -43,11 +33,11 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...10 { exporter.export(request(spans: 3, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
-        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 10 })
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 10 })
         #expect(receiver.requests.load(ordering: .relaxed) >= 4, "three refusals, then the accepted post")
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 30)
         #expect(receiver.gzipped.load(ordering: .relaxed) >= 1)
@@ -60,11 +50,11 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         exporter.export(request(spans: 1, trace: 1)) { stored.add(1, ordering: .relaxed) }
-        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 1 })
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 1 })
         let times = receiver.requestTimes.withLock { $0 }
         try #require(times.count == 2)
         let waited = times[1] - times[0]
@@ -79,16 +69,16 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
         options.maxBackoff = .milliseconds(300)
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(port)/v1/traces"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(port)/v1/traces"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...5 { exporter.export(request(spans: 2, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
         // Tried and failed twice (a positive signal), and still nothing acknowledged.
-        #expect(waitFor(20) { exporter.counts.retries >= 2 })
+        #expect(waitUntil(.seconds(20)) { exporter.counts.retries >= 2 })
         #expect(stored.load(ordering: .relaxed) == 0, "nothing is acknowledged while the receiver is down")
         let receiver = try TestReceiver(port: port)
         defer { receiver.shutdown() }
-        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 5 })
+        #expect(waitUntil(.seconds(10)) { stored.load(ordering: .relaxed) == 5 })
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 10)
     }
 
@@ -97,11 +87,11 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         exporter.export(request(spans: 1, trace: 1)) { stored.add(1, ordering: .relaxed) }
-        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 1 })
+        #expect(waitUntil(.seconds(10)) { stored.load(ordering: .relaxed) == 1 })
         #expect(exporter.counts.rejectedTraces == 1)
         #expect(receiver.requests.load(ordering: .relaxed) == 1)
     }
@@ -114,13 +104,13 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { receiver.shutdown() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(200)  // the ten traces go out in one batch
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         for trace in 1...10 {
             exporter.export(request(spans: 3, trace: UInt64(trace), name: trace == 7 ? "poison" : "op")) { stored.add(1, ordering: .relaxed) }
         }
-        #expect(waitFor(20) { stored.load(ordering: .relaxed) == 10 }, "every trace acknowledged: nine delivered, one refused")
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 10 }, "every trace acknowledged: nine delivered, one refused")
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 27)
         #expect(exporter.counts.rejectedTraces == 1)
     }
@@ -158,21 +148,21 @@ let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         var options = OTLPHTTPExporter.Options()
         options.flushInterval = .milliseconds(20)
         options.maxBackoff = .milliseconds(200)
-        let untrusted = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: silent)
+        let untrusted = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: quietLogger)
         let refused = Atomic<Int>(0)
         untrusted.export(request(spans: 1, trace: 1)) { refused.add(1, ordering: .relaxed) }
-        #expect(waitFor(20) { untrusted.counts.retries >= 1 }, "the handshake failed and was retried")
+        #expect(waitUntil(.seconds(20)) { untrusted.counts.retries >= 1 }, "the handshake failed and was retried")
         #expect(refused.load(ordering: .relaxed) == 0, "an unknown CA is not trusted")
         untrusted.stop(flushFirst: false)
 
         options.caFile = cert
-        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: silent)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://localhost:\(receiver.port)"), options: options, logger: quietLogger)
         defer { exporter.stop() }
         let stored = Atomic<Int>(0)
         exporter.export(request(spans: 4, trace: 2)) { stored.add(1, ordering: .relaxed) }
-        #expect(waitFor(10) { stored.load(ordering: .relaxed) == 1 })
+        #expect(waitUntil(.seconds(10)) { stored.load(ordering: .relaxed) == 1 })
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 4)
-        #expect { try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://x"), options: { var o = options; o.caFile = "/nonexistent.pem"; return o }(), logger: silent) } throws: {
+        #expect { try OTLPHTTPExporter(endpoint: try OTLPEndpoint("https://x"), options: { var o = options; o.caFile = "/nonexistent.pem"; return o }(), logger: quietLogger) } throws: {
             "\($0)".contains("/nonexistent.pem")
         }
     }
