@@ -81,12 +81,7 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
     /// Waits until every published trace is acknowledged (or `timeout`).
     @discardableResult
     public func flush(timeout: Duration = .seconds(30)) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while pending.load(ordering: .relaxed) > 0 {
-            guard ContinuousClock.now < deadline else { return false }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return true
+        waitUntilDrained(timeout: timeout) { pending.load(ordering: .relaxed) == 0 }
     }
 
     public func stop(timeout: Duration) {

@@ -133,13 +133,8 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
     /// Waits until the queue is empty and nothing is in flight, or `timeout`.
     @discardableResult
     public func flush(timeout: Duration = .seconds(30)) -> Bool {
-        let deadline = ContinuousClock.now + timeout
         wake.signal()
-        while queue.withLock({ !$0.items.isEmpty }) || busy.load(ordering: .relaxed) > 0 {
-            guard ContinuousClock.now < deadline else { return false }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return true
+        return waitUntilDrained(timeout: timeout) { queue.withLock({ $0.items.isEmpty }) && busy.load(ordering: .relaxed) == 0 }
     }
 
     public func stop(timeout: Duration) {

@@ -15,7 +15,6 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     /// Traces taken and not yet durable.
     private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
-    private let flushed = DispatchSemaphore(value: 0)
     private let written = Atomic<Int>(0)
     private let failures = Atomic<Int>(0)
     private let unwritten = Atomic<Int>(0)
@@ -58,13 +57,8 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     /// until then; what is left stays unacknowledged, so its offsets are not committed).
     @discardableResult
     public func flush(timeout: Duration) -> Bool {
-        let deadline = ContinuousClock.now + timeout
         wake.signal()
-        while pending.load(ordering: .relaxed) > 0 {
-            guard ContinuousClock.now < deadline else { return false }
-            Thread.sleep(forTimeInterval: 0.005)
-        }
-        return true
+        return waitUntilDrained(timeout: timeout, every: 0.005) { pending.load(ordering: .relaxed) == 0 }
     }
 
     /// Stops the writer thread after writing what is queued (at most `timeout`).

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where kept traces go: the file store, an OTLP/HTTP receiver, a Kafka topic. The engine hands every
 /// kept trace, encoded once, to each configured sink, and counts it stored when every sink has
 /// acknowledged it; only then may the offsets of its spans be committed (the delivery ledger's rule).
@@ -37,4 +39,16 @@ public struct TraceSinkStatistics: Sendable, Equatable {
         self.retries = retries
         self.pending = pending
     }
+}
+
+/// How every sink's `flush(timeout:)` waits: until `drained` holds or `timeout` has passed; whether it
+/// drained. (Sinks acknowledge from their own threads; polling a counter keeps them free of a
+/// condition variable each.)
+func waitUntilDrained(timeout: Duration, every interval: Double = 0.01, _ drained: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while !drained() {
+        guard ContinuousClock.now < deadline else { return false }
+        Thread.sleep(forTimeInterval: interval)
+    }
+    return true
 }
