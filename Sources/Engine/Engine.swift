@@ -271,6 +271,12 @@ public final class Engine: Sendable {
             out.gauge("tailgate_kafka_offset_gaps_pending", "Gaps the consumer was sent back for and that are not settled yet (their offsets are held).", gaps.pending)
         }
         sinks.withLock { $0 }?.write(into: &out)
+        if let store {
+            let index = store.indexSize
+            out.gauge("tailgate_store_index_entries", "(trace, block) pairs in the file store's in-memory index.", index.entries)
+            out.gauge("tailgate_store_index_bytes", "Memory the file store's index holds (12 bytes a pair once a segment is sealed; not part of the buffer limit).", index.bytes)
+            out.gauge("tailgate_store_segments", "Segment files the file store keeps.", store.segmentPaths.count)
+        }
         out.family("tailgate_build_info", .gauge, "Build information (always 1).")
         out.sample("tailgate_build_info", [("version", HTTPRoutes.version), ("librdkafka", librdkafkaVersion)], 1)
         out.finish()

@@ -15,12 +15,12 @@ public struct OTLPEndpoint: Sendable, Equatable {
     public var tls: Bool
 
     /// Parses an endpoint URL; the error says what to write instead.
-    public init(_ text: String) throws(TraceStoreError) {
+    public init(_ text: String) throws(StorageError) {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
-            throw TraceStoreError(message: "--otlp-endpoint: '\(text)' is not a URL; write e.g. http://tempo-distributor:4318")
+            throw StorageError(message: "--otlp-endpoint: '\(text)' is not a URL; write e.g. http://tempo-distributor:4318")
         }
         guard scheme == "http" || scheme == "https" else {
-            throw TraceStoreError(message: "--otlp-endpoint: \(scheme):// is not an OTLP/HTTP scheme; use http:// or https://")
+            throw StorageError(message: "--otlp-endpoint: \(scheme):// is not an OTLP/HTTP scheme; use http:// or https://")
         }
         self.host = host
         tls = scheme == "https"
@@ -79,7 +79,7 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
     private let tlsContext: NIOSSLContext?
 
     /// Throws when the TLS settings are unusable (an unreadable CA file).
-    public init(endpoint: OTLPEndpoint, options: Options = Options(), logger: Logger) throws(TraceStoreError) {
+    public init(endpoint: OTLPEndpoint, options: Options = Options(), logger: Logger) throws(StorageError) {
         self.endpoint = endpoint
         self.options = options
         self.logger = logger
@@ -89,13 +89,13 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
                 do {
                     configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
                 } catch {
-                    throw TraceStoreError(message: "--otlp-ca-file \(caFile): \(error)")
+                    throw StorageError(message: "--otlp-ca-file \(caFile): \(error)")
                 }
             }
             do {
                 tlsContext = try NIOSSLContext(configuration: configuration)
             } catch {
-                throw TraceStoreError(message: "TLS setup for \(endpoint.host): \(error)")
+                throw StorageError(message: "TLS setup for \(endpoint.host): \(error)")
             }
         } else {
             tlsContext = nil

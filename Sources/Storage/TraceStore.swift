@@ -17,12 +17,6 @@ public struct TraceStoreOptions: Sendable {
     public init() {}
 }
 
-/// Why the store cannot do what was asked, naming the file.
-public struct TraceStoreError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
-}
-
 /// The embedded store of kept traces: append-only segment files of zstd-compressed, checksummed
 /// blocks, with an in-memory index from trace id to the blocks holding it (rebuilt on open from the
 /// blocks' uncompressed id lists). Spans of one trace written at different times all come back,
@@ -32,23 +26,23 @@ public struct TraceStoreError: Error, Sendable, CustomStringConvertible {
 /// u64 unix milliseconds, 16-byte ids × count, the zstd frame, and a CRC-32C of everything before it.
 /// On open, the last segment is verified block by block and cut at the first torn or corrupt block,
 /// so a crash mid-write never damages what was written before.
-public final class TraceStore: @unchecked Sendable {
+///
+/// The index is one ``SegmentIndex`` per segment: 12 bytes per (trace, block) pair, so its memory is
+/// bounded by what retention keeps (``indexBytes``), and retention drops a segment's index with the
+/// file, without touching the others. Reads take the lock only to copy the block locations; the disk
+/// work and decompression run outside it, each reader with its own zstd context.
+public final class TraceStore: Sendable {
     public let directory: URL
     public let options: TraceStoreOptions
     private let readOnly: Bool
-    private let lock = NSLock()
     /// `fdatasync`, replaceable in tests to see a failing disk.
-    var syncFile: @Sendable (Int32) -> Int32 = { fdatasync($0) }
-    // Guarded by `lock`:
-    private var index: [TraceID: [BlockLocation]] = [:]
-    private var segments: [Segment] = []
-    private var active: Int32 = -1
-    private let codec: ZstdCodec
-    private let readCodec: ZstdCodec
+    let syncFile: Mutex<@Sendable (Int32) -> Int32> = Mutex({ fdatasync($0) })
+    private let state: Mutex<State>
+    /// The writer's compression context (one writer at a time, serialised by its own lock).
+    private let writeCodec: Mutex<ZstdCodec>
 
-    struct BlockLocation: Hashable {
-        var segment: UInt64
-        var offset: Int64
+    struct State {
+        var segments: [Segment] = []
     }
 
     struct Segment {
@@ -56,39 +50,46 @@ public final class TraceStore: @unchecked Sendable {
         var path: String
         var size: Int64
         var created: Date
+        var index = SegmentIndex()
     }
 
     static let magic: [UInt8] = Array("TGB1".utf8)
     static let headerSize = 24
 
     /// Opens (creating if needed) the store in `directory`. Read-only opens never modify files.
-    public init(directory: URL, options: TraceStoreOptions = TraceStoreOptions(), readOnly: Bool = false) throws(TraceStoreError) {
+    public init(directory: URL, options: TraceStoreOptions = TraceStoreOptions(), readOnly: Bool = false) throws(StorageError) {
+        guard options.segmentBytes <= Int(UInt32.max) else {
+            throw StorageError(message: "segment size \(options.segmentBytes) is over the store's 4 GiB limit per segment")
+        }
         self.directory = directory
         self.options = options
         self.readOnly = readOnly
-        codec = ZstdCodec(level: options.compressionLevel)
-        readCodec = ZstdCodec()
+        writeCodec = Mutex(ZstdCodec(level: options.compressionLevel))
         let fm = FileManager.default
         if !readOnly {
             do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-                throw TraceStoreError(message: "cannot create the store directory \(directory.path): \(error.localizedDescription)")
+                throw StorageError(message: "cannot create the store directory \(directory.path): \(error.localizedDescription)")
             }
         }
         guard let names = try? fm.contentsOfDirectory(atPath: directory.path) else {
-            throw TraceStoreError(message: "cannot read the store directory \(directory.path)")
+            throw StorageError(message: "cannot read the store directory \(directory.path)")
         }
         let numbers = names.compactMap { name -> UInt64? in
             guard name.hasSuffix(".tgs") else { return nil }
             return UInt64(name.dropLast(4))
         }.sorted()
+        var segments: [Segment] = []
         for (position, number) in numbers.enumerated() {
             let path = directory.appendingPathComponent(Self.segmentName(number)).path
             let isLast = position == numbers.count - 1
-            let size = try scan(path: path, number: number, verify: isLast)
+            var index = SegmentIndex()
+            let size = try Self.scan(path: path, verify: isLast, readOnly: readOnly, into: &index)
+            index.seal()
             let created = (try? fm.attributesOfItem(atPath: path)[.creationDate] as? Date) ?? nil
             let modified = (try? fm.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? nil
-            segments.append(Segment(number: number, path: path, size: size, created: created ?? modified ?? Date()))
+            segments.append(Segment(number: number, path: path, size: size, created: created ?? modified ?? Date(), index: index))
         }
+        state = Mutex(State(segments: segments))
     }
 
     static func segmentName(_ number: UInt64) -> String {
@@ -96,11 +97,11 @@ public final class TraceStore: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 12 - digits.count)) + digits + ".tgs"
     }
 
-    /// Reads block headers of a segment into the index; with `verify`, checks every block's checksum
+    /// Reads block headers of a segment into `index`; with `verify`, checks every block's checksum
     /// and cuts the file after the last good block. Returns the good size.
-    private func scan(path: String, number: UInt64, verify: Bool) throws(TraceStoreError) -> Int64 {
+    private static func scan(path: String, verify: Bool, readOnly: Bool, into index: inout SegmentIndex) throws(StorageError) -> Int64 {
         let fd = open(path, readOnly ? O_RDONLY : O_RDWR)
-        guard fd >= 0 else { throw TraceStoreError(message: "cannot open segment \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StorageError(message: "cannot open segment \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
         fstat(fd, &info)
@@ -112,7 +113,7 @@ public final class TraceStore: @unchecked Sendable {
             let count = Int(Self.u32(header, 4))
             let compressed = Int(Self.u32(header, 8))
             let total = Int64(Self.headerSize + count * 16 + compressed + 4)
-            guard count > 0, offset + total <= fileSize else { break }
+            guard count > 0, offset + total <= fileSize, offset <= Int64(UInt32.max) else { break }
             var block = [UInt8](repeating: 0, count: Int(verify ? total : Int64(Self.headerSize + count * 16)))
             guard pread(fd, &block, block.count, off_t(offset)) == block.count else { break }
             if verify {
@@ -123,7 +124,7 @@ public final class TraceStore: @unchecked Sendable {
             }
             for i in 0..<count {
                 let id = block.withUnsafeBytes { TraceID(bytes: $0, at: Self.headerSize + i * 16) }
-                index[id, default: []].append(BlockLocation(segment: number, offset: offset))
+                index.append(id, block: UInt32(offset))
             }
             offset += total
         }
@@ -146,9 +147,9 @@ public final class TraceStore: @unchecked Sendable {
 
     /// Writes `traces` as one block, durably (fdatasync) before returning: once it returns they
     /// survive a crash. Rolls segments and applies retention as needed.
-    public func write(_ traces: [StoredTrace], now: Date = Date()) throws(TraceStoreError) {
+    public func write(_ traces: [StoredTrace], now: Date = Date()) throws(StorageError) {
         guard !traces.isEmpty else { return }
-        guard !readOnly else { throw TraceStoreError(message: "the store at \(directory.path) is open read-only") }
+        guard !readOnly else { throw StorageError(message: "the store at \(directory.path) is open read-only") }
         var payload: [UInt8] = []
         payload.reserveCapacity(traces.reduce(0) { $0 + $1.request.count + 32 })
         for trace in traces {
@@ -159,7 +160,7 @@ public final class TraceStore: @unchecked Sendable {
             payload += policy
             payload += trace.request
         }
-        let frame = codec.compress(payload)
+        let frame = writeCodec.withLock { $0.compress(payload) }
         var block: [UInt8] = Self.magic
         block.reserveCapacity(Self.headerSize + traces.count * 16 + frame.count + 4)
         Self.put32(UInt32(traces.count), into: &block)
@@ -171,102 +172,109 @@ public final class TraceStore: @unchecked Sendable {
         for trace in traces { block += trace.traceID.bytes }
         block += frame
         Self.put32(CRC32C.checksum(block), into: &block)
+        let sync = syncFile.withLock { $0 }
 
-        lock.lock()
-        defer { lock.unlock() }
-        let segment = try activeSegment(now: now, adding: block.count)
-        let fd = open(segments[segment].path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        guard fd >= 0 else { throw TraceStoreError(message: "cannot open \(segments[segment].path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let offset = segments[segment].size
-        var written = 0
-        while written < block.count {
-            let n = block[written...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 {
-                // Leave no half block behind for the next append; recovery would cut it anyway.
-                _ = ftruncate(fd, off_t(offset))
-                throw TraceStoreError(message: "writing \(segments[segment].path) failed: \(String(cString: strerror(errno)))")
+        let expired = try state.withLock { (state) throws(StorageError) -> [String] in
+            let segment = try activeSegment(&state, now: now, adding: block.count)
+            let path = state.segments[segment].path
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+            guard fd >= 0 else { throw StorageError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let offset = state.segments[segment].size
+            var written = 0
+            while written < block.count {
+                let n = block[written...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+                if n <= 0 {
+                    // Leave no half block behind for the next append; recovery would cut it anyway.
+                    let reason = String(cString: strerror(errno))
+                    _ = ftruncate(fd, off_t(offset))
+                    throw StorageError(message: "writing \(path) failed: \(reason)")
+                }
+                written += n
             }
-            written += n
+            guard sync(fd) == 0 else {
+                let reason = String(cString: strerror(errno))
+                // The block is in the file but not durable: cut it off, so the segment's size (and the
+                // offsets of the blocks written next) stay true; the writer retries the whole block.
+                _ = ftruncate(fd, off_t(offset))
+                throw StorageError(message: "fdatasync of \(path) failed: \(reason)")
+            }
+            state.segments[segment].size += Int64(block.count)
+            for trace in traces {
+                state.segments[segment].index.append(trace.traceID, block: UInt32(offset))
+            }
+            return Self.retire(&state, options: options, now: now)
         }
-        guard syncFile(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
-            // The block is in the file but not durable: cut it off, so the segment's size (and the
-            // offsets of the blocks written next) stay true; the writer retries the whole block.
-            _ = ftruncate(fd, off_t(offset))
-            throw TraceStoreError(message: "fdatasync of \(segments[segment].path) failed: \(reason)")
-        }
-        segments[segment].size += Int64(block.count)
-        for trace in traces {
-            index[trace.traceID, default: []].append(BlockLocation(segment: segments[segment].number, offset: offset))
-        }
-        applyRetention(now: now)
+        Self.unlink(expired)
     }
 
-    private func activeSegment(now: Date, adding bytes: Int) throws(TraceStoreError) -> Int {
-        if let last = segments.indices.last {
-            let segment = segments[last]
+    /// The segment to append `bytes` to: the last one while it is young and has room (an empty one
+    /// always has room), else a new one. The segment left behind has its index sealed (sorted, tight).
+    private func activeSegment(_ state: inout State, now: Date, adding bytes: Int) throws(StorageError) -> Int {
+        if let last = state.segments.indices.last {
+            let segment = state.segments[last]
             let young = now.timeIntervalSince(segment.created) < options.segmentAge.seconds
             if young && (segment.size == 0 || segment.size + Int64(bytes) <= Int64(options.segmentBytes)) { return last }
+            state.segments[last].index.seal()
         }
-        let number = (segments.last?.number ?? 0) + 1
+        let number = (state.segments.last?.number ?? 0) + 1
         let path = directory.appendingPathComponent(Self.segmentName(number)).path
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw TraceStoreError(message: "cannot create segment \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StorageError(message: "cannot create segment \(path): \(String(cString: strerror(errno)))") }
         close(fd)
-        segments.append(Segment(number: number, path: path, size: 0, created: now))
-        return segments.count - 1
+        state.segments.append(Segment(number: number, path: path, size: 0, created: now))
+        return state.segments.count - 1
     }
 
     /// Applies retention now: an idle store (nothing written for a while) expires its segments too.
     /// The writer calls it on a timer.
     public func expire(now: Date = Date()) {
         guard !readOnly else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        applyRetention(now: now)
+        let expired = state.withLock { Self.retire(&$0, options: options, now: now) }
+        Self.unlink(expired)
     }
 
-    /// Deletes the oldest segments past the age or size bound. The active segment goes too once even
-    /// its newest block must be older than the retention age (it rolls at `segmentAge` when written to,
-    /// so that is `created` + `segmentAge` ago); the next write starts a new one.
-    private func applyRetention(now: Date) {
-        var removed: Set<UInt64> = []
-        while let oldest = segments.first {
+    /// Takes the oldest segments past the age or size bound out of the state (with their indexes) and
+    /// returns their paths, to delete outside the lock. The active segment goes too once even its
+    /// newest block must be older than the retention age (it rolls at `segmentAge` when written to, so
+    /// that is `created` + `segmentAge` ago); the next write starts a new one.
+    private static func retire(_ state: inout State, options: TraceStoreOptions, now: Date) -> [String] {
+        var expired: [String] = []
+        var total = state.segments.reduce(Int64(0)) { $0 + $1.size }
+        while let oldest = state.segments.first {
             let age = now.timeIntervalSince(oldest.created)
-            if segments.count == 1 {
+            if state.segments.count == 1 {
                 guard let limit = options.retentionAge, age > limit.seconds + options.segmentAge.seconds else { break }
-                unlink(oldest.path)
-                removed.insert(oldest.number)
-                segments.removeFirst()
-                break
+            } else {
+                let tooOld = options.retentionAge.map { age > $0.seconds } ?? false
+                let tooBig = options.retentionBytes.map { total > Int64($0) } ?? false
+                guard tooOld || tooBig else { break }
             }
-            let tooOld = options.retentionAge.map { age > $0.seconds } ?? false
-            let tooBig = options.retentionBytes.map { segments.reduce(0) { $0 + $1.size } > Int64($0) } ?? false
-            guard tooOld || tooBig else { break }
-            unlink(oldest.path)
-            removed.insert(oldest.number)
-            segments.removeFirst()
+            expired.append(oldest.path)
+            total -= oldest.size
+            state.segments.removeFirst()
         }
-        guard !removed.isEmpty else { return }
-        for (id, locations) in index {
-            let kept = locations.filter { !removed.contains($0.segment) }
-            index[id] = kept.isEmpty ? nil : kept
-        }
+        return expired
+    }
+
+    private static func unlink(_ paths: [String]) {
+        for path in paths { _ = Foundation.unlink(path) }
     }
 
     // MARK: Reading
 
-    /// Every stored piece of `traceID`, oldest first; empty when unknown.
-    public func read(_ traceID: TraceID) throws(TraceStoreError) -> [StoredTrace] {
-        lock.lock()
-        let locations = index[traceID] ?? []
-        let paths = Dictionary(uniqueKeysWithValues: segments.map { ($0.number, $0.path) })
-        lock.unlock()
+    /// Every stored piece of `traceID`, oldest first; empty when unknown. Blocks of a segment that
+    /// retention deleted while this read ran are skipped (their traces are past retention).
+    public func read(_ traceID: TraceID) throws(StorageError) -> [StoredTrace] {
+        let locations = state.withLock { state in
+            state.segments.flatMap { segment in segment.index.blocks(of: traceID).map { (segment.path, Int64($0)) } }
+        }
+        guard !locations.isEmpty else { return [] }
+        let codec = ZstdCodec()
         var pieces: [StoredTrace] = []
-        for location in Set(locations).sorted(by: { ($0.segment, $0.offset) < ($1.segment, $1.offset) }) {
-            guard let path = paths[location.segment] else { continue }
-            for record in try readBlock(path: path, offset: location.offset) where record.traceID == traceID {
+        for (path, offset) in locations {
+            guard let records = try readBlock(path: path, offset: offset, codec: codec) else { continue }
+            for record in records where record.traceID == traceID {
                 pieces.append(record)
             }
         }
@@ -274,41 +282,45 @@ public final class TraceStore: @unchecked Sendable {
     }
 
     /// The whole trace as one OTLP `ExportTraceServiceRequest` (duplicates removed); nil when unknown.
-    public func trace(_ traceID: TraceID, policyAttribute: Bool = true) throws(TraceStoreError) -> [UInt8]? {
+    public func trace(_ traceID: TraceID, policyAttribute: Bool = true) throws(StorageError) -> [UInt8]? {
         let pieces = try read(traceID)
         guard !pieces.isEmpty else { return nil }
         do {
             return try TraceMerger.merge(pieces, policyAttribute: policyAttribute)
         } catch {
-            throw TraceStoreError(message: "stored trace \(traceID.hex) does not decode: \(error)")
+            throw StorageError(message: "stored trace \(traceID.hex) does not decode: \(error)")
         }
     }
 
-    private func readBlock(path: String, offset: Int64) throws(TraceStoreError) -> [StoredTrace] {
+    /// The records of the block at `offset`; nil when the segment is gone (expired meanwhile).
+    private func readBlock(path: String, offset: Int64, codec: ZstdCodec) throws(StorageError) -> [StoredTrace]? {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw TraceStoreError(message: "cannot open \(path)") }
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw StorageError(message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         var header = [UInt8](repeating: 0, count: Self.headerSize)
         guard pread(fd, &header, Self.headerSize, off_t(offset)) == Self.headerSize, Array(header[0..<4]) == Self.magic else {
-            throw TraceStoreError(message: "\(path): no block at offset \(offset)")
+            throw StorageError(message: "\(path): no block at offset \(offset)")
         }
         let count = Int(Self.u32(header, 4))
         let compressed = Int(Self.u32(header, 8))
         var block = [UInt8](repeating: 0, count: Self.headerSize + count * 16 + compressed + 4)
         guard pread(fd, &block, block.count, off_t(offset)) == block.count else {
-            throw TraceStoreError(message: "\(path): block at offset \(offset) is truncated")
+            throw StorageError(message: "\(path): block at offset \(offset) is truncated")
         }
         let body = block.count - 4
         let crc = block.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
-        guard crc == Self.u32(block, body) else { throw TraceStoreError(message: "\(path): block at offset \(offset) fails its checksum") }
+        guard crc == Self.u32(block, body) else { throw StorageError(message: "\(path): block at offset \(offset) fails its checksum") }
         let frameStart = Self.headerSize + count * 16
         let payload: [UInt8]
         do {
-            payload = try block.withUnsafeBytes { (raw) throws(ZstdError) -> [UInt8] in
-                try readCodec.decompress(UnsafeRawBufferPointer(rebasing: raw[frameStart..<body]))
+            payload = try block.withUnsafeBytes { (raw) throws(StorageError) -> [UInt8] in
+                try codec.decompress(UnsafeRawBufferPointer(rebasing: raw[frameStart..<body]))
             }
         } catch {
-            throw TraceStoreError(message: "\(path): block at offset \(offset): \(error)")
+            throw StorageError(message: "\(path): block at offset \(offset): \(error)")
         }
         var records: [StoredTrace] = []
         var position = 0
@@ -326,18 +338,110 @@ public final class TraceStore: @unchecked Sendable {
         return records
     }
 
-    /// Trace ids stored (for tests and tooling).
+    /// Distinct trace ids stored (by their 64-bit index key; for tests and tooling, O(n)).
     public var traceCount: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return index.count
+        state.withLock { state in
+            var keys = Set<UInt64>()
+            for segment in state.segments { segment.index.forEachKey { keys.insert($0) } }
+            return keys.count
+        }
+    }
+
+    /// (trace, block) pairs in the index, and the bytes the index holds for them.
+    public var indexSize: (entries: Int, bytes: Int) {
+        state.withLock { state in
+            state.segments.reduce((0, 0)) { ($0.0 + $1.index.count, $0.1 + $1.index.bytes) }
+        }
     }
 
     /// Segment files, oldest first.
     public var segmentPaths: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return segments.map(\.path)
+        state.withLock { $0.segments.map(\.path) }
     }
 }
 
+/// The index of one segment: which blocks (by offset in the segment) hold which trace ids, as two
+/// parallel arrays — a 64-bit key from the trace id and a 32-bit block offset, 12 bytes a pair. A
+/// sealed prefix is sorted by (key, offset) and searched in O(log n); pairs appended since (the
+/// active segment's newest blocks) sit in a short unsorted tail, merged into the sorted prefix every
+/// ``tailLimit`` pairs. Keys may collide (two ids, one key): a read filters the block's records by the
+/// full id, so a collision costs one extra block read, never a wrong trace.
+struct SegmentIndex {
+    private(set) var keys: [UInt64] = []
+    private(set) var offsets: [UInt32] = []
+    /// How many leading pairs are sorted.
+    private var sorted = 0
+    static let tailLimit = 1024
+
+    static func key(_ id: TraceID) -> UInt64 { id.high ^ id.low }
+
+    var count: Int { keys.count }
+    /// Bytes held (capacity, so slack from growth counts too).
+    var bytes: Int { keys.capacity * 8 + offsets.capacity * 4 }
+
+    mutating func append(_ id: TraceID, block offset: UInt32) {
+        keys.append(Self.key(id))
+        offsets.append(offset)
+        if keys.count - sorted >= Self.tailLimit { merge() }
+    }
+
+    /// Sorts everything and gives back growth slack: for a segment nobody appends to any more.
+    mutating func seal() {
+        merge()
+        if keys.capacity > keys.count {
+            keys = keys.withUnsafeBufferPointer { Array($0) }
+            offsets = offsets.withUnsafeBufferPointer { Array($0) }
+        }
+    }
+
+    /// The distinct block offsets that may hold `id`, ascending.
+    func blocks(of id: TraceID) -> [UInt32] {
+        let key = Self.key(id)
+        var found: [UInt32] = []
+        // Lower bound of `key` in the sorted prefix.
+        var low = 0, high = sorted
+        while low < high {
+            let middle = (low + high) / 2
+            if keys[middle] < key { low = middle + 1 } else { high = middle }
+        }
+        var i = low
+        while i < sorted && keys[i] == key {
+            if found.last != offsets[i] { found.append(offsets[i]) }
+            i += 1
+        }
+        for j in sorted..<keys.count where keys[j] == key && !found.contains(offsets[j]) {
+            found.append(offsets[j])
+        }
+        return found.sorted()
+    }
+
+    func forEachKey(_ body: (UInt64) -> Void) {
+        for key in keys { body(key) }
+    }
+
+    /// Sorts the tail and merges it into the sorted prefix (linear in the index size).
+    private mutating func merge() {
+        guard sorted < keys.count else { return }
+        var tail = (sorted..<keys.count).map { (keys[$0], offsets[$0]) }
+        tail.sort { $0 < $1 }
+        var mergedKeys: [UInt64] = []
+        var mergedOffsets: [UInt32] = []
+        mergedKeys.reserveCapacity(keys.capacity)
+        mergedOffsets.reserveCapacity(offsets.capacity)
+        var i = 0, j = 0
+        while i < sorted || j < tail.count {
+            if j == tail.count || (i < sorted && (keys[i], offsets[i]) <= tail[j]) {
+                mergedKeys.append(keys[i])
+                mergedOffsets.append(offsets[i])
+                i += 1
+            } else {
+                mergedKeys.append(tail[j].0)
+                mergedOffsets.append(tail[j].1)
+                j += 1
+            }
+        }
+        keys = mergedKeys
+        offsets = mergedOffsets
+        sorted = keys.count
+    }
+}

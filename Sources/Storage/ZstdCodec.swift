@@ -1,11 +1,5 @@
 internal import CZstd
 
-/// A zstd failure (corrupt or truncated frame, or an unknown content size).
-public struct ZstdError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public var description: String { "zstd: \(message)" }
-}
-
 /// zstd compression with reused contexts: the file store compresses blocks of kept spans with it.
 /// Not thread-safe; give each writer its own.
 public final class ZstdCodec {
@@ -42,11 +36,11 @@ public final class ZstdCodec {
     public func compress(_ input: [UInt8]) -> [UInt8] { input.withUnsafeBytes { compress($0) } }
 
     /// Decompresses one frame; refuses frames without a content size or larger than `limit`.
-    public func decompress(_ frame: UnsafeRawBufferPointer, limit: Int = 1 << 30) throws(ZstdError) -> [UInt8] {
+    public func decompress(_ frame: UnsafeRawBufferPointer, limit: Int = 1 << 30) throws(StorageError) -> [UInt8] {
         let size = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
         // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR are the two largest UInt64 values.
-        guard size < UInt64.max - 1 else { throw ZstdError(message: "not a zstd frame with a recorded size") }
-        guard size <= UInt64(limit) else { throw ZstdError(message: "frame of \(size) bytes exceeds the \(limit)-byte limit") }
+        guard size < UInt64.max - 1 else { throw StorageError(message: "zstd: not a zstd frame with a recorded size") }
+        guard size <= UInt64(limit) else { throw StorageError(message: "zstd: frame of \(size) bytes exceeds the \(limit)-byte limit") }
         var failure: String?
         let output = [UInt8](unsafeUninitializedCapacity: Int(size)) { buffer, count in
             let written = ZSTD_decompressDCtx(decompressionContext, buffer.baseAddress, Int(size), frame.baseAddress, frame.count)
@@ -57,14 +51,14 @@ public final class ZstdCodec {
                 count = written
             }
         }
-        if let failure { throw ZstdError(message: failure) }
-        guard output.count == Int(size) else { throw ZstdError(message: "frame decoded to \(output.count) bytes, header says \(size)") }
+        if let failure { throw StorageError(message: failure) }
+        guard output.count == Int(size) else { throw StorageError(message: "zstd: frame decoded to \(output.count) bytes, header says \(size)") }
         return output
     }
 
-    public func decompress(_ frame: [UInt8], limit: Int = 1 << 30) throws(ZstdError) -> [UInt8] {
-        let result: Result<[UInt8], ZstdError> = frame.withUnsafeBytes { raw in
-            do throws(ZstdError) { return .success(try decompress(raw, limit: limit)) } catch { return .failure(error) }
+    public func decompress(_ frame: [UInt8], limit: Int = 1 << 30) throws(StorageError) -> [UInt8] {
+        let result: Result<[UInt8], StorageError> = frame.withUnsafeBytes { raw in
+            do throws(StorageError) { return .success(try decompress(raw, limit: limit)) } catch { return .failure(error) }
         }
         return try result.get()
     }

@@ -133,6 +133,81 @@ import Testing
         try? FileManager.default.removeItem(at: aged.directory)
     }
 
+    /// The index holds 12 bytes per (trace, block) pair once a segment is sealed, finds every trace
+    /// across the sorted part and the unsorted tail, tells apart two ids that share a 64-bit key, and
+    /// retention drops exactly the expired segment's pairs.
+    @Test func theIndexIsCompactFindsEveryTraceAndShrinksWithRetention() throws {
+        var options = TraceStoreOptions()
+        options.segmentBytes = 20_000
+        let store = try TraceStore(directory: temporaryDirectory(), options: options)
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        // 3 000 traces in blocks of 10 (more than the 1 024-pair tail limit per segment), then two ids
+        // whose halves are swapped: high ^ low is the same key.
+        var ids: [TraceID] = []
+        for block in 0..<300 {
+            var traces: [StoredTrace] = []
+            for i in 0..<10 {
+                let id = TraceID(high: 0x5EED_0000 + UInt64(block), low: UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+                ids.append(id)
+                traces.append(StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...UInt64(1 + i % 3))))
+            }
+            try store.write(traces)
+        }
+        let twinA = TraceID(high: 0xAAAA, low: 0x5555), twinB = TraceID(high: 0x5555, low: 0xAAAA)
+        try store.write([StoredTrace(traceID: twinA, policy: "p", request: smallTrace(twinA, spans: 1...2))])
+        try store.write([StoredTrace(traceID: twinB, policy: "p", request: smallTrace(twinB, spans: 1...5))])
+        #expect(store.segmentPaths.count >= 2, "several segments")
+        #expect(store.indexSize.entries == 3002)
+        for (n, id) in ids.enumerated() where n % 7 == 0 {
+            #expect(try spanCount(store.trace(id, policyAttribute: false)) == 1 + (n % 10) % 3, "trace \(n)")
+        }
+        #expect(try spanCount(store.trace(twinA, policyAttribute: false)) == 2, "a shared key does not mix traces")
+        #expect(try spanCount(store.trace(twinB, policyAttribute: false)) == 5)
+        #expect(try store.trace(TraceID(high: 1, low: 1)) == nil)
+
+        let reopened = try TraceStore(directory: store.directory, options: options)
+        #expect(reopened.indexSize.entries == 3002)
+        #expect(reopened.indexSize.bytes <= 3002 * 12 + 64 * reopened.segmentPaths.count, "sealed on open: 12 bytes a pair")
+        #expect(reopened.traceCount == 3001, "the twins count once: traceCount counts keys")
+        #expect(try spanCount(reopened.trace(ids[2999], policyAttribute: false)) == 1 + 9 % 3)
+
+        // Retention by size: the oldest segment goes, and only its pairs leave the index.
+        let firstSegment = reopened.segmentPaths[0]
+        var shrinking = options
+        shrinking.retentionBytes = 1
+        let small = try TraceStore(directory: store.directory, options: shrinking)
+        let before = small.indexSize.entries
+        small.expire()
+        #expect(!FileManager.default.fileExists(atPath: firstSegment))
+        #expect(small.indexSize.entries < before)
+        #expect(try small.trace(ids[0]) == nil, "the first trace was in the first segment")
+        #expect(try small.trace(twinB) != nil, "the newest segment stays")
+    }
+
+    /// Readers run in parallel with the writer and with each other, each with its own zstd context.
+    @Test func readersRunInParallelWithTheWriter() throws {
+        let store = try TraceStore(directory: temporaryDirectory())
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        let ids = (0..<50).map { TraceID(high: 0xFEED, low: UInt64($0)) }
+        for id in ids { try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...4))]) }
+        let wrong = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 5) { worker in
+            if worker == 0 {
+                for n in 0..<100 {
+                    let id = TraceID(high: 0xBEEF, low: UInt64(n))
+                    try? store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))])
+                }
+            } else {
+                for round in 0..<200 {
+                    let id = ids[(round * worker) % ids.count]
+                    if (try? spanCount(store.trace(id, policyAttribute: false))) != 4 { wrong.withLock { $0 += 1 } }
+                }
+            }
+        }
+        #expect(wrong.withLock { $0 } == 0)
+        #expect(store.traceCount == 150)
+    }
+
     /// A store nothing is written to still expires: retention runs on the writer's timer, and the
     /// active segment goes once even its newest block is past the retention age.
     @Test func anIdleStoreExpires() throws {
@@ -159,15 +234,17 @@ import Testing
         let store = try TraceStore(directory: temporaryDirectory())
         defer { try? FileManager.default.removeItem(at: store.directory) }
         let failures = Mutex(1)
-        store.syncFile = { fd in
-            if failures.withLock({ remaining in defer { remaining = max(0, remaining - 1) }; return remaining > 0 }) {
-                errno = EIO
-                return -1
+        store.syncFile.withLock {
+            $0 = { fd in
+                if failures.withLock({ remaining in defer { remaining = max(0, remaining - 1) }; return remaining > 0 }) {
+                    errno = EIO
+                    return -1
+                }
+                return fdatasync(fd)
             }
-            return fdatasync(fd)
         }
         let first = TraceID(high: 9, low: 1), second = TraceID(high: 9, low: 2)
-        #expect(throws: TraceStoreError.self) {
+        #expect(throws: StorageError.self) {
             try store.write([StoredTrace(traceID: first, policy: "p", request: smallTrace(first, spans: 1...3))])
         }
         #expect(try store.trace(first) == nil)

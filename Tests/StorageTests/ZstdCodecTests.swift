@@ -17,15 +17,15 @@ import Testing
     @Test func corruptOrTruncatedFramesAreErrors() {
         let codec = ZstdCodec()
         var frame = codec.compress(sample)
-        #expect(throws: ZstdError.self) { _ = try codec.decompress(Array(frame.prefix(frame.count / 2))) }
+        #expect(throws: StorageError.self) { _ = try codec.decompress(Array(frame.prefix(frame.count / 2))) }
         frame[frame.count / 2] ^= 0xFF
         frame[frame.count / 2 + 1] ^= 0xFF
-        #expect(throws: ZstdError.self) { _ = try codec.decompress(frame) }
-        #expect(throws: ZstdError.self) { _ = try codec.decompress(Array("not zstd".utf8)) }
+        #expect(throws: StorageError.self) { _ = try codec.decompress(frame) }
+        #expect(throws: StorageError.self) { _ = try codec.decompress(Array("not zstd".utf8)) }
     }
 
     @Test func sizeLimitIsEnforced() {
         let codec = ZstdCodec()
-        #expect(throws: ZstdError.self) { _ = try codec.decompress(codec.compress(sample), limit: 100) }
+        #expect(throws: StorageError.self) { _ = try codec.decompress(codec.compress(sample), limit: 100) }
     }
 }
