@@ -111,6 +111,16 @@ public struct HTTPRoutes: Sendable {
         }
     }
 
+    /// Whether answering `request` may take time (disk, zstd, rendering every series, a reload):
+    /// the listener runs those on worker threads. The probes, echo and build info never wait.
+    public static func mayBlock(_ request: HTTPRequest) -> Bool {
+        let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+        switch path {
+        case "/-/healthy", "/-/ready", "/api/echo", "/api/status/buildinfo": return false
+        default: return true
+        }
+    }
+
     public func respond(to request: HTTPRequest) -> HTTPResponse {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch (request.method, path) {

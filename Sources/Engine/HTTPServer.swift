@@ -9,6 +9,10 @@ import Synchronization
 /// 8 KiB, headers over 32 KiB in all or more than 100 fields get 431; a connection that sends
 /// nothing for 30 s is closed (a slow client cannot hold one open); past 512 open connections new
 /// ones are closed at once.
+///
+/// The event loop only parses and writes. Routes that may take time — reading a stored trace (disk
+/// and zstd), rendering `/metrics`, a rule reload — run on a small pool of worker threads, so the
+/// probes (`/-/healthy`, `/-/ready`) answer at once even while a large trace is being read.
 public final class HTTPServer: Sendable {
     /// The listener's limits (see the type's documentation).
     public struct Limits: Sendable {
@@ -18,10 +22,13 @@ public final class HTTPServer: Sendable {
         public var maximumHeaderCount = 100
         public var idleTimeout: Duration = .seconds(30)
         public var maximumConnections = 512
+        /// Worker threads for the routes that may block (trace reads, `/metrics`, reloads).
+        public var workerThreads = 2
         public init() {}
     }
 
     private let group: MultiThreadedEventLoopGroup
+    private let workers: NIOThreadPool
     private let channel: any Channel
     /// The bound address (`host:port`; the port is the real one when 0 was asked for).
     public let boundAddress: String
@@ -33,6 +40,9 @@ public final class HTTPServer: Sendable {
         }
         let host = String(address[..<colon])
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let workers = NIOThreadPool(numberOfThreads: max(1, limits.workerThreads))
+        workers.start()
+        self.workers = workers
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
         decoderLimits.maxHeaderFieldSize = limits.maximumHeaderField
         decoderLimits.maxHeaderListSize = limits.maximumHeaders
@@ -51,7 +61,7 @@ public final class HTTPServer: Sendable {
                         withErrorHandling: false, withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: headerLimits)
                     try sync.addHandler(ProtocolErrorHandler())
-                    try sync.addHandler(RequestHandler(routes: routes, maximumBody: limits.maximumBody))
+                    try sync.addHandler(RequestHandler(routes: routes, workers: workers, maximumBody: limits.maximumBody))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -59,6 +69,7 @@ public final class HTTPServer: Sendable {
             channel = try bootstrap.bind(host: host.isEmpty ? "0.0.0.0" : host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
+            try? workers.syncShutdownGracefully()
             throw ConfigurationError("--http: cannot listen on \(address): \(error)")
         }
         boundAddress = "\(host.isEmpty ? "0.0.0.0" : host):\(channel.localAddress?.port ?? port)"
@@ -69,6 +80,7 @@ public final class HTTPServer: Sendable {
     public func shutdown() {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
+        try? workers.syncShutdownGracefully()
     }
 }
 
@@ -77,13 +89,15 @@ private final class RequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let routes: HTTPRoutes
+    let workers: NIOThreadPool
     let maximumBody: Int
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(routes: HTTPRoutes, maximumBody: Int) {
+    init(routes: HTTPRoutes, workers: NIOThreadPool, maximumBody: Int) {
         self.routes = routes
+        self.workers = workers
         self.maximumBody = maximumBody
     }
 
@@ -111,15 +125,27 @@ private final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            let response: HTTPResponse
             if tooLarge {
-                response = HTTPResponse(status: 413, body: "request body over \(maximumBody) bytes\n")
-            } else {
-                let request = HTTPRequest(
-                    method: head.method.rawValue, path: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
-                response = routes.respond(to: request)
+                write(HTTPResponse(status: 413, body: "request body over \(maximumBody) bytes\n"), for: head, context: context)
+                return
             }
-            write(response, for: head, context: context)
+            let request = HTTPRequest(
+                method: head.method.rawValue, path: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
+            guard HTTPRoutes.mayBlock(request) else {
+                write(routes.respond(to: request), for: head, context: context)
+                return
+            }
+            // NIO's pipelining handler holds the connection's next request until this response ends,
+            // so answers stay in request order.
+            let routes = self.routes
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            workers.runIfActive(eventLoop: context.eventLoop) { routes.respond(to: request) }.whenComplete { result in
+                let (handler, context) = bound.value
+                switch result {
+                case .success(let response): handler.write(response, for: head, context: context)
+                case .failure: handler.write(HTTPResponse(status: 503, body: "shutting down\n"), for: head, context: context)
+                }
+            }
         }
     }
 

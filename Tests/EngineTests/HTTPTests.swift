@@ -99,6 +99,66 @@ final class FakeBackend: HTTPBackend {
     }
 }
 
+/// A backend whose trace read blocks until released, like a large trace on a slow disk.
+final class SlowTraceBackend: HTTPBackend, Sendable {
+    let entered = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    func metricsText(format: MetricsFormat) -> String { "" }
+    func readiness() -> (ready: Bool, reason: String) { (true, "") }
+    func reloadRules() -> String? { nil }
+    func storedTrace(_ id: TraceID) throws -> [UInt8]? {
+        entered.signal()
+        _ = release.wait(timeout: .now() + 30)
+        return nil
+    }
+}
+
+/// Disk work runs off the event loop: the probes answer while a trace read is stuck, and the answers
+/// on one keep-alive connection keep their request order.
+@Suite struct HTTPWorkerTests {
+    @Test func probesAnswerWhileATraceIsRead() throws {
+        let backend = SlowTraceBackend()
+        let server = try HTTPServer(address: "127.0.0.1:0", routes: HTTPRoutes(backend: backend, adminToken: nil), logger: quietLogger)
+        defer { server.shutdown() }
+        let port = UInt16(server.boundAddress.split(separator: ":").last!)!
+        let traceAnswer = Mutex("")
+        let reader = Thread {
+            let text = (try? rawHTTP(port: port, "GET /api/traces/0af7651916cd43dd8448eb211c80319c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) ?? ""
+            traceAnswer.withLock { $0 = text }
+        }
+        reader.start()
+        #expect(backend.entered.wait(timeout: .now() + 10) == .success, "the trace read started")
+        // Before the fix the event loop was inside storedTrace: this waited 10 s and got nothing.
+        let healthy = try rawHTTP(port: port, "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(healthy.hasPrefix("HTTP/1.1 200 OK\r\n") && healthy.hasSuffix("OK\n"))
+        let ready = try rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(ready.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(traceAnswer.withLock { $0 }.isEmpty, "the trace read is still waiting")
+        backend.release.signal()
+        #expect(waitUntil(.seconds(10)) { !traceAnswer.withLock { $0 }.isEmpty }, "the trace answer came")
+        #expect(traceAnswer.withLock { $0 }.hasPrefix("HTTP/1.1 404"))
+    }
+
+    @Test func pipelinedAnswersKeepTheirOrder() throws {
+        let backend = SlowTraceBackend()
+        let server = try HTTPServer(address: "127.0.0.1:0", routes: HTTPRoutes(backend: backend, adminToken: nil), logger: quietLogger)
+        defer { server.shutdown() }
+        let port = UInt16(server.boundAddress.split(separator: ":").last!)!
+        let released = Thread {
+            _ = backend.entered.wait(timeout: .now() + 10)
+            backend.release.signal()
+        }
+        released.start()
+        let text = try rawHTTP(
+            port: port,
+            "GET /api/traces/01 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let notFound = try #require(text.range(of: "HTTP/1.1 404"))
+        let echo = try #require(text.range(of: "HTTP/1.1 200"))
+        #expect(notFound.lowerBound < echo.lowerBound, "the slow answer comes first: \(text)")
+        #expect(text.hasSuffix("echo"))
+    }
+}
+
 /// The listener's limits, each shown to bite: oversized headers, too many fields, idle and surplus
 /// connections.
 @Suite struct HTTPLimitsTests {
