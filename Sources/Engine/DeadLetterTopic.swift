@@ -27,6 +27,19 @@ public final class DeadLetterTopic: Sendable {
         producer.poll()
     }
 
+    /// Queues a copy of a kept span too large for the output topic (a one-span request), keyed by its
+    /// trace id; throws only if librdkafka refuses it too (it may be over this topic's limit as well).
+    func sendOversizeSpan(traceID: TraceID, request: [UInt8], reason: String, outputTopic: String) throws(KafkaError) {
+        try producer.send(
+            topic: topic, key: Array(traceID.hex.utf8), value: request,
+            headers: [
+                ("tailgate.reject.reason", Array("oversize_span".utf8)),
+                ("tailgate.reject.detail", Array(reason.utf8)),
+                ("tailgate.output.topic", Array(outputTopic.utf8)),
+            ])
+        producer.poll()
+    }
+
     /// Waits for queued copies to be delivered.
     public func flush(timeout: Duration) throws(KafkaError) { try producer.flush(timeout: timeout) }
 }

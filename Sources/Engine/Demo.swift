@@ -81,6 +81,8 @@ public final class DemoSession: Sendable {
         public var httpAddress: String?
         /// A kept error trace to open, once there is one.
         public var exampleErrorTrace: String?
+        /// A sink whose latest attempt failed, with why (e.g. the store's directory is gone).
+        public var sinkFailure: String?
 
         public var tracesKept: Int { keptByPolicy.values.reduce(0, +) }
     }
@@ -105,6 +107,10 @@ public final class DemoSession: Sendable {
         public var redSeries: Int
         public var serviceGraphEdges: Int
         public var exampleErrorTrace: String?
+        /// Kept traces every sink acknowledged; fewer than kept when a sink failed to the end.
+        public var tracesStored: Int
+        /// Why kept traces were left unstored, when some were.
+        public var sinkFailure: String?
     }
 
     private let options: Options
@@ -138,13 +144,17 @@ public final class DemoSession: Sendable {
         configuration.decisionWait = options.decisionWait
         configuration.httpAddress = options.httpAddress
         configuration.dataDirectory = options.dataDirectory
+        // A demo stops promptly: what the sinks have not taken by then is reported, not waited for.
+        configuration.drainTimeout = .seconds(5)
         let kept = DemoKeptTraces()
         let engine = try Engine(configuration: configuration, observeKept: { trace, _ in kept.observe(trace) }, logger: logger)
         var producer: TrafficProducer! = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
 
         let engineDone = DispatchSemaphore(value: 0)
+        let engineSummary = Mutex<RunSummary?>(nil)
         let engineThread = Thread {
-            _ = engine.run()
+            let summary = engine.run()
+            engineSummary.withLock { $0 = summary }
             engineDone.signal()
         }
         engineThread.start()
@@ -176,7 +186,7 @@ public final class DemoSession: Sendable {
                 keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped, bufferedTraces: buffered.traces,
                 bufferedBytes: buffered.bytes, redSeries: registry?.seriesCount(.spanMetrics) ?? 0,
                 serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0, httpAddress: engine.boundHTTPAddress,
-                exampleErrorTrace: kept.exampleErrorTrace)
+                exampleErrorTrace: kept.exampleErrorTrace, sinkFailure: engine.sinkFailure)
         }
 
         let start = ContinuousClock.now
@@ -198,10 +208,11 @@ public final class DemoSession: Sendable {
         producerDone.wait()
         if let failure = producerFailure.withLock({ $0 }) { throw failure }
         let sent = producer.sent
-        let drainDeadline = ContinuousClock.now + .seconds(30)
+        let drainDeadline = ContinuousClock.now + .seconds(10)
         while engine.metrics.snapshot.spansReceived < sent.spans && ContinuousClock.now < drainDeadline {
             Thread.sleep(forTimeInterval: 0.1)
         }
+        let failure = engine.sinkFailure
         engine.requestStop()
         engineDone.wait()
         while !engineThread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
@@ -220,7 +231,8 @@ public final class DemoSession: Sendable {
             messagesRejected: totals.totalMessagesRejected, keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped,
             errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
             redSeries: registry?.seriesCount(.spanMetrics) ?? 0, serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0,
-            exampleErrorTrace: kept.exampleErrorTrace)
+            exampleErrorTrace: kept.exampleErrorTrace, tracesStored: engineSummary.withLock { $0 }?.tracesStored ?? 0,
+            sinkFailure: failure ?? engine.sinkFailure)
         return result
     }
 }

@@ -27,6 +27,8 @@ public struct EngineConfiguration: Sendable {
     public var fallbackRules: RuleSet = Engine.keepEverything
     /// Overrides the rule file's `decision_wait`.
     public var decisionWait: Duration?
+    /// How long the stop waits for the sinks to acknowledge what was kept (the rest is replayed).
+    public var drainTimeout: Duration = .seconds(30)
     /// Bytes of buffered traces above which consumption pauses; nil: half the memory limit.
     public var bufferLimit: Int?
     /// Trace-window shards (threads); nil: one per core.
@@ -185,9 +187,21 @@ public final class Engine: Sendable {
             }
         }
         if let topic = configuration.outputTopic {
+            // A span too large for the output topic even alone goes to the dead-letter topic, if set.
+            var deadLetter: KafkaTraceSink.DeadLetter?
+            if let deadLetterTopic = configuration.deadLetterTopic {
+                let copies = try DeadLetterTopic(
+                    topic: deadLetterTopic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+                deadLetter = { traceID, request, reason in
+                    do { try copies.sendOversizeSpan(traceID: traceID, request: request, reason: reason, outputTopic: topic) } catch {
+                        logger.error("copying an oversize span of trace \(traceID.hex) to \(deadLetterTopic) failed: \(error)")
+                    }
+                }
+            }
             sinks.append(
                 try KafkaTraceSink(
-                    topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger))
+                    topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
+                    deadLetter: deadLetter, logger: logger))
         }
         if let kept { sinks = [kept] }
         let fanOut = KeptTraceFanOut(sinks: sinks, redactor: { rules.rules.redactor }, observer: observeKept, logger: logger)
@@ -195,6 +209,7 @@ public final class Engine: Sendable {
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, fanOut: fanOut,
             decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, logger: logger)
+        stage.drainTimeout = configuration.drainTimeout
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = fanOut }
         // Weakly: the loop holds the stage (its sink), which holds this handler.
@@ -391,8 +406,21 @@ extension Engine: HTTPBackend {
         try store?.trace(id)
     }
 
+    /// Ready = partitions assigned and every sink working; otherwise the reason (a sink that keeps
+    /// failing — a full or vanished store directory, a receiver that is down — is named with its error).
     public func readiness() -> (ready: Bool, reason: String) {
-        metrics.partitionsAssigned > 0 ? (true, "") : (false, "no partitions assigned yet (joining the consumer group)")
+        guard metrics.partitionsAssigned > 0 else { return (false, "no partitions assigned yet (joining the consumer group)") }
+        if let failing = sinkFailure { return (false, failing) }
+        return (true, "")
+    }
+
+    /// The first sink whose latest attempt failed, with why ("store failing: …"); nil when all work.
+    public var sinkFailure: String? {
+        guard let sinks = sinks.withLock({ $0 })?.sinks else { return nil }
+        for sink in sinks {
+            if let failing = sink.statistics.failing { return "\(sink.name) failing: \(failing)" }
+        }
+        return nil
     }
 
     public func reloadRules() -> String? {

@@ -161,5 +161,13 @@ public final class KeptTraceFanOut: Sendable {
         for (name, counts) in statistics { out.sample("tailgate_sink_retries_total", [("sink", name)], counts.retries) }
         out.family("tailgate_sink_pending_traces", .gauge, "Kept traces handed to a sink and not yet acknowledged by it.")
         for (name, counts) in statistics { out.sample("tailgate_sink_pending_traces", [("sink", name)], counts.pending) }
+        out.family("tailgate_sink_splits_total", .counter, "Traces (or pieces) split in two by span because the receiver found them too large.")
+        for (name, counts) in statistics { out.sample("tailgate_sink_splits_total", [("sink", name)], counts.splits) }
+        out.family(
+            "tailgate_sink_oversize_spans_total", .counter,
+            "Spans too large for the receiver even alone: not delivered (Kafka: copied to the dead-letter topic when set).")
+        for (name, counts) in statistics { out.sample("tailgate_sink_oversize_spans_total", [("sink", name)], counts.oversizeSpans) }
+        out.family("tailgate_sink_failing", .gauge, "1 while a sink's latest attempt failed (retrying), else 0.")
+        for (name, counts) in statistics { out.sample("tailgate_sink_failing", [("sink", name)], counts.failing == nil ? 0 : 1) }
     }
 }

@@ -40,6 +40,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     public var isPartitionEOF: Bool { code == RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue }
     /// No broker is reachable; librdkafka keeps retrying.
     public var isAllBrokersDown: Bool { code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN.rawValue }
+    /// The message is larger than the producer's `message.max.bytes` or the topic's
+    /// `max.message.bytes`: sending it again can never succeed.
+    public var isMessageTooLarge: Bool { code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue }
     /// librdkafka's local queue is full; poll and retry.
     public var isQueueFull: Bool { code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue }
 }

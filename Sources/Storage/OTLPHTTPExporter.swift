@@ -74,6 +74,12 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
         public var tracesSent = 0
         public var retries = 0
         public var rejectedTraces = 0
+        /// Single traces split by span because the receiver found them too large (413).
+        public var splits = 0
+        /// Spans the receiver found too large even alone.
+        public var oversizeSpans = 0
+        /// Why the latest attempt failed, until one succeeds.
+        public var failing: String?
     }
 
     private let tlsContext: NIOSSLContext?
@@ -123,7 +129,8 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
         let counts = counts
         return TraceSinkStatistics(
             delivered: counts.tracesSent, errors: counts.rejectedTraces, retries: counts.retries,
-            pending: queue.withLock { $0.items.count } + busy.load(ordering: .relaxed))
+            pending: queue.withLock { $0.items.count } + busy.load(ordering: .relaxed), splits: counts.splits,
+            oversizeSpans: counts.oversizeSpans, failing: counts.failing)
     }
 
     /// Bytes waiting to be sent (they count toward the buffer limit).
@@ -196,6 +203,7 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
                 counters.withLock { counters in
                     counters.batchesSent += 1
                     counters.tracesSent += batch.count
+                    counters.failing = nil
                 }
                 for item in batch { item.stored() }
                 return
@@ -205,18 +213,39 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
                 deliver(Array(batch[0..<(batch.count / 2)]))
                 deliver(Array(batch[(batch.count / 2)...]))
                 return
-            case .tooLarge, .rejected:
+            case .tooLarge:
+                // One trace over the receiver's size limit: its halves (by span) go instead.
+                if let halves = try? TraceMerger.halves(batch[0].bytes) {
+                    counters.withLock { $0.splits += 1 }
+                    let remaining = Atomic<Int>(2)
+                    let stored = batch[0].stored
+                    let both: @Sendable () -> Void = { if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { stored() } }
+                    deliver([(halves.first, both)])
+                    deliver([(halves.second, both)])
+                    return
+                }
+                counters.withLock {
+                    $0.oversizeSpans += 1
+                    $0.rejectedTraces += 1
+                }
+                logger.error("OTLP receiver \(endpoint.host):\(endpoint.port) refused a single span of \(batch[0].bytes.count) bytes as too large (413); it is not retried")
+                for item in batch { item.stored() }
+                return
+            case .rejected:
                 // The receiver will never take this payload: retrying would stall every partition
                 // behind it. Count it, say why, and let it go.
                 let reason: String
-                if case .rejected(let status, let text) = outcome { reason = "HTTP \(status): \(text.prefix(300))" } else { reason = "HTTP 413 for a single trace" }
+                if case .rejected(let status, let text) = outcome { reason = "HTTP \(status): \(text.prefix(300))" } else { reason = "refused" }
                 counters.withLock { $0.rejectedTraces += batch.count }
                 logger.error("OTLP receiver \(endpoint.host):\(endpoint.port) refused \(batch.count) trace(s) for good (\(reason)); they are not retried")
                 for item in batch { item.stored() }
                 return
             case .retry(let after, let reason):
                 attempt += 1
-                counters.withLock { $0.retries += 1 }
+                counters.withLock {
+                    $0.retries += 1
+                    $0.failing = reason
+                }
                 // Exponential backoff with ±20% jitter, capped; Retry-After wins when the server gives it.
                 let base = min(options.maxBackoff.seconds, 0.25 * pow(2, Double(min(attempt - 1, 10))))
                 let wait = after.map { min($0, options.maxBackoff.seconds) } ?? base * Double.random(in: 0.8...1.2)

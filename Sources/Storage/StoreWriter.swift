@@ -18,6 +18,7 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     private let written = Atomic<Int>(0)
     private let failures = Atomic<Int>(0)
     private let unwritten = Atomic<Int>(0)
+    private let lastFailure = Mutex<String?>(nil)
     private let interval: Duration
     private let batchBytes: Int
     /// How often retention runs on its own.
@@ -75,7 +76,8 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
     public var writeFailures: Int { failures.load(ordering: .relaxed) }
 
     public var statistics: TraceSinkStatistics {
-        TraceSinkStatistics(delivered: tracesWritten, errors: writeFailures, pending: pending.load(ordering: .relaxed))
+        TraceSinkStatistics(
+            delivered: tracesWritten, errors: writeFailures, pending: pending.load(ordering: .relaxed), failing: lastFailure.withLock { $0 })
     }
 
     private func run() {
@@ -97,10 +99,12 @@ public final class StoreWriter: TraceSink, @unchecked Sendable {
             while !stopping.load(ordering: .relaxed) || attempt == 0 {
                 do {
                     try store.write(batch.map(\.0))
+                    lastFailure.withLock { $0 = nil }
                     writtenOK = true
                     break
                 } catch {
                     failures.add(1, ordering: .relaxed)
+                    lastFailure.withLock { $0 = "\(error)" }
                     attempt += 1
                     logger.error("writing kept traces failed (attempt \(attempt)); retrying, offsets wait: \(error)")
                     Thread.sleep(forTimeInterval: min(5, 0.1 * Double(1 << min(attempt, 6))))

@@ -30,12 +30,31 @@ public enum TraceMerger {
             policies += Array(repeating: piece.policy, count: batch.spans.count - before)
         }
         var seen = Set<SpanID>()
+        let unique = batch.spans.indices.filter { seen.insert(batch.spans[$0].spanID).inserted }
+        return encode(batch, spans: unique, policies: policyAttribute ? policies : nil)
+    }
+
+    /// `request` (an `ExportTraceServiceRequest`) as two requests holding the first and the second
+    /// half of its spans, each span under its own resource and scope, bytes unchanged; nil when it
+    /// holds fewer than two spans. How a sink splits a trace its receiver finds too large.
+    public static func halves(_ request: [UInt8]) throws(OTLPDecodeError) -> (first: [UInt8], second: [UInt8])? {
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        guard batch.spans.count >= 2 else { return nil }
+        let middle = batch.spans.count / 2
+        return (encode(batch, spans: Array(0..<middle), policies: nil), encode(batch, spans: Array(middle..<batch.spans.count), policies: nil))
+    }
+
+    /// Writes the spans at `spans` (indices into `batch`) as one request, grouped under their resource
+    /// and scope; with `policies`, appends `tailgate.policy` to spans that do not carry it yet.
+    static func encode(_ batch: SpanBatch, spans: [Int], policies: [String]?) -> [UInt8] {
         var writer = ProtoWriter()
         var openResource: (resource: [UInt8], schema: [UInt8])?
         var openScope: (scope: [UInt8], schema: [UInt8])?
         var resourceMessage: ProtoWriter.NestedMessage?
         var scopeMessage: ProtoWriter.NestedMessage?
-        for (index, span) in batch.spans.enumerated() where seen.insert(span.spanID).inserted {
+        for index in spans {
+            let span = batch.spans[index]
             let scope = batch.scopes[Int(span.scopeIndex)]
             let resource = batch.resources[Int(scope.resourceIndex)]
             let resourceKey = (batch.withBytes(resource.encoded) { Array($0) }, batch.withBytes(resource.schemaURL) { Array($0) })
@@ -63,7 +82,7 @@ public enum TraceMerger {
                 writer.bytes.append(contentsOf: bytes)
                 return bytes.firstRange(of: policyKey) != nil
             }
-            if policyAttribute && !policies[index].isEmpty && !carriesPolicy {
+            if let policies, !policies[index].isEmpty, !carriesPolicy {
                 // Appending a field keeps every received byte of the span as it was.
                 writer.writeNested(9) { kv in
                     kv.writeStringField(1, "tailgate.policy")

@@ -33,11 +33,23 @@ public struct TraceSinkStatistics: Sendable, Equatable {
     public var retries = 0
     /// Taken and not yet acknowledged.
     public var pending = 0
-    public init(delivered: Int = 0, errors: Int = 0, retries: Int = 0, pending: Int = 0) {
+    /// Pieces split in two because the receiver found them too large.
+    public var splits = 0
+    /// Spans too large for the receiver even alone (not delivered; dead-lettered where possible).
+    public var oversizeSpans = 0
+    /// Why the latest attempt failed, while it has not succeeded since (nil: working).
+    public var failing: String?
+    public init(
+        delivered: Int = 0, errors: Int = 0, retries: Int = 0, pending: Int = 0, splits: Int = 0, oversizeSpans: Int = 0,
+        failing: String? = nil
+    ) {
         self.delivered = delivered
         self.errors = errors
         self.retries = retries
         self.pending = pending
+        self.splits = splits
+        self.oversizeSpans = oversizeSpans
+        self.failing = failing
     }
 }
 

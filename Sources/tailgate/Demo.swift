@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Synchronization
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +46,16 @@ struct Demo: ParsableCommand {
         options.dataDirectory = dataDirectory
         options.httpAddress = http.isEmpty ? nil : http
         let demo = DemoSession(options: options, logger: logger)
-        let trap = SignalTrap([SIGINT, SIGTERM]) { _ in demo.requestStop() }
+        let signals = Atomic<Int>(0)
+        let trap = SignalTrap([SIGINT, SIGTERM]) { _ in
+            // The first Ctrl-C stops and summarises (a few seconds); a second one exits at once.
+            if signals.add(1, ordering: .relaxed).newValue > 1 {
+                emit("\nstopped without a summary\n")
+                Foundation.exit(130)
+            }
+            emit("\nstopping (Ctrl-C again to exit at once)…\n")
+            demo.requestStop()
+        }
         let interactive = isatty(STDOUT_FILENO) == 1
         emit("""
             tailgate demo — embedded Kafka (librdkafka mock cluster, 6 partitions), DogBook traffic at \(Int(rate)) traces/s, \
@@ -85,9 +95,10 @@ struct Demo: ParsableCommand {
               errors    \(summary.errorTracesKept) of \(summary.errorTraces) error traces kept
               storage   \(DemoDisplay.bytes(summary.bytesIn)) of spans in, \(DemoDisplay.bytes(summary.bytesKept)) kept: \(String(format: "%.1f", reduction))% less to store
             """
-        if let stored = summary.bytesStored {
-            text += "\n            \(DemoDisplay.bytes(stored)) on disk after zstd, \(String(format: "%.0f", Double(summary.bytesIn) / Double(max(1, stored))))× less than what came in"
+        if let stored = summary.bytesStored, stored > 0 {
+            text += "\n            \(DemoDisplay.bytes(stored)) on disk after zstd, \(String(format: "%.0f", Double(summary.bytesIn) / Double(stored)))× less than what came in"
         }
+        text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable"
         text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"
         print(text)
         if let id = summary.exampleErrorTrace {
@@ -95,6 +106,10 @@ struct Demo: ParsableCommand {
         }
         if summary.spansReceived < summary.spansSent {
             print("warning: \(summary.spansSent - summary.spansReceived) spans were not consumed before the end")
+        }
+        if summary.tracesStored < kept {
+            print("error: \(kept - summary.tracesStored) kept traces were not stored\(summary.sinkFailure.map { " (\($0))" } ?? "")")
+            throw ExitCode.failure
         }
     }
 }
@@ -108,6 +123,7 @@ enum DemoDisplay {
             "decided   kept \(count(status.tracesKept)) (\(byPolicy(status.keptByPolicy))) · dropped \(count(status.tracesDropped))",
             "buffer    \(count(status.bufferedTraces)) traces waiting for a decision, \(bytes(status.bufferedBytes))",
             "metrics   \(status.redSeries) RED series · \(status.serviceGraphEdges) service-graph edges" + (status.exampleErrorTrace.map { " · a kept error trace: \($0)" } ?? ""),
+            "sinks     " + (status.sinkFailure.map { "FAILING — \($0) (kept traces wait; offsets are not committed)" } ?? "ok"),
         ]
     }
 
@@ -116,6 +132,7 @@ enum DemoDisplay {
             format: "%4.0fs in %d spans (%.0f/s) lag %lld | kept %d (%@) dropped %d waiting %d | red_series %d edges %d",
             status.elapsed.timeInterval, status.spansReceived, status.spansPerSecond, status.lag, status.tracesKept,
             byPolicy(status.keptByPolicy), status.tracesDropped, status.bufferedTraces, status.redSeries, status.serviceGraphEdges)
+            + (status.sinkFailure.map { " | FAILING \($0)" } ?? "")
     }
 
     static func byPolicy(_ kept: [String: Int]) -> String {

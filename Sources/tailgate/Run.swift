@@ -166,17 +166,25 @@ struct Run: ParsableCommand {
         // Signals are trapped before the engine is built (opening a large store, loading rules): a
         // SIGTERM then stops it as soon as it exists, a SIGHUP then is moot (the rules are being read).
         let shutdownBound = try parseDuration(shutdownTimeout, option: "--shutdown-timeout")
+        // The sinks get most of the bound; the rest is for committing and exiting.
+        configuration.drainTimeout = max(.seconds(1), shutdownBound * 0.8)
         let running = Mutex<(engine: Engine?, stopRequested: Bool)>((nil, false))
         let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signal in
             if signal == SIGHUP {
                 running.withLock { $0.engine }?.reloadRules(reason: "SIGHUP")
                 return
             }
-            logger.info("signal \(signal): stopping (deciding what is buffered, storing, committing)")
-            running.withLock { state in
-                state.stopRequested = true
-                return state.engine
-            }?.requestStop()
+            let (engine, again) = running.withLock { state in
+                defer { state.stopRequested = true }
+                return (state.engine, state.stopRequested)
+            }
+            if again {
+                // A second Ctrl-C / SIGTERM: the operator does not want to wait for the drain.
+                logger.warning("signal \(signal) again: exiting now; uncommitted work will be replayed")
+                Foundation.exit(130)
+            }
+            logger.info("signal \(signal): stopping (deciding what is buffered, storing, committing; a second signal exits at once)")
+            engine?.requestStop()
             // Bounded: a sink that stays down must not hold the pod past its grace period. Whatever is
             // not committed by then is replayed by the next owner of the partitions.
             Thread {

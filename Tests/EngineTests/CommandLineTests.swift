@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import TestSupport
 
 /// The executables as users run them: `dev-broker`, `loadgen`, `run --exit-on-eof`, exit codes.
 @Suite(.timeLimit(.minutes(10))) struct CommandLineTests {
@@ -82,6 +84,66 @@ import Testing
         try "num_traces: 5\npolicies: [{name: all, type: always_sample}]\n".write(to: rules, atomically: true, encoding: .utf8)
         #expect(try processes.run(["run", "--brokers", "x:1", "--rules", rules.path], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["check", "--rules", rules.path], timeout: .seconds(20)).status == 2)
+    }
+
+    /// Output of a running process, collected as it comes.
+    final class Transcript: Sendable {
+        private let text = Mutex("")
+        init(_ pipe: Pipe) {
+            Thread { [self] in
+                while true {
+                    let chunk = pipe.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    text.withLock { $0 += String(decoding: chunk, as: UTF8.self) }
+                }
+            }.start()
+        }
+        var value: String { text.withLock { $0 } }
+        func waitFor(_ timeout: Duration, _ condition: (String) -> Bool) -> Bool { waitUntil(timeout) { condition(value) } }
+    }
+
+    /// The store's directory removed while the demo runs: the status says the store fails, Ctrl-C
+    /// ends it promptly (not retrying forever), and the summary says what was not stored (exit 1).
+    @Test func demoWithAVanishedStoreSaysSoAndStopsOnCtrlC() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-demo-gone-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let processes = Processes()
+        let (process, pipe) = try processes.start(["demo", "--duration", "120s", "--rate", "150", "--http", "127.0.0.1:0", "--data", data.path])
+        let output = Transcript(pipe)
+        #expect(output.waitFor(.seconds(60)) { $0.contains("kept 1") || $0.contains("kept 2") || $0.contains("kept 3") }, "traces kept")
+        let ready = { () -> String in
+            // "open      http://127.0.0.1:PORT/metrics …"
+            guard let open = output.value.split(separator: "\n").first(where: { $0.hasPrefix("open ") }),
+                let port = open.split(separator: ":").dropFirst(2).first?.split(separator: "/").first.flatMap({ UInt16($0) })
+            else { return "" }
+            return (try? rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) ?? ""
+        }
+        #expect(ready().hasPrefix("HTTP/1.1 200"), "ready while the store works")
+        try FileManager.default.removeItem(at: data)
+        #expect(output.waitFor(.seconds(30)) { $0.contains("FAILING store failing") }, "the status line names the failing store")
+        let notReady = ready()
+        #expect(notReady.hasPrefix("HTTP/1.1 503") && notReady.contains("not ready: store failing: "), "\(notReady)")
+        let stopped = ContinuousClock.now
+        kill(process.processIdentifier, SIGINT)
+        #expect(waitUntil(.seconds(40)) { !process.isRunning }, "stopped within the demo's drain bound")
+        #expect(ContinuousClock.now - stopped < .seconds(40))
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(output.waitFor(.seconds(5)) { $0.contains("kept traces were not stored (store failing:") }, "\(output.value.suffix(600))")
+    }
+
+    /// A second Ctrl-C exits at once, without waiting for the drain.
+    @Test func aSecondCtrlCExitsTheDemoAtOnce() throws {
+        let processes = Processes()
+        let (process, pipe) = try processes.start(["demo", "--duration", "120s", "--rate", "100", "--http", ""])
+        let output = Transcript(pipe)
+        #expect(output.waitFor(.seconds(60)) { $0.contains("s in ") }, "a status line")
+        kill(process.processIdentifier, SIGINT)
+        #expect(output.waitFor(.seconds(10)) { $0.contains("Ctrl-C again") })
+        kill(process.processIdentifier, SIGINT)
+        #expect(waitUntil(.seconds(5)) { !process.isRunning }, "exited at the second signal")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
     }
 
     /// The README's first command, shortened: 20 s of the demo, as a person would run it.

@@ -115,6 +115,28 @@ func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
         #expect(exporter.counts.rejectedTraces == 1)
     }
 
+    /// One trace over the receiver's body limit (413) goes in halves by span until the pieces fit;
+    /// a span over the limit alone is counted and let go, never retried.
+    @Test func aTraceTooLargeForTheReceiverIsSplitBySpan() throws {
+        let receiver = try TestReceiver()
+        receiver.maximumBody.store(3000, ordering: .relaxed)
+        defer { receiver.shutdown() }
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), logger: quietLogger)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        // 30 spans with 250-byte names: ~9 KB, three times the limit.
+        exporter.export(request(spans: 30, trace: 77, name: String(repeating: "x", count: 250))) { stored.add(1, ordering: .relaxed) }
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 1 }, "acknowledged once, when every piece is in")
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 30, "every span delivered")
+        #expect(exporter.statistics.splits >= 3)
+        #expect(exporter.counts.rejectedTraces == 0)
+        // One span alone over the limit.
+        exporter.export(request(spans: 1, trace: 78, name: String(repeating: "y", count: 4000))) { stored.add(1, ordering: .relaxed) }
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 2 })
+        #expect(exporter.statistics.oversizeSpans == 1)
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 30)
+    }
+
     @Test func endpointsParseAndTLSIsRefusedClearly() throws {
         #expect(try OTLPEndpoint("http://tempo:4318").path == "/v1/traces")
         #expect(try OTLPEndpoint("http://tempo:4318/otlp/v1/traces").path == "/otlp/v1/traces")

@@ -20,6 +20,8 @@ public final class TestReceiver: @unchecked Sendable {
     public let requestTimes = Mutex<[ContinuousClock.Instant]>([])
     /// Requests holding a span of this name are refused for good (400), as a receiver refuses a bad trace.
     public let refuseSpanNamed = Mutex<String?>(nil)
+    /// Bodies larger than this (bytes, before gzip) are answered 413; 0: no limit.
+    public let maximumBody = Atomic<Int>(0)
     /// While true, every request is answered 503 (an outage), whatever the script says.
     public let refusing = Atomic<Bool>(false)
     /// Distinct span ids accepted, per trace (a span delivered twice counts once).
@@ -75,6 +77,11 @@ public final class TestReceiver: @unchecked Sendable {
                 receiver.requestTimes.withLock { $0.append(.now) }
                 var next = receiver.script.withLock { $0.isEmpty ? (200, nil) : $0.removeFirst() }
                 if receiver.refusing.load(ordering: .relaxed) { next = (503, nil) }
+                let limit = receiver.maximumBody.load(ordering: .relaxed)
+                if next.0 == 200, limit > 0 {
+                    let bytes = head?.headers["Content-Encoding"].first == "gzip" ? (Gzip.decompress(body) ?? []) : body
+                    if bytes.count > limit { next = (413, nil) }
+                }
                 if next.0 == 200, let poison = receiver.refuseSpanNamed.withLock({ $0 }) {
                     let bytes = head?.headers["Content-Encoding"].first == "gzip" ? (Gzip.decompress(body) ?? []) : body
                     var batch = SpanBatch()
