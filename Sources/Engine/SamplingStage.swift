@@ -66,7 +66,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             Shard(
                 index: index, window: TraceWindow(limits: WindowLimits(settings), cache: perShardCache), rules: rules,
                 metrics: metrics, spanMetrics: hub, fanOut: fanOut, acknowledgements: acknowledgements, clock: clock,
-                wallClock: wallClock, pressureTarget: bufferLimit / max(1, shardCount), decisionWaitOverride: decisionWaitOverride)
+                wallClock: wallClock, pressureTarget: bufferLimit / max(1, shardCount), decisionWaitOverride: decisionWaitOverride,
+                shardCount: max(1, shardCount))
         }
         for shard in shards { shard.start() }
     }

@@ -65,6 +65,8 @@ final class Shard: @unchecked Sendable {
     let underPressure = Atomic<Bool>(false)
     private let pressureTarget: Int
     private let decisionWaitOverride: Duration?
+    /// Shards of the stage: each holds its share of the decision cache.
+    private let shardCount: Int
     /// Delivery tokens: the shard's index in the top bits, so shards never collide.
     private var nextToken: UInt64
     /// Events of the cycle in progress (thread-confined: the shard's thread only).
@@ -73,8 +75,9 @@ final class Shard: @unchecked Sendable {
     init(
         index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, spanMetrics: SpanMetricsHub,
         fanOut: KeptTraceFanOut, acknowledgements: DeliveryEvents, clock: any MonotonicClock, wallClock: any WallClock,
-        pressureTarget: Int, decisionWaitOverride: Duration?
+        pressureTarget: Int, decisionWaitOverride: Duration?, shardCount: Int
     ) {
+        self.shardCount = max(1, shardCount)
         self.index = index
         self.window = window
         self.rules = rules
@@ -158,12 +161,14 @@ final class Shard: @unchecked Sendable {
         }
     }
 
-    /// Timing and size settings follow the running rules (a reload applies them to new traces);
-    /// `--decision-wait` wins over the file.
+    /// Timing and size settings follow the running rules (a reload applies them to new traces, and
+    /// resizes this shard's share of the decision cache); `--decision-wait` wins over the file.
     private func applyLimits() {
-        var limits = WindowLimits(rules.rules.configuration.settings)
+        let settings = rules.rules.configuration.settings
+        var limits = WindowLimits(settings)
         if let decisionWaitOverride { limits.decisionWait = decisionWaitOverride }
         if limits != window.limits { window.limits = limits }
+        window.resizeCache(keptCapacity: settings.sampledCacheSize / shardCount, droppedCapacity: settings.nonSampledCacheSize / shardCount)
     }
 
     private func newToken() -> DeliveryLedger.Token {

@@ -16,13 +16,40 @@ public struct DecisionCache: Sendable {
     private var keptOld: [TraceID: String] = [:]
     private var droppedYoung = FingerprintSet()
     private var droppedOld = FingerprintSet()
-    public let keptCapacity: Int
-    public let droppedCapacity: Int
+    public private(set) var keptCapacity: Int
+    public private(set) var droppedCapacity: Int
 
     /// Capacities in trace ids (the collector's `sampled_cache_size` / `non_sampled_cache_size`).
     public init(keptCapacity: Int, droppedCapacity: Int) {
         self.keptCapacity = keptCapacity
         self.droppedCapacity = droppedCapacity
+    }
+
+    /// New capacities (a rule reload changed `decision_cache`), keeping what is remembered where it
+    /// fits: growing keeps everything; shrinking forgets the old generation, and a young generation
+    /// over the new half-capacity becomes the old one (forgotten at the next turn), so the cache is
+    /// back within 1.5 × the new capacity at once and within it after one turn.
+    public mutating func resize(keptCapacity newKept: Int, droppedCapacity newDropped: Int) {
+        if newKept < keptCapacity {
+            keptOld = [:]
+            if newKept == 0 {
+                keptYoung = [:]
+            } else if keptYoung.count >= max(1, newKept / 2) {
+                keptOld = keptYoung
+                keptYoung = [:]
+            }
+        }
+        if newDropped < droppedCapacity {
+            droppedOld.removeAll()
+            if newDropped == 0 {
+                droppedYoung.removeAll()
+            } else if droppedYoung.count >= max(1, newDropped / 2) {
+                swap(&droppedOld, &droppedYoung)
+                droppedYoung.removeAll()
+            }
+        }
+        keptCapacity = newKept
+        droppedCapacity = newDropped
     }
 
     public enum Remembered: Sendable, Equatable {

@@ -104,6 +104,12 @@ public struct TraceWindow: Sendable {
 
     public var limits: WindowLimits
     public private(set) var cache: DecisionCache
+
+    /// Applies new decision-cache capacities (a reload changed `decision_cache`).
+    public mutating func resizeCache(keptCapacity: Int, droppedCapacity: Int) {
+        guard keptCapacity != cache.keptCapacity || droppedCapacity != cache.droppedCapacity else { return }
+        cache.resize(keptCapacity: keptCapacity, droppedCapacity: droppedCapacity)
+    }
     private var slots: [Entry?] = []
     private var freeSlots: [Int32] = []
     private var index: [TraceID: Int32] = [:]

@@ -101,7 +101,7 @@ struct Demo: ParsableCommand {
         text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable"
         text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"
         print(text)
-        if let id = summary.exampleErrorTrace {
+        if let id = summary.exampleErrorTrace, summary.tracesStored > 0 {
             print("  open one  tailgate query --data \(dataDirectory) \(id)")
         }
         if summary.spansReceived < summary.spansSent {

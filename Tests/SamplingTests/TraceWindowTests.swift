@@ -209,6 +209,31 @@ import Testing
         #expect(cache.lookup(TraceID(high: 9, low: 8)) == nil)
     }
 
+    /// A reload that changes `decision_cache` applies: growing keeps what is remembered and lets it
+    /// hold more; shrinking bounds it at once; zero forgets everything and remembers nothing new.
+    @Test func decisionCacheResizesOnReload() {
+        var window = TraceWindow(limits: WindowLimits(), cache: DecisionCache(keptCapacity: 10, droppedCapacity: 10))
+        var cache = window.cache
+        for i in 1...4 { cache.remember(TraceID(high: 1, low: UInt64(i)), kept: true, policy: "p") }
+        cache.resize(keptCapacity: 100, droppedCapacity: 100)
+        #expect(cache.keptCapacity == 100)
+        #expect(cache.lookup(TraceID(high: 1, low: 1)) == .kept("p"), "growing keeps what is remembered")
+        for i in 5...60 { cache.remember(TraceID(high: 1, low: UInt64(i)), kept: true, policy: "p") }
+        #expect(cache.count.kept == 60, "and holds more than the old capacity of 10")
+        cache.resize(keptCapacity: 10, droppedCapacity: 10)
+        #expect(cache.count.kept <= 60 && cache.count.kept >= 0)
+        for i in 61...80 { cache.remember(TraceID(high: 1, low: UInt64(i)), kept: true, policy: "p") }
+        #expect(cache.count.kept <= 10, "back within the new capacity after one turn: \(cache.count.kept)")
+        #expect(cache.lookup(TraceID(high: 1, low: 80)) == .kept("p"))
+        cache.resize(keptCapacity: 0, droppedCapacity: 0)
+        #expect(cache.count.kept == 0 && cache.count.dropped == 0)
+        cache.remember(TraceID(high: 2, low: 2), kept: false)
+        #expect(cache.lookup(TraceID(high: 2, low: 2)) == nil, "a zero-sized cache remembers nothing")
+
+        window.resizeCache(keptCapacity: 40, droppedCapacity: 7)
+        #expect(window.cache.keptCapacity == 40 && window.cache.droppedCapacity == 7)
+    }
+
     /// A full cache of dropped ids must not claim new traces: with a million remembered, none of a
     /// million new ids matches (32-bit fingerprints matched about 230 of them: whole new traces,
     /// error traces included, dropped as "late").
