@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -248,6 +249,38 @@ class DogBook:
         return spans
 
 
+def add_values_sdks_send(request):
+    """Attribute values the Python SDK's attribute API cannot express but other SDKs and the collector
+    send (Java's and Go's map attributes, byte arrays, an unset value, an empty list, nested lists),
+    added to the showcase span with the official opentelemetry-proto messages."""
+    exif = KeyValueList(values=[
+        KeyValue(key="camera", value=AnyValue(string_value="Pixel 9")),
+        KeyValue(key="iso", value=AnyValue(int_value=200)),
+        KeyValue(key="flash", value=AnyValue(bool_value=False)),
+        KeyValue(key="lens", value=AnyValue(kvlist_value=KeyValueList(values=[
+            KeyValue(key="focal_mm", value=AnyValue(double_value=24.0))]))),
+    ])
+    extra = [
+        KeyValue(key="photo.exif", value=AnyValue(kvlist_value=exif)),
+        KeyValue(key="photo.sha256_prefix", value=AnyValue(bytes_value=bytes([0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF]))),
+        KeyValue(key="photo.unset", value=AnyValue()),
+        KeyValue(key="photo.no_tags", value=AnyValue(array_value=ArrayValue())),
+        KeyValue(key="photo.empty_map", value=AnyValue(kvlist_value=KeyValueList())),
+        KeyValue(key="photo.empty_bytes", value=AnyValue(bytes_value=b"")),
+        KeyValue(key="photo.matrix", value=AnyValue(array_value=ArrayValue(values=[
+            AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(int_value=2)])),
+            AnyValue(string_value=""),
+            AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="k", value=AnyValue(string_value="v"))])),
+        ]))),
+    ]
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                if span.name == "POST /photos":
+                    span.attributes.extend(extra)
+    return request
+
+
 def hex_ids(obj):
     """protobuf's JSON mapping writes bytes as base64; OTLP/JSON wants hex trace and span ids."""
     if isinstance(obj, dict):
@@ -272,10 +305,14 @@ def any_value(v):
     which = v.WhichOneof("value")
     if which is None:
         return {"empty": True}
+    # Lists and maps also carry their exact encoding: a decoder keeps them as the bytes of the
+    # ArrayValue / KeyValueList message, which must be these.
     if which == "array_value":
-        return {"array": [any_value(x) for x in v.array_value.values]}
+        return {"array": [any_value(x) for x in v.array_value.values],
+                "encoded": v.array_value.SerializeToString(deterministic=True).hex()}
     if which == "kvlist_value":
-        return {"kvlist": {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}}
+        return {"kvlist": {kv.key: any_value(kv.value) for kv in v.kvlist_value.values},
+                "encoded": v.kvlist_value.SerializeToString(deterministic=True).hex()}
     if which == "bytes_value":
         return {"bytes": v.bytes_value.hex()}
     if which == "double_value":
@@ -335,7 +372,7 @@ def main():
     dogbook.feed_request(T0 + 1000 * MS)
     dogbook.feed_request(T0 + 2000 * MS, slow=True)
     dogbook.showcase(T0 + 3000 * MS)
-    many = encode_spans(dogbook.take()).SerializeToString(deterministic=True)
+    many = add_values_sdks_send(encode_spans(dogbook.take())).SerializeToString(deterministic=True)
     write("many_traces.pb", many)
     # Enum names instead of numbers: OTLP/JSON receivers see both in the wild.
     write("many_traces.json", otlp_json(ExportTraceServiceRequest.FromString(many), integer_enums=False))
