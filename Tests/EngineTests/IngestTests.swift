@@ -110,16 +110,9 @@ import TestSupport
         configuration.topics = ["spans"]
         configuration.statusInterval = .seconds(60)
         configuration.kafkaProperties = KafkaProperties(["heartbeat.interval.ms": "250", "session.timeout.ms": "6000"])
-        let engine = try Engine(configuration: configuration, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            _ = engine.run()
-            done.signal()
-        }.start()
-        defer {
-            engine.requestStop()
-            _ = done.wait(timeout: .now() + 30)
-        }
+        let running = RunningEngine(try Engine(configuration: configuration, logger: quietLogger))
+        let engine = running.engine
+        defer { running.stop(timeout: .seconds(30)) }
         #expect(waitUntil(.seconds(30)) { engine.metrics.partitionsAssigned == 2 })
         engine.setPaused(true)
         #expect(waitUntil(.seconds(5)) { engine.metrics.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })

@@ -10,28 +10,9 @@ import TestSupport
 /// pieces that fit (each keyed by the trace id), never retried as a whole; a span that alone does not
 /// fit is counted and dead-lettered, and its trace still counts as stored.
 @Suite struct KafkaTraceSinkTests {
-    /// A request of `count` spans of trace `id`, each with a name of `nameBytes` bytes.
+    /// Spans of trace `id` with names of `nameBytes` bytes.
     func trace(_ id: TraceID, spans: ClosedRange<UInt64>, nameBytes: Int) -> [UInt8] {
-        var w = ProtoWriter()
-        w.writeNested(1) { rs in
-            rs.writeNested(1) { r in
-                r.writeNested(1) { kv in
-                    kv.writeStringField(1, "service.name")
-                    kv.writeNested(2) { $0.writeStringField(1, "feed-service") }
-                }
-            }
-            rs.writeNested(2) { ss in
-                ss.writeNested(1) { $0.writeStringField(1, "dogbook") }
-                for s in spans {
-                    ss.writeNested(2) { span in
-                        span.writeBytesField(1, id.bytes)
-                        span.writeBytesField(2, SpanID(rawValue: s).bytes)
-                        span.writeStringField(5, String(repeating: "n", count: nameBytes))
-                    }
-                }
-            }
-        }
-        return w.bytes
+        otlpTrace(id, spans: spans) { _ in String(repeating: "n", count: nameBytes) }
     }
 
     @Test func anOversizeTraceIsSplitAndAnOversizeSpanDeadLettered() throws {

@@ -129,12 +129,8 @@ let errorsAndSlow = """
             "max.partition.fetch.bytes": "32768", "queued.max.messages.kbytes": "64", "queued.min.messages": "10",
         ])
         let kept = KeptTraces()
-        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            _ = engine.run()
-            done.signal()
-        }.start()
+        let running = RunningEngine(try Engine(configuration: configuration, kept: kept, logger: quietLogger))
+        let engine = running.engine
         #expect(waitUntil(.seconds(30)) { engine.prometheusText().contains("tailgate_kafka_partitions_paused 2\n") })
         let received = engine.metrics.snapshot.messagesReceived
         #expect(received < 2000, "consumption paused before the whole topic was read (\(received))")
@@ -142,8 +138,7 @@ let errorsAndSlow = """
         // decided early, which brings the buffer back near it.
         #expect(waitUntil(.seconds(15)) { engine.sampling!.metrics.buffered.bytes < 2 * 256 * 1024 }, "memory returns near the limit")
         // Far above the limit the heaviest traces are decided early, which lets consumption go on.
-        engine.requestStop()
-        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(running.stop(timeout: .seconds(30)) != nil, "run() returned")
         let decided = engine.sampling!.metrics.snapshot
         #expect(decided.kept + decided.dropped == engine.metrics.snapshot.messagesReceived, "every consumed trace was decided")
     }

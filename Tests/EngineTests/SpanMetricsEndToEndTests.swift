@@ -92,16 +92,9 @@ extension SpanMetricsHub.Totals {
         configuration.dataDirectory = data.appendingPathComponent("store").path
         configuration.httpAddress = "127.0.0.1:0"
         configuration.statusInterval = .seconds(60)
-        let engine = try Engine(configuration: configuration, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            _ = engine.run()
-            done.signal()
-        }.start()
-        defer {
-            engine.requestStop()
-            _ = done.wait(timeout: .now() + 30)
-        }
+        let running = RunningEngine(try Engine(configuration: configuration, logger: quietLogger))
+        let engine = running.engine
+        defer { running.stop(timeout: .seconds(30)) }
         #expect(waitUntil(.seconds(30)) { engine.boundHTTPAddress != nil })
         let enginePort = try #require(engine.boundHTTPAddress?.split(separator: ":").last.flatMap { UInt16($0) })
 
@@ -232,20 +225,3 @@ func percentEncode(_ text: String) -> String {
     return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
 }
 
-/// `promtool check metrics` on `text`: exit status and what it reported.
-func promtoolCheckMetrics(_ text: String) throws -> (status: Int32, report: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-    process.arguments = ["check", "metrics"]
-    let input = Pipe()
-    let output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    input.fileHandleForWriting.write(Data(text.utf8))
-    try input.fileHandleForWriting.close()
-    let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, report)
-}

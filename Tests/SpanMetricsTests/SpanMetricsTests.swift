@@ -2,6 +2,7 @@ import Foundation
 import OTLP
 import SpanMetrics
 import Testing
+import TestSupport
 
 /// A span for these tests: ids are small numbers, parent 0 means root.
 struct Span {
@@ -269,25 +270,11 @@ let feed: [Span] = [
 
     /// The exposition is valid for Prometheus's own checker (Debian's `prometheus` package; CI installs it).
     @Test func promtoolAcceptsTheExposition() throws {
-        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        try #require(promtool != nil, "promtool not installed (apt-get install prometheus)")
         let fixture = Fixture(SpanMetricsConfiguration(dimensions: ["peer.service"]))
         try fixture.record(feed, kept: true)
         try fixture.record([Span(id: 1, service: "we\"ird\\svc", name: "line\nbreak")], id: TraceID(high: 3, low: 3))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: promtool!)
-        process.arguments = ["check", "metrics"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(fixture.text().utf8))
-        try input.fileHandleForWriting.close()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(report)")
+        let (status, report) = try promtoolCheckMetrics(fixture.text())
+        #expect(status == 0, "\(report)")
         #expect(report.isEmpty, "promtool lint: \(report)")
     }
 }

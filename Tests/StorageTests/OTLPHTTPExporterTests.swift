@@ -10,22 +10,10 @@ import Synchronization
 import Testing
 import TestSupport
 
+/// `spans` spans named `name` of trace (1, `trace`).
 func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
-    var w = ProtoWriter()
-    w.writeNested(1) { rs in
-        rs.writeNested(2) { ss in
-            for s in 1...spans {
-                ss.writeNested(2) { span in
-                    span.writeBytesField(1, TraceID(high: 1, low: trace).bytes)
-                    span.writeBytesField(2, SpanID(rawValue: UInt64(s)).bytes)
-                    span.writeStringField(5, name)
-                }
-            }
-        }
-    }
-    return w.bytes
+    otlpTrace(TraceID(high: 1, low: trace), spans: 1...UInt64(spans), service: nil) { _ in name }
 }
-
 
 @Suite(.timeLimit(.minutes(10))) struct OTLPHTTPExporterTests {
     @Test func retriesOn503And429HonouringRetryAfterThenDelivers() throws {

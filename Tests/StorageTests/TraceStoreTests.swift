@@ -3,6 +3,7 @@ import OTLP
 @testable import Storage
 import Synchronization
 import Testing
+import TestSupport
 
 /// The file store: write, read, late pieces, duplicates, rollover, retention, torn-tail recovery.
 @Suite struct TraceStoreTests {
@@ -36,26 +37,7 @@ import Testing
     }
 
     func smallTrace(_ id: TraceID, spans: ClosedRange<UInt64>) -> [UInt8] {
-        var w = ProtoWriter()
-        w.writeNested(1) { rs in
-            rs.writeNested(1) { r in
-                r.writeNested(1) { kv in
-                    kv.writeStringField(1, "service.name")
-                    kv.writeNested(2) { $0.writeStringField(1, "feed-service") }
-                }
-            }
-            rs.writeNested(2) { ss in
-                ss.writeNested(1) { $0.writeStringField(1, "dogbook") }
-                for s in spans {
-                    ss.writeNested(2) { span in
-                        span.writeBytesField(1, id.bytes)
-                        span.writeBytesField(2, SpanID(rawValue: s).bytes)
-                        span.writeStringField(5, "op-\(s)")
-                    }
-                }
-            }
-        }
-        return w.bytes
+        otlpTrace(id, spans: spans)
     }
 
     @Test func writesReadsAndMergesLatePiecesAndDuplicates() throws {
