@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Storage", targets: ["Storage"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Traffic", targets: ["Traffic"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -67,10 +68,16 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
+        // The traffic room: DogBook's generated traces and the producer that writes them to Kafka
+        // (loadgen, the demo, the tests), not the engine's business.
+        .target(
+            name: "Traffic",
+            dependencies: ["OTLP", "Kafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "tailgate",
             dependencies: [
-                "Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
+                "Engine", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,7 +106,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", "tailgate", "TestSupport"],
+            name: "EngineTests",
+            dependencies: ["Engine", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", "tailgate", "TestSupport"],
             swiftSettings: swiftSettings),
     ]
 )

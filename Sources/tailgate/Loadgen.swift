@@ -1,5 +1,6 @@
 import ArgumentParser
 import Engine
+import Traffic
 import Foundation
 import Kafka
 import OTLP

@@ -1,5 +1,6 @@
 import Foundation
 import Engine
+import Traffic
 import OTLP
 import Sampling
 import Testing
@@ -54,7 +55,7 @@ import Testing
     @Test func builtInDemoRulesArePipelinesDefault() throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("pipelines/default.yaml")
-        #expect(try String(contentsOf: path, encoding: .utf8) == DemoSession.defaultRulesText)
+        #expect(try String(contentsOf: path, encoding: .utf8) == DefaultRules.text)
     }
 }
 

@@ -1,4 +1,5 @@
 import Engine
+import Traffic
 import Foundation
 import Kafka
 import OTLP

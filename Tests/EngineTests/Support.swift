@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import Synchronization
 import Engine
+import Traffic
 import OTLP
 import TestSupport
 

@@ -113,8 +113,8 @@ public final class TrafficProducer: Sendable {
 }
 
 /// Wall-clock time for span timestamps (the only place traffic generation reads the real clock).
-enum UnixTime {
-    static func nowNanoseconds() -> Int64 {
+public enum UnixTime {
+    public static func nowNanoseconds() -> Int64 {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)

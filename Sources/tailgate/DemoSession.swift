@@ -1,131 +1,100 @@
+import Engine
 import Foundation
+import SpanMetrics
+import Traffic
 import Kafka
 import OTLP
 import Sampling
-public import Logging
+import Logging
 import Synchronization
 
 /// The whole job on the embedded default: librdkafka's mock cluster, DogBook traffic flowing into it,
 /// and the engine consuming it. For `tailgate demo`.
-public final class DemoSession: Sendable {
-    public struct Options: Sendable {
-        public var duration: Duration = .seconds(30)
+final class DemoSession: Sendable {
+    struct Options: Sendable {
+        var duration: Duration = .seconds(30)
         /// Traces per second of generated traffic.
-        public var rate: Double = 300
-        public var partitions = 6
-        public var errorRate = 0.02
-        public var slowRate = 0.03
-        /// A rule file; nil uses ``DemoSession/defaultRules`` (the same as pipelines/default.yaml).
-        public var rulesPath: String?
+        var rate: Double = 300
+        var partitions = 6
+        var errorRate = 0.02
+        var slowRate = 0.03
+        /// A rule file; nil uses ``DefaultRules`` (the same as pipelines/default.yaml).
+        var rulesPath: String?
         /// How long a trace waits for its spans (short, so that decisions show within seconds).
-        public var decisionWait: Duration = .seconds(2)
+        var decisionWait: Duration = .seconds(2)
         /// Store kept traces here (the embedded file store); nil: count them only.
-        public var dataDirectory: String?
+        var dataDirectory: String?
         /// Serve /metrics and Tempo's trace API here (`HOST:PORT`); nil: no listener.
-        public var httpAddress: String?
-        public init() {}
+        var httpAddress: String?
+        init() {}
     }
 
-    /// The demo's built-in rules, identical to pipelines/default.yaml (a test keeps them so).
-    public static let defaultRulesText = """
-        # tailgate's default rules, in the OpenTelemetry Collector's tail_sampling syntax.
-        # Keep every trace with an error, every slow trace, and a 5% baseline; never keep health checks.
-        decision_wait: 10s
-        decision_wait_after_root_received: 2s
-        decision_cache:
-          sampled_cache_size: 100000
-          non_sampled_cache_size: 1000000
-        policies:
-          - name: errors
-            type: status_code
-            status_code:
-              status_codes: [ERROR]
-          - name: slow
-            type: latency
-            latency:
-              threshold_ms: 1000
-          - name: baseline
-            type: probabilistic
-            probabilistic:
-              sampling_percentage: 5
-          - name: drop-health-checks
-            type: drop
-            drop:
-              drop_sub_policy:
-                - name: health-routes
-                  type: string_attribute
-                  string_attribute:
-                    key: http.route
-                    values: ["^/(healthz|readyz|livez|health|ready|metrics)$"]
-                    enabled_regex_matching: true
-
-        """
 
     /// What the live display shows, about once a second.
-    public struct Status: Sendable {
-        public var elapsed: Duration
-        public var tracesSent: Int
-        public var spansSent: Int
-        public var spansReceived: Int
-        public var spansPerSecond: Double
-        public var messagesRejected: Int
-        public var lag: Int64
-        public var partitionsAssigned: Int
-        public var keptByPolicy: [String: Int]
-        public var tracesDropped: Int
-        public var bufferedTraces: Int
-        public var bufferedBytes: Int
-        public var redSeries: Int
-        public var serviceGraphEdges: Int
+    struct Status: Sendable {
+        var elapsed: Duration
+        var tracesSent: Int
+        var spansSent: Int
+        var spansReceived: Int
+        var spansPerSecond: Double
+        var messagesRejected: Int
+        var lag: Int64
+        var partitionsAssigned: Int
+        var keptByPolicy: [String: Int]
+        var tracesDropped: Int
+        var bufferedTraces: Int
+        var bufferedBytes: Int
+        var redSeries: Int
+        var serviceGraphEdges: Int
         /// The listener's address once it is up.
-        public var httpAddress: String?
+        var httpAddress: String?
         /// A kept error trace to open, once there is one.
-        public var exampleErrorTrace: String?
+        var exampleErrorTrace: String?
         /// A sink whose latest attempt failed, with why (e.g. the store's directory is gone).
-        public var sinkFailure: String?
+        var sinkFailure: String?
 
-        public var tracesKept: Int { keptByPolicy.values.reduce(0, +) }
+        var tracesKept: Int { keptByPolicy.values.reduce(0, +) }
     }
 
     /// The end-of-run account.
-    public struct Summary: Sendable, Codable {
-        public var traces: Int
-        public var errorTraces: Int
-        public var slowTraces: Int
-        public var spansSent: Int
-        public var spansReceived: Int
-        public var distinctTraces: Int
-        public var bytesIn: Int
-        public var messagesRejected: Int
-        public var keptByPolicy: [String: Int]
-        public var tracesDropped: Int
-        public var errorTracesKept: Int
+    struct Summary: Sendable, Codable {
+        var traces: Int
+        var errorTraces: Int
+        var slowTraces: Int
+        var spansSent: Int
+        var spansReceived: Int
+        var distinctTraces: Int
+        var bytesIn: Int
+        var messagesRejected: Int
+        var keptByPolicy: [String: Int]
+        var tracesDropped: Int
+        var errorTracesKept: Int
         /// OTLP bytes of the kept traces.
-        public var bytesKept: Int
+        var bytesKept: Int
         /// Bytes the store's segments take on disk (zstd), when there is a store.
-        public var bytesStored: Int?
-        public var redSeries: Int
-        public var serviceGraphEdges: Int
-        public var exampleErrorTrace: String?
+        var bytesStored: Int?
+        var redSeries: Int
+        var serviceGraphEdges: Int
+        var exampleErrorTrace: String?
         /// Kept traces every sink acknowledged; fewer than kept when a sink failed to the end.
-        public var tracesStored: Int
+        var tracesStored: Int
         /// Why kept traces were left unstored, when some were.
-        public var sinkFailure: String?
+        var sinkFailure: String?
     }
 
     private let options: Options
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
 
-    public init(options: Options, logger: Logger) {
+    init(options: Options, logger: Logger) {
         self.options = options
         self.logger = logger
     }
 
-    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+    func requestStop() { stopRequested.store(true, ordering: .relaxed) }
 
     /// Runs the demo (blocking), calling `onStatus` about once a second.
-    public func run(onStatus: (Status) -> Void) throws -> Summary {
+    func run(onStatus: (Status) -> Void) throws -> Summary {
         let cluster = try KafkaMockCluster(brokers: 1, topics: [("otlp_spans", options.partitions)], logger: logger)
         // The clients (engine, producer) live in the call below and are gone before the cluster they
         // talk to (else they log its disappearance: "Disconnected").
@@ -140,7 +109,7 @@ public final class DemoSession: Sendable {
         configuration.statusInterval = .seconds(3600)  // the demo shows its own status
         configuration.statisticsInterval = .seconds(1)
         configuration.rulesPath = options.rulesPath
-        configuration.fallbackRules = RuleSet(configuration: try RuleFile.parse(Self.defaultRulesText, file: "default.yaml"), hash: "default")
+        configuration.fallbackRules = try DefaultRules.ruleSet()
         configuration.decisionWait = options.decisionWait
         configuration.httpAddress = options.httpAddress
         configuration.dataDirectory = options.dataDirectory
