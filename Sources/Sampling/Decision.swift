@@ -9,8 +9,24 @@ public enum PolicyDecision: Sendable, Equatable {
     /// A `drop` policy matched: the trace is dropped whatever else says.
     case dropped
 
-    /// Whether the decision leans to keeping (for `and`, `not`, `composite`, which see plain booleans).
+    /// Whether the decision leans to keeping (for `composite`, which samples on Sampled or
+    /// InvertSampled).
     var samples: Bool { self == .sampled || self == .invertSampled }
+
+    /// Whether `and` and `drop` count it as a refusal: NotSampled or InvertNotSampled (the collector's
+    /// and.go / drop.go; any other decision lets the combination go on).
+    var refuses: Bool { self == .notSampled || self == .invertNotSampled }
+
+    /// The collector's name for it (`eval --explain`).
+    public var name: String {
+        switch self {
+        case .notSampled: "NotSampled"
+        case .sampled: "Sampled"
+        case .invertSampled: "InvertSampled"
+        case .invertNotSampled: "InvertNotSampled"
+        case .dropped: "Dropped"
+        }
+    }
 }
 
 /// The final verdict on a trace.
@@ -22,11 +38,28 @@ public enum TraceDecision: Sendable, Equatable, Hashable {
     public var isKeep: Bool { if case .keep = self { true } else { false } }
 }
 
-/// Combines policy decisions with the collector's precedence:
-/// Dropped > InvertNotSampled > Sampled > InvertSampled > NotSampled.
+/// Which of the collector's precedence rules decided a trace (`eval --explain`).
+public enum PrecedenceRule: String, Sendable, Equatable {
+    /// A `drop` policy matched: dropped whatever else says.
+    case dropped = "Dropped wins"
+    /// An `invert_match` policy matched: dropped unless a drop already decided.
+    case invertNotSampled = "InvertNotSampled drops"
+    /// A policy sampled: kept by the first that did.
+    case sampled = "Sampled keeps"
+    /// Only `invert_match` policies that found no match sampled, and no policy said NotSampled.
+    case invertSampled = "InvertSampled keeps (no NotSampled)"
+    /// Nothing sampled (or InvertSampled was outvoted by a NotSampled).
+    case notSampled = "nothing sampled"
+}
+
+/// Combines policy decisions with the collector's precedence (its `makeDecision`):
+/// Dropped, then InvertNotSampled (both drop), then Sampled (keep, by the first policy that
+/// sampled), then InvertSampled — which keeps only when no policy returned NotSampled — and
+/// otherwise drop.
 public struct DecisionCombiner: Sendable {
     private var dropped = false
     private var invertNotSampled = false
+    private var notSampled = false
     private var sampledBy: String?
     private var invertSampledBy: String?
 
@@ -38,17 +71,24 @@ public struct DecisionCombiner: Sendable {
         case .invertNotSampled: invertNotSampled = true
         case .sampled: if sampledBy == nil { sampledBy = policy }
         case .invertSampled: if invertSampledBy == nil { invertSampledBy = policy }
-        case .notSampled: break
+        case .notSampled: notSampled = true
         }
     }
 
-    /// Whether no later decision can change the outcome any more (for `sample_on_first_match`).
+    /// Whether a policy sampled (for `sample_on_first_match`, which stops there).
     public var hasSample: Bool { sampledBy != nil }
+    /// Whether a drop policy matched: the collector stops evaluating there (later stateful policies,
+    /// such as rate limits, spend nothing on the trace).
+    public var isDropped: Bool { dropped }
 
-    public var result: TraceDecision {
-        if dropped || invertNotSampled { return .drop }
-        if let sampledBy { return .keep(policy: sampledBy) }
-        if let invertSampledBy { return .keep(policy: invertSampledBy) }
-        return .drop
+    public var result: TraceDecision { explained.decision }
+
+    /// The decision with the rule that made it.
+    public var explained: (decision: TraceDecision, rule: PrecedenceRule) {
+        if dropped { return (.drop, .dropped) }
+        if invertNotSampled { return (.drop, .invertNotSampled) }
+        if let sampledBy { return (.keep(policy: sampledBy), .sampled) }
+        if let invertSampledBy, !notSampled { return (.keep(policy: invertSampledBy), .invertSampled) }
+        return (.drop, .notSampled)
     }
 }

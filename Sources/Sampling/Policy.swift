@@ -117,14 +117,20 @@ indirect enum Evaluator: @unchecked Sendable {
             }
 
         case .and(let policies):
-            for policy in policies where !policy.evaluate(trace, now: now).samples { return .notSampled }
+            for policy in policies where policy.evaluate(trace, now: now).refuses { return .notSampled }
             return .sampled
 
         case .not(let policy):
-            return policy.evaluate(trace, now: now).samples ? .notSampled : .sampled
+            // Swaps Sampled and NotSampled only; the invert decisions (and Dropped) pass through, as
+            // the collector's not.go does.
+            switch policy.evaluate(trace, now: now) {
+            case .sampled: return .notSampled
+            case .notSampled: return .sampled
+            case let other: return other
+            }
 
         case .drop(let policies):
-            for policy in policies where !policy.evaluate(trace, now: now).samples { return .notSampled }
+            for policy in policies where policy.evaluate(trace, now: now).refuses { return .notSampled }
             return .dropped
 
         case .composite(let policies, let budget):

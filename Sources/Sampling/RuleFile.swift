@@ -333,10 +333,12 @@ struct RuleFileParser {
         case "numeric_attribute":
             allow(["key", "min_value", "max_value", "invert_match"])
             let key = requiredString(map, "key", config: config, policy: name)
-            let min = integer(map["min_value"], key: "min_value", policy: name, minimum: .min)
-            let max = integer(map["max_value"], key: "max_value", policy: name, minimum: .min)
+            // As in the collector, an explicit 0 is "not set": `min_value: 0` puts no lower bound
+            // (negative values match too), `max_value: 0` no upper bound.
+            let min = integer(map["min_value"], key: "min_value", policy: name, minimum: .min).flatMap { $0 == 0 ? nil : $0 }
+            let max = integer(map["max_value"], key: "max_value", policy: name, minimum: .min).flatMap { $0 == 0 ? nil : $0 }
             if min == nil && max == nil {
-                error(config, policy: name, "numeric_attribute needs min_value and/or max_value")
+                error(config, policy: name, "numeric_attribute needs a non-zero min_value and/or max_value (0 means \"not set\", as in the collector)")
             }
             if let min, let max, min > max {
                 error(map["min_value"], policy: name, "min_value (\(min)) is greater than max_value (\(max)); swap them")

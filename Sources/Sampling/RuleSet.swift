@@ -43,6 +43,7 @@ public final class RuleSet: Sendable {
         var combiner = DecisionCombiner()
         for policy in policies {
             combiner.add(policy.evaluate(trace, now: now), policy: policy.name)
+            if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
         return combiner.result

@@ -49,6 +49,10 @@ struct Check: ParsableCommand {
         do {
             let set = try RuleLoader.load(rules)
             print("\(rules): ok, \(set.policies.count) policies (\(set.policies.map(\.spec.name).joined(separator: ", "))), hash \(set.hash)")
+            // Behaviours tailgate keeps different from the collector on purpose: warned, not refused.
+            for difference in CollectorDifference.find(in: set.configuration) {
+                FileHandle.standardError.write(Data("\(rules): warning: \(difference)\n".utf8))
+            }
         } catch {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             FileHandle.standardError.write(Data("\(rules): \(error.errors.count) error(s); the running rules (if any) stay in force\n".utf8))
