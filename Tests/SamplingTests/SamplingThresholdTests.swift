@@ -1,0 +1,89 @@
+import OTLP
+import Sampling
+import Testing
+
+/// OTEP 235 thresholds, against the specification's own examples
+/// (opentelemetry-specification, trace/tracestate-probability-sampling.md: the 1-in-N table for
+/// precision 3, 4 and 5; the `th:0` rule; R ≥ T; adjusted count) and hand-computed values.
+@Suite struct SamplingThresholdTests {
+    /// (probability, thresholds at precision 3, 4, 5), copied from the specification's table.
+    static let table: [(Double, [String])] = [
+        (1e-06, ["ffffef4", "ffffef39", "ffffef391"]),
+        (1e-05, ["ffff584", "ffff583a", "ffff583a5"]),
+        (0.0001, ["fff972", "fff9724", "fff97247"]),
+        (0.001, ["ffbe7", "ffbe77", "ffbe76d"]),
+        (0.01, ["fd71", "fd70a", "fd70a4"]),
+        (0.0625, ["f", "f", "f"]),
+        (0.1, ["e66", "e666", "e6666"]),
+        (0.125, ["e", "e", "e"]),
+        (0.2, ["ccd", "cccd", "ccccd"]),
+        (0.25, ["c", "c", "c"]),
+        (1.0 / 3.0, ["aab", "aaab", "aaaab"]),
+        (0.5, ["8", "8", "8"]),
+        (1, ["0", "0", "0"]),
+    ]
+
+    @Test(arguments: 0..<13)
+    func theSpecificationsTable(row: Int) {
+        let (probability, expected) = Self.table[row]
+        for (index, precision) in [3, 4, 5].enumerated() {
+            #expect(SamplingThreshold(probability: probability, precision: precision).encoded == expected[index], "p=\(probability) precision \(precision)")
+        }
+    }
+
+    @Test func encodingParsingAndArithmetic() throws {
+        // th:c is 0xc0000000000000: probability 1/4, adjusted count 4 (by hand).
+        let c = try #require(SamplingThreshold(encoded: "c"))
+        #expect(c.value == 0xC0_0000_0000_0000)
+        #expect(c.probability == 0.25 && c.adjustedCount == 4)
+        #expect(c.encoded == "c")
+        #expect(SamplingThreshold(encoded: "c0")?.value == c.value, "trailing zeros are optional")
+        #expect(SamplingThreshold(encoded: "0") == .alwaysSample)
+        #expect(SamplingThreshold.alwaysSample.encoded == "0", "p = 1 is th:0")
+        #expect(SamplingThreshold(encoded: "fffffffffffffff") == nil, "15 digits")
+        #expect(SamplingThreshold(encoded: "C") == nil, "uppercase is not valid")
+        #expect(SamplingThreshold(encoded: "") == nil)
+        #expect(SamplingThreshold(value: 1 << 56) == nil)
+        // R ≥ T keeps: at the threshold itself, and not one below.
+        #expect(c.keeps(SamplingRandomness(value: 0xC0_0000_0000_0000)))
+        #expect(!c.keeps(SamplingRandomness(value: 0xBF_FFFF_FFFF_FFFF)))
+        // Randomness: rv is exactly 14 digits; without it, the trace id's low 56 bits.
+        #expect(SamplingRandomness(encoded: "7f000000000000")?.value == 0x7F_0000_0000_0000)
+        #expect(SamplingRandomness(encoded: "7f") == nil)
+        let id = try #require(TraceID(hex: "0af7651916cd43dd8448eb211c80319c"))
+        #expect(SamplingRandomness(traceID: id).value == 0x48_eb21_1c80_319c)
+        // A later stage keeping half of what th:8 (1/2) kept: 1/4, th:c.
+        #expect(try #require(SamplingThreshold(encoded: "8")).scaled(by: 0.5).encoded == "c")
+        #expect(c.scaled(by: 1) == c)
+    }
+
+    @Test func tracestateIsRaisedNeverLoweredAndOtherEntriesKept() {
+        let c = SamplingThreshold(probability: 0.25)
+        // No tracestate: an ot entry is added.
+        #expect(TraceStateThreshold.raise("", to: c) == .changed("ot=th:c"))
+        // Other vendors' entries stay, in order; a new ot entry goes first (W3C adds on the left).
+        #expect(TraceStateThreshold.raise("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", to: c) == .changed("ot=th:c,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"))
+        // An existing ot entry keeps its place and its other sub-keys; th is replaced in place.
+        #expect(TraceStateThreshold.raise("congo=x,ot=th:8;rv:7f000000000000;x:y", to: c) == .changed("congo=x,ot=th:c;rv:7f000000000000;x:y"))
+        // th is added first when the entry had none.
+        #expect(TraceStateThreshold.raise("ot=rv:7f000000000000", to: c) == .changed("ot=th:c;rv:7f000000000000"))
+        // Never lowered: th:e (1/8) stays against c (1/4); equal stays.
+        #expect(TraceStateThreshold.raise("ot=th:e", to: c) == .unchanged)
+        #expect(TraceStateThreshold.raise("ot=th:c", to: c) == .unchanged)
+        // Probability 1 sets nothing.
+        #expect(TraceStateThreshold.raise("ot=th:8", to: .alwaysSample) == .unchanged)
+        #expect(TraceStateThreshold.raise("", to: .alwaysSample) == .unchanged)
+        // Malformed ot values are left alone.
+        #expect(TraceStateThreshold.raise("ot=th:zz", to: c) == .invalid)
+        #expect(TraceStateThreshold.raise("ot=rv:123", to: c) == .invalid)
+        #expect(TraceStateThreshold.raise("ot=th", to: c) == .invalid)
+        #expect(TraceStateThreshold.raise("=x", to: c) == .invalid)
+        // 32 entries and no ot: no room for one more.
+        let full = (0..<32).map { "k\($0)=v" }.joined(separator: ",")
+        #expect(TraceStateThreshold.raise(Substring(full), to: c) == .invalid)
+        // Reading.
+        #expect(TraceStateThreshold.threshold("a=b, ot=th:8;rv:7f000000000000") == SamplingThreshold(encoded: "8"))
+        #expect(TraceStateThreshold.randomness("ot=th:8;rv:7f000000000000")?.value == 0x7F_0000_0000_0000)
+        #expect(TraceStateThreshold.threshold("ot=th:xyz") == nil)
+    }
+}
