@@ -41,6 +41,8 @@ indirect enum Evaluator: @unchecked Sendable {
     case latency(thresholdMs: Int64, upperThresholdMs: Int64)
     case numeric(key: AttributeKeyID?, min: Int64, max: Int64, invert: Bool)
     case probabilistic(threshold: UInt64, salt: String)
+    /// OTEP 235 consistent sampling on the trace's randomness.
+    case consistent(mode: ProbabilisticMode, probability: Double, precision: Int)
     case statusCode(Set<StatusCode>)
     case string(key: AttributeKeyID?, matcher: StringMatcher, invert: Bool)
     case rateLimiting(TokenBucket)
@@ -76,6 +78,12 @@ indirect enum Evaluator: @unchecked Sendable {
 
         case .probabilistic(let threshold, let salt):
             return ProbabilisticHash.hash(salt: salt, traceID: trace.traceID) <= threshold ? .sampled : .notSampled
+
+        case .consistent(let mode, let probability, let precision):
+            guard probability > 0 else { return .notSampled }
+            let own = SamplingThreshold(probability: probability, precision: precision)
+            let threshold = mode == .proportional ? trace.incomingThreshold.scaled(by: probability, precision: precision) : own
+            return threshold.keeps(trace.samplingRandomness) ? .sampled : .notSampled
 
         case .statusCode(let codes):
             return trace.spans.contains { codes.contains($0.statusCode) } ? .sampled : .notSampled

@@ -17,13 +17,26 @@ public struct PolicySpec: Sendable, Equatable {
     func sameBehaviour(as other: PolicySpec) -> Bool { name == other.name && kind.sameBehaviour(as: other.kind) }
 }
 
+/// How a `probabilistic` policy decides (the collector's probabilistic_sampler mode names).
+public enum ProbabilisticMode: String, Sendable, Equatable, CaseIterable {
+    /// The tail_sampling hash, bit for bit: FNV-1a of the salt and the trace id.
+    case hashSeed = "hash_seed"
+    /// OTEP 235: keep when the trace's randomness R ≥ the threshold of (incoming probability × p).
+    case proportional
+    /// OTEP 235: keep when R ≥ the threshold of p (spans sampled at a lower probability upstream
+    /// keep theirs).
+    case equalizing
+}
+
 /// Every policy type of the collector's tail_sampling processor except `ottl_condition`.
 public indirect enum PolicyKind: Sendable, Equatable {
     case alwaysSample
     /// Trace duration (latest end − earliest start) in milliseconds; `upper` 0 means no upper bound.
     case latency(thresholdMs: Int64, upperThresholdMs: Int64)
     case numericAttribute(key: String, min: Int64, max: Int64, invertMatch: Bool)
-    case probabilistic(samplingPercentage: Double, hashSalt: String)
+    /// `mode` as the collector's probabilistic_sampler names them; `precision`: hex digits of the
+    /// `ot=th` written on kept spans.
+    case probabilistic(samplingPercentage: Double, hashSalt: String, mode: ProbabilisticMode = .hashSeed, precision: Int = 4)
     case statusCode([StatusCode])
     case stringAttribute(key: String, values: [String], regex: Bool, cacheMaxSize: Int, invertMatch: Bool)
     case rateLimiting(spansPerSecond: Int64)

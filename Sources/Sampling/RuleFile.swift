@@ -348,7 +348,7 @@ struct RuleFileParser {
             return .numericAttribute(key: key, min: min ?? .min, max: max ?? .max, invertMatch: invert)
 
         case "probabilistic":
-            allow(["sampling_percentage", "hash_salt"])
+            allow(["sampling_percentage", "hash_salt", "mode", "sampling_precision"])
             guard let node = map["sampling_percentage"] else {
                 error(config, policy: name, "probabilistic needs sampling_percentage (0–100)")
                 return nil
@@ -358,7 +358,23 @@ struct RuleFileParser {
                 return nil
             }
             let salt = map["hash_salt"].flatMap(\.string) ?? ""
-            return .probabilistic(samplingPercentage: percentage, hashSalt: salt)
+            var mode = ProbabilisticMode.hashSeed
+            if let node = map["mode"] {
+                guard let parsed = node.string.flatMap(ProbabilisticMode.init(rawValue:)) else {
+                    error(node, policy: name, "mode must be hash_seed, proportional or equalizing, got \"\(node.string ?? "")\"")
+                    return nil
+                }
+                mode = parsed
+            }
+            let precision = integer(map["sampling_precision"], key: "sampling_precision", policy: name, minimum: 1) ?? 4
+            guard precision <= 14 else {
+                error(map["sampling_precision"], policy: name, "sampling_precision is 1 to 14 hex digits, got \(precision)")
+                return nil
+            }
+            if mode != .hashSeed && !salt.isEmpty {
+                error(map["hash_salt"], policy: name, "hash_salt applies to mode hash_seed only; \(mode.rawValue) uses the trace's randomness (rv or trace id)")
+            }
+            return .probabilistic(samplingPercentage: percentage, hashSalt: salt, mode: mode, precision: Int(precision))
 
         case "status_code":
             allow(["status_codes"])

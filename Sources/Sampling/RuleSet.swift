@@ -39,6 +39,21 @@ public final class RuleSet: Sendable {
     }
 
     /// Decides a whole trace with the collector's precedence; `now` feeds the rate limiters.
+    /// The `ot=th` a trace kept by `policy` leaves with (OTEP 235), when that policy is a top-level
+    /// `probabilistic` one: its probability's threshold (`hash_seed`, `equalizing`), or the incoming
+    /// threshold scaled by it (`proportional`). Each span's own threshold is raised to it, never lowered.
+    public func samplingThreshold(for trace: TraceData, keptBy policy: String) -> SamplingThreshold? {
+        guard let spec = policies.first(where: { $0.name == policy })?.spec,
+            case .probabilistic(let percentage, _, let mode, let precision) = spec.kind
+        else { return nil }
+        let p = percentage / 100
+        guard p > 0 else { return nil }
+        switch mode {
+        case .hashSeed, .equalizing: return SamplingThreshold(probability: p, precision: precision)
+        case .proportional: return trace.incomingThreshold.scaled(by: p, precision: precision)
+        }
+    }
+
     public func decide(_ trace: TraceData, now: UInt64) -> TraceDecision {
         var combiner = DecisionCombiner()
         for policy in policies {
@@ -58,10 +73,12 @@ public final class RuleSet: Sendable {
             evaluator = .latency(thresholdMs: threshold, upperThresholdMs: upper)
         case .numericAttribute(let key, let min, let max, let invert):
             evaluator = .numeric(key: selection.id(of: key), min: min, max: max, invert: invert)
-        case .probabilistic(let percentage, let salt):
+        case .probabilistic(let percentage, let salt, .hashSeed, _):
             evaluator = .probabilistic(
                 threshold: ProbabilisticHash.threshold(samplingPercentage: percentage),
                 salt: salt.isEmpty ? ProbabilisticHash.defaultSalt : salt)
+        case .probabilistic(let percentage, _, let mode, let precision):
+            evaluator = .consistent(mode: mode, probability: percentage / 100, precision: precision)
         case .statusCode(let codes):
             evaluator = .statusCode(Set(codes))
         case .stringAttribute(let key, let values, let regex, let cacheSize, let invert):

@@ -249,3 +249,25 @@ func hexDigit(_ byte: UInt8) -> UInt8? {
     default: nil
     }
 }
+
+extension TraceData {
+    /// The trace's randomness: the first span's valid `rv`, else the trace id's low 56 bits.
+    public var samplingRandomness: SamplingRandomness {
+        for span in spans where span.traceState.count > 0 {
+            if let rv = withBytes(span.traceState, { TraceStateThreshold.randomness(Substring(decoding: $0, as: UTF8.self)) }) { return rv }
+        }
+        return SamplingRandomness(traceID: traceID)
+    }
+
+    /// The threshold the trace arrived with: its root span's `th`, else the highest `th` among its
+    /// spans (the most selective earlier stage), else 0 (sampled with probability 1).
+    public var incomingThreshold: SamplingThreshold {
+        var highest = SamplingThreshold.alwaysSample
+        for span in spans where span.traceState.count > 0 {
+            guard let th = withBytes(span.traceState, { TraceStateThreshold.threshold(Substring(decoding: $0, as: UTF8.self)) }) else { continue }
+            if span.parentSpanID == .zero { return th }
+            highest = max(highest, th)
+        }
+        return highest
+    }
+}

@@ -87,3 +87,61 @@ import Testing
         #expect(TraceStateThreshold.threshold("ot=th:xyz") == nil)
     }
 }
+
+/// The probabilistic policy's OTEP 235 modes decide on the trace's randomness (R ≥ T), consistently
+/// by trace id; the expected outcomes are worked out by hand from the thresholds.
+@Suite struct ProbabilisticModeTests {
+    /// A one-span trace whose id's low 56 bits are `randomness`.
+    func trace(_ set: RuleSet, randomness: UInt64, traceState: String = "") throws -> TraceData {
+        try makeTrace([TestSpan(traceState: traceState, root: true)], traceID: TraceID(high: 0xABCD, low: randomness), selection: set.selection)
+    }
+
+    @Test func equalizingKeepsWhenRandomnessReachesTheThreshold() throws {
+        let set = try rules("policies: [{name: quarter, type: probabilistic, probabilistic: {sampling_percentage: 25, mode: equalizing}}]")
+        // 25% → th:c = 0xc0000000000000.
+        #expect(set.decide(try trace(set, randomness: 0xC0_0000_0000_0000), now: 0) == .keep(policy: "quarter"))
+        #expect(set.decide(try trace(set, randomness: 0xFF_FFFF_FFFF_FFFF), now: 0) == .keep(policy: "quarter"))
+        #expect(set.decide(try trace(set, randomness: 0xBF_FFFF_FFFF_FFFF), now: 0) == .drop)
+        // The high 8 bits of the id's low half are not randomness.
+        #expect(set.decide(try trace(set, randomness: 0xFF00_0000_0000_0000), now: 0) == .drop)
+        // rv wins over the trace id.
+        #expect(set.decide(try trace(set, randomness: 0, traceState: "ot=rv:c0000000000000"), now: 0) == .keep(policy: "quarter"))
+        #expect(set.decide(try trace(set, randomness: 0xFF_FFFF_FFFF_FFFF, traceState: "ot=rv:10000000000000"), now: 0) == .drop)
+        let kept = try trace(set, randomness: 0xC0_0000_0000_0000)
+        #expect(set.samplingThreshold(for: kept, keptBy: "quarter")?.encoded == "c")
+    }
+
+    @Test func proportionalMultipliesTheIncomingProbability() throws {
+        let set = try rules("policies: [{name: half, type: probabilistic, probabilistic: {sampling_percentage: 50, mode: proportional}}]")
+        // Head-sampled at 1/2 (th:8), then 1/2 here: 1/4, th:c.
+        let between = try trace(set, randomness: 0xB0_0000_0000_0000, traceState: "ot=th:8")
+        #expect(set.decide(between, now: 0) == .drop, "R = 0xb0… passes th:8 but not th:c")
+        let above = try trace(set, randomness: 0xC8_0000_0000_0000, traceState: "ot=th:8")
+        #expect(set.decide(above, now: 0) == .keep(policy: "half"))
+        #expect(set.samplingThreshold(for: above, keptBy: "half")?.encoded == "c")
+        // Without an incoming threshold, proportional is p itself: th:8.
+        let plain = try trace(set, randomness: 0x90_0000_0000_0000)
+        #expect(set.decide(plain, now: 0) == .keep(policy: "half"))
+        #expect(set.samplingThreshold(for: plain, keptBy: "half")?.encoded == "8")
+        // Equalizing at the same 50% keeps the 0xb0… trace: th:8 only.
+        let equalizing = try rules("policies: [{name: half, type: probabilistic, probabilistic: {sampling_percentage: 50, mode: equalizing}}]")
+        #expect(equalizing.decide(try trace(equalizing, randomness: 0xB0_0000_0000_0000, traceState: "ot=th:8"), now: 0) == .keep(policy: "half"))
+    }
+
+    @Test func hashSeedStaysTheCollectorsHashAndWritesItsThreshold() throws {
+        let set = try rules("policies: [{name: tenth, type: probabilistic, probabilistic: {sampling_percentage: 10, sampling_precision: 3}}]")
+        let kept = try trace(set, randomness: 1)
+        #expect(set.samplingThreshold(for: kept, keptBy: "tenth")?.encoded == "e66", "the specification's 1-in-10 at precision 3")
+        #expect(set.samplingThreshold(for: kept, keptBy: "other") == nil)
+    }
+
+    @Test func modesAreValidatedWithLocatedErrors() {
+        func errors(_ yaml: String) -> String {
+            do { _ = try RuleFile.parse(yaml, file: "r.yaml"); return "" } catch { return error.description }
+        }
+        #expect(errors("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, mode: fancy}}]").contains("mode must be hash_seed, proportional or equalizing"))
+        #expect(errors("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, sampling_precision: 15}}]").contains("sampling_precision is 1 to 14"))
+        #expect(errors("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, mode: equalizing, hash_salt: x}}]").contains("hash_salt applies to mode hash_seed only"))
+        #expect(errors("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, mode: proportional, sampling_precision: 6}}]").isEmpty)
+    }
+}
