@@ -204,7 +204,10 @@ public final class Engine: Sendable {
                     deadLetter: deadLetter, logger: logger))
         }
         if let kept { sinks = [kept] }
-        let fanOut = KeptTraceFanOut(sinks: sinks, redactor: { rules.rules.redactor }, observer: observeKept, logger: logger)
+        let fanOut = KeptTraceFanOut(
+            sinks: sinks, redactor: { rules.rules.redactor },
+            threshold: { trace, policy in rules.rules.samplingThreshold(for: trace, keptBy: policy) }, observer: observeKept,
+            logger: logger)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, fanOut: fanOut,

@@ -14,6 +14,10 @@ public final class KeptTraceFanOut: Sendable {
     public let sinks: [any TraceSink]
     /// The running rules' redaction (it follows reloads); nil: none.
     private let redactor: @Sendable () -> Redactor?
+    /// The `ot=th` a kept trace leaves with (OTEP 235), by the running rules; nil: left as it came.
+    private let threshold: @Sendable (TraceData, String) -> SamplingThreshold?
+    /// Spans whose tracestate could not carry the threshold (malformed `ot`, no room): sent as they came.
+    private let tracestateInvalid = Atomic<Int>(0)
     private let observer: (@Sendable (TraceData, String) -> Void)?
     private let logger: Logger
     private let redactions = Mutex(Redactor.Counts())
@@ -25,10 +29,12 @@ public final class KeptTraceFanOut: Sendable {
     ///   - observer: sees every kept trace (on a shard thread) before the sinks do.
     public init(
         sinks: [any TraceSink], redactor: @escaping @Sendable () -> Redactor? = { nil },
+        threshold: @escaping @Sendable (TraceData, String) -> SamplingThreshold? = { _, _ in nil },
         observer: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
     ) {
         self.sinks = sinks
         self.redactor = redactor
+        self.threshold = threshold
         self.observer = observer
         self.logger = logger
     }
@@ -75,7 +81,7 @@ public final class KeptTraceFanOut: Sendable {
             countStored()
             return
         }
-        guard let request = redacted(trace.exportRequest(policy: policy), traceID: trace.traceID) else {
+        guard let request = redacted(encode(trace, policy: policy), traceID: trace.traceID) else {
             // Never sent unredacted; acknowledged so that it does not hold its partition forever.
             for index in sinks.indices { acknowledged(index) }
             return
@@ -86,6 +92,22 @@ public final class KeptTraceFanOut: Sendable {
             sink.send(encoded) {
                 acknowledged(index)
                 countdown.tick()
+            }
+        }
+    }
+
+    /// The trace's request: spans byte for byte with `tailgate.policy`, and — when a probabilistic
+    /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
+    private func encode(_ trace: TraceData, policy: String) -> [UInt8] {
+        guard let threshold = threshold(trace, policy) else { return trace.exportRequest(policy: policy) }
+        return trace.exportRequest(policy: policy) { [self] index in
+            let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }
+            switch TraceStateThreshold.raise(current, to: threshold) {
+            case .changed(let raised): return raised
+            case .unchanged: return nil
+            case .invalid:
+                tracestateInvalid.add(1, ordering: .relaxed)
+                return nil
             }
         }
     }
@@ -146,6 +168,10 @@ public final class KeptTraceFanOut: Sendable {
         out.sample("tailgate_redactions_total", [("action", "delete")], done.deleted)
         out.sample("tailgate_redactions_total", [("action", "hash")], done.hashed)
         out.sample("tailgate_redactions_total", [("action", "mask")], done.masked)
+        out.counter(
+            "tailgate_tracestate_invalid_total",
+            "Kept spans whose tracestate could not carry the sampling threshold (malformed ot entry, or 32 entries already): sent as they came.",
+            tracestateInvalid.load(ordering: .relaxed))
         out.counter(
             "tailgate_redaction_failures_total", "Kept traces not sent because their redaction failed (never sent unredacted).",
             redactionFailures.load(ordering: .relaxed))

@@ -258,7 +258,10 @@ extension TraceData {
     /// The trace's spans as one OTLP `ExportTraceServiceRequest`, each span byte for byte under the
     /// resource and scope it was sent with; with `policy`, each span also carries the attribute
     /// `tailgate.policy` (appended after its received bytes: a repeated field may come anywhere).
-    public func exportRequest(policy: String? = nil) -> [UInt8] {
+    /// `traceState`: a replacement W3C tracestate per span index (nil: the span keeps its own),
+    /// appended as a second `trace_state` field, which protobuf readers take over the first (the last
+    /// occurrence of a singular field wins), so every received byte of the span stays as it was.
+    public func exportRequest(policy: String? = nil, traceState: ((Int) -> String?)? = nil) -> [UInt8] {
         var attribute: [UInt8] = []
         if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
         var writer = ProtoWriter()
@@ -272,13 +275,19 @@ extension TraceData {
             if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(1, $0) } }
             let current = spans[index].envelope
             while index < spans.count && spans[index].envelope == current {
-                if attribute.isEmpty {
+                var suffix = attribute
+                if let replacement = traceState?(index) {
+                    var field = ProtoWriter()
+                    field.writeStringField(3, replacement)
+                    suffix += field.bytes
+                }
+                if suffix.isEmpty {
                     withBytes(spans[index].encoded) { writer.writeBytesField(2, $0) }
                 } else {
                     writer.writeTag(field: 2, wireType: 2)
-                    writer.writeVarint(UInt64(spans[index].encoded.count) + UInt64(attribute.count))
+                    writer.writeVarint(UInt64(spans[index].encoded.count) + UInt64(suffix.count))
                     withBytes(spans[index].encoded) { writer.bytes.append(contentsOf: $0) }
-                    writer.bytes.append(contentsOf: attribute)
+                    writer.bytes.append(contentsOf: suffix)
                 }
                 index += 1
             }

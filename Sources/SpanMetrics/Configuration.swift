@@ -1,3 +1,13 @@
+/// How much a span counts in the span metrics.
+public enum SpanMultiplier: String, Sendable, Equatable, CaseIterable {
+    /// Every span counts 1.
+    case none
+    /// A span counts its incoming adjusted count: 2^56 / (2^56 − T) for the `th` of its `ot`
+    /// tracestate entry (head sampling upstream), 1 without one — as Tempo's metrics-generator does
+    /// with `enable_tracestate_span_multiplier`. Calls, sizes and latency histograms are weighted.
+    case tracestate
+}
+
 /// How RED and service-graph metrics are derived: buckets, extra dimensions, cardinality bounds.
 public struct SpanMetricsConfiguration: Sendable, Equatable {
     /// Grafana Tempo's metrics-generator default: 0.002 s × 2^k for k = 0…13 (2 ms … 16.384 s).
@@ -12,6 +22,8 @@ public struct SpanMetricsConfiguration: Sendable, Equatable {
     public var maxSeriesPerMetric: Int
     /// Rewrites of span names that embed ids (`/users/123` → `/users/{id}`), applied in order.
     public var spanNameRewrites: [SpanNameRewrite]
+    /// How much each span counts in the span metrics (Tempo's `enable_tracestate_span_multiplier`).
+    public var spanMultiplier: SpanMultiplier = .none
 
     public init(
         latencyBuckets: [Double] = SpanMetricsConfiguration.defaultLatencyBuckets, dimensions: [String] = [],

@@ -148,6 +148,32 @@ public struct MetricsWriter: Sendable {
         sample(name + "_count", labels, cumulative)
     }
 
+    /// A histogram whose bucket counts are weighted (a span multiplier): the same lines, with
+    /// floating-point counts.
+    public mutating func histogram(
+        _ name: String, _ labels: [(String, String)], bounds: [Double], weightedCounts counts: some Collection<Double>, sum: Double,
+        exemplars: [Exemplar?]? = nil
+    ) {
+        var cumulative: Double = 0
+        var labelsWithLe = labels
+        labelsWithLe.append(("le", ""))
+        for (index, count) in counts.enumerated() {
+            cumulative += count
+            labelsWithLe[labelsWithLe.count - 1].1 = index < bounds.count ? Self.number(bounds[index]) : "+Inf"
+            text += name
+            text += "_bucket"
+            writeLabels(labelsWithLe)
+            text += " "
+            text += Self.number(cumulative)
+            if format == .openMetrics, let exemplars, index < exemplars.count, let exemplar = exemplars[index] {
+                writeExemplar(exemplar)
+            }
+            text += "\n"
+        }
+        sample(name + "_sum", labels, sum)
+        sample(name + "_count", labels, cumulative)
+    }
+
     /// Ends the exposition (`# EOF` in OpenMetrics).
     public mutating func finish() {
         if format == .openMetrics { text += "# EOF\n" }

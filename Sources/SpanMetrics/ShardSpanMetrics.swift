@@ -36,6 +36,12 @@ public struct ShardSpanMetrics: Sendable {
 
     var stats: [SeriesStats] = []
     var latencyCounts: [UInt64] = []
+    /// With a span multiplier: calls, sizes and bucket counts weighted by each span's adjusted count
+    /// (empty otherwise; the latency sums above are weighted then).
+    let weighted: Bool
+    var weightedCalls: [Double] = []
+    var weightedSizes: [Double] = []
+    var weightedLatencyCounts: [Double] = []
     var latencyExemplars: [Exemplar?] = []
 
     // Service graph, by global edge index.
@@ -80,6 +86,15 @@ public struct ShardSpanMetrics: Sendable {
             networkPeerAddress: selection.id(of: "network.peer.address"), networkPeerPort: selection.id(of: "network.peer.port"),
             dbName: selection.id(of: "db.name"), dbNamespace: selection.id(of: "db.namespace"), dbSystem: selection.id(of: "db.system"))
         localCacheLimit = configuration.maxSeriesPerMetric * 4 + 1024
+        weighted = configuration.spanMultiplier == .tracestate
+    }
+
+    /// A span's incoming adjusted count (1 without a valid `ot=th`).
+    @inline(__always)
+    private func multiplier(_ view: TraceView, _ span: BufferedSpan) -> Double {
+        guard span.traceState.count > 0, Int(span.traceState.offset) + Int(span.traceState.count) <= view.payload.count else { return 1 }
+        let bytes = UnsafeRawBufferPointer(rebasing: view.payload[Int(span.traceState.offset)..<(Int(span.traceState.offset) + Int(span.traceState.count))])
+        return TraceStateThreshold.threshold(Substring(decoding: bytes, as: UTF8.self))?.adjustedCount ?? 1
     }
 
     // MARK: Recording
@@ -159,8 +174,16 @@ public struct ShardSpanMetrics: Sendable {
         let base = series * bucketCount
         stats[series].calls &+= 1
         stats[series].size &+= UInt64(span.encoded.count)
-        stats[series].latencySum += Double(duration) / 1e9
         latencyCounts[base + bucket] &+= 1
+        if weighted {
+            let weight = multiplier(view, span)
+            weightedCalls[series] += weight
+            weightedSizes[series] += weight * Double(span.encoded.count)
+            weightedLatencyCounts[base + bucket] += weight
+            stats[series].latencySum += weight * Double(duration) / 1e9
+        } else {
+            stats[series].latencySum += Double(duration) / 1e9
+        }
         if kept {
             latencyExemplars[base + bucket] = Exemplar(
                 traceID: view.traceID, spanID: span.spanID, value: Double(duration) / 1e9, timestampMillis: wallClockMillis)
@@ -356,6 +379,11 @@ public struct ShardSpanMetrics: Sendable {
             while stats.count <= index {
                 stats.append(SeriesStats())
                 latencyCounts.append(contentsOf: repeatElement(0, count: bucketCount))
+                if weighted {
+                    weightedCalls.append(0)
+                    weightedSizes.append(0)
+                    weightedLatencyCounts.append(contentsOf: repeatElement(0, count: bucketCount))
+                }
                 latencyExemplars.append(contentsOf: repeatElement(nil, count: bucketCount))
             }
         case .serviceGraph:

@@ -37,6 +37,10 @@ public final class SpanMetricsHub: Sendable {
         public var latencyCounts: [UInt64] = []
         public var latencySums: [Double] = []
         public var latencyExemplars: [Exemplar?] = []
+        /// With a span multiplier: the weighted calls, sizes and bucket counts (else empty).
+        public var weightedCalls: [Double] = []
+        public var weightedSizes: [Double] = []
+        public var weightedLatencyCounts: [Double] = []
         public var requests: [UInt64] = []
         public var failed: [UInt64] = []
         public var clientCounts: [UInt64] = []
@@ -82,6 +86,12 @@ public final class SpanMetricsHub: Sendable {
         totals.latencySums = Array(repeating: 0, count: spanSeries)
         totals.latencyCounts = Array(repeating: 0, count: spanSeries * bucketCount)
         totals.latencyExemplars = Array(repeating: nil, count: spanSeries * bucketCount)
+        let weighted = configuration.spanMultiplier == .tracestate
+        if weighted {
+            totals.weightedCalls = Array(repeating: 0, count: spanSeries)
+            totals.weightedSizes = Array(repeating: 0, count: spanSeries)
+            totals.weightedLatencyCounts = Array(repeating: 0, count: spanSeries * bucketCount)
+        }
         totals.requests = Array(repeating: 0, count: edges)
         totals.failed = Array(repeating: 0, count: edges)
         totals.clientSums = Array(repeating: 0, count: edges)
@@ -99,6 +109,11 @@ public final class SpanMetricsHub: Sendable {
                     totals.latencySums[index] += shard.stats[index].latencySum
                 }
                 add(shard.latencyCounts, into: &totals.latencyCounts)
+                if weighted {
+                    add(shard.weightedCalls, into: &totals.weightedCalls)
+                    add(shard.weightedSizes, into: &totals.weightedSizes)
+                    add(shard.weightedLatencyCounts, into: &totals.weightedLatencyCounts)
+                }
                 latest(shard.latencyExemplars, into: &totals.latencyExemplars)
                 add(shard.requests, into: &totals.requests)
                 add(shard.failed, into: &totals.failed)
@@ -127,18 +142,33 @@ public final class SpanMetricsHub: Sendable {
 
         out.family("traces_spanmetrics_calls_total", .counter, "Spans, before sampling, by service, span name, kind and status.")
         for (index, values) in totals.spanLabels.enumerated() {
-            out.sample("traces_spanmetrics_calls_total", labels(spanLabelNames, values), totals.calls[index])
+            if totals.weightedCalls.isEmpty {
+                out.sample("traces_spanmetrics_calls_total", labels(spanLabelNames, values), totals.calls[index])
+            } else {
+                out.sample("traces_spanmetrics_calls_total", labels(spanLabelNames, values), totals.weightedCalls[index])
+            }
         }
         out.family("traces_spanmetrics_latency", .histogram, "Span duration in seconds, before sampling; exemplars are kept traces.")
         for (index, values) in totals.spanLabels.enumerated() {
             let range = (index * bucketCount)..<((index + 1) * bucketCount)
-            out.histogram(
-                "traces_spanmetrics_latency", labels(spanLabelNames, values), bounds: bounds, counts: totals.latencyCounts[range],
-                sum: totals.latencySums[index], exemplars: Array(totals.latencyExemplars[range]))
+            if totals.weightedLatencyCounts.isEmpty {
+                out.histogram(
+                    "traces_spanmetrics_latency", labels(spanLabelNames, values), bounds: bounds, counts: totals.latencyCounts[range],
+                    sum: totals.latencySums[index], exemplars: Array(totals.latencyExemplars[range]))
+            } else {
+                out.histogram(
+                    "traces_spanmetrics_latency", labels(spanLabelNames, values), bounds: bounds,
+                    weightedCounts: totals.weightedLatencyCounts[range], sum: totals.latencySums[index],
+                    exemplars: Array(totals.latencyExemplars[range]))
+            }
         }
         out.family("traces_spanmetrics_size_total", .counter, "Encoded bytes of spans, before sampling.")
         for (index, values) in totals.spanLabels.enumerated() {
-            out.sample("traces_spanmetrics_size_total", labels(spanLabelNames, values), totals.sizes[index])
+            if totals.weightedSizes.isEmpty {
+                out.sample("traces_spanmetrics_size_total", labels(spanLabelNames, values), totals.sizes[index])
+            } else {
+                out.sample("traces_spanmetrics_size_total", labels(spanLabelNames, values), totals.weightedSizes[index])
+            }
         }
 
         let edgeNames = ["client", "server", "connection_type"]

@@ -94,6 +94,9 @@ struct Run: ParsableCommand {
     @Option(help: "Series per span-derived metric family; beyond it samples fold into one __overflow__ series.")
     var metricsMaxSeries: Int = 10_000
 
+    @Option(help: "How much each span counts in traces_spanmetrics_*: none, or tracestate (its incoming OTEP 235 adjusted count, 2^56/(2^56-th), as Tempo's enable_tracestate_span_multiplier).")
+    var metricsSpanMultiplier: String = "none"
+
     @Option(name: .customLong("span-name-rewrite"), help: "Rewrite span names for metrics, PATTERN=>REPLACEMENT (repeatable, in order), e.g. '/users/[0-9]+=>/users/{id}'.")
     var spanNameRewrites: [String] = []
 
@@ -152,6 +155,10 @@ struct Run: ParsableCommand {
         configuration.adminToken = (adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 }
         configuration.spanMetrics.dimensions = metricsDimensions
         configuration.spanMetrics.maxSeriesPerMetric = metricsMaxSeries
+        guard let multiplier = SpanMultiplier(rawValue: metricsSpanMultiplier) else {
+            throw ConfigurationError("--metrics-span-multiplier: '\(metricsSpanMultiplier)' is not none or tracestate")
+        }
+        configuration.spanMetrics.spanMultiplier = multiplier
         if let metricsLatencyBuckets {
             configuration.spanMetrics.latencyBuckets = try parseBuckets(metricsLatencyBuckets)
         }

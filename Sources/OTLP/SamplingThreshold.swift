@@ -1,4 +1,4 @@
-public import OTLP
+
 
 /// A consistent-probability sampling threshold (OpenTelemetry's OTEP 235, the `th` sub-key of the
 /// `ot` tracestate entry): a 56-bit rejection threshold T. A span or trace with randomness R is kept
