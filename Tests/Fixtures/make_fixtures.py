@@ -243,6 +243,21 @@ class DogBook:
                                      kind=SpanKind.CONSUMER, start_time=t + 20 * MS)
         consumer.end(end_time=t + 21 * MS)
 
+    def head_sampled(self, t):
+        """A trace an upstream head sampler kept at 1/2 (OTEP 235: `ot=th:8` with explicit randomness
+        `rv`), continued from a remote parent whose tracestate also carries another vendor's entry:
+        the SDK propagates the tracestate to every span it creates in the trace."""
+        state = TraceState([("ot", "th:8;rv:d3f00000000000"), ("dogbook", "tier-gold")])
+        remote = trace_api.SpanContext(trace_id=0x5B8EFFF798038103D269B633813FC60C, span_id=0xEEE19B7EC3C1B174,
+                                       is_remote=True, trace_flags=trace_api.TraceFlags(1), trace_state=state)
+        ctx = trace_api.NonRecordingSpan(remote)
+        server = self.span("api-gateway", "GET /api/v1/feed", SpanKind.SERVER, t, 120, parent=ctx,
+                           attributes={"http.request.method": "GET", "http.route": "/api/v1/feed"})
+        client = self.span("api-gateway", "dogbook.Feed/GetFeed", SpanKind.CLIENT, t + 2 * MS, 100, parent=server,
+                           attributes={"rpc.system": "grpc", "rpc.service": "dogbook.Feed", "rpc.method": "GetFeed"})
+        self.span("feed-service", "dogbook.Feed/GetFeed", SpanKind.SERVER, t + 4 * MS, 95, parent=client,
+                  attributes={"rpc.system": "grpc", "rpc.service": "dogbook.Feed", "rpc.method": "GetFeed"})
+
     def take(self):
         spans = list(self.exporter.get_finished_spans())
         self.exporter.clear()
@@ -378,7 +393,14 @@ def main():
     write("many_traces.json", otlp_json(ExportTraceServiceRequest.FromString(many), integer_enums=False))
     write("many_traces.expected.json", json.dumps(expectations(many), indent=1, ensure_ascii=False).encode())
 
-    # 3. Benchmark corpus: one trace per message, length-prefixed (4-byte big-endian) records.
+    # 3. A head-sampled trace (OTEP 235 tracestate), one message.
+    dogbook = DogBook(seed=6)
+    dogbook.head_sampled(T0 + 4000 * MS)
+    head = encode_spans(dogbook.take()).SerializeToString(deterministic=True)
+    write("head_sampled.pb", head)
+    write("head_sampled.expected.json", json.dumps(expectations(head), indent=1, ensure_ascii=False).encode())
+
+    # 4. Benchmark corpus: one trace per message, length-prefixed (4-byte big-endian) records.
     dogbook = DogBook(seed=4)
     corpus = bytearray()
     rng = random.Random(5)

@@ -35,7 +35,7 @@ import Testing
         process.waitUntilExit()
         try #require(process.terminationStatus == 0)
         let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
-        #expect(names.count == 8)
+        #expect(names.count == 10)
         for name in names {
             let regenerated = try Data(contentsOf: out.appendingPathComponent(name))
             let committed = try Data(contentsOf: Fixtures.directory.appendingPathComponent(name))
