@@ -7,13 +7,23 @@ public enum OfflineEvaluation {
     /// Reads each input (a protobuf `ExportTraceServiceRequest`, or OTLP/JSON: one request per line
     /// or one per file), assembles traces in first-seen order and decides them.
     public static func run(rules: RuleSet, inputs: [String]) throws -> [EvaluatedTrace] {
+        rules.evaluate(try assemble(rules: rules, inputs: inputs))
+    }
+
+    /// ``run(rules:inputs:)`` with every trace's explanation (`eval --explain`).
+    public static func explain(rules: RuleSet, inputs: [String]) throws -> [(EvaluatedTrace, RuleSet.Explanation)] {
+        rules.explain(try assemble(rules: rules, inputs: inputs))
+    }
+
+    static func assemble(rules: RuleSet, inputs: [String]) throws -> [TraceData] {
         var assembler = TraceAssembler()
         for path in inputs {
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
             for batch in try decode(bytes, path: path, selection: rules.selection) { assembler.add(batch) }
         }
-        return rules.evaluate(assembler.traces)
+        return assembler.traces
     }
+
 
     static func decode(_ bytes: [UInt8], path: String, selection: AttributeSelection) throws -> [SpanBatch] {
         let firstByte = bytes.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }

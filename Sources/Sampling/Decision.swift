@@ -48,7 +48,9 @@ public enum PrecedenceRule: String, Sendable, Equatable {
     case sampled = "Sampled keeps"
     /// Only `invert_match` policies that found no match sampled, and no policy said NotSampled.
     case invertSampled = "InvertSampled keeps (no NotSampled)"
-    /// Nothing sampled (or InvertSampled was outvoted by a NotSampled).
+    /// Only InvertSampled leaned to keep, and a policy said NotSampled: dropped.
+    case invertSampledOutvoted = "InvertSampled outvoted by NotSampled"
+    /// Nothing sampled.
     case notSampled = "nothing sampled"
 }
 
@@ -88,7 +90,7 @@ public struct DecisionCombiner: Sendable {
         if dropped { return (.drop, .dropped) }
         if invertNotSampled { return (.drop, .invertNotSampled) }
         if let sampledBy { return (.keep(policy: sampledBy), .sampled) }
-        if let invertSampledBy, !notSampled { return (.keep(policy: invertSampledBy), .invertSampled) }
+        if let invertSampledBy { return notSampled ? (.drop, .invertSampledOutvoted) : (.keep(policy: invertSampledBy), .invertSampled) }
         return (.drop, .notSampled)
     }
 }

@@ -54,6 +54,38 @@ public final class RuleSet: Sendable {
         }
     }
 
+    /// Why a trace was decided so (`tailgate eval --explain`): every policy's own decision, in file
+    /// order (nil: not evaluated, after a drop or with `sample_on_first_match`), the precedence rule
+    /// that decided, and the threshold a probabilistic keep writes.
+    public struct Explanation: Sendable, Equatable {
+        public var decision: TraceDecision
+        public var policies: [(name: String, decision: PolicyDecision?)]
+        public var rule: PrecedenceRule
+        public var threshold: SamplingThreshold?
+
+        public static func == (a: Explanation, b: Explanation) -> Bool {
+            a.decision == b.decision && a.rule == b.rule && a.threshold == b.threshold
+                && a.policies.map(\.name) == b.policies.map(\.name) && a.policies.map(\.decision) == b.policies.map(\.decision)
+        }
+    }
+
+    /// ``decide(_:now:)`` with its reasons (the same evaluation; stateful policies spend alike).
+    public func explain(_ trace: TraceData, now: UInt64) -> Explanation {
+        var combiner = DecisionCombiner()
+        var decisions: [(name: String, decision: PolicyDecision?)] = policies.map { ($0.name, nil) }
+        for (index, policy) in policies.enumerated() {
+            let decision = policy.evaluate(trace, now: now)
+            decisions[index].decision = decision
+            combiner.add(decision, policy: policy.name)
+            if combiner.isDropped { break }
+            if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
+        }
+        let (decision, rule) = combiner.explained
+        var threshold: SamplingThreshold?
+        if case .keep(let policy) = decision { threshold = samplingThreshold(for: trace, keptBy: policy) }
+        return Explanation(decision: decision, policies: decisions, rule: rule, threshold: threshold)
+    }
+
     public func decide(_ trace: TraceData, now: UInt64) -> TraceDecision {
         var combiner = DecisionCombiner()
         for policy in policies {

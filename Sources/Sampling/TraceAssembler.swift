@@ -1,4 +1,5 @@
 public import OTLP
+import Foundation
 
 /// Groups decoded spans into whole traces, in first-seen order, with no time limit: for offline
 /// evaluation (`tailgate eval`), where every span of a trace is in the input.
@@ -54,5 +55,43 @@ extension RuleSet {
             let end = trace.spans.map(\.endTimeUnixNano).max() ?? 0
             return EvaluatedTrace(trace: trace, decision: decide(trace, now: end))
         }
+    }
+
+    /// ``evaluate(_:)`` with each trace's explanation.
+    public func explain(_ traces: [TraceData]) -> [(EvaluatedTrace, Explanation)] {
+        traces.map { trace in
+            let end = trace.spans.map(\.endTimeUnixNano).max() ?? 0
+            let explanation = explain(trace, now: end)
+            return (EvaluatedTrace(trace: trace, decision: explanation.decision), explanation)
+        }
+    }
+}
+
+extension EvaluatedTrace {
+    /// One `eval` output line: the contract's fields (traceId, decision, policy, spans), then with
+    /// `explain` every policy's own decision, the precedence rule that decided, and the threshold.
+    public func jsonLine(explanation: RuleSet.Explanation? = nil) -> String {
+        func quoted(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        var text = "{\"traceId\":\"\(traceId)\",\"decision\":\"\(decision)\",\"policy\":\(policy.map(quoted) ?? "null"),\"spans\":\(spans)"
+        if let explanation {
+            let policies = explanation.policies.map { "{\"name\":\(quoted($0.name)),\"decision\":\($0.decision.map { "\"\($0.name)\"" } ?? "null")}" }
+            text += ",\"policies\":[\(policies.joined(separator: ","))],\"rule\":\(quoted(explanation.rule.rawValue))"
+            if let threshold = explanation.threshold {
+                text += ",\"threshold\":\"\(threshold.encoded)\",\"adjustedCount\":\(threshold.adjustedCount)"
+            }
+        }
+        return text + "}"
     }
 }

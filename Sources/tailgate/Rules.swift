@@ -18,6 +18,9 @@ struct Eval: ParsableCommand {
     @Argument(help: "OTLP files (protobuf or JSON lines).")
     var inputs: [String]
 
+    @Flag(help: "Add, per trace, every policy's own decision (Sampled, NotSampled, InvertSampled, InvertNotSampled, Dropped; null when not evaluated), the precedence rule that decided, and the sampling threshold a probabilistic keep writes.")
+    var explain = false
+
     func run() throws {
         let ruleSet: RuleSet
         do {
@@ -26,13 +29,16 @@ struct Eval: ParsableCommand {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(2)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
         var output = Data()
-        for line in try OfflineEvaluation.run(rules: ruleSet, inputs: inputs) {
+        if explain {
+            for (line, explanation) in try OfflineEvaluation.explain(rules: ruleSet, inputs: inputs) {
+                output += Data((line.jsonLine(explanation: explanation) + "\n").utf8)
+            }
+        } else {
             // Field order of the contract: traceId, decision, policy, spans.
-            let policy = line.policy.map { String(data: try! encoder.encode($0), encoding: .utf8)! } ?? "null"
-            output += Data("{\"traceId\":\"\(line.traceId)\",\"decision\":\"\(line.decision)\",\"policy\":\(policy),\"spans\":\(line.spans)}\n".utf8)
+            for line in try OfflineEvaluation.run(rules: ruleSet, inputs: inputs) {
+                output += Data((line.jsonLine() + "\n").utf8)
+            }
         }
         FileHandle.standardOutput.write(output)
     }

@@ -199,6 +199,12 @@ import TestSupport
         #expect(lines.count == 4, "3 traces in many_traces.pb, 1 in single_trace.json")
         #expect(lines.last == #"{"traceId":"d95bafc8f2a4d27bdcf4bb99f4bea973","decision":"keep","policy":"errors","spans":18}"#)
         #expect(lines.allSatisfy { $0.hasPrefix(#"{"traceId":""#) && ($0.contains(#""decision":"keep""#) || $0.contains(#""decision":"drop","policy":null"#)) })
+
+        // --explain: the same fields first, then every policy's own decision and the rule.
+        let explained = try processes.run(
+            ["eval", "--explain", "--rules", pipelines.path, fixtures.appendingPathComponent("single_trace.json").path], timeout: .seconds(20))
+        #expect(explained.status == 0)
+        #expect(explained.output == #"{"traceId":"d95bafc8f2a4d27bdcf4bb99f4bea973","decision":"keep","policy":"errors","spans":18,"policies":[{"name":"errors","decision":"Sampled"},{"name":"slow","decision":"NotSampled"},{"name":"baseline","decision":"NotSampled"},{"name":"drop-health-checks","decision":"NotSampled"}],"rule":"Sampled keeps"}"# + "\n")
     }
 
     @Test func helpListsEveryContractCommand() throws {

@@ -265,3 +265,41 @@ import Testing
         #expect(CollectorDifference.find(in: plain).isEmpty)
     }
 }
+
+/// `eval --explain`: every policy's own decision and the precedence rule that decided.
+@Suite struct ExplainTests {
+    @Test func theIssuesExampleExplainsItsDrop() throws {
+        let set = try rules("""
+            policies:
+              - {name: checkout, type: string_attribute, string_attribute: {key: http.route, values: [/checkout]}}
+              - {name: not-test, type: string_attribute, string_attribute: {key: deployment.environment, values: [test], invert_match: true}}
+            """)
+        let trace = try makeTrace([TestSpan(attributes: [("http.route", .string("/feed"))], resourceAttributes: [("deployment.environment", .string("prod"))])], selection: set.selection)
+        let explanation = set.explain(trace, now: 0)
+        #expect(explanation.decision == .drop)
+        #expect(explanation.policies.map(\.name) == ["checkout", "not-test"])
+        #expect(explanation.policies.map(\.decision) == [.notSampled, .invertSampled])
+        #expect(explanation.rule == .invertSampledOutvoted)
+        #expect(explanation.threshold == nil)
+    }
+
+    @Test func aDropLeavesLaterPoliciesUnevaluatedAndAProbabilisticKeepShowsItsThreshold() throws {
+        let dropped = try rules("""
+            policies:
+              - {name: d, type: drop, drop: {drop_sub_policy: [{name: all, type: always_sample}]}}
+              - {name: later, type: always_sample}
+            """)
+        let trace = try makeTrace([TestSpan()], selection: dropped.selection)
+        let explanation = dropped.explain(trace, now: 0)
+        #expect(explanation.policies.map(\.decision) == [.dropped, nil], "evaluation stops at a drop")
+        #expect(explanation.rule == .dropped)
+        let quarter = try rules("policies: [{name: q, type: probabilistic, probabilistic: {sampling_percentage: 25, mode: equalizing}}]")
+        let lucky = try makeTrace([TestSpan(root: true)], traceID: TraceID(high: 1, low: 0xF0_0000_0000_0000), selection: quarter.selection)
+        let kept = quarter.explain(lucky, now: 0)
+        #expect(kept.decision == .keep(policy: "q") && kept.rule == .sampled)
+        #expect(kept.threshold?.encoded == "c" && kept.threshold?.adjustedCount == 4)
+        // The JSON line: the contract's fields first, then the explanation.
+        let line = EvaluatedTrace(trace: lucky, decision: kept.decision).jsonLine(explanation: kept)
+        #expect(line == #"{"traceId":"000000000000000100f0000000000000","decision":"keep","policy":"q","spans":1,"policies":[{"name":"q","decision":"Sampled"}],"rule":"Sampled keeps","threshold":"c","adjustedCount":4.0}"#)
+    }
+}
