@@ -27,6 +27,9 @@ public struct EngineConfiguration: Sendable {
     public var fallbackRules: RuleSet = Engine.keepEverything
     /// Overrides the rule file's `decision_wait`.
     public var decisionWait: Duration?
+    /// `--dry-run`: every trace goes to the sinks, each span tagged `tailgate.decision`; the metrics
+    /// count what would have been kept and dropped.
+    public var dryRun = false
     /// How long the stop waits for the sinks to acknowledge what was kept (the rest is replayed).
     public var drainTimeout: Duration = .seconds(30)
     /// Bytes of buffered traces above which consumption pauses; nil: half the memory limit.
@@ -211,7 +214,8 @@ public final class Engine: Sendable {
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,
             bufferLimit: configuration.bufferLimit ?? MemoryLimit.defaultBufferLimit, fanOut: fanOut,
-            decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, logger: logger)
+            decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, dryRun: configuration.dryRun,
+            logger: logger)
         stage.drainTimeout = configuration.drainTimeout
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = fanOut }
@@ -294,6 +298,10 @@ public final class Engine: Sendable {
             out.gauge("tailgate_store_index_entries", "(trace, block) pairs in the file store's in-memory index.", index.entries)
             out.gauge("tailgate_store_index_bytes", "Memory the file store's index holds (12 bytes a pair once a segment is sealed; not part of the buffer limit).", index.bytes)
             out.gauge("tailgate_store_segments", "Segment files the file store keeps.", store.segmentPaths.count)
+        }
+        if let sampling {
+            let dryRun = configuration.dryRun || sampling.rules.rules.configuration.settings.dryRun
+            out.gauge("tailgate_dry_run", "1 while every trace goes to the sinks tagged with its decision (--dry-run or dry_run: true).", dryRun ? 1 : 0)
         }
         out.family("tailgate_build_info", .gauge, "Build information (always 1).")
         out.sample("tailgate_build_info", [("version", HTTPRoutes.version), ("librdkafka", librdkafkaVersion)], 1)

@@ -51,25 +51,27 @@ public final class KeptTraceFanOut: Sendable {
 
     /// Hands a kept trace to every sink. `acknowledged(sink)` runs once per sink (any thread);
     /// `stored` once all of them have (for latency and the run summary).
+    /// `dryRun`: the rules' decision (`keep`/`drop`), tagged on every span as `tailgate.decision`;
+    /// a dry run writes no sampling threshold (nothing was sampled).
     func keep(
-        _ trace: TraceData, policy: String, acknowledged: @escaping @Sendable (Int) -> Void,
+        _ trace: TraceData, policy: String, dryRun: String? = nil, acknowledged: @escaping @Sendable (Int) -> Void,
         stored: @escaping @Sendable () -> Void
     ) {
-        observer?(trace, policy)
-        send(trace, policy: policy, counted: true, acknowledged: acknowledged, stored: stored)
+        if dryRun == nil || dryRun == "keep" { observer?(trace, policy) }
+        send(trace, policy: policy, dryRun: dryRun, counted: dryRun != "drop", acknowledged: acknowledged, stored: stored)
     }
 
     /// Hands a span that arrived after its trace was kept to every sink, with the same policy.
     func keepLate(
-        _ span: SpanRecord, from batch: SpanBatch, policy: String, acknowledged: @escaping @Sendable (Int) -> Void
+        _ span: SpanRecord, from batch: SpanBatch, policy: String, dryRun: String? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         var single = TraceData(traceID: span.traceID)
         single.append(span, from: batch, batchGeneration: 0)
-        send(single, policy: policy, counted: false, acknowledged: acknowledged, stored: {})
+        send(single, policy: policy, dryRun: dryRun, counted: false, acknowledged: acknowledged, stored: {})
     }
 
     private func send(
-        _ trace: TraceData, policy: String, counted: Bool, acknowledged: @escaping @Sendable (Int) -> Void,
+        _ trace: TraceData, policy: String, dryRun: String?, counted: Bool, acknowledged: @escaping @Sendable (Int) -> Void,
         stored: @escaping @Sendable () -> Void
     ) {
         let countStored: @Sendable () -> Void = { [self] in
@@ -81,7 +83,7 @@ public final class KeptTraceFanOut: Sendable {
             countStored()
             return
         }
-        guard let request = redacted(encode(trace, policy: policy), traceID: trace.traceID) else {
+        guard let request = redacted(encode(trace, policy: policy, dryRun: dryRun), traceID: trace.traceID) else {
             // Never sent unredacted; acknowledged so that it does not hold its partition forever.
             for index in sinks.indices { acknowledged(index) }
             return
@@ -98,7 +100,8 @@ public final class KeptTraceFanOut: Sendable {
 
     /// The trace's request: spans byte for byte with `tailgate.policy`, and — when a probabilistic
     /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
-    private func encode(_ trace: TraceData, policy: String) -> [UInt8] {
+    private func encode(_ trace: TraceData, policy: String, dryRun: String?) -> [UInt8] {
+        if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun) }
         guard let threshold = threshold(trace, policy) else { return trace.exportRequest(policy: policy) }
         return trace.exportRequest(policy: policy) { [self] index in
             let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }

@@ -47,7 +47,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     public init(
         rules: RuleStore, metrics: SamplingMetrics, shardCount: Int, bufferLimit: Int, fanOut: KeptTraceFanOut,
         decisionWaitOverride: Duration? = nil, spanMetrics: SpanMetricsConfiguration = SpanMetricsConfiguration(),
-        clock: any MonotonicClock = SystemMonotonicClock(), wallClock: any WallClock = SystemWallClock(), logger: Logger
+        dryRun: Bool = false, clock: any MonotonicClock = SystemMonotonicClock(), wallClock: any WallClock = SystemWallClock(),
+        logger: Logger
     ) {
         self.rules = rules
         self.metrics = metrics
@@ -67,7 +68,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
                 index: index, window: TraceWindow(limits: WindowLimits(settings), cache: perShardCache), rules: rules,
                 metrics: metrics, spanMetrics: hub, fanOut: fanOut, acknowledgements: acknowledgements, clock: clock,
                 wallClock: wallClock, pressureTarget: bufferLimit / max(1, shardCount), decisionWaitOverride: decisionWaitOverride,
-                shardCount: max(1, shardCount))
+                shardCount: max(1, shardCount), dryRun: dryRun)
         }
         for shard in shards { shard.start() }
     }

@@ -67,6 +67,9 @@ final class Shard: @unchecked Sendable {
     private let decisionWaitOverride: Duration?
     /// Shards of the stage: each holds its share of the decision cache.
     private let shardCount: Int
+    /// `--dry-run`: every trace goes to the sinks tagged with its decision (the rule file's
+    /// `dry_run: true` does the same, and follows reloads).
+    private let dryRunOverride: Bool
     /// Delivery tokens: the shard's index in the top bits, so shards never collide.
     private var nextToken: UInt64
     /// Events of the cycle in progress (thread-confined: the shard's thread only).
@@ -75,9 +78,10 @@ final class Shard: @unchecked Sendable {
     init(
         index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, spanMetrics: SpanMetricsHub,
         fanOut: KeptTraceFanOut, acknowledgements: DeliveryEvents, clock: any MonotonicClock, wallClock: any WallClock,
-        pressureTarget: Int, decisionWaitOverride: Duration?, shardCount: Int
+        pressureTarget: Int, decisionWaitOverride: Duration?, shardCount: Int, dryRun: Bool = false
     ) {
         self.shardCount = max(1, shardCount)
+        dryRunOverride = dryRun
         self.index = index
         self.window = window
         self.rules = rules
@@ -171,6 +175,9 @@ final class Shard: @unchecked Sendable {
         window.resizeCache(keptCapacity: settings.sampledCacheSize / shardCount, droppedCapacity: settings.nonSampledCacheSize / shardCount)
     }
 
+    /// Whether the running rules (or `--dry-run`) ask for a dry run.
+    private var isDryRun: Bool { dryRunOverride || rules.rules.configuration.settings.dryRun }
+
     private func newToken() -> DeliveryLedger.Token {
         nextToken += 1
         return DeliveryLedger.Token(nextToken)
@@ -204,11 +211,17 @@ final class Shard: @unchecked Sendable {
                 let token = newToken()
                 events.append(.hold(source))
                 events.append(.deliver(token, source, more: nil))
-                fanOut.keepLate(span, from: work.batch, policy: policy, acknowledged: acknowledge(token))
+                fanOut.keepLate(span, from: work.batch, policy: policy, dryRun: isDryRun ? "keep" : nil, acknowledged: acknowledge(token))
                 spanMetrics.recordLate(span, from: work.batch, kept: true, wallClockMillis: wallClockMillis)
             case .late(.dropped):
                 counts.lateDropped += 1
                 spanMetrics.recordLate(span, from: work.batch, kept: false, wallClockMillis: wallClockMillis)
+                if isDryRun {
+                    let token = newToken()
+                    events.append(.hold(source))
+                    events.append(.deliver(token, source, more: nil))
+                    fanOut.keepLate(span, from: work.batch, policy: "", dryRun: "drop", acknowledged: acknowledge(token))
+                }
             }
         }
     }
@@ -219,10 +232,23 @@ final class Shard: @unchecked Sendable {
     ) {
         guard !ready.isEmpty else { return }
         let ruleSet = rules.rules
+        let dryRun = dryRunOverride || ruleSet.configuration.settings.dryRun
         for item in ready {
             counts.decisionsByReason[item.reason, default: 0] += 1
             counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
-            switch ruleSet.decide(item.trace, now: now) {
+            // A dry run explains (the same single evaluation) so that a would-be drop can name the
+            // policy that dropped it.
+            var dropPolicy = ""
+            let decision: TraceDecision
+            if dryRun {
+                let explanation = ruleSet.explain(item.trace, now: now)
+                decision = explanation.decision
+                let culprit: PolicyDecision? = explanation.rule == .dropped ? .dropped : explanation.rule == .invertNotSampled ? .invertNotSampled : nil
+                if let culprit { dropPolicy = explanation.policies.first { $0.decision == culprit }?.name ?? "" }
+            } else {
+                decision = ruleSet.decide(item.trace, now: now)
+            }
+            switch decision {
             case .keep(let policy):
                 spanMetrics.record(item.trace, kept: true, wallClockMillis: wallClockMillis)
                 counts.keptByPolicy[policy, default: 0] += 1
@@ -231,7 +257,7 @@ final class Shard: @unchecked Sendable {
                 events.append(.deliver(token, item.firstSource, more: item.otherSources))
                 let metrics = metrics
                 let clock = clock
-                fanOut.keep(item.trace, policy: policy, acknowledged: acknowledge(token)) {
+                fanOut.keep(item.trace, policy: policy, dryRun: dryRun ? "keep" : nil, acknowledged: acknowledge(token)) {
                     let stored = clock.now()
                     metrics.recordStored(afterSeconds: Double(stored > now ? stored - now : 0) / 1e9)
                 }
@@ -239,9 +265,17 @@ final class Shard: @unchecked Sendable {
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
                 counts.dropped += 1
-                release(item)
                 window.remember(item.trace.traceID, kept: false)
-                window.recycle(item.trace)
+                if dryRun {
+                    // Would be dropped; a dry run sends it anyway, tagged, and holds its offsets
+                    // until the sinks have it, like a kept trace.
+                    let token = newToken()
+                    events.append(.deliver(token, item.firstSource, more: item.otherSources))
+                    fanOut.keep(item.trace, policy: dropPolicy, dryRun: "drop", acknowledged: acknowledge(token)) {}
+                } else {
+                    release(item)
+                    window.recycle(item.trace)
+                }
             }
         }
         ready.removeAll(keepingCapacity: true)

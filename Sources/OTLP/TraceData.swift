@@ -261,9 +261,11 @@ extension TraceData {
     /// `traceState`: a replacement W3C tracestate per span index (nil: the span keeps its own),
     /// appended as a second `trace_state` field, which protobuf readers take over the first (the last
     /// occurrence of a singular field wins), so every received byte of the span stays as it was.
-    public func exportRequest(policy: String? = nil, traceState: ((Int) -> String?)? = nil) -> [UInt8] {
+    /// `decision`: a dry run's `tailgate.decision` (`keep`/`drop`) appended to every span too.
+    public func exportRequest(policy: String? = nil, decision: String? = nil, traceState: ((Int) -> String?)? = nil) -> [UInt8] {
         var attribute: [UInt8] = []
         if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
+        if let decision { attribute += Self.stringAttribute(Self.decisionAttributeKey, decision) }
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(payload.count + spans.count * 8 + 64)
         var index = 0
@@ -308,6 +310,19 @@ extension TraceData {
         }
         return writer.bytes
     }
+
+    /// Span field 9 (attributes) holding `key` = `value` (a string), encoded.
+    public static func stringAttribute(_ key: String, _ value: String) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.writeNested(9) { kv in
+            kv.writeStringField(1, key)
+            kv.writeNested(2) { $0.writeStringField(1, value) }
+        }
+        return writer.bytes
+    }
+
+    /// The attribute a dry run tags every span with: what the rules decided (`keep`/`drop`).
+    public static let decisionAttributeKey = "tailgate.decision"
 
     /// The attribute naming the policy that kept a trace.
     public static let policyAttributeKey = "tailgate.policy"

@@ -123,6 +123,9 @@ public struct SamplingSettings: Sendable, Equatable {
     public var maxSpansPerTrace = 0
     /// Stop evaluating at the first policy that samples.
     public var sampleOnFirstMatch = false
+    /// tailgate's `dry_run`: decide as usual but send every trace to the sinks, each span tagged
+    /// `tailgate.decision` (keep/drop); the metrics count what would have been kept and dropped.
+    public var dryRun = false
     /// Trace ids whose keep decision is remembered for late spans (0: off).
     public var sampledCacheSize = 100_000
     /// Trace ids whose drop decision is remembered, in a compact filter (0: off).

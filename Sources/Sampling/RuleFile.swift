@@ -141,7 +141,7 @@ struct RuleFileParser {
     static let sectionKeys = [
         "policies", "decision_wait", "decision_wait_after_root_received", "num_traces", "expected_new_traces_per_sec",
         "decision_cache", "sample_on_first_match", "drop_pending_traces_on_shutdown", "block_on_overflow",
-        "max_spans_per_trace", "redaction",
+        "max_spans_per_trace", "redaction", "dry_run",
     ]
 
     mutating func parseSection(_ node: Node) -> RuleConfiguration? {
@@ -173,6 +173,8 @@ struct RuleFileParser {
                 if let n = integer(value, key: key, policy: nil, minimum: 10) { settings.numTraces = Int(n) }
             case "max_spans_per_trace":
                 if let n = integer(value, key: key, policy: nil, minimum: 0) { settings.maxSpansPerTrace = Int(n) }
+            case "dry_run":
+                if let b = boolean(value, key: key, policy: nil) { settings.dryRun = b }
             case "sample_on_first_match":
                 if let b = boolean(value, key: key, policy: nil) { settings.sampleOnFirstMatch = b }
             case "drop_pending_traces_on_shutdown":

@@ -94,6 +94,9 @@ struct Run: ParsableCommand {
     @Option(help: "Series per span-derived metric family; beyond it samples fold into one __overflow__ series.")
     var metricsMaxSeries: Int = 10_000
 
+    @Flag(help: "Decide as usual but send every trace to the sinks, each span tagged tailgate.decision=keep|drop (and tailgate.policy when kept); the metrics count what would have been kept and dropped. Also dry_run: true in the rule file (hot-reloadable).")
+    var dryRun = false
+
     @Option(help: "How much each span counts in traces_spanmetrics_*: none, or tracestate (its incoming OTEP 235 adjusted count, 2^56/(2^56-th), as Tempo's enable_tracestate_span_multiplier).")
     var metricsSpanMultiplier: String = "none"
 
@@ -155,6 +158,7 @@ struct Run: ParsableCommand {
         configuration.adminToken = (adminToken ?? ProcessInfo.processInfo.environment["TAILGATE_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 }
         configuration.spanMetrics.dimensions = metricsDimensions
         configuration.spanMetrics.maxSeriesPerMetric = metricsMaxSeries
+        configuration.dryRun = dryRun
         guard let multiplier = SpanMultiplier(rawValue: metricsSpanMultiplier) else {
             throw ConfigurationError("--metrics-span-multiplier: '\(metricsSpanMultiplier)' is not none or tracestate")
         }
