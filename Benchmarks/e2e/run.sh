@@ -4,6 +4,11 @@
 #
 #   Benchmarks/e2e/run.sh                      # 150 000 DogBook traces (~1.9 M spans), 48 partitions, 3 runs
 #   TRACES=200000 RUNS=5 Benchmarks/e2e/run.sh
+#   TRACES_PER_MESSAGE=30 Benchmarks/e2e/run.sh   # the other shape: unkeyed messages of 30 traces each
+#
+# Shapes: TRACES_PER_MESSAGE=1 (default) is the collector's kafka exporter with partition_traces_by_id
+# (one trace per message, keyed by hex trace id); above 1, an exporter without it (many traces per
+# message, unkeyed: ~30 × fewer, larger messages).
 #
 # The mock cluster keeps about 30 MB per partition (older messages are dropped), hence many
 # partitions for a long enough run; the harness checks that both consumers read every message.
@@ -18,6 +23,7 @@ cd "$(dirname "$0")/../.."
 TRACES=${TRACES:-150000}
 PARTITIONS=${PARTITIONS:-48}
 RUNS=${RUNS:-3}
+TRACES_PER_MESSAGE=${TRACES_PER_MESSAGE:-1}
 
 swift build -c release --product tailgate >/dev/null
 cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
@@ -35,8 +41,9 @@ broker_pid=$!
 for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
 brokers=$(head -1 "$work/broker")
 
-echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions) on $brokers ..."
-"$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --error-rate 0.02 --slow-rate 0.03 --log-level warning >"$work/loaded.json"
+echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message) on $brokers ..."
+"$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --traces-per-message "$TRACES_PER_MESSAGE" --error-rate 0.02 --slow-rate 0.03 \
+    --log-level warning >"$work/loaded.json"
 read -r spans bytes messages < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"], d["messages"])' "$work/loaded.json")
 echo "loaded: $spans spans, $bytes bytes ($(( bytes / spans )) bytes per span on the wire)"
 echo

@@ -36,9 +36,13 @@ public protocol IngestSink: AnyObject, Sendable {
     /// Partitions to read again from an offset (messages the consumer skipped), asked once after each
     /// ``ingest(_:messages:)``.
     func takeSeeks() -> [TopicPartition: Int64]
+    /// How many of the batches handed to ``ingest(_:messages:)`` (counted from 1) the sink has let go
+    /// of: the loop decodes into those again, in place. nil: unknown (the loop keeps four back).
+    var batchesReleased: UInt64? { get }
 }
 
 extension IngestSink {
+    public var batchesReleased: UInt64? { nil }
     public var headroom: Int? { nil }
     public func takeSeeks() -> [TopicPartition: Int64] { [:] }
 }
@@ -245,23 +249,30 @@ public final class IngestLoop: @unchecked Sendable {
         }
         if !messages.isEmpty {
             sink.ingest(batch, messages: messages)
+            handedOver += 1
             let seeks = sink.takeSeeks()
             if !seeks.isEmpty { consumer.seek(seeks) }
             // The sink holds the batch until its shards are through with it. Decode the next poll into
-            // the batch of four polls ago: by then the shards have let go of it, so its buffers are
-            // reused in place (fresh buffers for every poll cost page faults and zeroing per byte).
-            // Were a shard still holding it, emptying it would simply allocate anew (copy on write).
-            retired.append(batch)
+            // the oldest batch the sink has let go of, so its buffers are reused in place: fresh
+            // buffers for every poll cost page faults, zeroing and regrowth per byte, and emptying a
+            // batch a shard still holds allocates anew (copy on write). A sink that does not say
+            // what it let go of gets the batch of four polls ago.
+            retired.append((handedOver, batch))
+            let released = sink.batchesReleased
+            let reusable = released.map { released in retired.firstIndex { $0.sequence <= released } }
+                ?? (retired.count > 3 ? 0 : nil)
             // A batch grown by an outsized poll (a burst of large messages) is let go, not kept.
-            if retired.count > 3, retired[0].selection == sink.attributeSelection,
-                maxBytesPerPoll == .max || retired[0].bytes.capacity <= 2 * max(maxBytesPerPoll, 1 << 20)
+            if let reusable, retired[reusable].batch.selection == sink.attributeSelection,
+                maxBytesPerPoll == .max || retired[reusable].batch.bytes.capacity <= 2 * max(maxBytesPerPoll, 1 << 20)
             {
-                batch = retired.removeFirst()
+                batch = retired.remove(at: reusable).batch
             } else {
-                if retired.count > 3 { retired.removeFirst() }
+                if let reusable { retired.remove(at: reusable) }
                 batch = SpanBatch(
                     selection: sink.attributeSelection, reservingBytes: batch.bytes.count, spans: batch.spans.count)
             }
+            // Bounded: batches still held by the sink are its memory, not ours to keep twice.
+            if retired.count > 8 { retired.removeFirst() }
         } else if batch.selection != sink.attributeSelection {
             batch = SpanBatch(selection: sink.attributeSelection)
             retired.removeAll()
@@ -270,8 +281,10 @@ public final class IngestLoop: @unchecked Sendable {
     }
 
     private var lastStored: [TopicPartition: Int64] = [:]
-    /// Batches handed to the sink, oldest first, for reuse (see ``pollOnce(timeout:)``).
-    private var retired: [SpanBatch] = []
+    /// Batches handed to the sink, oldest first, with their number, for reuse (see ``pollOnce(timeout:)``).
+    private var retired: [(sequence: UInt64, batch: SpanBatch)] = []
+    /// Batches handed to the sink so far.
+    private var handedOver: UInt64 = 0
 
     private func storeCommittableOffsets() {
         let offsets = sink.committableOffsets().filter { lastStored[$0.key] != $0.value }

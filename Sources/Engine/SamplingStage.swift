@@ -78,6 +78,9 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     public var attributeSelection: AttributeSelection { rules.rules.selection }
 
+    /// Every shard has finished with the batches of this many polls (they hold none of them).
+    public var batchesReleased: UInt64? { shards.map { $0.completedSequence.load(ordering: .acquiring) }.min() ?? 0 }
+
     /// Bytes waiting in the kept-trace sinks.
     public var queuedBytes: Int { fanOut.queuedBytes }
 

@@ -146,25 +146,29 @@ public struct TraceWindow: Sendable {
             disposition = .holding
         }
         let i = Int(slot)
-        let before = slots[i]!.residentBytes
-        slots[i]!.trace.append(span, from: batch, batchGeneration: batchGeneration)
-        let after = slots[i]!.trace.residentBytes
-        slots[i]!.residentBytes = after
+        // The entry is moved out and back (no copy): reading its fields through `slots[i]!` one by
+        // one retained and released every array in it, per span.
+        var entry = slots[i].take()!
+        let before = entry.residentBytes
+        entry.trace.append(span, from: batch, batchGeneration: batchGeneration)
+        let after = entry.trace.residentBytes
+        entry.residentBytes = after
         bufferedBytes += after - before
         bufferedSpans += 1
-        if disposition == .buffered && slots[i]!.note(source) { disposition = .holding }
-
-        if span.isRoot && !slots[i]!.rootSeen {
-            slots[i]!.rootSeen = true
+        if disposition == .buffered && entry.note(source) { disposition = .holding }
+        var rescheduled: UInt64?
+        if span.isRoot && !entry.rootSeen {
+            entry.rootSeen = true
             let rootDeadline = now &+ nanoseconds(limits.decisionWaitAfterRoot)
-            if rootDeadline < slots[i]!.deadline {
-                slots[i]!.deadline = rootDeadline
-                wheel.schedule(slot: slot, generation: generations[i], at: rootDeadline, now: now)
+            if rootDeadline < entry.deadline {
+                entry.deadline = rootDeadline
+                rescheduled = rootDeadline
             }
         }
-        if limits.maxSpansPerTrace > 0 && slots[i]!.trace.spans.count >= limits.maxSpansPerTrace {
-            ready.append(release(slot, reason: .maxSpans))
-        }
+        let full = limits.maxSpansPerTrace > 0 && entry.trace.spans.count >= limits.maxSpansPerTrace
+        slots[i] = consume entry
+        if let rescheduled { wheel.schedule(slot: slot, generation: generations[i], at: rescheduled, now: now) }
+        if full { ready.append(release(slot, reason: .maxSpans)) }
         return disposition
     }
 
