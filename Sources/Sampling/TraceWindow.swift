@@ -112,7 +112,7 @@ public struct TraceWindow: Sendable {
     }
     private var slots: [Entry?] = []
     private var freeSlots: [Int32] = []
-    private var index: [TraceID: Int32] = [:]
+    private var index = TraceIDTable()
     private var generations: [UInt32] = []
     private var wheel: DeadlineWheel
     private var due: [DeadlineWheel.Item] = []
