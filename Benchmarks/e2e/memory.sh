@@ -4,12 +4,13 @@
 # its resident set over an idle engine's is divided by the spans it holds.
 #
 #   Benchmarks/e2e/memory.sh                   # 20 000 DogBook traces
+#   TAILGATE=/path/to/tailgate Benchmarks/e2e/memory.sh   # another build (before/after comparisons)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TRACES=${TRACES:-20000}
 
-swift build -c release --product tailgate >/dev/null
-tailgate=.build/release/tailgate
+if [[ -z "${TAILGATE:-}" ]]; then swift build -c release --product tailgate >/dev/null; fi
+tailgate=${TAILGATE:-.build/release/tailgate}
 work=$(mktemp -d)
 pids=()
 cleanup() {
