@@ -97,39 +97,41 @@ public struct DeliveryLedger: Sendable {
     public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) -> [OffsetGap] {
         var lowest: [SourcePosition] = []
         var gaps: [OffsetGap] = []
-        for message in messages where lanes[message.partition] != nil {
+        for message in messages {
+            // Lane state is reached through the values view by index: mutated in place, never copied.
+            guard let index = lanes.index(forKey: message.partition) else { continue }
             let lane = message.partition
-            if var refetch = lanes[lane]!.refetch, poll > refetch.poll, message.offset >= refetch.next {
+            if var refetch = lanes.values[index].refetch, poll > refetch.poll, message.offset >= refetch.next {
                 // Since the consumer went back: the hold follows the gap's messages as they come again,
                 // and ends past the gap or at the first message beyond it.
                 release(SourcePosition(partition: lane, offset: refetch.next))
                 if message.offset + 1 < refetch.gap.to {
                     refetch.next = message.offset + 1
                     hold(SourcePosition(partition: lane, offset: refetch.next))
-                    lanes[lane]!.refetch = refetch
+                    lanes.values[index].refetch = refetch
                 } else {
-                    lanes[lane]!.refetch = nil
+                    lanes.values[index].refetch = nil
                     let filled = message.offset < refetch.gap.to
-                    if !filled { lanes[lane]!.acceptedGaps += 1 }
+                    if !filled { lanes.values[index].acceptedGaps += 1 }
                     var settled = refetch.gap
                     settled.kind = filled ? .refetched : .absent
                     gaps.append(settled)
                 }
             }
-            if let end = lanes[lane]!.end, message.offset > end {
+            if let end = lanes.values[index].end, message.offset > end {
                 var gap = OffsetGap(lane: lane, from: end, to: message.offset, kind: .accepted)
-                if lanes[lane]!.refetch != nil {
+                if lanes.values[index].refetch != nil {
                     // Going back to the earlier gap reads this one again too: its offsets join it.
-                    lanes[lane]!.refetch!.gap.to = message.offset
+                    lanes.values[index].refetch!.gap.to = message.offset
                     gap.kind = .extended
-                } else if lanes[lane]!.acceptedGaps < 3 {
+                } else if lanes.values[index].acceptedGaps < 3 {
                     gap.kind = .refetch
                     hold(SourcePosition(partition: lane, offset: end))
-                    lanes[lane]!.refetch = (poll, gap, end)
+                    lanes.values[index].refetch = (poll, gap, end)
                 }
                 gaps.append(gap)
             }
-            lanes[lane]!.received(message.offset)
+            lanes.values[index].received(message.offset)
             if let i = lowest.firstIndex(where: { $0.partition == lane }) {
                 lowest[i].offset = min(lowest[i].offset, message.offset)
             } else {
@@ -177,13 +179,16 @@ public struct DeliveryLedger: Sendable {
 
     /// Something (an undecided trace, a late span on its way) holds `position`.
     public mutating func hold(_ position: SourcePosition) {
-        lanes[position.partition]?.hold(position.offset)
+        // Through the values view, in place: `lanes[key]?.hold(…)` copied the lane's state out and
+        // back, so its count table and heap were copied on every hold (three allocations each).
+        guard let index = lanes.index(forKey: position.partition) else { return }
+        lanes.values[index].hold(position.offset)
     }
 
     /// A hold on `position` ends (its trace was dropped).
     public mutating func release(_ position: SourcePosition) {
-        guard lanes[position.partition] != nil else { return }
-        if !lanes[position.partition]!.release(position.offset) { anomalies += 1 }
+        guard let index = lanes.index(forKey: position.partition) else { return }
+        if !lanes.values[index].release(position.offset) { anomalies += 1 }
     }
 
     /// The holds on `positions` (a kept trace's lowest offset per partition, or a late span's) pass
@@ -240,14 +245,15 @@ public struct DeliveryLedger: Sendable {
     /// The offset to commit for `lane`: the lowest offset an obligation holds there, or the end of
     /// what was received when nothing holds any. Nil when the lane is not assigned or nothing is known.
     public mutating func committable(_ lane: Lane) -> Int64? {
-        lanes[lane]?.committable()
+        guard let index = lanes.index(forKey: lane) else { return nil }
+        return lanes.values[index].committable()
     }
 
     /// ``committable(_:)`` for every assigned lane that has an answer.
     public mutating func committableOffsets() -> [Lane: Int64] {
         var result: [Lane: Int64] = [:]
         for lane in Array(lanes.keys) {
-            if let offset = lanes[lane]!.committable() { result[lane] = offset }
+            if let index = lanes.index(forKey: lane), let offset = lanes.values[index].committable() { result[lane] = offset }
         }
         return result
     }
