@@ -55,6 +55,13 @@ public struct TraceID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     public var description: String { hex }
 
+    /// Appends the 16 bytes, big-endian, to `buffer` (no intermediate array).
+    @inlinable
+    public func append(to buffer: inout [UInt8]) {
+        withUnsafeBytes(of: high.bigEndian) { buffer.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { buffer.append(contentsOf: $0) }
+    }
+
     /// The 16 bytes, big-endian, as OTLP encodes them.
     public var bytes: [UInt8] {
         var out = [UInt8](repeating: 0, count: 16)

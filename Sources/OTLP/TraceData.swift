@@ -267,7 +267,7 @@ extension TraceData {
         if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
         if let decision { attribute += Self.stringAttribute(Self.decisionAttributeKey, decision) }
         var writer = ProtoWriter()
-        writer.bytes.reserveCapacity(payload.count + spans.count * 8 + 64)
+        writer.bytes.reserveCapacity(payload.count + spans.count * (8 + attribute.count) + envelopes.count * 16 + 64)
         var index = 0
         while index < spans.count {
             let envelope = envelopes[Int(spans[index].envelope)]
@@ -304,6 +304,7 @@ extension TraceData {
     /// Span field 9 (attributes) holding `tailgate.policy` = `policy`, encoded.
     public static func policyAttribute(_ policy: String) -> [UInt8] {
         var writer = ProtoWriter()
+        writer.bytes.reserveCapacity(policy.utf8.count + policyAttributeKey.utf8.count + 16)
         writer.writeNested(9) { kv in
             kv.writeStringField(1, policyAttributeKey)
             kv.writeNested(2) { $0.writeStringField(1, policy) }

@@ -153,11 +153,11 @@ public final class TraceStore: Sendable {
         var payload: [UInt8] = []
         payload.reserveCapacity(traces.reduce(0) { $0 + $1.request.count + 32 })
         for trace in traces {
-            let policy = Array(trace.policy.utf8.prefix(255))
+            let policy = trace.policy.utf8.prefix(255)
             Self.put32(UInt32(16 + 1 + policy.count + trace.request.count), into: &payload)
-            payload += trace.traceID.bytes
+            trace.traceID.append(to: &payload)
             payload.append(UInt8(policy.count))
-            payload += policy
+            payload.append(contentsOf: policy)
             payload += trace.request
         }
         let frame = writeCodec.withLock { $0.compress(payload) }
@@ -169,7 +169,7 @@ public final class TraceStore: Sendable {
         let millis = UInt64(now.timeIntervalSince1970 * 1000)
         Self.put32(UInt32(millis & 0xFFFF_FFFF), into: &block)
         Self.put32(UInt32(millis >> 32), into: &block)
-        for trace in traces { block += trace.traceID.bytes }
+        for trace in traces { trace.traceID.append(to: &block) }
         block += frame
         Self.put32(CRC32C.checksum(block), into: &block)
         let sync = syncFile.withLock { $0 }
