@@ -128,24 +128,9 @@ public struct MetricsWriter: Sendable {
         _ name: String, _ labels: [(String, String)], bounds: [Double], counts: some Collection<UInt64>, sum: Double,
         exemplars: [Exemplar?]? = nil
     ) {
-        var cumulative: UInt64 = 0
-        var labelsWithLe = labels
-        labelsWithLe.append(("le", ""))
-        for (index, count) in counts.enumerated() {
-            cumulative += count
-            labelsWithLe[labelsWithLe.count - 1].1 = index < bounds.count ? Self.number(bounds[index]) : "+Inf"
-            text += name
-            text += "_bucket"
-            writeLabels(labelsWithLe)
-            text += " "
-            text += String(cumulative)
-            if format == .openMetrics, let exemplars, index < exemplars.count, let exemplar = exemplars[index] {
-                writeExemplar(exemplar)
-            }
-            text += "\n"
-        }
+        let count = histogramLines(name, labels, bounds: bounds, counts: counts, exemplars: exemplars) { String($0) }
         sample(name + "_sum", labels, sum)
-        sample(name + "_count", labels, cumulative)
+        sample(name + "_count", labels, count)
     }
 
     /// A histogram whose bucket counts are weighted (a span multiplier): the same lines, with
@@ -154,7 +139,17 @@ public struct MetricsWriter: Sendable {
         _ name: String, _ labels: [(String, String)], bounds: [Double], weightedCounts counts: some Collection<Double>, sum: Double,
         exemplars: [Exemplar?]? = nil
     ) {
-        var cumulative: Double = 0
+        let count = histogramLines(name, labels, bounds: bounds, counts: counts, exemplars: exemplars) { Self.number($0) }
+        sample(name + "_sum", labels, sum)
+        sample(name + "_count", labels, count)
+    }
+
+    /// The `_bucket` lines; returns the total count.
+    private mutating func histogramLines<Count: AdditiveArithmetic>(
+        _ name: String, _ labels: [(String, String)], bounds: [Double], counts: some Collection<Count>, exemplars: [Exemplar?]?,
+        render: (Count) -> String
+    ) -> Count {
+        var cumulative = Count.zero
         var labelsWithLe = labels
         labelsWithLe.append(("le", ""))
         for (index, count) in counts.enumerated() {
@@ -164,14 +159,13 @@ public struct MetricsWriter: Sendable {
             text += "_bucket"
             writeLabels(labelsWithLe)
             text += " "
-            text += Self.number(cumulative)
+            text += render(cumulative)
             if format == .openMetrics, let exemplars, index < exemplars.count, let exemplar = exemplars[index] {
                 writeExemplar(exemplar)
             }
             text += "\n"
         }
-        sample(name + "_sum", labels, sum)
-        sample(name + "_count", labels, cumulative)
+        return cumulative
     }
 
     /// Ends the exposition (`# EOF` in OpenMetrics).
