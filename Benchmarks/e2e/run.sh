@@ -57,7 +57,7 @@ for run in $(seq "$RUNS"); do
     printf '%-4s %-9s %12.3f %14.0f %10.1f\n' "$run" bare "$bare_seconds" \
         "$(python3 -c "print($spans / $bare_seconds)")" "$(python3 -c "print($bytes / $bare_seconds / 1e6)")"
 
-    /usr/bin/time -f '%M %U %S' -o "$work/rss-$run" "$tailgate" run --brokers "$brokers" --group "engine-$run" --exit-on-eof \
+    /usr/bin/time -f '%M %U %S %R' -o "$work/rss-$run" "$tailgate" run --brokers "$brokers" --group "engine-$run" --exit-on-eof \
         --rules Benchmarks/e2e/rules.yaml --data "$work/store-$run" --http "" --log-level warning --status-interval 1h \
         "${quick[@]}" >"$work/engine-$run.json"
     read -r engine_seconds engine_spans kept p99 < <(python3 -c '
@@ -67,7 +67,7 @@ print(d["processingSeconds"], d["spans"], d["tracesKept"], d.get("keptStoreLaten
     [[ "$engine_spans" == "$spans" ]] || { echo "tailgate read $engine_spans spans of $spans"; exit 1; }
     printf '%-4s %-9s %12.3f %14.0f %10.1f %s\n' "$run" tailgate "$engine_seconds" \
         "$(python3 -c "print($spans / $engine_seconds)")" "$(python3 -c "print($bytes / $engine_seconds / 1e6)")" \
-        "kept $kept traces, decision→stored p99 $(python3 -c "print(round($p99 * 1000))") ms, peak RSS $(( $(cut -d' ' -f1 "$work/rss-$run") / 1024 )) MiB, CPU $(python3 -c "import sys; m, u, s = open(sys.argv[1]).read().split(); print(f'{float(u):.2f} user + {float(s):.2f} sys s = {(float(u) + float(s)) / $spans * 1e6:.2f} µs/span')" "$work/rss-$run")"
+        "kept $kept traces, decision→stored p99 $(python3 -c "print(round($p99 * 1000))") ms, peak RSS $(( $(cut -d' ' -f1 "$work/rss-$run") / 1024 )) MiB, CPU $(python3 -c "import sys; m, u, s, faults = open(sys.argv[1]).read().split(); print(f'{float(u):.2f} user + {float(s):.2f} sys s = {(float(u) + float(s)) / $spans * 1e6:.2f} µs/span, {int(faults)} minor page faults ({int(faults) / $spans:.2f} per span)')" "$work/rss-$run")"
     ratios+=("$(python3 -c "print($bare_seconds / $engine_seconds)")")
 done
 echo

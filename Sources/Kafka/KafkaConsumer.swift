@@ -267,6 +267,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// The group's generation and member id, for a transactional producer's offsets (caller destroys).
+    func groupMetadata() -> OpaquePointer? { rd_kafka_consumer_group_metadata(handle) }
+
     /// Stops fetching from `partitions` (backpressure); already fetched messages may still arrive.
     public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
         try pauseOrResume(partitions, pause: true)

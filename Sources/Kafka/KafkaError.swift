@@ -26,8 +26,18 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
         code = rd_kafka_error_code(error).rawValue
         name = String(cString: rd_kafka_error_name(error))
         message = "\(context): \(String(cString: rd_kafka_error_string(error)))"
+        isFatal = rd_kafka_error_is_fatal(error) != 0
+        isRetriable = rd_kafka_error_is_retriable(error) != 0
+        transactionRequiresAbort = rd_kafka_error_txn_requires_abort(error) != 0
         rd_kafka_error_destroy(error)
     }
+
+    /// The client cannot go on (e.g. a transactional producer fenced by a newer instance).
+    public var isFatal = false
+    /// The same call may succeed if repeated (e.g. a commit that timed out).
+    public var isRetriable = false
+    /// The current transaction must be aborted (its messages and offsets are discarded).
+    public var transactionRequiresAbort = false
 
     /// A configuration problem (unknown property, bad value): a usage error for the CLI.
     public static func configuration(_ message: String) -> KafkaError {

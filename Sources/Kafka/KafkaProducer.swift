@@ -103,6 +103,49 @@ public final class KafkaProducer: @unchecked Sendable {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, "flush") }
     }
 
+    /// Messages waiting in librdkafka's queue (not yet acknowledged or failed).
+    public var queueLength: Int { Int(rd_kafka_outq_len(handle)) }
+
+    // MARK: Transactions (needs `transactional.id`): consume-transform-produce, exactly once
+
+    /// Registers the `transactional.id` with the cluster, fencing any older producer with the same id.
+    public func initTransactions(timeout: Duration) throws(KafkaError) {
+        if let error = rd_kafka_init_transactions(handle, milliseconds(timeout)) { throw KafkaError(consuming: error, "init transactions") }
+    }
+
+    public func beginTransaction() throws(KafkaError) {
+        if let error = rd_kafka_begin_transaction(handle) { throw KafkaError(consuming: error, "begin transaction") }
+    }
+
+    /// Makes `offsets` (next offsets to consume) part of the transaction, as a commit of `consumer`'s
+    /// group: they are committed if and only if the transaction is.
+    public func sendOffsetsToTransaction(_ offsets: [TopicPartition: Int64], consumer: KafkaConsumer, timeout: Duration) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let list = PartitionList.make(offsets.map { ($0.key, $0.value) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        guard let metadata = consumer.groupMetadata() else {
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, name: "_STATE", message: "send offsets to transaction: the consumer has no group metadata")
+        }
+        defer { rd_kafka_consumer_group_metadata_destroy(metadata) }
+        if let error = rd_kafka_send_offsets_to_transaction(handle, list, metadata, milliseconds(timeout)) {
+            throw KafkaError(consuming: error, "send offsets to transaction")
+        }
+    }
+
+    /// Flushes the transaction's messages and commits them with its offsets.
+    public func commitTransaction(timeout: Duration) throws(KafkaError) {
+        if let error = rd_kafka_commit_transaction(handle, milliseconds(timeout)) { throw KafkaError(consuming: error, "commit transaction") }
+    }
+
+    /// Discards the transaction's messages (read_committed consumers never see them) and offsets.
+    public func abortTransaction(timeout: Duration) throws(KafkaError) {
+        if let error = rd_kafka_abort_transaction(handle, milliseconds(timeout)) { throw KafkaError(consuming: error, "abort transaction") }
+    }
+
+    private func milliseconds(_ duration: Duration) -> Int32 {
+        Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
     /// Messages queued, delivered, and failed after librdkafka's own retries.
     public var counts: (sent: Int, delivered: Int, failed: Int) {
         (context.sent.load(ordering: .relaxed), context.delivered.load(ordering: .relaxed), context.failed.load(ordering: .relaxed))

@@ -12,16 +12,18 @@ struct Tailgate: ParsableCommand {
         commandName: "tailgate",
         abstract: "Tail-sampling for distributed traces: Kafka in, whole-trace decisions, kept traces to storage, RED metrics from every span.",
         version: "0.1.0 (librdkafka \(librdkafkaVersion))",
-        subcommands: [Run.self, Demo.self, Eval.self, Check.self, Query.self, DevBroker.self, Loadgen.self])
+        subcommands: [Run.self, Route.self, Demo.self, Eval.self, Check.self, Query.self, DevBroker.self, Loadgen.self])
 
     /// Exit codes of the contract: 0 ok, 1 runtime failure, 2 bad usage/config/rules.
     static func main() {
         var command: any ParsableCommand
         do {
             command = try parseAsRoot()
-            if let run = command as? Run, let path = run.config {
+            let configPath = (command as? Run)?.config ?? (command as? Route)?.config
+            if let path = configPath {
                 // The config file's settings become arguments; those on the command line win.
-                let given = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
+                let name = command is Run ? "run" : "route"
+                let given = Array(CommandLine.arguments.drop { $0 != name }.dropFirst())
                 let fromFile: [String]
                 do {
                     fromFile = try ConfigFile.arguments(path: path, commandLine: given)
@@ -30,9 +32,10 @@ struct Tailgate: ParsableCommand {
                     Foundation.exit(2)
                 }
                 do {
-                    command = try Run.parse(fromFile + given)
+                    command = command is Run ? try Run.parse(fromFile + given) : try Route.parse(fromFile + given)
                 } catch {
-                    FileHandle.standardError.write(Data("tailgate: --config \(path): \(Run.message(for: error))\n".utf8))
+                    let message = command is Run ? Run.message(for: error) : Route.message(for: error)
+                    FileHandle.standardError.write(Data("tailgate: --config \(path): \(message)\n".utf8))
                     Foundation.exit(2)
                 }
             }

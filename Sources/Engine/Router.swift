@@ -1,0 +1,458 @@
+import Foundation
+public import Kafka
+public import Logging
+public import OTLP
+public import SpanMetrics
+import Synchronization
+
+/// Everything `tailgate route` is told.
+public struct RouterConfiguration: Sendable {
+    public var brokers: String
+    public var topics: [String] = ["otlp_spans"]
+    public var group = "tailgate-route"
+    public var encoding = OTLPEncoding.otlpProto
+    /// The keyed topic: one `otlp_proto` message per trace (per batch), keyed by its hex trace id.
+    public var outputTopic: String
+    public var kafkaProperties = KafkaProperties()
+    public var deadLetterTopic: String?
+    public var delivery = RouterDelivery.auto
+    /// The transactional producer's id: stable per replica (a restart fences its predecessor).
+    public var transactionalID: String
+    /// Messages taken per batch (one transaction, or one flush and commit).
+    public var maxBatchMessages = 2_000
+    /// A trace's request above this leaves split by span (Kafka's default `max.message.bytes` is ~1 MB).
+    public var maxMessageBytes = 1_000_000
+    public var exitOnEOF = false
+    public var httpAddress: String?
+    public var statusInterval: Duration = .seconds(10)
+    public var statisticsInterval: Duration = .seconds(5)
+
+    public init(brokers: String, outputTopic: String) {
+        self.brokers = brokers
+        self.outputTopic = outputTopic
+        transactionalID = "tailgate-route-\(ProcessInfo.processInfo.hostName)"
+    }
+}
+
+/// How the router makes its output and its input offsets agree.
+public enum RouterDelivery: String, Sendable, CaseIterable {
+    /// Transactions when the cluster supports them, else at least once (logged).
+    case auto
+    /// Kafka transactions: each batch's messages and its input offsets commit together or not at all.
+    case transactional
+    /// Idempotent producer; a batch's input offsets are committed after all its messages are
+    /// acknowledged (`acks=all`). A crash between the two re-sends the batch: duplicates, never loss.
+    case atLeastOnce = "at-least-once"
+}
+
+/// What a route run did (printed as JSON at the end, like `run`'s summary).
+public struct RouteSummary: Sendable, Codable, Equatable {
+    public var outcome: String
+    public var delivery: String
+    public var messagesIn: Int
+    public var bytesIn: Int
+    public var spans: Int
+    public var messagesRejected: [String: Int]
+    public var spansRejected: [String: Int]
+    public var deadLettered: Int
+    public var tracesOut: Int
+    public var messagesOut: Int
+    public var bytesOut: Int
+    public var transactionsCommitted: Int
+    public var transactionsAborted: Int
+    public var rewinds: Int
+    public var processingSeconds: Double?
+}
+
+/// The router's own counters (beside the ingest metrics it shares with `run`).
+public final class RouterMetrics: Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var tracesOut = 0
+        public var messagesOut = 0
+        public var spansOut = 0
+        public var bytesOut = 0
+        public var produceErrors = 0
+        public var oversizeSpans = 0
+        public var transactionsCommitted = 0
+        public var transactionsAborted = 0
+        public var rewinds = 0
+        public var batches = 0
+    }
+
+    private let counts = Mutex(Counts())
+    let queue = Atomic<Int>(0)
+    let transactional = Atomic<Bool>(false)
+    let failing = Mutex<String?>(nil)
+    /// An unrecoverable client error the consumer reported.
+    let fatal = Mutex<KafkaError?>(nil)
+
+    public var snapshot: Counts { counts.withLock { $0 } }
+
+    func update(_ body: (inout Counts) -> Void) { counts.withLock { body(&$0) } }
+
+    func write(into out: inout MetricsWriter, ingest: IngestMetrics.Counts) {
+        let totals = snapshot
+        out.counter("tailgate_route_messages_in_total", "Kafka messages the router consumed (tailgate_messages_received_total counts the same).", ingest.messagesReceived)
+        out.counter("tailgate_route_bytes_in_total", "Bytes of the messages the router consumed.", ingest.bytesReceived)
+        out.counter("tailgate_route_traces_out_total", "Per-trace requests produced to the keyed topic (one per trace per batch).", totals.tracesOut)
+        out.counter("tailgate_route_messages_out_total", "Messages produced to the keyed topic (more than traces when an oversize trace is split by span).", totals.messagesOut)
+        out.counter("tailgate_route_spans_out_total", "Spans produced to the keyed topic.", totals.spansOut)
+        out.counter("tailgate_route_bytes_out_total", "Bytes of the messages produced to the keyed topic.", totals.bytesOut)
+        out.counter("tailgate_route_produce_errors_total", "Batches whose messages were not all acknowledged; the batch is read and sent again.", totals.produceErrors)
+        out.counter("tailgate_route_oversize_spans_total", "Single spans larger than the output's message limit, sent to the dead-letter topic instead.", totals.oversizeSpans)
+        out.family("tailgate_route_transactions_total", .counter, "Kafka transactions by outcome (transactional delivery only).")
+        out.sample("tailgate_route_transactions_total", [("outcome", "committed")], totals.transactionsCommitted)
+        out.sample("tailgate_route_transactions_total", [("outcome", "aborted")], totals.transactionsAborted)
+        out.counter("tailgate_route_rewinds_total", "Times a batch's input was read again after its output failed.", totals.rewinds)
+        out.gauge("tailgate_route_producer_queue_messages", "Messages waiting in the producer's queue.", queue.load(ordering: .relaxed))
+        out.gauge("tailgate_route_transactional", "1 when batches commit as Kafka transactions (exactly once), 0 when at least once.", transactional.load(ordering: .relaxed) ? 1 : 0)
+        out.gauge("tailgate_route_failing", "1 while the last batch could not be delivered.", failing.withLock { $0 } == nil ? 0 : 1)
+    }
+}
+
+/// `tailgate route`: consumes OTLP of any shape, produces one message per trace keyed by trace id.
+///
+/// Work goes in batches (one poll): split per trace, produce, then commit the batch's input offsets
+/// with it — inside a Kafka transaction (exactly once), or after every message is acknowledged (at
+/// least once). A batch that fails is read again from its first offsets; nothing is dropped. While
+/// the producer's queue is full the router stops reading (the consumer is not polled).
+public final class Router: HTTPBackend, @unchecked Sendable {
+    public let configuration: RouterConfiguration
+    public let ingest = IngestMetrics()
+    public let metrics = RouterMetrics()
+    private let logger: Logger
+    private let consumer: KafkaConsumer
+    private var producer: KafkaProducer
+    private var transactional: Bool
+    private let deadLetter: DeadLetterTopic?
+    private var http: HTTPServer?
+    private let stopRequested = Atomic<Bool>(false)
+    private var splitter = TraceSplitter()
+    private let throttle = LogThrottle(interval: .seconds(10))
+
+    public init(configuration: RouterConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        var consumerProperties = KafkaProperties(["enable.auto.commit": "false"])
+        for (name, value) in configuration.kafkaProperties.values { consumerProperties[name] = value }
+        consumerProperties["enable.auto.commit"] = "false"
+        let ingest = self.ingest
+        let routerMetrics = metrics
+        consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: configuration.brokers, groupID: configuration.group, topics: configuration.topics,
+                properties: consumerProperties, statisticsInterval: configuration.statisticsInterval,
+                reportPartitionEOF: configuration.exitOnEOF),
+            events: KafkaConsumerEvents(
+                assigned: { ingest.record(assigned: $0) },
+                revoked: { ingest.record(revoked: $0) },
+                statistics: { ingest.record(statistics: $0) },
+                fatal: { error in routerMetrics.fatal.withLock { $0 = error } }),
+            logger: logger, maxBatch: configuration.maxBatchMessages)
+        deadLetter = try configuration.deadLetterTopic.map { (topic) throws(KafkaError) in
+            try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+        }
+        (producer, transactional) = try Self.makeProducer(configuration, logger: logger)
+        metrics.transactional.store(transactional, ordering: .relaxed)
+        if let address = configuration.httpAddress {
+            http = try HTTPServer(address: address, routes: HTTPRoutes(backend: self, adminToken: nil), logger: logger)
+        }
+    }
+
+    /// The bound HTTP address (`--http 127.0.0.1:0` picks a port).
+    public var httpAddress: String? { http?.boundAddress }
+
+    private static func makeProducer(_ configuration: RouterConfiguration, logger: Logger) throws(KafkaError) -> (KafkaProducer, Bool) {
+        var properties = KafkaProperties([
+            "acks": "all",
+            "enable.idempotence": "true",
+            // The Java client's and franz-go's partitioner: a keyed topic written by the collector's
+            // exporter and by the router puts a trace in the same partition.
+            "partitioner": "murmur2_random",
+            "message.max.bytes": String(configuration.maxMessageBytes + 64 << 10),
+            // Never give up on a message: a batch waits (and reading pauses) until the cluster is back.
+            "message.timeout.ms": "0",
+        ])
+        for (name, value) in configuration.kafkaProperties.values { properties[name] = value }
+        if configuration.delivery != .atLeastOnce {
+            var transactionalProperties = properties
+            transactionalProperties["transactional.id"] = configuration.transactionalID
+            // A transaction must finish within this; the broker aborts it after.
+            transactionalProperties["transaction.timeout.ms"] = transactionalProperties["transaction.timeout.ms"] ?? "60000"
+            transactionalProperties["message.timeout.ms"] = "55000"
+            let producer = try KafkaProducer(bootstrapServers: configuration.brokers, properties: transactionalProperties, logger: logger)
+            do {
+                try producer.initTransactions(timeout: .seconds(30))
+                logger.info("transactional delivery: each batch's messages and input offsets commit together (transactional.id \(configuration.transactionalID))")
+                return (producer, true)
+            } catch {
+                guard configuration.delivery == .auto else { throw error }
+                logger.warning("the cluster refused transactions (\(error)); delivering at least once: a crash may re-send a batch")
+            }
+        }
+        return (try KafkaProducer(bootstrapServers: configuration.brokers, properties: properties, logger: logger), false)
+    }
+
+    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+
+    /// Routes until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error.
+    public func run() -> RouteSummary {
+        var outcome = "stopped"
+        var firstMessageAt: ContinuousClock.Instant?
+        var lastProgress = ContinuousClock.now
+        var nextStatus = ContinuousClock.now + configuration.statusInterval
+        while !stopRequested.load(ordering: .relaxed) {
+            if let error = metrics.fatal.withLock({ $0 }) {
+                outcome = "fatal: \(error)"
+                break
+            }
+            let batch = readBatch(firstMessageAt: &firstMessageAt)
+            if !batch.next.isEmpty {
+                if let error = deliver(batch) {
+                    outcome = "fatal: \(error)"
+                    break
+                }
+                lastProgress = .now
+            } else if configuration.exitOnEOF && consumer.isAtEndOfAllPartitions {
+                outcome = "end_of_input"
+                break
+            }
+            metrics.queue.store(producer.queueLength, ordering: .relaxed)
+            if ContinuousClock.now >= nextStatus {
+                logStatus(idleFor: ContinuousClock.now - lastProgress)
+                nextStatus = .now + configuration.statusInterval
+            }
+        }
+        let processing = firstMessageAt.map { ContinuousClock.now - $0 }
+        consumer.close()
+        do { try deadLetter?.flush(timeout: .seconds(10)) } catch { logger.error("dead-letter topic not fully flushed: \(error)") }
+        http?.shutdown()
+        let totals = metrics.snapshot
+        let input = ingest.snapshot
+        return RouteSummary(
+            outcome: outcome, delivery: transactional ? "transactional" : "at-least-once",
+            messagesIn: input.messagesReceived, bytesIn: input.bytesReceived, spans: input.spansReceived,
+            messagesRejected: Dictionary(uniqueKeysWithValues: input.messagesRejected.map { ($0.key.rawValue, $0.value) }),
+            spansRejected: Dictionary(uniqueKeysWithValues: input.spansRejected.map { ($0.key.rawValue, $0.value) }),
+            deadLettered: input.messagesDeadLettered, tracesOut: totals.tracesOut, messagesOut: totals.messagesOut,
+            bytesOut: totals.bytesOut, transactionsCommitted: totals.transactionsCommitted,
+            transactionsAborted: totals.transactionsAborted, rewinds: totals.rewinds,
+            processingSeconds: processing.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
+    }
+
+    /// One poll's messages, split per trace: where each partition's batch starts and what to commit.
+    struct Batch {
+        var first: [TopicPartition: Int64] = [:]
+        var next: [TopicPartition: Int64] = [:]
+    }
+
+    private func readBatch(firstMessageAt: inout ContinuousClock.Instant?) -> Batch {
+        var batch = Batch()
+        var counts = IngestMetrics.Counts()
+        splitter.removeAll()
+        consumer.poll(maxMessages: configuration.maxBatchMessages, timeout: .milliseconds(100)) { message in
+            if firstMessageAt == nil { firstMessageAt = .now }
+            let partition = message.topicPartition
+            if batch.first[partition] == nil { batch.first[partition] = message.offset }
+            batch.next[partition] = message.offset + 1
+            counts.messagesReceived += 1
+            counts.bytesReceived += message.payload.count
+            do throws(OTLPDecodeError) {
+                let outcome = try splitter.add(message.payload, encoding: configuration.encoding)
+                counts.spansReceived += outcome.spans.count
+                if outcome.rejectedSpans > 0, let first = outcome.firstSpanRejection {
+                    counts.spansRejected[first.reason, default: 0] += outcome.rejectedSpans
+                    throttle.log(
+                        logger, level: .warning, key: "span-\(first.reason.rawValue)",
+                        "refused \(outcome.rejectedSpans) span(s) of \(message.topic)[\(message.partition)]@\(message.offset): \(first)")
+                }
+            } catch {
+                counts.messagesRejected[error.reason, default: 0] += 1
+                throttle.log(
+                    logger, level: .warning, key: "message-\(error.reason.rawValue)",
+                    "refused message \(message.topic)[\(message.partition)]@\(message.offset) (\(message.payload.count) bytes): \(error)")
+                if let deadLetter {
+                    do {
+                        try deadLetter.send(key: message.key, payload: message.payload, source: partition, offset: message.offset, error: error)
+                        counts.messagesDeadLettered += 1
+                    } catch {
+                        counts.deadLetterFailures += 1
+                        throttle.log(logger, level: .error, key: "dead-letter", "could not copy a refused message to \(deadLetter.topic): \(error)")
+                    }
+                }
+            }
+        }
+        ingest.add(counts)
+        return batch
+    }
+
+    /// Produces the batch's traces and commits its input offsets with them. Returns a fatal error;
+    /// anything else is retried (the batch is read again) until it goes through or a stop.
+    private func deliver(_ batch: Batch) -> KafkaError? {
+        if transactional {
+            do throws(KafkaError) {
+                try producer.beginTransaction()
+            } catch {
+                return error
+            }
+        }
+        let failedBefore = producer.counts.failed
+        lastTraceID = nil
+        var out = RouterMetrics.Counts()
+        var produceError: KafkaError?
+        splitter.forEachTrace(maxBytes: configuration.maxMessageBytes) { id, request in
+            guard produceError == nil else { return }
+            do throws(KafkaError) {
+                try produce(id, request, counts: &out)
+            } catch {
+                produceError = error
+            }
+        }
+        if transactional {
+            do throws(KafkaError) {
+                if let produceError { throw produceError }
+                try producer.sendOffsetsToTransaction(batch.next, consumer: consumer, timeout: .seconds(30))
+                try commitTransaction()
+                out.transactionsCommitted = 1
+            } catch {
+                if error.isFatal { return error }
+                logger.warning("transaction aborted, its batch is read again: \(error)")
+                do throws(KafkaError) {
+                    try producer.abortTransaction(timeout: .seconds(30))
+                } catch {
+                    if error.isFatal { return error }
+                    logger.error("abort transaction: \(error)")
+                }
+                rewind(batch, counts: &out)
+                out.transactionsAborted = 1
+            }
+        } else {
+            while true {
+                do throws(KafkaError) {
+                    try producer.flush(timeout: .seconds(10))
+                    break
+                } catch {
+                    if stopRequested.load(ordering: .relaxed) { break }
+                    throttle.log(logger, level: .warning, key: "flush", "the output topic is slow to acknowledge (\(producer.queueLength) messages waiting); not reading meanwhile")
+                }
+            }
+            if produceError != nil || producer.counts.failed != failedBefore || producer.queueLength > 0 {
+                logger.warning("not every message of a batch was acknowledged (\(produceError.map { "\($0)" } ?? "delivery failed")); reading it again")
+                rewind(batch, counts: &out)
+            } else {
+                consumer.storeOffsets(batch.next)
+                do throws(KafkaError) {
+                    try consumer.commit()
+                } catch {
+                    // Committed with the next batch, or replayed by the next owner: at least once.
+                    throttle.log(logger, level: .warning, key: "commit", "commit failed: \(error)")
+                }
+            }
+        }
+        out.batches = 1
+        if out.produceErrors > 0 || out.rewinds > 0 {
+            metrics.failing.withLock { $0 = produceError.map { "\($0)" } ?? "a batch was not delivered" }
+        } else {
+            metrics.failing.withLock { $0 = nil }
+        }
+        metrics.update { totals in
+            totals.tracesOut += out.tracesOut
+            totals.messagesOut += out.messagesOut
+            totals.spansOut += out.spansOut
+            totals.bytesOut += out.bytesOut
+            totals.produceErrors += out.produceErrors
+            totals.oversizeSpans += out.oversizeSpans
+            totals.transactionsCommitted += out.transactionsCommitted
+            totals.transactionsAborted += out.transactionsAborted
+            totals.rewinds += out.rewinds
+            totals.batches += out.batches
+        }
+        return nil
+    }
+
+    /// Commits, retrying while librdkafka says the same call may still succeed (a timeout).
+    private func commitTransaction() throws(KafkaError) {
+        while true {
+            do throws(KafkaError) {
+                try producer.commitTransaction(timeout: .seconds(30))
+                return
+            } catch {
+                guard error.isRetriable, !error.transactionRequiresAbort, !stopRequested.load(ordering: .relaxed) else { throw error }
+                logger.warning("commit transaction: \(error); retrying")
+            }
+        }
+    }
+
+    private var lastTraceID: TraceID?
+
+    private func produce(_ id: TraceID, _ request: [UInt8], counts: inout RouterMetrics.Counts) throws(KafkaError) {
+        let key = Array(id.hex.utf8)
+        do throws(KafkaError) {
+            let result: Result<Void, KafkaError> = request.withUnsafeBytes { value in
+                key.withUnsafeBytes { keyBytes in
+                    do throws(KafkaError) {
+                        // A full queue waits here: reading pauses until the output catches up.
+                        try producer.send(topic: configuration.outputTopic, key: keyBytes, value: value, queueFullWait: .seconds(3600))
+                        return .success(())
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            try result.get()
+        } catch where error.isMessageTooLarge {
+            // One span over the output's limit (the splitter already split the trace by span).
+            counts.oversizeSpans += 1
+            throttle.log(logger, level: .error, key: "oversize", "a span of trace \(id.hex) is larger than the output topic accepts (\(request.count) bytes)\(deadLetter == nil ? "; it is dropped (no --dead-letter-topic)" : "; copied to the dead-letter topic")")
+            try deadLetter?.sendOversizeSpan(traceID: id, request: request, reason: "\(error)", outputTopic: configuration.outputTopic)
+            return
+        } catch {
+            counts.produceErrors += 1
+            throw error
+        }
+        if lastTraceID != id { counts.tracesOut += 1 }
+        lastTraceID = id
+        counts.messagesOut += 1
+        counts.bytesOut += request.count
+        producer.poll()
+    }
+
+    /// Reads the batch again from its first offsets (its output was not committed or acknowledged).
+    private func rewind(_ batch: Batch, counts: inout RouterMetrics.Counts) {
+        counts.rewinds += 1
+        consumer.seek(batch.first)
+    }
+
+    private func logStatus(idleFor idle: Duration) {
+        let totals = metrics.snapshot
+        let input = ingest.snapshot
+        logger.info(
+            "route status",
+            metadata: [
+                "messages_in": "\(input.messagesReceived)", "spans": "\(input.spansReceived)", "traces_out": "\(totals.tracesOut)",
+                "messages_out": "\(totals.messagesOut)", "rejected": "\(input.totalMessagesRejected)",
+                "aborted": "\(totals.transactionsAborted)", "rewinds": "\(totals.rewinds)",
+                "partitions": "\(ingest.partitionsAssigned)", "queue": "\(producer.queueLength)",
+            ])
+    }
+
+    // MARK: HTTPBackend
+
+    public func metricsText(format: MetricsFormat) -> String {
+        var out = MetricsWriter(format: format)
+        metrics.write(into: &out, ingest: ingest.snapshot)
+        ingest.write(into: &out)
+        return out.text
+    }
+
+    public func readiness() -> (ready: Bool, reason: String) {
+        if let error = metrics.fatal.withLock({ $0 }) { return (false, "fatal Kafka error: \(error)") }
+        guard ingest.partitionsAssigned > 0 else { return (false, "no partitions assigned yet (joining the consumer group)") }
+        if let failing = metrics.failing.withLock({ $0 }) { return (false, "output failing: \(failing)") }
+        return (true, "")
+    }
+
+    public func reloadRules() -> String? { "tailgate route has no rules to reload" }
+
+    public func storedTrace(_ id: TraceID) throws -> [UInt8]? { nil }
+}

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Kafka
+import OTLP
+import Synchronization
+
+struct Route: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-key OTLP topics by trace id, so replicas of `tailgate run` each see whole traces.",
+        discussion: """
+            Consumes OTLP messages of any shape (otlp_proto or otlp_json, many traces per message, any key) from the \
+            --topic topics as consumer group --group, splits each poll's messages per trace (every span byte for byte \
+            under its resource and scope) and produces one otlp_proto message per trace to --output-topic, keyed by \
+            its 32-character hex trace id: what the collector's kafka exporter writes with partition_traces_by_id. \
+            Partitioned like the Java client and franz-go (murmur2). \
+            Delivery: with Kafka transactions (the default when the cluster supports them) each batch's messages \
+            and its input offsets commit together, so a crash neither loses nor duplicates; at least once otherwise \
+            (input offsets committed after every message of the batch is acknowledged with acks=all). Consumers of \
+            the output must read committed messages only (isolation.level=read_committed, librdkafka's default). \
+            Bad input is refused, counted and dead-lettered as by `run`. While the output is slow or down the router \
+            stops reading; it never drops. SIGTERM/SIGINT: finish the batch, commit, exit 0.
+            """)
+
+    @Option(help: "YAML file of route settings, keyed by flag name; flags given here win.")
+    var config: String?
+
+    @Option(help: "Kafka bootstrap servers, comma-separated (host:port,...).")
+    var brokers: String = ""
+
+    @Option(name: .customLong("topic"), help: "Topic to consume (repeatable; default otlp_spans).")
+    var topics: [String] = []
+
+    @Option(help: "The keyed topic to produce to (read by `tailgate run --topic`).")
+    var outputTopic: String = ""
+
+    @Option(help: "Consumer group id; every replica of the router uses the same.")
+    var group: String = "tailgate-route"
+
+    @Option(help: "Input encoding: otlp_proto or otlp_json (the output is always otlp_proto).")
+    var encoding: OTLPEncoding = .otlpProto
+
+    @Option(help: "auto (transactions when the cluster supports them), transactional, or at-least-once.")
+    var delivery: String = "auto"
+
+    @Option(help: "The transactional producer's id, stable per replica (default tailgate-route-HOSTNAME: a pod's name).")
+    var transactionalId: String?
+
+    @Option(help: "Messages per batch (one transaction, or one flush and commit).")
+    var batchMessages: Int = 2_000
+
+    @Option(help: "Largest output message; a larger trace leaves split by span (e.g. 1MB: the topic's max.message.bytes).")
+    var maxMessageBytes: String = "1000000"
+
+    @Option(name: .customLong("kafka-property"), help: "librdkafka property KEY=VALUE for the consumer and the producer (repeatable).")
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Copy messages that do not decode to this topic (with reason headers).")
+    var deadLetterTopic: String?
+
+    @Flag(help: "Route everything, commit, and exit when every assigned partition is at its end.")
+    var exitOnEof = false
+
+    @Option(help: "HTTP listener for /metrics, /-/healthy and /-/ready (HOST:PORT; empty: none).")
+    var http: String = "0.0.0.0:3201"
+
+    @Option(help: "How often to log a status line (e.g. 10s).")
+    var statusInterval: String = "10s"
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.bootstrap(label: "tailgate-route")
+        guard !brokers.isEmpty else { throw ConfigurationError("--brokers is required") }
+        guard !outputTopic.isEmpty else { throw ConfigurationError("--output-topic is required: the keyed topic `tailgate run` consumes") }
+        var configuration = RouterConfiguration(brokers: brokers, outputTopic: outputTopic)
+        if !topics.isEmpty { configuration.topics = topics }
+        guard !configuration.topics.contains(outputTopic) else {
+            throw ConfigurationError("--output-topic \(outputTopic) is also an input --topic: the router would read its own output")
+        }
+        configuration.group = group
+        configuration.encoding = encoding
+        guard let mode = RouterDelivery(rawValue: delivery) else {
+            throw ConfigurationError("--delivery: '\(delivery)' is not auto, transactional or at-least-once")
+        }
+        configuration.delivery = mode
+        if let transactionalId { configuration.transactionalID = transactionalId }
+        guard batchMessages >= 1 else { throw ConfigurationError("--batch-messages must be at least 1") }
+        configuration.maxBatchMessages = batchMessages
+        let maxBytes = try parseByteSize(maxMessageBytes, option: "--max-message-bytes")
+        guard maxBytes >= 1024 else { throw ConfigurationError("--max-message-bytes must be at least 1KiB") }
+        configuration.maxMessageBytes = maxBytes
+        for (name, value) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("TAILGATE_KAFKA_") {
+            let property = name.dropFirst("TAILGATE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            guard !property.isEmpty else { continue }
+            try configuration.kafkaProperties.set(assignment: "\(property)=\(value)")
+        }
+        for assignment in kafkaProperties { try configuration.kafkaProperties.set(assignment: assignment) }
+        configuration.deadLetterTopic = deadLetterTopic
+        configuration.exitOnEOF = exitOnEof
+        configuration.httpAddress = http.isEmpty ? nil : http
+        configuration.statusInterval = try parseDuration(statusInterval, option: "--status-interval")
+
+        let running = Mutex<(router: Router?, stopRequested: Bool)>((nil, false))
+        let trap = SignalTrap([SIGINT, SIGTERM]) { signal in
+            let (router, again) = running.withLock { state in
+                defer { state.stopRequested = true }
+                return (state.router, state.stopRequested)
+            }
+            if again {
+                logger.warning("signal \(signal) again: exiting now; the open batch is read again by the next owner")
+                Foundation.exit(130)
+            }
+            logger.info("signal \(signal): finishing the batch, committing, leaving the group (a second signal exits at once)")
+            router?.requestStop()
+        }
+        let router = try Router(configuration: configuration, logger: logger)
+        let stopEarly = running.withLock { state in
+            state.router = router
+            return state.stopRequested
+        }
+        if stopEarly { router.requestStop() }
+        let summary = router.run()
+        withExtendedLifetime(trap) {}
+        printJSON(summary)
+        if summary.outcome.hasPrefix("fatal") { throw ExitCode.failure }
+    }
+}
