@@ -32,6 +32,8 @@ public struct EngineConfiguration: Sendable {
     public var dryRun = false
     /// How long the stop waits for the sinks to acknowledge what was kept (the rest is replayed).
     public var drainTimeout: Duration = .seconds(30)
+    /// `--on-revoke`: decide the revoked partitions' traces now, or forget them for the next owner.
+    public var revokePolicy = RevokePolicy.decide
     /// Bytes of buffered traces above which consumption pauses; nil: half the memory limit.
     public var bufferLimit: Int?
     /// Trace-window shards (threads); nil: one per core.
@@ -122,6 +124,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var tracesDropped: Int
     public var keptByPolicy: [String: Int]
     public var lateSpans: Int
+    /// Spans read twice because the consumer went back for an offset gap (processed once).
+    public var spansReread: Int = 0
     /// Seconds from the first message to everything decided and stored (without the group join).
     public var processingSeconds: Double?
     /// From a kept trace's decision to its spans durable in every sink: p50 and p99, seconds.
@@ -217,6 +221,8 @@ public final class Engine: Sendable {
             decisionWaitOverride: configuration.decisionWait, spanMetrics: configuration.spanMetrics, dryRun: configuration.dryRun,
             logger: logger)
         stage.drainTimeout = configuration.drainTimeout
+        stage.revokePolicy = configuration.revokePolicy
+        stage.refetchesGaps = (configuration.kafkaProperties["partition.assignment.strategy"] ?? "").contains("cooperative")
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = fanOut }
         // Weakly: the loop holds the stage (its sink), which holds this handler.
@@ -282,6 +288,10 @@ public final class Engine: Sendable {
                 "Offsets the consumer did not deliver before a later one: refetched (the client skipped them; read again), accepted (they do not exist: compacted or transactional topic).")
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "refetched")], gaps.refetched)
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "accepted")], gaps.accepted)
+            out.counter(
+                "tailgate_spans_reread_total",
+                "Spans of messages delivered again after the consumer went back for an offset gap; already processed, so skipped (tailgate_spans_received_total counts them again).",
+                sampling.rereadSpans)
             let ledger = sampling.ledgerSize
             out.family(
                 "tailgate_delivery_ledger_entries", .gauge,
@@ -391,6 +401,7 @@ public final class Engine: Sendable {
             deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept,
             tracesStored: sinks.withLock { $0 }?.storedTraces ?? 0, tracesDropped: decisions.dropped,
             keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped,
+            spansReread: sampling?.rereadSpans ?? 0,
             processingSeconds: loop.processingTime.map { $0.timeInterval },
             keptStoreLatencyP50: sampling?.metrics.keptTraceStoreLatency(quantile: 0.5),
             keptStoreLatencyP99: sampling?.metrics.keptTraceStoreLatency(quantile: 0.99),

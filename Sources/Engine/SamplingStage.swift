@@ -29,6 +29,17 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     private let acknowledgements = DeliveryEvents()
     /// How long ``drain()`` waits for the sinks.
     public var drainTimeout: Duration = .seconds(30)
+    /// Spans of messages delivered again after the consumer went back for a gap, not processed twice.
+    public var rereadSpans: Int { reread.load(ordering: .relaxed) }
+    private let reread = Atomic<Int>(0)
+    /// What a revoke does with the traces only revoked partitions hold.
+    public var revokePolicy = RevokePolicy.decide
+    /// Whether offset gaps are read again to check them (see ``DeliveryLedger/refetchesGaps``): under
+    /// a cooperative assignment strategy only.
+    public var refetchesGaps: Bool {
+        get { ledger.refetchesGaps }
+        set { ledger.refetchesGaps = newValue }
+    }
 
     // Ingest-thread state (every IngestSink call is made on the polling thread).
     private var ledger: DeliveryLedger
@@ -89,15 +100,22 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         var perShard = Array(repeating: ShardWork(batch: batch, sequence: sequence), count: shards.count)
         var positions: [SourcePosition] = []
         positions.reserveCapacity(messages.count)
+        var repeated = 0
         for message in messages {
             let position = SourcePosition(partition: lane(of: message.partition), offset: message.offset)
             positions.append(position)
+            // Read again because the consumer went back for a gap: its spans are here already.
+            if ledger.isRepeat(position) {
+                repeated += message.spans.count
+                continue
+            }
             for spanIndex in message.spans {
                 let shard = TraceRouting.shard(of: batch.spans[spanIndex].traceID, count: shards.count)
                 perShard[shard].spans.append(Int32(spanIndex))
                 perShard[shard].sources.append(position)
             }
         }
+        if repeated > 0 { reread.add(repeated, ordering: .relaxed) }
         // Held until every shard has the poll in its window (each shard gets it, empty or not).
         let gaps = ledger.dispatch(poll: sequence, messages: positions, shards: shards.count)
         if !gaps.isEmpty { report(gaps) }
@@ -128,15 +146,21 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         for partition in partitions where laneOf[partition] == nil { _ = lane(of: partition, committed: committed[partition]) }
     }
 
-    /// Shards first finish what they were sent and forget traces that only revoked partitions hold;
-    /// then the ledger answers for the revoked partitions and forgets them. Traces that also hold
-    /// partitions this member keeps stay, and keep holding those (see ``TraceWindow/forget(partitions:)``).
+    /// Shards first finish what they were sent, then decide (``RevokePolicy/decide``: the sinks get
+    /// up to ``drainTimeout`` to acknowledge what is kept) or forget (``RevokePolicy/replay``) the
+    /// traces that only revoked partitions hold; then the ledger answers for the revoked partitions
+    /// and forgets them. Traces that also hold partitions this member keeps stay, and keep holding
+    /// those (see ``TraceWindow/forget(partitions:)``).
     public func revoke(_ revoked: [TopicPartition]) -> [TopicPartition: Int64] {
         let lanes = Set(revoked.compactMap { laneOf[$0] })
         guard !lanes.isEmpty else { return [:] }
         let done = DispatchSemaphore(value: 0)
-        for shard in shards { shard.send(.revoke(lanes, done)) }
+        let decide = revokePolicy == .decide
+        for shard in shards { shard.send(.revoke(lanes, decide: decide, done)) }
         for _ in shards { done.wait() }
+        if decide && !fanOut.flush(timeout: drainTimeout) {
+            logger.error("sinks did not acknowledge the revoked partitions' kept traces within \(drainTimeout); the next owner replays them")
+        }
         collectEvents()
         var safe: [TopicPartition: Int64] = [:]
         for partition in revoked {
@@ -145,8 +169,9 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             if let offset = ledger.revoke(lane) { safe[partition] = offset }
         }
         logger.info(
-            "released buffered traces of revoked partitions; their next owner replays from the committed offset",
-            metadata: ["partitions": "\(revoked.map(\.description).joined(separator: ","))"])
+            decide ? "decided buffered traces of revoked partitions before handing them over" : "released buffered traces of revoked partitions; their next owner replays from the committed offset",
+            metadata: ["partitions": "\(revoked.map(\.description).joined(separator: ","))",
+                       "commit": "\(safe.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ","))"])
         return safe
     }
 
@@ -250,4 +275,15 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         acknowledgements.apply(to: &ledger, scratch: &scratch)
         for shard in shards { shard.outbox.apply(to: &ledger, scratch: &scratch) }
     }
+}
+
+/// What a member does at a rebalance with the buffered traces of the partitions it loses.
+public enum RevokePolicy: String, Sendable, CaseIterable {
+    /// Decide them now with the spans that arrived, store what is kept, commit past them: the next
+    /// owner replays nothing, so nothing is stored or counted twice. A trace whose later spans arrive
+    /// after the revoke is decided again by the next owner on those spans alone.
+    case decide
+    /// Forget them; the next owner replays them from the committed offset and decides whole traces.
+    /// Traces decided here after that offset are then decided (and stored, counted) twice.
+    case replay
 }

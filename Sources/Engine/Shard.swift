@@ -40,8 +40,8 @@ final class DeliveryEvents: Sendable {
 final class Shard: @unchecked Sendable {
     enum Command: Sendable {
         case spans(ShardWork)
-        /// Forget traces whose spans all came from these (revoked) lanes.
-        case revoke(Set<UInt32>, DispatchSemaphore)
+        /// Decide now (true) or forget (false) traces whose spans all came from these (revoked) lanes.
+        case revoke(Set<UInt32>, decide: Bool, DispatchSemaphore)
         /// Decide everything buffered (shutdown).
         case drain(DispatchSemaphore)
         case stop
@@ -129,9 +129,14 @@ final class Shard: @unchecked Sendable {
                         insert(work, now: now, ready: &ready, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
                         events.append(.inserted(poll: work.sequence))
                         completed = work.sequence
-                    case .revoke(let lanes, let reply):
-                        // Not counted: the next owner replays these spans and counts them.
-                        window.forget(partitions: lanes)
+                    case .revoke(let lanes, let decide, let reply):
+                        if decide {
+                            // Decided now with what arrived: stored, counted, committed past.
+                            window.release(partitions: lanes, into: &ready)
+                        } else {
+                            // Not counted: the next owner replays these spans and counts them.
+                            window.forget(partitions: lanes)
+                        }
                         replies.append(reply)
                     case .drain(let reply):
                         window.releaseAll(into: &ready)

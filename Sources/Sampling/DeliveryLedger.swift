@@ -47,6 +47,13 @@ public struct DeliveryLedger: Sendable {
     /// shard's events reach the owner); consumed when it is.
     private var early: [Token: UInt64] = [:]
     private var polls: [UInt64: Poll] = [:]
+    /// Whether a gap is gone back for at all. Only a cooperative rebalance keeps a partition across an
+    /// assignment change, which is when librdkafka 2.0 skips messages; under the eager protocol every
+    /// partition restarts from its committed offset, and the gaps a consumer sees are the topic's own
+    /// (transaction markers after every transaction of a transactional producer such as `tailgate
+    /// route`, aborted messages, compaction), so checking them would only read everything again.
+    public var refetchesGaps = true
+
     /// Events that named something unknown (a lane no longer assigned is not one of them): should stay 0.
     public private(set) var anomalies = 0
 
@@ -124,7 +131,7 @@ public struct DeliveryLedger: Sendable {
                     // Going back to the earlier gap reads this one again too: its offsets join it.
                     lanes.values[index].refetch!.gap.to = message.offset
                     gap.kind = .extended
-                } else if lanes.values[index].acceptedGaps < 3 {
+                } else if refetchesGaps && lanes.values[index].acceptedGaps < 3 {
                     gap.kind = .refetch
                     hold(SourcePosition(partition: lane, offset: end))
                     lanes.values[index].refetch = (poll, gap, end)
@@ -142,6 +149,19 @@ public struct DeliveryLedger: Sendable {
         for position in lowest { hold(position) }
         polls[poll] = Poll(positions: lowest, remaining: shards)
         return gaps
+    }
+
+    /// Whether `position` was received before on its lane and is not in a gap being read again: a
+    /// message delivered again after the consumer went back for a gap, whose spans are already in a
+    /// window or decided. Ask before ``dispatch(poll:messages:shards:)`` records the poll.
+    public func isRepeat(_ position: SourcePosition) -> Bool {
+        guard let index = lanes.index(forKey: position.partition), let end = lanes.values[index].end, position.offset < end else {
+            return false
+        }
+        if let refetch = lanes.values[index].refetch, position.offset >= refetch.gap.from, position.offset < refetch.gap.to {
+            return false
+        }
+        return true
     }
 
     /// Offsets `from..<to` of `lane` that did not arrive before its next message, and what became of them.

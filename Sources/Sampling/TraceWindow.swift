@@ -213,14 +213,30 @@ public struct TraceWindow: Sendable {
     @discardableResult
     public mutating func forget(partitions: Set<UInt32>) -> Int {
         var forgotten = 0
-        for i in slots.indices {
-            guard let entry = slots[i], partitions.contains(entry.firstSource.partition),
-                entry.otherSources?.allSatisfy({ partitions.contains($0.partition) }) ?? true
-            else { continue }
+        for i in slots.indices where onlyFrom(partitions, i) {
             recycle(release(Int32(i), reason: .flush).trace)
             forgotten += 1
         }
         return forgotten
+    }
+
+    /// Releases for a decision now every trace whose spans all came from `partitions` (revoked), so
+    /// they are decided and stored before the partitions move and their offsets commit past them:
+    /// the next owner replays nothing already decided. Traces that also hold partitions this member
+    /// keeps stay, as with ``forget(partitions:)``. Returns how many were released.
+    @discardableResult
+    public mutating func release(partitions: Set<UInt32>, into ready: inout [ReadyTrace]) -> Int {
+        var released = 0
+        for i in slots.indices where onlyFrom(partitions, i) {
+            ready.append(release(Int32(i), reason: .flush))
+            released += 1
+        }
+        return released
+    }
+
+    private func onlyFrom(_ partitions: Set<UInt32>, _ slot: Int) -> Bool {
+        guard let entry = slots[slot], partitions.contains(entry.firstSource.partition) else { return false }
+        return entry.otherSources?.allSatisfy({ partitions.contains($0.partition) }) ?? true
     }
 
     /// Gives a decided trace's buffers back for the next new trace (dropped traces: most of them),

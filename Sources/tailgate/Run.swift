@@ -106,6 +106,9 @@ struct Run: ParsableCommand {
     @Option(help: "On SIGTERM/SIGINT, give up deciding and flushing after this long (what is not committed is replayed).")
     var shutdownTimeout: String = "30s"
 
+    @Option(help: "At a rebalance, the buffered traces of the partitions this member loses: decide (now, with the spans that arrived: nothing is stored or counted twice) or replay (forget them: the next owner decides them whole from the committed offset; what was decided past it is decided twice).")
+    var onRevoke: String = "decide"
+
     @Option(help: "How often to log a status line (e.g. 10s).")
     var statusInterval: String = "10s"
 
@@ -159,6 +162,8 @@ struct Run: ParsableCommand {
         configuration.spanMetrics.dimensions = metricsDimensions
         configuration.spanMetrics.maxSeriesPerMetric = metricsMaxSeries
         configuration.dryRun = dryRun
+        guard let revokePolicy = RevokePolicy(rawValue: onRevoke) else { throw ConfigurationError("--on-revoke: '\(onRevoke)' is not decide or replay") }
+        configuration.revokePolicy = revokePolicy
         guard let multiplier = SpanMultiplier(rawValue: metricsSpanMultiplier) else {
             throw ConfigurationError("--metrics-span-multiplier: '\(metricsSpanMultiplier)' is not none or tracestate")
         }

@@ -105,6 +105,34 @@ import Testing
     /// an obligation until the consumer, sent back, delivers it; offsets that do not exist
     /// (compacted or transactional topics) are let go after one look, and after three such gaps a
     /// lane's gaps are accepted without going back.
+    /// Under the eager protocol (`refetchesGaps` off) a gap is the topic's own — a transaction marker
+    /// after each of `tailgate route`'s transactions — and is committed past at once, never re-read.
+    @Test func gapsAreAcceptedWhenNotRefetched() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.refetchesGaps = false
+        ledger.assign(0, committed: 10)
+        let gaps = ledger.dispatch(poll: 1, messages: [10, 11, 13, 14, 16].map { SourcePosition(partition: 0, offset: $0) }, shards: 1)
+        ledger.inserted(poll: 1)
+        #expect(gaps.map(\.kind) == [.accepted, .accepted], "markers at 12 and 15")
+        #expect(ledger.committable(0) == 17)
+    }
+
+    /// Going back for a gap delivers the messages after it again: those are repeats (already in a
+    /// window), the gap's own offsets are not.
+    @Test func messagesReadAgainForAGapAreRepeats() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0, committed: 10)
+        func at(_ offset: Int64) -> SourcePosition { SourcePosition(partition: 0, offset: offset) }
+        #expect(!ledger.isRepeat(at(10)), "nothing received yet")
+        #expect(ledger.dispatch(poll: 1, messages: [at(10), at(11), at(14)], shards: 1).map(\.kind) == [.refetch])
+        ledger.inserted(poll: 1)
+        #expect(ledger.isRepeat(at(10)) && ledger.isRepeat(at(11)), "received before the gap")
+        #expect(!ledger.isRepeat(at(12)) && !ledger.isRepeat(at(13)), "the gap's offsets are new")
+        #expect(ledger.isRepeat(at(14)), "received after the gap, delivered again by the refetch")
+        #expect(!ledger.isRepeat(at(15)), "beyond everything received")
+        #expect(!ledger.isRepeat(SourcePosition(partition: 7, offset: 0)), "an unknown lane")
+    }
+
     @Test func skippedOffsetsAreHeldUntilReadAgain() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
