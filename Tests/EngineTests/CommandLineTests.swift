@@ -84,6 +84,14 @@ import TestSupport
         try "num_traces: 5\npolicies: [{name: all, type: always_sample}]\n".write(to: rules, atomically: true, encoding: .utf8)
         #expect(try processes.run(["run", "--brokers", "x:1", "--rules", rules.path], timeout: .seconds(20)).status == 2)
         #expect(try processes.run(["check", "--rules", rules.path], timeout: .seconds(20)).status == 2)
+        // route: the output topic is required, must not be an input, and the delivery mode is one of three.
+        #expect(try processes.run(["route", "--brokers", "x:1"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["route", "--brokers", "x:1", "--output-topic", "otlp_spans"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["route", "--brokers", "x:1", "--output-topic", "keyed", "--delivery", "maybe"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["route", "--brokers", "x:1", "--output-topic", "keyed", "--max-message-bytes", "10"], timeout: .seconds(20)).status == 2)
+        #expect(try processes.run(["run", "--brokers", "x:1", "--on-revoke", "later"], timeout: .seconds(20)).status == 2)
+        try "brokers: x:1\noutput-topic: keyed\noutput-topik: y\n".write(to: config, atomically: true, encoding: .utf8)
+        #expect(try processes.run(["route", "--config", config.path], timeout: .seconds(20)).status == 2, "a misspelt key in a route config")
     }
 
     /// Output of a running process, collected as it comes.
@@ -209,7 +217,7 @@ import TestSupport
 
     @Test func helpListsEveryContractCommand() throws {
         let help = try Processes().run(["--help"], timeout: .seconds(20)).output
-        for command in ["run", "demo", "eval", "check", "query", "dev-broker", "loadgen"] {
+        for command in ["run", "route", "demo", "eval", "check", "query", "dev-broker", "loadgen"] {
             #expect(help.contains("  \(command) "), "\(command) missing from --help")
         }
     }
