@@ -20,6 +20,8 @@ public struct RouterConfiguration: Sendable {
     public var transactionalID: String
     /// Messages taken per batch (one transaction, or one flush and commit).
     public var maxBatchMessages = 2_000
+    /// Bytes of input per batch (at most), so a batch of large messages stays small in memory.
+    public var maxBatchBytes = 32 << 20
     /// A trace's request above this leaves split by span (Kafka's default `max.message.bytes` is ~1 MB).
     public var maxMessageBytes = 1_000_000
     public var exitOnEOF = false
@@ -129,12 +131,14 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private var splitter = TraceSplitter()
     private let throttle = LogThrottle(interval: .seconds(10))
+    /// Running average of input message sizes, to bound a batch in bytes.
+    private var averageMessageBytes = 0
 
     public init(configuration: RouterConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         var consumerProperties = KafkaProperties(["enable.auto.commit": "false"])
-        for (name, value) in configuration.kafkaProperties.values { consumerProperties[name] = value }
+        for (name, value) in configuration.kafkaProperties.values where !Self.isProducerOnly(name) { consumerProperties[name] = value }
         consumerProperties["enable.auto.commit"] = "false"
         let ingest = self.ingest
         let routerMetrics = metrics
@@ -159,6 +163,22 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         }
     }
 
+    static func isConsumerOnly(_ property: String) -> Bool {
+        ["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy",
+         "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
+         "isolation.level", "enable.partition.eof", "check.crcs", "group.instance.id", "group.protocol.type",
+         "coordinator.query.interval.ms", "queued.min.messages", "queued.max.messages.kbytes", "group.id"].contains(property)
+            || property.hasPrefix("fetch.")
+    }
+
+    static func isProducerOnly(_ property: String) -> Bool {
+        ["acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "queue.buffering.max.messages",
+         "queue.buffering.max.kbytes", "batch.size", "batch.num.messages", "compression.codec", "compression.type",
+         "compression.level", "enable.idempotence", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
+         "transactional.id", "transaction.timeout.ms", "retries", "message.send.max.retries", "retry.backoff.ms",
+         "max.in.flight.requests.per.connection", "max.in.flight", "sticky.partitioning.linger.ms"].contains(property)
+    }
+
     /// The bound HTTP address (`--http 127.0.0.1:0` picks a port).
     public var httpAddress: String? { http?.boundAddress }
 
@@ -173,7 +193,8 @@ public final class Router: HTTPBackend, @unchecked Sendable {
             // Never give up on a message: a batch waits (and reading pauses) until the cluster is back.
             "message.timeout.ms": "0",
         ])
-        for (name, value) in configuration.kafkaProperties.values { properties[name] = value }
+        // The user's properties serve both clients; each gets those it knows (librdkafka warns about the rest).
+        for (name, value) in configuration.kafkaProperties.values where !Self.isConsumerOnly(name) { properties[name] = value }
         if configuration.delivery != .atLeastOnce {
             var transactionalProperties = properties
             transactionalProperties["transactional.id"] = configuration.transactionalID
@@ -250,7 +271,19 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         var batch = Batch()
         var counts = IngestMetrics.Counts()
         splitter.removeAll()
-        consumer.poll(maxMessages: configuration.maxBatchMessages, timeout: .milliseconds(100)) { message in
+        // A batch is bounded in bytes too: its spans are decoded and held until it is produced.
+        let pollSize = averageMessageBytes == 0
+            ? min(configuration.maxBatchMessages, 64)
+            : max(1, min(configuration.maxBatchMessages, configuration.maxBatchBytes / averageMessageBytes))
+        var polledBytes = 0
+        defer {
+            if counts.messagesReceived > 0 {
+                let average = polledBytes / counts.messagesReceived
+                averageMessageBytes = averageMessageBytes == 0 ? average : (averageMessageBytes * 7 + average) / 8
+            }
+        }
+        consumer.poll(maxMessages: pollSize, timeout: .milliseconds(100)) { message in
+            polledBytes += message.payload.count
             if firstMessageAt == nil { firstMessageAt = .now }
             let partition = message.topicPartition
             if batch.first[partition] == nil { batch.first[partition] = message.offset }

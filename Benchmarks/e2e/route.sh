@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `tailgate route` against a bare librdkafka consumer on the same preloaded topic of the dev broker:
+# unkeyed messages of TRACES_PER_MESSAGE DogBook traces (the shape of an exporter without
+# partition_traces_by_id), re-keyed into one message per trace on a second topic.
+#
+#   Benchmarks/e2e/route.sh                        # 60 000 traces, 30 per message, 64 partitions, 1 run per mode (the mock cluster drops preloaded data when many topics are created)
+#   TRACES=200000 RUNS=3 Benchmarks/e2e/route.sh
+#
+# Both delivery modes are measured: transactional (one Kafka transaction per batch; note that the
+# mock cluster does transactions' round trips but commits no offsets with them) and at-least-once
+# (each batch flushed with acks=all, then its offsets committed). The router is timed from its first
+# message to the end of the input with every message acknowledged; CPU is the whole process's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TRACES=${TRACES:-60000}
+PARTITIONS=${PARTITIONS:-64}
+RUNS=${RUNS:-1}
+TRACES_PER_MESSAGE=${TRACES_PER_MESSAGE:-30}
+
+swift build -c release --product tailgate >/dev/null
+cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
+tailgate=.build/release/tailgate
+work=$(mktemp -d)
+broker_pid=""
+cleanup() {
+    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+topics=(--topic otlp_spans)
+for run in $(seq "$RUNS"); do topics+=(--topic "keyed-transactional-$run" --topic "keyed-at-least-once-$run"); done
+"$tailgate" dev-broker --partitions "$PARTITIONS" "${topics[@]}" >"$work/broker" 2>/dev/null &
+broker_pid=$!
+for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
+brokers=$(head -1 "$work/broker")
+
+echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message, unkeyed) on $brokers ..."
+"$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --traces-per-message "$TRACES_PER_MESSAGE" --log-level warning >"$work/loaded.json"
+read -r spans bytes messages < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["spans"], d["bytes"], d["messages"])' "$work/loaded.json")
+echo "loaded: $messages messages, $spans spans, $bytes bytes"
+echo
+printf '%-4s %-22s %9s %12s %12s %s\n' run consumer seconds messages/s spans/s notes
+for run in $(seq "$RUNS"); do
+    bare=$(.build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
+    read -r bare_seconds bare_messages < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["messages"])' "$bare")
+    [[ "$bare_messages" == "$messages" ]] || { echo "the bare consumer read $bare_messages of $messages messages (broker retention?)"; exit 1; }
+    printf '%-4s %-22s %9.3f %12.0f %12.0f\n' "$run" bare "$bare_seconds" "$(python3 -c "print($messages / $bare_seconds)")" "$(python3 -c "print($spans / $bare_seconds)")"
+    for mode in transactional at-least-once; do
+        /usr/bin/time -f '%M %U %S' -o "$work/time-$mode-$run" "$tailgate" route --brokers "$brokers" --output-topic "keyed-$mode-$run" \
+            --group "route-$mode-$run" --delivery "$mode" --transactional-id "bench-$mode-$run" --exit-on-eof --http "" \
+            --log-level warning --status-interval 1h \
+            --kafka-property session.timeout.ms=6000 --kafka-property heartbeat.interval.ms=500 >"$work/route-$mode-$run.json"
+        read -r seconds routed_spans traces_out < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["processingSeconds"], d["spans"], d["tracesOut"])' "$work/route-$mode-$run.json")
+        [[ "$routed_spans" == "$spans" ]] || { echo "route read $routed_spans spans of $spans"; exit 1; }
+        [[ "$traces_out" == "$TRACES" ]] || { echo "route produced $traces_out traces of $TRACES"; exit 1; }
+        printf '%-4s %-22s %9.3f %12.0f %12.0f %s\n' "$run" "route $mode" "$seconds" \
+            "$(python3 -c "print($messages / $seconds)")" "$(python3 -c "print($spans / $seconds)")" \
+            "$(python3 -c "import sys; m, u, s = open(sys.argv[1]).read().split(); print(f'{$TRACES / $seconds:.0f} traces/s out, {$bare_seconds / $seconds:.2f} x bare, peak RSS {int(m) // 1024} MiB, CPU {float(u):.2f} user + {float(s):.2f} sys s = {(float(u) + float(s)) / $spans * 1e6:.2f} µs/span')" "$work/time-$mode-$run")"
+    done
+done
