@@ -9,7 +9,9 @@ import Traffic
 /// `tailgate route` end to end on the dev broker: unkeyed multi-trace input, re-keyed by trace id,
 /// consumed by several `run` members of one group. Expected values come from the traffic generator's
 /// truth (`expectedKept`: its error and slow flags and the collector's documented baseline hash).
-@Suite(.timeLimit(.minutes(10))) struct RouteEndToEndTests {
+/// Serialized: each test runs a broker, a router, loadgen and up to three members (debug builds), and
+/// the exact counts of the first need its members' group sessions undisturbed by a starved machine.
+@Suite(.serialized, .timeLimit(.minutes(10))) struct RouteEndToEndTests {
     struct Member {
         let process: Process
         let output: Pipe
@@ -79,7 +81,7 @@ import Traffic
         let first = try member(0), second = try member(1)
         #expect(waitUntil(.seconds(30)) { ready(routePort) && ready(first.port) && ready(second.port) })
 
-        let perBurst = 1500
+        let perBurst = 1000
         func burst(seed: Int) throws -> Process {
             try processes.start([
                 "loadgen", "--brokers", bootstrap, "--traces", "\(perBurst)", "--rate", "250", "--traces-per-message", "20",
@@ -163,23 +165,23 @@ import Traffic
     /// its exactly-once on the dev broker: librdkafka's mock cluster accepts transactions but neither
     /// commits the offsets sent with them nor aborts anything, so the restart reads from the start
     /// (the duplicates are printed, not asserted); on Kafka the offsets commit with the messages.
-    @Test(arguments: ["transactional", "at-least-once"])
+    @Test(.serialized, arguments: ["transactional", "at-least-once"])
     func aRouterKilledMidStreamLosesNothing(delivery: String) throws {
         let processes = Processes()
         let (_, pipe) = try processes.start(["dev-broker", "--partitions", "4", "--topic", "otlp_spans", "--topic", "otlp_keyed"])
         let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-route-crash-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: data) }
-        let traces = 3000
+        let traces = 1500
         let (loadgen, _) = try processes.start([
-            "loadgen", "--brokers", bootstrap, "--traces", "\(traces)", "--rate", "300", "--traces-per-message", "20",
+            "loadgen", "--brokers", bootstrap, "--traces", "\(traces)", "--rate", "250", "--traces-per-message", "20",
             "--seed", "71", "--log-level", "error"])
         let port = try freePort()
         let route = ["route", "--brokers", bootstrap, "--output-topic", "otlp_keyed", "--delivery", delivery,
                      "--transactional-id", "route-crash-test", "--batch-messages", "5", "--log-level", "error",
                      "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
         let (victim, _) = try processes.start(route + ["--http", "127.0.0.1:\(port)"])
-        #expect(waitUntil(.seconds(60)) { (metric(port, "tailgate_route_messages_in_total") ?? 0) >= 40 })
+        #expect(waitUntil(.seconds(60)) { (metric(port, "tailgate_route_messages_in_total") ?? 0) >= 20 })
         #expect(loadgen.isRunning, "killed mid-stream")
         kill(victim.processIdentifier, SIGKILL)
         victim.waitUntilExit()
