@@ -1,7 +1,7 @@
 import Foundation
 public import Logging
 public import OTLP
-import Sampling
+public import Sampling
 import SpanMetrics
 public import Storage
 import Synchronization
@@ -15,7 +15,7 @@ public final class KeptTraceFanOut: Sendable {
     /// The running rules' redaction (it follows reloads); nil: none.
     private let redactor: @Sendable () -> Redactor?
     /// The `ot=th` a kept trace leaves with (OTEP 235), by the running rules; nil: left as it came.
-    private let threshold: @Sendable (TraceData, String) -> SamplingThreshold?
+    private let threshold: @Sendable (TraceData, String) -> KeptAnnotation
     /// Spans whose tracestate could not carry the threshold (malformed `ot`, no room): sent as they came.
     private let tracestateInvalid = Atomic<Int>(0)
     private let observer: (@Sendable (TraceData, String) -> Void)?
@@ -29,7 +29,7 @@ public final class KeptTraceFanOut: Sendable {
     ///   - observer: sees every kept trace (on a shard thread) before the sinks do.
     public init(
         sinks: [any TraceSink], redactor: @escaping @Sendable () -> Redactor? = { nil },
-        threshold: @escaping @Sendable (TraceData, String) -> SamplingThreshold? = { _, _ in nil },
+        threshold: @escaping @Sendable (TraceData, String) -> KeptAnnotation = { _, _ in KeptAnnotation() },
         observer: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
     ) {
         self.sinks = sinks
@@ -102,8 +102,9 @@ public final class KeptTraceFanOut: Sendable {
     /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
     private func encode(_ trace: TraceData, policy: String, dryRun: String?) -> [UInt8] {
         if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun) }
-        guard let threshold = threshold(trace, policy) else { return trace.exportRequest(policy: policy) }
-        return trace.exportRequest(policy: policy) { [self] index in
+        let annotation = threshold(trace, policy)
+        guard let threshold = annotation.threshold else { return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) }
+        return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) { [self] index in
             let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }
             switch TraceStateThreshold.raise(current, to: threshold) {
             case .changed(let raised): return raised

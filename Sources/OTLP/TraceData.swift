@@ -262,10 +262,13 @@ extension TraceData {
     /// appended as a second `trace_state` field, which protobuf readers take over the first (the last
     /// occurrence of a singular field wins), so every received byte of the span stays as it was.
     /// `decision`: a dry run's `tailgate.decision` (`keep`/`drop`) appended to every span too.
-    public func exportRequest(policy: String? = nil, decision: String? = nil, traceState: ((Int) -> String?)? = nil) -> [UInt8] {
+    public func exportRequest(
+        policy: String? = nil, decision: String? = nil, sampleRate: Int? = nil, traceState: ((Int) -> String?)? = nil
+    ) -> [UInt8] {
         var attribute: [UInt8] = []
         if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
         if let decision { attribute += Self.stringAttribute(Self.decisionAttributeKey, decision) }
+        if let sampleRate { attribute += Self.intAttribute(Self.sampleRateAttributeKey, Int64(sampleRate)) }
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(payload.count + spans.count * (8 + attribute.count) + envelopes.count * 16 + 64)
         var index = 0
@@ -321,6 +324,19 @@ extension TraceData {
         }
         return writer.bytes
     }
+
+    /// Span field 9 (attributes) holding `key` = `value` (an int), encoded.
+    public static func intAttribute(_ key: String, _ value: Int64) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.writeNested(9) { kv in
+            kv.writeStringField(1, key)
+            kv.writeNested(2) { $0.writeVarintField(3, UInt64(bitPattern: value)) }
+        }
+        return writer.bytes
+    }
+
+    /// Refinery's attribute for the number of traces a kept trace stands for (an adaptive sampler's rate).
+    public static let sampleRateAttributeKey = "SampleRate"
 
     /// The attribute a dry run tags every span with: what the rules decided (`keep`/`drop`).
     public static let decisionAttributeKey = "tailgate.decision"

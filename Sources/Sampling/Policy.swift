@@ -13,6 +13,12 @@ public final class Policy: @unchecked Sendable {
         self.evaluator = evaluator
     }
 
+    /// The adaptive sampler behind a top-level `ema_dynamic`/`ema_throughput`/`windowed_throughput`.
+    public var dynamicSampler: DynamicSampler? {
+        if case .dynamic(let sampler) = evaluator { return sampler }
+        return nil
+    }
+
     /// Judges `trace` at `now` (monotonic nanoseconds, for the rate limiters).
     public func evaluate(_ trace: TraceData, now: UInt64) -> PolicyDecision {
         evaluator.evaluate(trace, now: now)
@@ -55,6 +61,7 @@ indirect enum Evaluator: @unchecked Sendable {
     case not(Policy)
     case drop([Policy])
     case composite(subPolicies: [Policy], budget: CompositeBudget)
+    case dynamic(DynamicSampler)
 
     func evaluate(_ trace: TraceData, now: UInt64) -> PolicyDecision {
         switch self {
@@ -140,6 +147,9 @@ indirect enum Evaluator: @unchecked Sendable {
         case .drop(let policies):
             for policy in policies where policy.evaluate(trace, now: now).refuses { return .notSampled }
             return .dropped
+
+        case .dynamic(let sampler):
+            return sampler.decide(trace, now: now).kept ? .sampled : .notSampled
 
         case .composite(let policies, let budget):
             // The first sub-policy (in policy_order) that samples decides, within its span budget.

@@ -50,6 +50,8 @@ public indirect enum PolicyKind: Sendable, Equatable {
     case not(PolicySpec)
     case drop([PolicySpec])
     case composite(maxTotalSpansPerSecond: Int64, policyOrder: [String], subPolicies: [PolicySpec], rateAllocation: [RateAllocation])
+    /// tailgate's adaptive samplers (Refinery's dynamic samplers, consistent by trace id).
+    case dynamic(DynamicSamplerConfiguration)
 
     /// The rule-file type name.
     public var typeName: String {
@@ -70,6 +72,7 @@ public indirect enum PolicyKind: Sendable, Equatable {
         case .not: "not"
         case .drop: "drop"
         case .composite: "composite"
+        case .dynamic(let configuration): configuration.algorithm.rawValue
         }
     }
 
@@ -95,6 +98,8 @@ public indirect enum PolicyKind: Sendable, Equatable {
             subs.flatMap(\.kind.attributeKeys)
         case .not(let sub):
             sub.kind.attributeKeys
+        case .dynamic(let configuration):
+            configuration.attributeKeys
         default:
             []
         }

@@ -37,7 +37,7 @@ public enum RuleFile {
     public static let policyTypes = [
         "always_sample", "latency", "numeric_attribute", "probabilistic", "status_code", "string_attribute",
         "rate_limiting", "bytes_limiting", "span_count", "trace_state", "trace_flags", "boolean_attribute", "and", "not",
-        "drop", "composite",
+        "drop", "composite", "ema_dynamic", "ema_throughput", "windowed_throughput",
     ]
 
     /// Parses and validates `text` (named `file` in messages).
@@ -378,6 +378,9 @@ struct RuleFileParser {
             }
             return .probabilistic(samplingPercentage: percentage, hashSalt: salt, mode: mode, precision: Int(precision))
 
+        case "ema_dynamic", "ema_throughput", "windowed_throughput":
+            return parseDynamic(type, map: map, config: config, name: name)
+
         case "status_code":
             allow(["status_codes"])
             guard let list = map["status_codes"]?.sequence, list.count > 0 else {
@@ -533,6 +536,80 @@ struct RuleFileParser {
                 file: file, line: policy.line, column: 1, policy: parent.map { "\($0)/\(policy.name)" } ?? policy.name,
                 message: "duplicate policy name; names must be unique (metrics and logs use them)"))
         }
+    }
+
+    /// tailgate's adaptive samplers, with Refinery's settings and defaults.
+    mutating func parseDynamic(_ type: String, map: Node.Mapping, config: Node, name: String) -> PolicyKind? {
+        let algorithm = DynamicSamplerConfiguration.Algorithm(rawValue: type)!
+        var allowed = ["key_fields", "use_trace_length", "max_keys"]
+        switch algorithm {
+        case .emaDynamic: allowed += ["goal_sample_rate", "adjustment_interval", "weight", "age_out_value", "burst_multiple", "burst_detection_delay"]
+        case .emaThroughput: allowed += ["goal_throughput_per_sec", "initial_sample_rate", "adjustment_interval", "weight", "age_out_value", "burst_multiple", "burst_detection_delay"]
+        case .windowedThroughput: allowed += ["goal_throughput_per_sec", "lookback", "update_interval"]
+        }
+        for (key, _) in map where !allowed.contains(key.string ?? "") { unknownKey(key, policy: name, allowed: allowed) }
+        guard let fields = stringList(map["key_fields"], key: "key_fields", config: config, policy: name) else { return nil }
+        if fields.isEmpty || fields.contains(where: { $0.isEmpty || $0 == "root." }) {
+            error(map["key_fields"] ?? config, policy: name, "key_fields must list attribute names (or name, the span name; a root. prefix reads the root span only), e.g. [service.name, http.route]")
+            return nil
+        }
+        var result = DynamicSamplerConfiguration(algorithm: algorithm, keyFields: fields)
+        result.useTraceLength = boolean(map["use_trace_length"], key: "use_trace_length", policy: name) ?? false
+        if let keys = integer(map["max_keys"], key: "max_keys", policy: name, minimum: 1) { result.maxKeys = Int(keys) }
+        if let rate = integer(map["goal_sample_rate"], key: "goal_sample_rate", policy: name, minimum: 1) { result.goalSampleRate = Int(rate) }
+        if let rate = integer(map["initial_sample_rate"], key: "initial_sample_rate", policy: name, minimum: 1) { result.initialSampleRate = Int(rate) }
+        if algorithm != .emaDynamic {
+            guard let node = map["goal_throughput_per_sec"] else {
+                error(config, policy: name, "\(type) needs goal_throughput_per_sec: kept spans per second across the deployment")
+                return nil
+            }
+            guard let goal = number(node), goal > 0 else {
+                error(node, policy: name, "goal_throughput_per_sec must be a number above 0")
+                return nil
+            }
+            result.goalThroughputPerSecond = goal
+        }
+        func nanoseconds(_ key: String) -> UInt64? {
+            guard let node = map[Node(key)] else { return nil }
+            guard let duration = duration(node, key: key) else { return nil }
+            let value = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+            guard value > 0 else {
+                error(node, policy: name, "\(key) must be above 0")
+                return nil
+            }
+            return UInt64(value)
+        }
+        if let interval = nanoseconds("adjustment_interval") { result.adjustmentInterval = interval }
+        if let lookback = nanoseconds("lookback") { result.lookback = lookback }
+        if let update = nanoseconds("update_interval") { result.updateInterval = update }
+        if result.lookback < result.updateInterval {
+            error(map["lookback"] ?? config, policy: name, "lookback must be at least update_interval")
+        }
+        if let node = map["weight"] {
+            guard let weight = number(node), weight > 0, weight < 1 else {
+                error(node, policy: name, "weight must be between 0 and 1 (exclusive), e.g. 0.5")
+                return nil
+            }
+            result.weight = weight
+        }
+        if let node = map["age_out_value"] {
+            guard let value = number(node), value >= 0 else {
+                error(node, policy: name, "age_out_value must be a number, at least 0")
+                return nil
+            }
+            result.ageOutValue = value
+        }
+        if let node = map["burst_multiple"] {
+            guard let value = number(node) else {
+                error(node, policy: name, "burst_multiple must be a number (negative turns burst detection off)")
+                return nil
+            }
+            result.burstMultiple = value
+        }
+        if let delay = integer(map["burst_detection_delay"], key: "burst_detection_delay", policy: name, minimum: 0) {
+            result.burstDetectionDelay = Int(delay)
+        }
+        return .dynamic(result)
     }
 
     // MARK: Values

@@ -43,9 +43,23 @@ public final class RuleSet: Sendable {
     /// `probabilistic` one: its probability's threshold (`hash_seed`, `equalizing`), or the incoming
     /// threshold scaled by it (`proportional`). Each span's own threshold is raised to it, never lowered.
     public func samplingThreshold(for trace: TraceData, keptBy policy: String) -> SamplingThreshold? {
-        guard let spec = policies.first(where: { $0.name == policy })?.spec,
-            case .probabilistic(let percentage, _, let mode, let precision) = spec.kind
-        else { return nil }
+        keptAnnotation(for: trace, keptBy: policy).threshold
+    }
+
+    /// What a kept trace's spans carry for the policy that kept it: the `ot=th` of a probabilistic
+    /// or adaptive keep, and an adaptive sampler's `SampleRate` (Refinery's attribute: the trace
+    /// stands for that many). Asks an adaptive sampler once per kept trace (it forgets the rate then).
+    public func keptAnnotation(for trace: TraceData, keptBy policy: String) -> KeptAnnotation {
+        guard let compiled = policies.first(where: { $0.name == policy }) else { return KeptAnnotation() }
+        if let sampler = compiled.dynamicSampler {
+            let rate = sampler.keptRate(trace.traceID) ?? sampler.peek(trace).rate
+            return KeptAnnotation(threshold: DynamicSampler.threshold(rate: rate), sampleRate: rate)
+        }
+        return KeptAnnotation(threshold: probabilisticThreshold(for: trace, spec: compiled.spec))
+    }
+
+    private func probabilisticThreshold(for trace: TraceData, spec: PolicySpec) -> SamplingThreshold? {
+        guard case .probabilistic(let percentage, _, let mode, let precision) = spec.kind else { return nil }
         let p = percentage / 100
         guard p > 0 else { return nil }
         switch mode {
@@ -62,9 +76,12 @@ public final class RuleSet: Sendable {
         public var policies: [(name: String, decision: PolicyDecision?)]
         public var rule: PrecedenceRule
         public var threshold: SamplingThreshold?
+        /// An adaptive sampler's key for the trace and the rate it got.
+        public var sampler: (key: String, rate: Int)?
 
         public static func == (a: Explanation, b: Explanation) -> Bool {
             a.decision == b.decision && a.rule == b.rule && a.threshold == b.threshold
+                && a.sampler?.key == b.sampler?.key && a.sampler?.rate == b.sampler?.rate
                 && a.policies.map(\.name) == b.policies.map(\.name) && a.policies.map(\.decision) == b.policies.map(\.decision)
         }
     }
@@ -82,8 +99,14 @@ public final class RuleSet: Sendable {
         }
         let (decision, rule) = combiner.explained
         var threshold: SamplingThreshold?
-        if case .keep(let policy) = decision { threshold = samplingThreshold(for: trace, keptBy: policy) }
-        return Explanation(decision: decision, policies: decisions, rule: rule, threshold: threshold)
+        var sampler: (key: String, rate: Int)?
+        if case .keep(let policy) = decision {
+            let annotation = keptAnnotation(for: trace, keptBy: policy)
+            threshold = annotation.threshold
+        }
+        // The first adaptive sampler's key and rate for this trace (after its evaluation above).
+        if let dynamic = policies.lazy.compactMap(\.dynamicSampler).first { sampler = dynamic.peek(trace) }
+        return Explanation(decision: decision, policies: decisions, rule: rule, threshold: threshold, sampler: sampler)
     }
 
     public func decide(_ trace: TraceData, now: UInt64) -> TraceDecision {
@@ -143,6 +166,8 @@ public final class RuleSet: Sendable {
             evaluator = .not(compile(sub, selection: selection))
         case .drop(let subs):
             evaluator = .drop(subs.map { compile($0, selection: selection) })
+        case .dynamic(let configuration):
+            evaluator = .dynamic(DynamicSampler(configuration: configuration, selection: selection))
         case .composite(let maxTotal, let order, let subs, let allocation):
             // Evaluated in policy_order (sub-policies not named there follow in file order).
             let ordered = order.compactMap { name in subs.first { $0.name == name } } + subs.filter { !order.contains($0.name) }
@@ -158,5 +183,15 @@ public final class RuleSet: Sendable {
                 budget: CompositeBudget(allocated: allocated, maxTotal: maxTotal))
         }
         return Policy(spec: spec, evaluator: evaluator)
+    }
+}
+
+/// What a kept trace's spans carry besides their own bytes.
+public struct KeptAnnotation: Sendable, Equatable {
+    public var threshold: SamplingThreshold?
+    public var sampleRate: Int?
+    public init(threshold: SamplingThreshold? = nil, sampleRate: Int? = nil) {
+        self.threshold = threshold
+        self.sampleRate = sampleRate
     }
 }

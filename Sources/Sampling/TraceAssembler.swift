@@ -91,6 +91,9 @@ extension EvaluatedTrace {
             if let threshold = explanation.threshold {
                 text += ",\"threshold\":\"\(threshold.encoded)\",\"adjustedCount\":\(threshold.adjustedCount)"
             }
+            if let sampler = explanation.sampler {
+                text += ",\"samplerKey\":\(quoted(sampler.key)),\"sampleRate\":\(sampler.rate)"
+            }
         }
         return text + "}"
     }
