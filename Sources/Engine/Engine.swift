@@ -181,6 +181,7 @@ public final class Engine: Sendable {
         if let directory = configuration.dataDirectory {
             let store = try TraceStore(directory: URL(fileURLWithPath: directory), options: configuration.storeOptions)
             sinks.append(StoreWriter(store: store, logger: logger))
+            Engine.restoreSamplerTables(into: rules.rules, directory: directory, logger: logger)
         }
         if let endpoint = configuration.otlpEndpoint {
             var options = OTLPHTTPExporter.Options()
@@ -271,6 +272,36 @@ public final class Engine: Sendable {
     @discardableResult
     public func reloadRules(reason: String) -> Bool { sampling?.rules.reload(reason: reason) ?? false }
 
+    // MARK: Adaptive samplers' tables
+
+    static let samplerTablesFile = "samplers.json"
+
+    /// Starts the adaptive samplers from the tables saved in `directory` (same policy name and settings).
+    static func restoreSamplerTables(into rules: RuleSet, directory: String, logger: Logger) {
+        guard rules.policies.contains(where: { $0.dynamicSampler != nil }) else { return }
+        let url = URL(fileURLWithPath: directory).appendingPathComponent(samplerTablesFile)
+        guard let data = try? Data(contentsOf: url) else { return }
+        do {
+            let restored = try DynamicSamplerSnapshots.decode(data).restore(into: rules)
+            if !restored.isEmpty { logger.info("adaptive samplers start from their saved tables", metadata: ["policies": "\(restored.joined(separator: ","))"]) }
+        } catch {
+            logger.warning("\(url.path): not a sampler table file (\(error)); the adaptive samplers start from cold")
+        }
+    }
+
+    /// Saves the adaptive samplers' tables beside the store (every 15 s and at the end of `run`).
+    func saveSamplerTables() {
+        guard let directory = configuration.dataDirectory, let rules = sampling?.rules.rules,
+            rules.policies.contains(where: { $0.dynamicSampler != nil })
+        else { return }
+        let url = URL(fileURLWithPath: directory).appendingPathComponent(Self.samplerTablesFile)
+        do {
+            try DynamicSamplerSnapshots(of: rules).encoded().write(to: url, options: .atomic)
+        } catch {
+            logger.warning("could not save the adaptive samplers' tables to \(url.path): \(error)")
+        }
+    }
+
     /// Every metric in the Prometheus text format.
     public func prometheusText() -> String { metricsText(format: .prometheus) }
 
@@ -288,6 +319,7 @@ public final class Engine: Sendable {
                 "Offsets the consumer did not deliver before a later one: refetched (the client skipped them; read again), accepted (they do not exist: compacted or transactional topic).")
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "refetched")], gaps.refetched)
             out.sample("tailgate_kafka_offset_gaps_total", [("resolution", "accepted")], gaps.accepted)
+            writeSamplerMetrics(into: &out, rules: sampling.rules.rules, share: sampling.currentGoalShare)
             out.counter(
                 "tailgate_spans_reread_total",
                 "Spans of messages delivered again after the consumer went back for an offset gap; already processed, so skipped (tailgate_spans_received_total counts them again).",
@@ -353,7 +385,13 @@ public final class Engine: Sendable {
         let tick = min(1, configuration.statusInterval.timeInterval)
         var nextStatus = ContinuousClock.now + configuration.statusInterval
         var memoryReturn = MemoryReturnPolicy()
+        var nextSnapshot = ContinuousClock.now + .seconds(15)
+        defer { saveSamplerTables() }
         while finished.wait(timeout: .now() + tick) == .timedOut {
+            if ContinuousClock.now >= nextSnapshot {
+                saveSamplerTables()
+                nextSnapshot = ContinuousClock.now + .seconds(15)
+            }
             if let sampling, memoryReturn.shouldReturn(held: sampling.metrics.buffered.bytes + sampling.queuedBytes, now: .now) {
                 let (before, after) = returnFreedMemory()
                 logger.info("returned freed memory to the kernel", metadata: ["resident_before": "\(before)", "resident_after": "\(after)"])
@@ -450,4 +488,29 @@ extension Engine: HTTPBackend {
         guard sampling.rules.path != nil else { return "no --rules file to reload" }
         return sampling.rules.reload(reason: "POST /-/reload") ? nil : (sampling.rules.lastError ?? "refused")
     }
+}
+
+extension Engine {
+    /// Keys per adaptive sampler, the rates of its busiest keys (a bounded number of series), and
+    /// this member's share of the throughput goals.
+    func writeSamplerMetrics(into out: inout MetricsWriter, rules: RuleSet, share: Double) {
+        let samplers = rules.policies.compactMap { policy in policy.dynamicSampler.map { (policy.spec.name, $0) } }
+        guard !samplers.isEmpty else { return }
+        out.family("tailgate_sampler_keys", .gauge, "Keys in an adaptive sampler's rate table.")
+        var tops: [(String, [(key: String, rate: Int)])] = []
+        for (name, sampler) in samplers {
+            let summary = sampler.summary(limit: Engine.samplerRateSeries)
+            out.sample("tailgate_sampler_keys", [("policy", name)], summary.keys)
+            tops.append((name, summary.top))
+        }
+        out.family("tailgate_sampler_rate", .gauge, "Sample rate (keep 1 in N) of an adaptive sampler's busiest keys (at most \(Engine.samplerRateSeries) per policy).")
+        for (name, top) in tops {
+            for entry in top { out.sample("tailgate_sampler_rate", [("policy", name), ("key", entry.key)], entry.rate) }
+        }
+        out.family("tailgate_sampler_goal_share", .gauge, "This member's share of throughput goals: its partitions over its topics' partitions.")
+        out.sample("tailgate_sampler_goal_share", [], share)
+    }
+
+    /// Series of `tailgate_sampler_rate` per policy.
+    static let samplerRateSeries = 20
 }

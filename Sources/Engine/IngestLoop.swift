@@ -27,6 +27,8 @@ public protocol IngestSink: AnyObject, Sendable {
     /// These partitions are being taken away: return the offsets safe to commit for them now and
     /// release their state (their next owner replays from there).
     func revoke(_ partitions: [TopicPartition]) -> [TopicPartition: Int64]
+    /// This member owns `owned` of the `total` partitions of its topics (after every rebalance).
+    func ownership(owned: Int, total: Int)
     /// The loop is stopping: decide and hand on everything buffered, so that
     /// ``committableOffsets()`` covers all that was consumed.
     func drain()
@@ -45,6 +47,7 @@ extension IngestSink {
     public var batchesReleased: UInt64? { nil }
     public var headroom: Int? { nil }
     public func takeSeeks() -> [TopicPartition: Int64] { [:] }
+    public func ownership(owned: Int, total: Int) {}
 }
 
 /// Acknowledges each message as soon as it is decoded: for ingest-only runs, and the reference
@@ -320,6 +323,7 @@ final class RebalanceRelay: @unchecked Sendable {
     let metrics: IngestMetrics
     weak var consumer: KafkaConsumer?
     private let fatalState = Mutex<KafkaError?>(nil)
+    private let partitionCounts = Mutex<[String: Int]>([:])
 
     init(sink: any IngestSink, metrics: IngestMetrics) {
         self.sink = sink
@@ -330,12 +334,18 @@ final class RebalanceRelay: @unchecked Sendable {
         // Where consumption starts: the ledger then sees a message skipped even at the start.
         sink.assigned(partitions, committed: consumer?.committedOffsets(partitions) ?? [:])
         metrics.record(assigned: partitions)
+        // The topics' partition counts, once each: this member's share of the group (throughput goals).
+        for topic in Set(partitions.map(\.topic)) where partitionCounts.withLock({ $0[topic] }) == nil {
+            if let count = consumer?.partitionCount(of: topic) { partitionCounts.withLock { $0[topic] = count } }
+        }
+        sink.ownership(owned: metrics.partitionsAssigned, total: partitionCounts.withLock { $0.values.reduce(0, +) })
     }
 
     func revoked(_ partitions: [TopicPartition]) {
         let safe = sink.revoke(partitions)
         consumer?.storeOffsets(safe)
         metrics.record(revoked: partitions)
+        sink.ownership(owned: metrics.partitionsAssigned, total: partitionCounts.withLock { $0.values.reduce(0, +) })
     }
 
     func fatal(_ error: KafkaError) { fatalState.withLock { $0 = error } }

@@ -124,7 +124,30 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         applyPressure()
     }
 
+    /// This member owns `owned` of its topics' `total` partitions: adaptive samplers with a
+    /// throughput goal aim at that share of it (no configured cluster size).
+    public func ownership(owned: Int, total: Int) {
+        guard total > 0 else { return }
+        goalShare.withLock { $0 = Double(owned) / Double(total) }
+        applyGoalShare()
+    }
+
+    /// This member's share of the group's throughput goals (1 until the first assignment is known).
+    public var currentGoalShare: Double { goalShare.withLock { $0 } }
+    private let goalShare = Mutex(1.0)
+    private var sharedWith: (rules: RuleSet, share: Double)?
+
+    /// Gives the running rules' adaptive samplers this member's share (again after a reload).
+    private func applyGoalShare() {
+        let rules = self.rules.rules
+        let share = currentGoalShare
+        if let sharedWith, sharedWith.rules === rules, sharedWith.share == share { return }
+        for policy in rules.policies { policy.dynamicSampler?.setGoalShare(share) }
+        sharedWith = (rules, share)
+    }
+
     public func committableOffsets() -> [TopicPartition: Int64] {
+        applyGoalShare()
         applyPressure()
         collectEvents()
         var result: [TopicPartition: Int64] = [:]

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import OTLP
 import Synchronization
 
@@ -299,6 +299,9 @@ public final class DynamicSampler: Sendable {
         return (key, table.withLock { $0.currentRate(for: key) })
     }
 
+    /// Runs the interval ends `now` has passed (a snapshot then holds every finished interval).
+    public func advance(to now: UInt64) { table.withLock { $0.advance(to: now) } }
+
     /// The rate a kept trace was kept at (taken once: the kept trace's encoding asks for it).
     public func keptRate(_ traceID: TraceID) -> Int? { keptRates.withLock { $0.removeValue(forKey: traceID) } }
 
@@ -320,4 +323,49 @@ public final class DynamicSampler: Sendable {
 
     public var snapshot: DynamicRateTable.Snapshot { table.withLock { $0.snapshot } }
     public func restore(_ snapshot: DynamicRateTable.Snapshot) { table.withLock { $0.restore(snapshot) } }
+}
+
+/// The adaptive samplers' tables, saved beside the store (`DIR/samplers.json`) so a restart decides
+/// with what was learned instead of from cold. A table is restored only into a policy of the same
+/// name and the same settings.
+public struct DynamicSamplerSnapshots: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var settings: String
+        public var table: DynamicRateTable.Snapshot
+    }
+    public var policies: [String: Entry] = [:]
+
+    public init() {}
+
+    /// The tables of `rules`' adaptive samplers.
+    public init(of rules: RuleSet) {
+        for policy in rules.policies {
+            guard let sampler = policy.dynamicSampler else { continue }
+            policies[policy.spec.name] = Entry(settings: "\(sampler.configuration)", table: sampler.snapshot)
+        }
+    }
+
+    /// Restores the saved tables into `rules`' samplers; returns the names restored.
+    @discardableResult
+    public func restore(into rules: RuleSet) -> [String] {
+        var restored: [String] = []
+        for policy in rules.policies {
+            guard let sampler = policy.dynamicSampler, let entry = policies[policy.spec.name],
+                entry.settings == "\(sampler.configuration)"
+            else { continue }
+            sampler.restore(entry.table)
+            restored.append(policy.spec.name)
+        }
+        return restored
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> DynamicSamplerSnapshots {
+        try JSONDecoder().decode(DynamicSamplerSnapshots.self, from: data)
+    }
 }
