@@ -40,9 +40,11 @@ public enum RuleFile {
         "drop", "composite", "ema_dynamic", "ema_throughput", "windowed_throughput",
     ]
 
-    /// Parses and validates `text` (named `file` in messages).
-    public static func parse(_ text: String, file: String) throws(RuleFileErrors) -> RuleConfiguration {
+    /// Parses and validates `text` (named `file` in messages). A Honeycomb Refinery rules file
+    /// (`RulesVersion: 2`) is read too: `refineryEnvironment`'s sampler (default `__default__`).
+    public static func parse(_ text: String, file: String, refineryEnvironment: String = "__default__") throws(RuleFileErrors) -> RuleConfiguration {
         var parser = RuleFileParser(file: file)
+        parser.refineryEnvironment = refineryEnvironment
         let configuration = parser.parseDocument(text)
         if !parser.errors.isEmpty || configuration == nil {
             throw RuleFileErrors(errors: parser.errors.isEmpty
@@ -78,6 +80,7 @@ public enum GoDuration {
 struct RuleFileParser {
     let file: String
     var errors: [RuleFileError] = []
+    var refineryEnvironment = "__default__"
 
     init(file: String) { self.file = file }
 
@@ -104,6 +107,7 @@ struct RuleFileParser {
             return nil
         }
         if mapping["policies"] != nil { return parseSection(root) }
+        if mapping["RulesVersion"] != nil || mapping["Samplers"] != nil { return parseRefinery(root, environment: refineryEnvironment) }
         guard let processors = mapping["processors"] else {
             error(root, "no `policies:` and no `processors:` section; start the file with `policies:` or give a collector configuration")
             return nil

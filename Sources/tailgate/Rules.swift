@@ -66,3 +66,43 @@ struct Check: ParsableCommand {
         }
     }
 }
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the tailgate rule file equivalent to a Honeycomb Refinery rules file.",
+        discussion: """
+            Reads a Refinery rules file (RulesVersion: 2) and prints, for one environment's sampler, the tailgate \
+            policies that decide the same (what `run --rules` does with the file directly), so you can read and own \
+            them. What cannot be mapped exactly is refused with the file, line and construct named (exit 2).
+            """)
+
+    @Option(help: "The source format: refinery.")
+    var from: String
+
+    @Option(help: "The Refinery environment whose sampler to convert.")
+    var environment: String = "__default__"
+
+    @Argument(help: "The Refinery rules file.")
+    var file: String
+
+    func run() throws {
+        guard from == "refinery" else { throw ConfigurationError("--from: '\(from)' is not a known format; use refinery") }
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("\(file): cannot read it (\(error.localizedDescription))")
+        }
+        do {
+            let configuration = try RuleFile.parse(text, file: file, refineryEnvironment: environment)
+            print(RuleFileWriter.yaml(configuration, header: [
+                "tailgate rules converted from \(file) (Refinery, environment \(environment)) by `tailgate convert`.",
+                "Refinery keeps the first matching rule's outcome: each policy below requires its rule's conditions",
+                "and that no earlier rule matched, so tailgate's \"any policy keeps\" decides the same.",
+            ]), terminator: "")
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
+}

@@ -12,7 +12,7 @@ struct Tailgate: ParsableCommand {
         commandName: "tailgate",
         abstract: "Tail-sampling for distributed traces: Kafka in, whole-trace decisions, kept traces to storage, RED metrics from every span.",
         version: "0.1.0 (librdkafka \(librdkafkaVersion))",
-        subcommands: [Run.self, Route.self, Demo.self, Eval.self, Check.self, Query.self, DevBroker.self, Loadgen.self])
+        subcommands: [Run.self, Route.self, Demo.self, Eval.self, Check.self, Convert.self, Query.self, DevBroker.self, Loadgen.self])
 
     /// Exit codes of the contract: 0 ok, 1 runtime failure, 2 bad usage/config/rules.
     static func main() {
