@@ -278,7 +278,7 @@ public final class Engine: Sendable {
 
     /// Starts the adaptive samplers from the tables saved in `directory` (same policy name and settings).
     static func restoreSamplerTables(into rules: RuleSet, directory: String, logger: Logger) {
-        guard rules.policies.contains(where: { $0.dynamicSampler != nil }) else { return }
+        guard rules.policies.contains(where: { !$0.allSamplers.isEmpty }) else { return }
         let url = URL(fileURLWithPath: directory).appendingPathComponent(samplerTablesFile)
         guard let data = try? Data(contentsOf: url) else { return }
         do {
@@ -292,7 +292,7 @@ public final class Engine: Sendable {
     /// Saves the adaptive samplers' tables beside the store (every 15 s and at the end of `run`).
     func saveSamplerTables() {
         guard let directory = configuration.dataDirectory, let rules = sampling?.rules.rules,
-            rules.policies.contains(where: { $0.dynamicSampler != nil })
+            rules.policies.contains(where: { !$0.allSamplers.isEmpty })
         else { return }
         let url = URL(fileURLWithPath: directory).appendingPathComponent(Self.samplerTablesFile)
         do {
@@ -494,7 +494,7 @@ extension Engine {
     /// Keys per adaptive sampler, the rates of its busiest keys (a bounded number of series), and
     /// this member's share of the throughput goals.
     func writeSamplerMetrics(into out: inout MetricsWriter, rules: RuleSet, share: Double) {
-        let samplers = rules.policies.compactMap { policy in policy.dynamicSampler.map { (policy.spec.name, $0) } }
+        let samplers = RuleSet.namedSamplers(rules)
         guard !samplers.isEmpty else { return }
         out.family("tailgate_sampler_keys", .gauge, "Keys in an adaptive sampler's rate table.")
         var tops: [(String, [(key: String, rate: Int)])] = []

@@ -142,7 +142,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         let rules = self.rules.rules
         let share = currentGoalShare
         if let sharedWith, sharedWith.rules === rules, sharedWith.share == share { return }
-        for policy in rules.policies { policy.dynamicSampler?.setGoalShare(share) }
+        for policy in rules.policies { for sampler in policy.allSamplers { sampler.setGoalShare(share) } }
         sharedWith = (rules, share)
     }
 

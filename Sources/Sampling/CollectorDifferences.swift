@@ -48,6 +48,8 @@ public struct CollectorDifference: Sendable, Equatable, CustomStringConvertible 
             for sub in subs { visit(sub, path: path + "/" + sub.name, into: &found) }
         case .not(let sub):
             visit(sub, path: path + "/" + sub.name, into: &found)
+        case .dynamic(let configuration):
+            note("\(configuration.algorithm.rawValue) is tailgate's (Refinery's dynamic sampler, consistent by trace id): the collector refuses this policy type")
         default:
             break
         }

@@ -339,9 +339,8 @@ public struct DynamicSamplerSnapshots: Codable, Sendable, Equatable {
 
     /// The tables of `rules`' adaptive samplers.
     public init(of rules: RuleSet) {
-        for policy in rules.policies {
-            guard let sampler = policy.dynamicSampler else { continue }
-            policies[policy.spec.name] = Entry(settings: "\(sampler.configuration)", table: sampler.snapshot)
+        for (name, sampler) in RuleSet.namedSamplers(rules) {
+            policies[name] = Entry(settings: "\(sampler.configuration)", table: sampler.snapshot)
         }
     }
 
@@ -349,12 +348,10 @@ public struct DynamicSamplerSnapshots: Codable, Sendable, Equatable {
     @discardableResult
     public func restore(into rules: RuleSet) -> [String] {
         var restored: [String] = []
-        for policy in rules.policies {
-            guard let sampler = policy.dynamicSampler, let entry = policies[policy.spec.name],
-                entry.settings == "\(sampler.configuration)"
-            else { continue }
+        for (name, sampler) in RuleSet.namedSamplers(rules) {
+            guard let entry = policies[name], entry.settings == "\(sampler.configuration)" else { continue }
             sampler.restore(entry.table)
-            restored.append(policy.spec.name)
+            restored.append(name)
         }
         return restored
     }

@@ -19,6 +19,24 @@ public final class Policy: @unchecked Sendable {
         return nil
     }
 
+    /// The adaptive sampler that decides for this policy: its own, or the last condition of an `and`
+    /// (a Refinery rule's downstream sampler), which only sees the traces its conditions let through.
+    public var decidingSampler: DynamicSampler? {
+        if let dynamicSampler { return dynamicSampler }
+        if case .and(let subs) = evaluator { return subs.last?.dynamicSampler }
+        return nil
+    }
+
+    /// Every adaptive sampler in this policy (for metrics and snapshots).
+    public var allSamplers: [DynamicSampler] {
+        switch evaluator {
+        case .dynamic(let sampler): [sampler]
+        case .and(let subs), .drop(let subs), .composite(let subs, _): subs.flatMap(\.allSamplers)
+        case .not(let sub): sub.allSamplers
+        default: []
+        }
+    }
+
     /// Judges `trace` at `now` (monotonic nanoseconds, for the rate limiters).
     public func evaluate(_ trace: TraceData, now: UInt64) -> PolicyDecision {
         evaluator.evaluate(trace, now: now)

@@ -51,7 +51,7 @@ public final class RuleSet: Sendable {
     /// stands for that many). Asks an adaptive sampler once per kept trace (it forgets the rate then).
     public func keptAnnotation(for trace: TraceData, keptBy policy: String) -> KeptAnnotation {
         guard let compiled = policies.first(where: { $0.name == policy }) else { return KeptAnnotation() }
-        if let sampler = compiled.dynamicSampler {
+        if let sampler = compiled.decidingSampler {
             let rate = sampler.keptRate(trace.traceID) ?? sampler.peek(trace).rate
             return KeptAnnotation(threshold: DynamicSampler.threshold(rate: rate), sampleRate: rate)
         }
@@ -105,7 +105,7 @@ public final class RuleSet: Sendable {
             threshold = annotation.threshold
         }
         // The first adaptive sampler's key and rate for this trace (after its evaluation above).
-        if let dynamic = policies.lazy.compactMap(\.dynamicSampler).first { sampler = dynamic.peek(trace) }
+        if let dynamic = policies.lazy.flatMap(\.allSamplers).first { sampler = dynamic.peek(trace) }
         return Explanation(decision: decision, policies: decisions, rule: rule, threshold: threshold, sampler: sampler)
     }
 
@@ -117,6 +117,14 @@ public final class RuleSet: Sendable {
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
         return combiner.result
+    }
+
+    /// Every adaptive sampler with the name metrics and snapshots know it by: its top-level policy's,
+    /// with `#2`, `#3` … when one policy holds several.
+    public static func namedSamplers(_ rules: RuleSet) -> [(String, DynamicSampler)] {
+        rules.policies.flatMap { policy in
+            policy.allSamplers.enumerated().map { index, sampler in (index == 0 ? policy.spec.name : "\(policy.spec.name)#\(index + 1)", sampler) }
+        }
     }
 
     static func compile(_ spec: PolicySpec, selection: AttributeSelection) -> Policy {
