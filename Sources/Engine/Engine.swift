@@ -290,7 +290,7 @@ public final class Engine: Sendable {
     }
 
     /// Saves the adaptive samplers' tables beside the store (every 15 s and at the end of `run`).
-    func saveSamplerTables() {
+    public func saveSamplerTables() {
         guard let directory = configuration.dataDirectory, let rules = sampling?.rules.rules,
             rules.policies.contains(where: { !$0.allSamplers.isEmpty })
         else { return }

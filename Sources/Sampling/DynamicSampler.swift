@@ -209,6 +209,10 @@ public struct DynamicRateTable: Sendable, Equatable {
     public struct Snapshot: Codable, Sendable, Equatable {
         public var rates: [String: Int]
         public var movingAverage: [String: Double]
+        public init(rates: [String: Int], movingAverage: [String: Double]) {
+            self.rates = rates
+            self.movingAverage = movingAverage
+        }
     }
 
     public var snapshot: Snapshot { Snapshot(rates: rates, movingAverage: movingAverage) }
@@ -310,6 +314,7 @@ public final class DynamicSampler: Sendable {
 
     /// This replica's share of a throughput goal.
     public func setGoalShare(_ share: Double) { table.withLock { $0.goalShare = share } }
+    public var goalShare: Double { table.withLock { $0.goalShare } }
 
     /// Keys tracked, and the rates of the `limit` keys with the most spans.
     public func summary(limit: Int) -> (keys: Int, top: [(key: String, rate: Int)]) {
