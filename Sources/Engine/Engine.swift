@@ -140,6 +140,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
 public final class Engine: Sendable {
     public let configuration: EngineConfiguration
     public let metrics: IngestMetrics
+    private let searches = SearchGate(limit: 1)
     /// The sampling stage (nil when an ingest-only sink was given).
     public let sampling: SamplingStage?
     private let loop: IngestLoop
@@ -464,6 +465,12 @@ extension Duration {
 extension Engine: HTTPBackend {
     public func storedTrace(_ id: TraceID) throws -> [UInt8]? {
         try store?.trace(id)
+    }
+
+    public func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? {
+        // (runs on a listener worker thread, never on the event loop or the ingest/shard threads)
+        guard let store else { return nil }
+        return try searches.run { () throws(StorageError) in try store.search(request) }
     }
 
     /// Ready = partitions assigned and every sink working; otherwise the reason (a sink that keeps

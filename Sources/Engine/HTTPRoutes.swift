@@ -1,6 +1,9 @@
 import Foundation
+import Synchronization
 public import OTLP
+import Sampling
 public import SpanMetrics
+public import Storage
 
 /// An HTTP request as the routes see it (no sockets: routes are tested directly).
 public struct HTTPRequest: Sendable {
@@ -46,6 +49,12 @@ public protocol HTTPBackend: Sendable {
     func reloadRules() -> String?
     /// A stored trace as an OTLP `ExportTraceServiceRequest`; nil when unknown.
     func storedTrace(_ id: TraceID) throws -> [UInt8]?
+    /// Tempo's search over the stored traces; nil when there is no store (`--data`).
+    func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse?
+}
+
+extension HTTPBackend {
+    public func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? { nil }
 }
 
 /// The routes of the one listener (`--http`, default 0.0.0.0:3200 — Tempo's port, since the same
@@ -111,6 +120,92 @@ public struct HTTPRoutes: Sendable {
         }
     }
 
+    /// Tempo's `GET /api/search`: `q` (TraceQL), `tags` (logfmt), `minDuration`, `maxDuration`,
+    /// `limit` (default 20), `start`/`end` (unix seconds), `spss` (spans per spanset, default 3).
+    func search(_ request: HTTPRequest) -> HTTPResponse {
+        let parameters = Self.queryParameters(request.path)
+        var search = TraceSearchRequest()
+        if let q = parameters["q"], !q.trimmingCharacters(in: .whitespaces).isEmpty {
+            do {
+                search.query = try TraceQL.parse(q)
+            } catch {
+                return HTTPResponse(status: 400, body: "invalid TraceQL query: \(error)\n")
+            }
+        }
+        if let tags = parameters["tags"] {
+            guard let pairs = Self.logfmt(tags) else { return HTTPResponse(status: 400, body: "invalid tags \"\(tags)\": expected logfmt key=value pairs\n") }
+            search.tags = pairs
+        }
+        func duration(_ name: String) -> (UInt64?, HTTPResponse?) {
+            guard let text = parameters[name], !text.isEmpty else { return (nil, nil) }
+            guard let parsed = GoDuration.parse(text) else { return (nil, HTTPResponse(status: 400, body: "invalid \(name) \"\(text)\": expected a duration like 100ms or 2s\n")) }
+            return (UInt64(parsed.components.seconds) * 1_000_000_000 + UInt64(parsed.components.attoseconds / 1_000_000_000), nil)
+        }
+        func integer(_ name: String) -> (UInt64?, HTTPResponse?) {
+            guard let text = parameters[name], !text.isEmpty else { return (nil, nil) }
+            guard let value = UInt64(text) else { return (nil, HTTPResponse(status: 400, body: "invalid \(name) \"\(text)\": expected a whole number\n")) }
+            return (value, nil)
+        }
+        let (minimum, badMinimum) = duration("minDuration"), (maximum, badMaximum) = duration("maxDuration")
+        let (start, badStart) = integer("start"), (end, badEnd) = integer("end")
+        let (limit, badLimit) = integer("limit"), (spss, badSpss) = integer("spss")
+        if let bad = badMinimum ?? badMaximum ?? badStart ?? badEnd ?? badLimit ?? badSpss { return bad }
+        search.minDuration = minimum
+        search.maxDuration = maximum
+        search.start = start
+        search.end = end
+        if let limit { search.limit = Int(min(max(limit, 1), 1_000)) }
+        if let spss { search.spansPerSpanSet = Int(min(max(spss, 1), 100)) }
+        do {
+            guard let response = try backend.search(search) else {
+                return HTTPResponse(status: 404, body: "search needs the embedded store: start tailgate with --data DIR\n")
+            }
+            return HTTPResponse(status: 200, contentType: "application/json", body: response.json)
+        } catch let busy as SearchesBusy {
+            return HTTPResponse(status: 429, body: "\(busy)\n")
+        } catch {
+            return HTTPResponse(status: 500, body: "search failed: \(error)\n")
+        }
+    }
+
+    /// The decoded `?a=b&c=d` of a request path (percent-decoding and `+` as space).
+    static func queryParameters(_ path: String) -> [String: String] {
+        guard let question = path.firstIndex(of: "?") else { return [:] }
+        var result: [String: String] = [:]
+        for pair in path[path.index(after: question)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard let key = parts.first.flatMap({ String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding }) else { continue }
+            let value = parts.count > 1 ? String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" : ""
+            result[key] = value
+        }
+        return result
+    }
+
+    /// `key=value key2="quoted value"` pairs; nil when malformed.
+    static func logfmt(_ text: String) -> [(key: String, value: String)]? {
+        var pairs: [(key: String, value: String)] = []
+        var characters = Array(text)[...]
+        while true {
+            while let first = characters.first, first == " " { characters = characters.dropFirst() }
+            guard !characters.isEmpty else { return pairs }
+            guard let equals = characters.firstIndex(of: "="), equals > characters.startIndex else { return nil }
+            let key = String(characters[characters.startIndex..<equals])
+            characters = characters[(equals + 1)...]
+            var value = ""
+            if characters.first == "\"" {
+                characters = characters.dropFirst()
+                guard let close = characters.firstIndex(of: "\"") else { return nil }
+                value = String(characters[characters.startIndex..<close])
+                characters = characters[(close + 1)...]
+            } else {
+                let stop = characters.firstIndex(of: " ") ?? characters.endIndex
+                value = String(characters[characters.startIndex..<stop])
+                characters = characters[stop...]
+            }
+            pairs.append((key, value))
+        }
+    }
+
     /// Whether answering `request` may take time (disk, zstd, rendering every series, a reload):
     /// the listener runs those on worker threads. The probes, echo and build info never wait.
     public static func mayBlock(_ request: HTTPRequest) -> Bool {
@@ -145,6 +240,8 @@ public struct HTTPRoutes: Sendable {
             return HTTPResponse(status: 200, body: "reloaded\n")
         case ("GET", _) where path.hasPrefix("/api/traces/") || path.hasPrefix("/api/v2/traces/"):
             return traceByID(path: path, request: request)
+        case ("GET", "/api/search"):
+            return search(request)
         case ("GET", "/api/echo"):
             return HTTPResponse(status: 200, body: "echo")
         case ("GET", "/api/status/buildinfo"):
@@ -157,4 +254,30 @@ public struct HTTPRoutes: Sendable {
             return HTTPResponse(status: 404, body: "not found: \(path)\n")
         }
     }
+}
+
+/// Searches at most `limit` at a time: the listener's two worker threads also serve `/metrics`, trace
+/// reads and reloads, which a burst of searches must not starve. One more is answered 429, as Tempo
+/// answers a query it has no room for.
+public final class SearchGate: Sendable {
+    private let running = Mutex(0)
+    public let limit: Int
+
+    public init(limit: Int = 1) { self.limit = limit }
+
+    public func run<T>(_ body: () throws(StorageError) -> T) throws -> T {
+        let admitted = running.withLock { count -> Bool in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else { throw SearchesBusy(limit: limit) }
+        defer { running.withLock { $0 -= 1 } }
+        return try body()
+    }
+}
+
+public struct SearchesBusy: Error, CustomStringConvertible {
+    public var limit: Int
+    public var description: String { "too many searches at once (\(limit) at a time); try again" }
 }

@@ -445,3 +445,63 @@ struct SegmentIndex {
         sorted = keys.count
     }
 }
+
+extension SegmentIndex {
+    /// The distinct block offsets of the segment, ascending.
+    var blockOffsets: [UInt32] { Array(Set(offsets)).sorted() }
+}
+
+// MARK: Search
+
+extension TraceStore {
+    /// Tempo's search over the stored traces: blocks newest first, each trace merged from all its
+    /// pieces and matched against the query; stops at `limit` hits or at the request's budget (then
+    /// the response says it is partial). Blocks written before the window's start are skipped
+    /// unread (their traces ended before it).
+    public func search(_ request: TraceSearchRequest, clock: ContinuousClock = ContinuousClock()) throws(StorageError) -> TraceSearchResponse {
+        let deadline = clock.now + request.budget
+        let matcher = TraceQLMatcher(query: request.effectiveQuery)
+        let blocks = state.withLock { state in
+            state.segments.reversed().flatMap { segment in segment.index.blockOffsets.reversed().map { (segment.path, Int64($0)) } }
+        }
+        var response = TraceSearchResponse()
+        var seen = Set<TraceID>()
+        let codec = ZstdCodec()
+        let windowStartMillis = request.start.map { $0 * 1000 }
+        for (path, offset) in blocks {
+            if response.traces.count >= request.limit { break }
+            if clock.now >= deadline {
+                response.partial = true
+                break
+            }
+            if let windowStartMillis, let written = try blockTime(path: path, offset: offset), written < windowStartMillis {
+                response.skippedBlocks += 1
+                continue
+            }
+            guard let records = try readBlock(path: path, offset: offset, codec: codec) else { continue }
+            response.inspectedBlocks += 1
+            for record in records where seen.insert(record.traceID).inserted {
+                if response.traces.count >= request.limit { break }
+                // The whole trace: late spans may sit in other blocks.
+                guard let merged = try trace(record.traceID, policyAttribute: false) else { continue }
+                response.inspectedTraces += 1
+                response.inspectedBytes += merged.count
+                if let hit = matcher.hit(merged, traceID: record.traceID, search: request) { response.traces.append(hit) }
+            }
+        }
+        response.traces.sort { $0.startTimeUnixNano > $1.startTimeUnixNano }
+        return response
+    }
+
+    /// The unix milliseconds a block was written at (its header), nil when the segment is gone.
+    private func blockTime(path: String, offset: Int64) throws(StorageError) -> UInt64? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: Self.headerSize)
+        guard pread(fd, &header, Self.headerSize, off_t(offset)) == Self.headerSize, Array(header[0..<4]) == Self.magic else {
+            throw StorageError(message: "\(path): no block at offset \(offset)")
+        }
+        return header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian }
+    }
+}

@@ -1,0 +1,105 @@
+import Engine
+import Foundation
+import OTLP
+import SpanMetrics
+import Storage
+import Testing
+import Traffic
+
+/// Tempo's search over the embedded store: DogBook traces stored as the engine stores them, searched
+/// as Grafana searches; expected sets from the traffic generator's truth (its error and slow flags,
+/// its root services).
+@Suite struct SearchTests {
+    final class StoreBackend: HTTPBackend, @unchecked Sendable {
+        let store: TraceStore
+        init(_ store: TraceStore) { self.store = store }
+        func metricsText(format: MetricsFormat) -> String { "" }
+        func readiness() -> (ready: Bool, reason: String) { (true, "") }
+        func reloadRules() -> String? { nil }
+        func storedTrace(_ id: TraceID) throws -> [UInt8]? { try store.trace(id) }
+        func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? { try store.search(request) }
+    }
+
+    struct Truth {
+        var error: Set<String> = []
+        var slow: Set<String> = []
+        var health: Set<String> = []
+        var all: Set<String> = []
+    }
+
+    private func storedTraffic(_ directory: URL, traces: Int) throws -> (TraceStore, Truth) {
+        let store = try TraceStore(directory: directory)
+        var generator = DogBookTraffic(seed: 33, errorRate: 0.1, slowRate: 0.1)
+        var truth = Truth()
+        var block: [StoredTrace] = []
+        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        for index in 0..<traces {
+            let trace = generator.nextTrace(startUnixNano: now - UInt64(traces - index) * 10_000_000)
+            let id = trace.traceID.hex
+            truth.all.insert(id)
+            if trace.isError { truth.error.insert(id) }
+            if trace.isSlow { truth.slow.insert(id) }
+            block.append(StoredTrace(traceID: trace.traceID, policy: "test", request: DogBookTraffic.protobuf([trace])))
+            if block.count == 50 {
+                try store.write(block)
+                block.removeAll()
+            }
+        }
+        if !block.isEmpty { try store.write(block) }
+        return (store, truth)
+    }
+
+    private func ids(_ body: String) throws -> Set<String> {
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let traces = try #require(json["traces"] as? [[String: Any]])
+        return Set(traces.compactMap { $0["traceID"] as? String })
+    }
+
+    @Test func grafanasQueriesReturnExactlyTheExpectedTraces() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-search-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (store, truth) = try storedTraffic(directory, traces: 400)
+        let routes = HTTPRoutes(backend: StoreBackend(store), adminToken: nil)
+        let end = UInt64(Date().timeIntervalSince1970) + 60
+        let start = end - 15 * 60 - 60
+        func search(_ query: String, _ extra: String = "") throws -> (Int, String) {
+            let encoded = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? query
+            let response = routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?q=\(encoded)&start=\(start)&end=\(end)&limit=1000\(extra)"))
+            return (response.status, response.text)
+        }
+        let (status, errors) = try search("{ status = error }")
+        #expect(status == 200)
+        #expect(try ids(errors) == truth.error, "every error trace, and only those")
+        // "slow": DogBook's slow traces take 2.5 s and more, the others well under 1.5 s.
+        #expect(try ids(try search("{ traceDuration > 2s }").1) == truth.slow)
+        #expect(try ids(try search("{ status = error } && { traceDuration > 2s }").1) == truth.error.intersection(truth.slow))
+        #expect(try ids(try search("{ status = error } || { traceDuration > 2s }").1) == truth.error.union(truth.slow))
+        // The same through Tempo's minDuration parameter.
+        #expect(try ids(try search("{ status = error }", "&minDuration=2s").1) == truth.error.intersection(truth.slow))
+        // Health checks are the only traces whose root is the api-gateway's.
+        let health = try ids(try search(#"{ rootName = "GET /healthz" }"#).1)
+        #expect(!health.isEmpty)
+        #expect(try ids(try search(#"{ rootServiceName = "frontend" }"#).1) == truth.all.subtracting(health))
+        // Tags (logfmt), limit, and the response's shape.
+        let tagged = routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?tags=\("service.name=feed-service status.code=2".addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&limit=5&spss=2"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(tagged.text.utf8)) as? [String: Any])
+        let traces = try #require(json["traces"] as? [[String: Any]])
+        #expect(traces.count == 5)
+        let first = try #require(traces.first)
+        for key in ["traceID", "rootServiceName", "rootTraceName", "startTimeUnixNano", "durationMs", "spanSet", "spanSets"] {
+            #expect(first[key] != nil, "\(key) in \(first.keys)")
+        }
+        let spanSet = try #require((first["spanSets"] as? [[String: Any]])?.first)
+        #expect(((spanSet["spans"] as? [[String: Any]])?.count ?? 0) <= 2, "spss")
+        #expect((spanSet["matched"] as? Int ?? 0) >= 1)
+        let metrics = try #require(json["metrics"] as? [String: Any])
+        #expect((metrics["inspectedTraces"] as? Int ?? 0) >= 5)
+        let starts = traces.compactMap { ($0["startTimeUnixNano"] as? String).flatMap(UInt64.init) }
+        #expect(starts == starts.sorted(by: >), "newest first")
+
+        // Bad input: 400 naming the problem.
+        let bad = try search("{ status = error } | count() > 1")
+        #expect(bad.0 == 400 && bad.1.contains("pipelines"))
+        #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?minDuration=soon")).status == 400)
+    }
+}
