@@ -467,6 +467,11 @@ extension Engine: HTTPBackend {
         try store?.trace(id)
     }
 
+    public func searchSummaries() throws -> [BlockSummary]? {
+        guard let store else { return nil }
+        return try searches.run { () throws(StorageError) in try store.allSummaries() }
+    }
+
     public func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? {
         // (runs on a listener worker thread, never on the event loop or the ingest/shard threads)
         guard let store else { return nil }

@@ -51,10 +51,13 @@ public protocol HTTPBackend: Sendable {
     func storedTrace(_ id: TraceID) throws -> [UInt8]?
     /// Tempo's search over the stored traces; nil when there is no store (`--data`).
     func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse?
+    /// The stored blocks' search summaries (the tag lists); nil when there is no store.
+    func searchSummaries() throws -> [BlockSummary]?
 }
 
 extension HTTPBackend {
     public func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? { nil }
+    public func searchSummaries() throws -> [BlockSummary]? { nil }
 }
 
 /// The routes of the one listener (`--http`, default 0.0.0.0:3200 — Tempo's port, since the same
@@ -168,6 +171,96 @@ public struct HTTPRoutes: Sendable {
         }
     }
 
+    /// The intrinsics Tempo lists in the `intrinsic` scope.
+    static let intrinsics = ["duration", "kind", "name", "rootName", "rootServiceName", "status", "statusMessage", "traceDuration"]
+
+    private enum Summaries {
+        case success([BlockSummary])
+        case failure(HTTPResponse)
+    }
+
+    private func summaries() -> Summaries {
+        do {
+            guard let summaries = try backend.searchSummaries() else {
+                return .failure(HTTPResponse(status: 404, body: "search needs the embedded store: start tailgate with --data DIR\n"))
+            }
+            return .success(summaries)
+        } catch let busy as SearchesBusy {
+            return .failure(HTTPResponse(status: 429, body: "\(busy)\n"))
+        } catch {
+            return .failure(HTTPResponse(status: 500, body: "reading the store: \(error)\n"))
+        }
+    }
+
+    /// `/api/search/tags` (`{"tagNames": […]}`) and `/api/v2/search/tags` (`{"scopes": [{"name", "tags"}]}`,
+    /// `scope=span|resource|intrinsic` to pick one).
+    func tags(v2: Bool, request: HTTPRequest) -> HTTPResponse {
+        let summaries: [BlockSummary]
+        switch self.summaries() {
+        case .success(let found): summaries = found
+        case .failure(let response): return response
+        }
+        var keys: [String: Set<String>] = ["span": [], "resource": []]
+        for summary in summaries {
+            for (scope, tags) in summary.tags { keys[scope, default: []].formUnion(tags.keys) }
+        }
+        func list(_ names: [String]) -> String { "[" + names.map(SearchJSONText.quoted).joined(separator: ",") + "]" }
+        guard v2 else {
+            return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagNames\":\(list(keys.values.reduce(into: Set<String>()) { $0.formUnion($1) }.sorted()))}")
+        }
+        let wanted = Self.queryParameters(request.path)["scope"].flatMap { ["span", "resource", "intrinsic"].contains($0) ? $0 : nil }
+        var scopes: [String] = []
+        for scope in ["resource", "span"] where wanted == nil || wanted == scope {
+            scopes.append("{\"name\":\"\(scope)\",\"tags\":\(list(keys[scope, default: []].sorted()))}")
+        }
+        if wanted == nil || wanted == "intrinsic" { scopes.append("{\"name\":\"intrinsic\",\"tags\":\(list(Self.intrinsics))}") }
+        return HTTPResponse(status: 200, contentType: "application/json", body: "{\"scopes\":[\(scopes.joined(separator: ","))]}")
+    }
+
+    /// `/api/search/tag/{name}/values` (`{"tagValues": ["…"]}`) and `/api/v2/search/tag/{scoped name}/values`
+    /// (`{"tagValues": [{"type", "value"}]}`; `resource.x`, `span.x`, `.x` or an intrinsic).
+    func tagValues(path: String) -> HTTPResponse {
+        let v2 = path.hasPrefix("/api/v2/")
+        let prefix = v2 ? "/api/v2/search/tag/" : "/api/search/tag/"
+        let raw = String(path.dropFirst(prefix.count).dropLast("/values".count))
+        let name = raw.removingPercentEncoding ?? raw
+        guard !name.isEmpty else { return HTTPResponse(status: 400, body: "missing tag name\n") }
+        let summaries: [BlockSummary]
+        switch self.summaries() {
+        case .success(let found): summaries = found
+        case .failure(let response): return response
+        }
+        var values = Set<String>()
+        var typed: String? = nil
+        switch name {
+        case "status": values = ["error", "ok", "unset"]; typed = "keyword"
+        case "kind": values = ["server", "client", "producer", "consumer", "internal", "unspecified"]; typed = "keyword"
+        case "name": for summary in summaries { values.formUnion(summary.names) }
+        case "rootName": for summary in summaries { values.formUnion(summary.rootNames) }
+        case "rootServiceName": for summary in summaries { values.formUnion(summary.rootServices) }
+        default:
+            var scopes = ["span", "resource"]
+            var key = name
+            if v2 {
+                if name.hasPrefix("span.") { scopes = ["span"]; key = String(name.dropFirst(5)) }
+                else if name.hasPrefix("resource.") { scopes = ["resource"]; key = String(name.dropFirst(9)) }
+                else if name.hasPrefix(".") { key = String(name.dropFirst()) }
+            }
+            for summary in summaries {
+                for scope in scopes { values.formUnion(summary.tags[scope]?[key] ?? []) }
+            }
+        }
+        let sorted = values.sorted()
+        guard v2 else {
+            return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagValues\":[\(sorted.map(SearchJSONText.quoted).joined(separator: ","))]}")
+        }
+        let items = sorted.map { value -> String in
+            let type = typed ?? (Int64(value) != nil ? "int" : value == "true" || value == "false" ? "bool" : "string")
+            return "{\"type\":\"\(type)\",\"value\":\(SearchJSONText.quoted(value))}"
+        }
+        return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagValues\":[\(items.joined(separator: ","))]}")
+    }
+
     /// The decoded `?a=b&c=d` of a request path (percent-decoding and `+` as space).
     static func queryParameters(_ path: String) -> [String: String] {
         guard let question = path.firstIndex(of: "?") else { return [:] }
@@ -242,6 +335,10 @@ public struct HTTPRoutes: Sendable {
             return traceByID(path: path, request: request)
         case ("GET", "/api/search"):
             return search(request)
+        case ("GET", "/api/search/tags"), ("GET", "/api/v2/search/tags"):
+            return tags(v2: path.hasPrefix("/api/v2/"), request: request)
+        case ("GET", _) where (path.hasPrefix("/api/search/tag/") || path.hasPrefix("/api/v2/search/tag/")) && path.hasSuffix("/values"):
+            return tagValues(path: path)
         case ("GET", "/api/echo"):
             return HTTPResponse(status: 200, body: "echo")
         case ("GET", "/api/status/buildinfo"):
@@ -280,4 +377,23 @@ public final class SearchGate: Sendable {
 public struct SearchesBusy: Error, CustomStringConvertible {
     public var limit: Int
     public var description: String { "too many searches at once (\(limit) at a time); try again" }
+}
+
+/// JSON string quoting for the search routes.
+enum SearchJSONText {
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
 }

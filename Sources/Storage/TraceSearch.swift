@@ -108,6 +108,7 @@ public struct TraceSearchResponse: Sendable {
             out += ",\"spanSets\":[\(sets.joined(separator: ","))]}"
         }
         out += "],\"metrics\":{\"inspectedTraces\":\(inspectedTraces),\"inspectedBytes\":\"\(inspectedBytes)\","
+        out += "\"totalBlocks\":\(inspectedBlocks + skippedBlocks),\"inspectedBlocks\":\(inspectedBlocks),\"skippedBlocks\":\(skippedBlocks),"
         out += "\"completedJobs\":1,\"totalJobs\":1"
         if partial { out += ",\"partial\":true" }
         return out + "}}"

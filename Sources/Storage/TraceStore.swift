@@ -51,6 +51,9 @@ public final class TraceStore: Sendable {
         var size: Int64
         var created: Date
         var index = SegmentIndex()
+        /// Search summaries of its blocks, by offset (loaded from the sidecar, or built when first needed).
+        var summaries: [UInt32: BlockSummary] = [:]
+        var summaryPath: String { path + ".summary" }
     }
 
     static let magic: [UInt8] = Array("TGB1".utf8)
@@ -87,7 +90,9 @@ public final class TraceStore: Sendable {
             index.seal()
             let created = (try? fm.attributesOfItem(atPath: path)[.creationDate] as? Date) ?? nil
             let modified = (try? fm.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? nil
-            segments.append(Segment(number: number, path: path, size: size, created: created ?? modified ?? Date(), index: index))
+            var segment = Segment(number: number, path: path, size: size, created: created ?? modified ?? Date(), index: index)
+            segment.summaries = Self.loadSummaries(segment.summaryPath, size: size)
+            segments.append(segment)
         }
         state = Mutex(State(segments: segments))
     }
@@ -173,6 +178,8 @@ public final class TraceStore: Sendable {
         block += frame
         Self.put32(CRC32C.checksum(block), into: &block)
         let sync = syncFile.withLock { $0 }
+        // The block's search summary, built before the lock (it decodes every trace of the block).
+        var summary = BlockSummary.build(offset: 0, requests: traces.map(\.request))
 
         let expired = try state.withLock { (state) throws(StorageError) -> [String] in
             let segment = try activeSegment(&state, now: now, adding: block.count)
@@ -203,6 +210,9 @@ public final class TraceStore: Sendable {
             for trace in traces {
                 state.segments[segment].index.append(trace.traceID, block: UInt32(offset))
             }
+            summary.offset = UInt32(offset)
+            state.segments[segment].summaries[UInt32(offset)] = summary
+            Self.appendSummary(summary, to: state.segments[segment].summaryPath)
             return Self.retire(&state, options: options, now: now)
         }
         Self.unlink(expired)
@@ -258,7 +268,34 @@ public final class TraceStore: Sendable {
     }
 
     private static func unlink(_ paths: [String]) {
-        for path in paths { _ = Foundation.unlink(path) }
+        for path in paths {
+            _ = Foundation.unlink(path)
+            _ = Foundation.unlink(path + ".summary")
+        }
+    }
+
+    /// The summaries in a segment's sidecar (one JSON line per block; a torn or foreign line is
+    /// skipped, its block summarised again when a search needs it). Blocks past `size` (cut off by
+    /// recovery) are dropped.
+    static func loadSummaries(_ path: String, size: Int64) -> [UInt32: BlockSummary] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        var result: [UInt32: BlockSummary] = [:]
+        let decoder = JSONDecoder()
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            guard let summary = try? decoder.decode(BlockSummary.self, from: Data(line)), Int64(summary.offset) < size else { continue }
+            result[summary.offset] = summary
+        }
+        return result
+    }
+
+    /// Appends a summary line to the sidecar (not synced: a lost line is rebuilt from its block).
+    static func appendSummary(_ summary: BlockSummary, to path: String) {
+        guard var line = try? JSONEncoder().encode(summary) else { return }
+        line.append(UInt8(ascii: "\n"))
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = line.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     }
 
     // MARK: Reading
@@ -462,13 +499,16 @@ extension TraceStore {
         let deadline = clock.now + request.budget
         let matcher = TraceQLMatcher(query: request.effectiveQuery)
         let blocks = state.withLock { state in
-            state.segments.reversed().flatMap { segment in segment.index.blockOffsets.reversed().map { (segment.path, Int64($0)) } }
+            state.segments.reversed().flatMap { segment in
+                segment.index.blockOffsets.reversed().map { (segment.path, Int64($0), segment.summaries[$0]) }
+            }
         }
         var response = TraceSearchResponse()
         var seen = Set<TraceID>()
         let codec = ZstdCodec()
         let windowStartMillis = request.start.map { $0 * 1000 }
-        for (path, offset) in blocks {
+        let query = request.effectiveQuery
+        for (path, offset, known) in blocks {
             if response.traces.count >= request.limit { break }
             if clock.now >= deadline {
                 response.partial = true
@@ -478,8 +518,18 @@ extension TraceStore {
                 response.skippedBlocks += 1
                 continue
             }
+            if let known, !known.mayMatch(request, query: query) {
+                response.skippedBlocks += 1
+                continue
+            }
             guard let records = try readBlock(path: path, offset: offset, codec: codec) else { continue }
             response.inspectedBlocks += 1
+            if known == nil {
+                // A block from before summaries (or whose line was lost): summarise it now, for next time.
+                let summary = BlockSummary.build(offset: UInt32(offset), requests: records.map(\.request))
+                remember(summary, path: path)
+                if !summary.mayMatch(request, query: query) { continue }
+            }
             for record in records where seen.insert(record.traceID).inserted {
                 if response.traces.count >= request.limit { break }
                 // The whole trace: late spans may sit in other blocks.
@@ -491,6 +541,36 @@ extension TraceStore {
         }
         response.traces.sort { $0.startTimeUnixNano > $1.startTimeUnixNano }
         return response
+    }
+
+    /// Keeps a summary built on demand (and appends it to the sidecar, unless read-only).
+    private func remember(_ summary: BlockSummary, path: String) {
+        let sidecar = state.withLock { state -> String? in
+            guard let index = state.segments.firstIndex(where: { $0.path == path }) else { return nil }
+            state.segments[index].summaries[summary.offset] = summary
+            return state.segments[index].summaryPath
+        }
+        if let sidecar, !readOnly { Self.appendSummary(summary, to: sidecar) }
+    }
+
+    /// Every block's summary, building the missing ones (the tag lists need them all).
+    public func allSummaries() throws(StorageError) -> [BlockSummary] {
+        let blocks = state.withLock { state in
+            state.segments.flatMap { segment in segment.index.blockOffsets.map { (segment.path, Int64($0), segment.summaries[$0]) } }
+        }
+        let codec = ZstdCodec()
+        var result: [BlockSummary] = []
+        for (path, offset, known) in blocks {
+            if let known {
+                result.append(known)
+                continue
+            }
+            guard let records = try readBlock(path: path, offset: offset, codec: codec) else { continue }
+            let summary = BlockSummary.build(offset: UInt32(offset), requests: records.map(\.request))
+            remember(summary, path: path)
+            result.append(summary)
+        }
+        return result
     }
 
     /// The unix milliseconds a block was written at (its header), nil when the segment is gone.

@@ -18,6 +18,7 @@ import Traffic
         func reloadRules() -> String? { nil }
         func storedTrace(_ id: TraceID) throws -> [UInt8]? { try store.trace(id) }
         func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? { try store.search(request) }
+        func searchSummaries() throws -> [BlockSummary]? { try store.allSummaries() }
     }
 
     struct Truth {
@@ -96,6 +97,30 @@ import Traffic
         #expect((metrics["inspectedTraces"] as? Int ?? 0) >= 5)
         let starts = traces.compactMap { ($0["startTimeUnixNano"] as? String).flatMap(UInt64.init) }
         #expect(starts == starts.sorted(by: >), "newest first")
+
+        // The block summaries: a value no trace has skips every block unread; a root only the health
+        // checks have skips the blocks without one.
+        let absent = try store.search({ var r = TraceSearchRequest(query: try TraceQL.parse(#"{ span.http.route = "/no/such/route" }"#)); r.limit = 1000; return r }())
+        #expect(absent.traces.isEmpty)
+        #expect(absent.skippedBlocks >= 7 && absent.inspectedBlocks <= 1, "8 blocks, a 1% false positive at most: \(absent.skippedBlocks) skipped")
+        let everything = try store.search({ var r = TraceSearchRequest(query: nil); r.limit = 1000; return r }())
+        #expect(everything.traces.count == 400 && everything.skippedBlocks == 0)
+
+        // Tags: names per scope, values per tag.
+        let tagNames = routes.respond(to: HTTPRequest(method: "GET", path: "/api/search/tags")).text
+        #expect(tagNames.contains("\"http.route\"") && tagNames.contains("\"service.name\""))
+        let scoped = try #require(try JSONSerialization.jsonObject(with: Data(routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/search/tags")).text.utf8)) as? [String: Any])
+        let scopes = try #require(scoped["scopes"] as? [[String: Any]])
+        #expect(scopes.compactMap { $0["name"] as? String } == ["resource", "span", "intrinsic"])
+        #expect((scopes[0]["tags"] as? [String])?.contains("service.name") == true)
+        #expect((scopes[1]["tags"] as? [String])?.contains("http.route") == true)
+        #expect((scopes[1]["tags"] as? [String])?.contains("service.name") == false, "service.name is a resource attribute")
+        let services = routes.respond(to: HTTPRequest(method: "GET", path: "/api/search/tag/service.name/values")).text
+        #expect(services == #"{"tagValues":["api-gateway","auth-service","feed-service","frontend","photo-service","user-service"]}"#)
+        let typed = routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/search/tag/span.http.response.status_code/values")).text
+        #expect(typed.contains(#"{"type":"int","value":"200"}"#))
+        let statuses = routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/search/tag/status/values")).text
+        #expect(statuses == #"{"tagValues":[{"type":"keyword","value":"error"},{"type":"keyword","value":"ok"},{"type":"keyword","value":"unset"}]}"#)
 
         // Bad input: 400 naming the problem.
         let bad = try search("{ status = error } | count() > 1")

@@ -1,0 +1,97 @@
+/// Every attribute of an `ExportTraceServiceRequest`, span and resource, with its scalar value — for
+/// the tag lists of Tempo's search API, which name what was stored whatever the rules selected.
+public enum AttributeWalker {
+    public enum Scope: Sendable, Equatable { case span, resource }
+
+    public enum Value: Sendable, Hashable {
+        case string(String), int(Int64), double(Double), bool(Bool)
+        /// Arrays, maps, bytes, empty values: their key is listed, their value is not.
+        case other
+    }
+
+    /// Calls `body` for each attribute of `request` (in wire order); throws on a malformed message.
+    public static func forEach(in request: [UInt8], _ body: (Scope, String, Value) -> Void) throws(OTLPDecodeError) {
+        let result: Result<Void, WireFault> = request.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return .success(()) }
+            do throws(WireFault) {
+                var top = WireReader(base: base, range: 0..<raw.count)
+                while !top.isAtEnd {
+                    let (field, wire) = try top.readTag()
+                    guard field == 1, wire == 2 else {
+                        try top.skip(wireType: wire)
+                        continue
+                    }
+                    var resourceSpans = WireReader(base: base, range: try top.readLengthDelimited())
+                    while !resourceSpans.isAtEnd {
+                        let (field, wire) = try resourceSpans.readTag()
+                        if field == 1, wire == 2 {
+                            try attributes(base, try resourceSpans.readLengthDelimited(), field: 1, scope: .resource, body)
+                        } else if field == 2, wire == 2 {
+                            var scopeSpans = WireReader(base: base, range: try resourceSpans.readLengthDelimited())
+                            while !scopeSpans.isAtEnd {
+                                let (field, wire) = try scopeSpans.readTag()
+                                if field == 2, wire == 2 {
+                                    try attributes(base, try scopeSpans.readLengthDelimited(), field: 9, scope: .span, body)
+                                } else {
+                                    try scopeSpans.skip(wireType: wire)
+                                }
+                            }
+                        } else {
+                            try resourceSpans.skip(wireType: wire)
+                        }
+                    }
+                }
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        if case .failure(let fault) = result {
+            throw OTLPDecodeError(reason: fault.reason, byteOffset: fault.offset, path: "attributes", detail: fault.detail)
+        }
+    }
+
+    /// The `KeyValue`s in field `field` of the message in `range`.
+    private static func attributes(
+        _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt64, scope: Scope, _ body: (Scope, String, Value) -> Void
+    ) throws(WireFault) {
+        var message = WireReader(base: base, range: range)
+        while !message.isAtEnd {
+            let (field, wire) = try message.readTag()
+            guard field == wanted, wire == 2 else {
+                try message.skip(wireType: wire)
+                continue
+            }
+            var keyValue = WireReader(base: base, range: try message.readLengthDelimited())
+            var key = ""
+            var value = Value.other
+            while !keyValue.isAtEnd {
+                let (field, wire) = try keyValue.readTag()
+                if field == 1, wire == 2 {
+                    key = string(base, try keyValue.readLengthDelimited())
+                } else if field == 2, wire == 2 {
+                    var any = WireReader(base: base, range: try keyValue.readLengthDelimited())
+                    while !any.isAtEnd {
+                        let (field, wire) = try any.readTag()
+                        switch (field, wire) {
+                        case (1, 2): value = .string(string(base, try any.readLengthDelimited()))
+                        case (2, 0): value = .bool(try any.readVarint() != 0)
+                        case (3, 0): value = .int(Int64(bitPattern: try any.readVarint()))
+                        case (4, 1): value = .double(Double(bitPattern: try any.readFixed64()))
+                        default:
+                            try any.skip(wireType: wire)
+                            value = .other
+                        }
+                    }
+                } else {
+                    try keyValue.skip(wireType: wire)
+                }
+            }
+            if !key.isEmpty { body(scope, key, value) }
+        }
+    }
+
+    private static func string(_ base: UnsafeRawPointer, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self)
+    }
+}
