@@ -1,9 +1,11 @@
 import Engine
 import Foundation
+import Kafka
 import OTLP
 import SpanMetrics
 import Storage
 import Testing
+import TestSupport
 import Traffic
 
 /// Tempo's search over the embedded store: DogBook traces stored as the engine stores them, searched
@@ -126,5 +128,45 @@ import Traffic
         let bad = try search("{ status = error } | count() > 1")
         #expect(bad.0 == 400 && bad.1.contains("pipelines"))
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?minDuration=soon")).status == 400)
+    }
+
+    /// End to end: DogBook traffic through the engine into the store, then the query Grafana's search
+    /// builder writes for "feed-service, status error, duration > 1s, last 15 minutes". Expected: the
+    /// stored traces with such a span, found by decoding each one (not through the query code).
+    @Test func grafanasSearchOverWhatTheEngineStored() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 3)], logger: quietLogger)
+        try produceTraffic(to: "spans", on: cluster, traces: 300, errorRate: 0.2, slowRate: 0.2, seed: 21)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-search-e2e-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules("decision_wait: 300ms\npolicies: [{name: all, type: always_sample}]")
+        configuration.dataDirectory = data.path
+        configuration.exitOnEOF = true
+        let engine = try Engine(configuration: configuration, logger: quietLogger)
+        let summary = engine.run()
+        #expect(summary.tracesStored == 300)
+
+        let store = try TraceStore(directory: data, readOnly: true)
+        var traffic = DogBookTraffic(seed: 21, errorRate: 0.2, slowRate: 0.2)
+        var expected = Set<String>()
+        for _ in 0..<300 {
+            let id = traffic.nextTrace(startUnixNano: 1).traceID
+            let request = try #require(try store.trace(id, policyAttribute: false))
+            var batch = SpanBatch()
+            _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+            if batch.spans.contains(where: {
+                batch.string(batch.serviceName(of: $0)) == "feed-service" && $0.statusCode == .error && $0.durationNanos > 1_000_000_000
+            }) { expected.insert(id.hex) }
+        }
+        #expect(expected.count >= 3, "the traffic has such traces (\(expected.count))")
+        let routes = HTTPRoutes(backend: engine, adminToken: nil)
+        let now = UInt64(Date().timeIntervalSince1970)
+        let query = #"{ resource.service.name = "feed-service" && status = error && duration > 1s }"#
+        let path = "/api/search?q=\(query.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&start=\(now - 900)&end=\(now + 60)&limit=1000&spss=3"
+        let response = routes.respond(to: HTTPRequest(method: "GET", path: path))
+        #expect(response.status == 200)
+        #expect(try ids(response.text) == expected)
+        print("search end to end: 300 DogBook traces stored by the engine; \(query) over the last 15 minutes: \(expected.count) traces, exactly the expected ones")
     }
 }
