@@ -152,6 +152,13 @@ if ProcessInfo.processInfo.environment["TAILGATE_BENCHMARKS"] != nil {
             path: "Benchmarks/Pipeline",
             swiftSettings: swiftSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    package.targets.append(
+        .executableTarget(
+            name: "SearchBenchmark",
+            dependencies: ["OTLP", "Storage", "Traffic", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Search",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }
 
 // libFuzzer targets (Fuzz/README.md): TAILGATE_FUZZ=1 swift build -c release -Xswiftc -sanitize=fuzzer,address --product …

@@ -292,9 +292,15 @@ public final class TraceStore: Sendable {
     static func appendSummary(_ summary: BlockSummary, to path: String) {
         guard var line = try? JSONEncoder().encode(summary) else { return }
         line.append(UInt8(ascii: "\n"))
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT, 0o644)
         guard fd >= 0 else { return }
         defer { close(fd) }
+        // After a torn last line (a crash mid-append), start on a line of its own.
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, info.st_size - 1) == 1, last != UInt8(ascii: "\n") { line.insert(UInt8(ascii: "\n"), at: 0) }
+        }
         _ = line.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     }
 
@@ -530,10 +536,25 @@ extension TraceStore {
                 remember(summary, path: path)
                 if !summary.mayMatch(request, query: query) { continue }
             }
+            var pieces: [TraceID: [StoredTrace]] = [:]
+            for record in records { pieces[record.traceID, default: []].append(record) }
             for record in records where seen.insert(record.traceID).inserted {
                 if response.traces.count >= request.limit { break }
-                // The whole trace: late spans may sit in other blocks.
-                guard let merged = try trace(record.traceID, policyAttribute: false) else { continue }
+                // The whole trace: from this block when it is all here (the common case), else merged
+                // with its pieces in other blocks (late spans).
+                let here = pieces[record.traceID] ?? [record]
+                let elsewhere = state.withLock { state in
+                    state.segments.reduce(0) { $0 + $1.index.blocks(of: record.traceID).count }
+                } > 1
+                let merged: [UInt8]
+                if elsewhere {
+                    guard let whole = try trace(record.traceID, policyAttribute: false) else { continue }
+                    merged = whole
+                } else if here.count == 1 {
+                    merged = here[0].request
+                } else {
+                    do { merged = try TraceMerger.merge(here, policyAttribute: false) } catch { continue }
+                }
                 response.inspectedTraces += 1
                 response.inspectedBytes += merged.count
                 if let hit = matcher.hit(merged, traceID: record.traceID, search: request) { response.traces.append(hit) }

@@ -81,6 +81,47 @@ import TestSupport
         #expect(try spanIDs(try #require(try reopened.trace(sdk.id))) == sdk.spans)
     }
 
+    /// Search summaries: written beside the segment with each block, read back on open (no block
+    /// decoded again), a torn line rebuilt from its block, and deleted with the segment.
+    @Test func blockSummariesPersistAndGoWithTheirSegment() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let trace = try sdkTrace()
+        var options = TraceStoreOptions()
+        options.retentionAge = .seconds(3600)
+        options.segmentAge = .seconds(60)
+        let start = Date(timeIntervalSince1970: 1_764_000_000)
+        do {
+            let store = try TraceStore(directory: directory, options: options)
+            try store.write([StoredTrace(traceID: trace.id, policy: "p", request: trace.whole)], now: start)
+            try store.write([StoredTrace(traceID: trace.id, policy: "p", request: trace.whole)], now: start.addingTimeInterval(1))
+        }
+        let sidecar = directory.appendingPathComponent("000000000001.tgs.summary")
+        let lines = try String(contentsOf: sidecar, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2)
+        let reopened = try TraceStore(directory: directory, options: options, readOnly: true)
+        let summaries = try reopened.allSummaries()
+        #expect(summaries.count == 2)
+        #expect(summaries.allSatisfy { $0.traces == 1 && $0.hasError && $0.rootServices == ["frontend"] }, "\(summaries.map(\.rootServices))")
+        // A torn last line: that block is summarised again from its data.
+        try (lines[0] + "\n" + lines[1].prefix(20)).write(to: sidecar, atomically: true, encoding: .utf8)
+        let rebuilt = try TraceStore(directory: directory, options: options)
+        #expect(try rebuilt.allSummaries().count == 2)
+        #expect(try String(contentsOf: sidecar, encoding: .utf8).split(separator: "\n").count == 3, "the rebuilt summary on a line of its own")
+        #expect(try TraceStore(directory: directory, options: options, readOnly: true).allSummaries().count == 2)
+
+        // Retention takes the sidecar with its segment.
+        let other = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: other) }
+        let store = try TraceStore(directory: other, options: options)
+        let now = Date()
+        try store.write([StoredTrace(traceID: trace.id, policy: "p", request: trace.whole)], now: now)
+        let first = other.appendingPathComponent("000000000001.tgs.summary")
+        #expect(FileManager.default.fileExists(atPath: first.path))
+        try store.write([StoredTrace(traceID: trace.id, policy: "p", request: trace.whole)], now: now.addingTimeInterval(7200))
+        #expect(!FileManager.default.fileExists(atPath: first.path))
+    }
+
     @Test func rollsSegmentsBySizeAndAppliesRetention() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
