@@ -9,9 +9,38 @@ public enum AttributeWalker {
         case other
     }
 
+    /// A value as it lies in the message (valid only inside the callback).
+    public enum RawValue {
+        case string(UnsafeRawBufferPointer), int(Int64), double(Double), bool(Bool), other
+    }
+
     /// Calls `body` for each attribute of `request` (in wire order); throws on a malformed message.
     public static func forEach(in request: [UInt8], _ body: (Scope, String, Value) -> Void) throws(OTLPDecodeError) {
-        let result: Result<Void, WireFault> = request.withUnsafeBytes { raw in
+        let result: Result<Void, OTLPDecodeError> = request.withUnsafeBytes { raw in
+            do throws(OTLPDecodeError) {
+                try forEachRaw(in: raw) { scope, key, value in
+                    let text = String(decoding: key, as: UTF8.self)
+                    switch value {
+                    case .string(let bytes): body(scope, text, .string(String(decoding: bytes, as: UTF8.self)))
+                    case .int(let int): body(scope, text, .int(int))
+                    case .double(let double): body(scope, text, .double(double))
+                    case .bool(let bool): body(scope, text, .bool(bool))
+                    case .other: body(scope, text, .other)
+                    }
+                }
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+    }
+
+    /// The same without allocating: keys and string values point into `request`.
+    public static func forEachRaw(
+        in request: UnsafeRawBufferPointer, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+    ) throws(OTLPDecodeError) {
+        let result: Result<Void, WireFault> = { (raw: UnsafeRawBufferPointer) in
             guard let base = raw.baseAddress else { return .success(()) }
             do throws(WireFault) {
                 var top = WireReader(base: base, range: 0..<raw.count)
@@ -45,7 +74,7 @@ public enum AttributeWalker {
             } catch {
                 return .failure(error)
             }
-        }
+        }(request)
         if case .failure(let fault) = result {
             throw OTLPDecodeError(reason: fault.reason, byteOffset: fault.offset, path: "attributes", detail: fault.detail)
         }
@@ -53,7 +82,7 @@ public enum AttributeWalker {
 
     /// The `KeyValue`s in field `field` of the message in `range`.
     private static func attributes(
-        _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt64, scope: Scope, _ body: (Scope, String, Value) -> Void
+        _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt64, scope: Scope, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
     ) throws(WireFault) {
         var message = WireReader(base: base, range: range)
         while !message.isAtEnd {
@@ -63,18 +92,18 @@ public enum AttributeWalker {
                 continue
             }
             var keyValue = WireReader(base: base, range: try message.readLengthDelimited())
-            var key = ""
-            var value = Value.other
+            var key = UnsafeRawBufferPointer(start: base, count: 0)
+            var value = RawValue.other
             while !keyValue.isAtEnd {
                 let (field, wire) = try keyValue.readTag()
                 if field == 1, wire == 2 {
-                    key = string(base, try keyValue.readLengthDelimited())
+                    key = bytes(base, try keyValue.readLengthDelimited())
                 } else if field == 2, wire == 2 {
                     var any = WireReader(base: base, range: try keyValue.readLengthDelimited())
                     while !any.isAtEnd {
                         let (field, wire) = try any.readTag()
                         switch (field, wire) {
-                        case (1, 2): value = .string(string(base, try any.readLengthDelimited()))
+                        case (1, 2): value = .string(bytes(base, try any.readLengthDelimited()))
                         case (2, 0): value = .bool(try any.readVarint() != 0)
                         case (3, 0): value = .int(Int64(bitPattern: try any.readVarint()))
                         case (4, 1): value = .double(Double(bitPattern: try any.readFixed64()))
@@ -87,11 +116,11 @@ public enum AttributeWalker {
                     try keyValue.skip(wireType: wire)
                 }
             }
-            if !key.isEmpty { body(scope, key, value) }
+            if key.count > 0 { body(scope, key, value) }
         }
     }
 
-    private static func string(_ base: UnsafeRawPointer, _ range: Range<Int>) -> String {
-        String(decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self)
+    private static func bytes(_ base: UnsafeRawPointer, _ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
     }
 }

@@ -30,13 +30,15 @@ public struct BlockSummary: Codable, Sendable, Equatable {
 
     init(offset: UInt32) { self.offset = offset }
 
-    /// Summarises a block's traces (their stored requests).
+    /// Summarises a block's traces (their stored requests). Runs on the store writer for every
+    /// block, so it hashes bytes where they lie: strings are made only for keys and values it lists.
     public static func build(offset: UInt32, requests: [[UInt8]]) -> BlockSummary {
         var summary = BlockSummary(offset: offset)
-        var members = Set<String>()
-        var values: [String: [String: Set<String>]] = [:]
+        var members = Set<UInt64>()
+        var builder = TagBuilder()
+        var batch = SpanBatch()
         for request in requests {
-            var batch = SpanBatch()
+            batch.removeAll()
             guard (try? SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)) != nil, !batch.spans.isEmpty else { continue }
             summary.traces += 1
             var start = UInt64.max, end = UInt64(0)
@@ -46,8 +48,8 @@ public struct BlockSummary: Codable, Sendable, Equatable {
                 end = max(end, span.endTimeUnixNano)
                 summary.maxSpanDuration = max(summary.maxSpanDuration, span.durationNanos)
                 if span.statusCode == .error { summary.hasError = true }
-                let spanName = batch.string(span.name)
-                if members.insert("n:" + spanName).inserted, summary.names.count < namesLimit { summary.names.append(spanName) }
+                let hash = batch.withBytes(span.name) { Hash.member("n:", $0) }
+                if members.insert(hash).inserted, summary.names.count < namesLimit { summary.names.append(batch.string(span.name)) }
                 if !span.parentSpanID.isValid, root == nil || span.startTimeUnixNano < root!.startTimeUnixNano { root = span }
             }
             if root == nil { root = batch.spans.min { $0.startTimeUnixNano < $1.startTimeUnixNano } }
@@ -60,26 +62,125 @@ public struct BlockSummary: Codable, Sendable, Equatable {
             summary.minStart = min(summary.minStart, start)
             summary.maxEnd = max(summary.maxEnd, end)
             summary.maxTraceDuration = max(summary.maxTraceDuration, end > start ? end - start : 0)
-            try? AttributeWalker.forEach(in: request) { scope, key, value in
-                let prefix = scope == .span ? "span" : "resource"
-                guard let text = Self.text(value) else {
-                    if values[prefix]?[key] == nil, (values[prefix]?.count ?? 0) < keysPerScope { values[prefix, default: [:]][key] = [] }
-                    return
-                }
-                members.insert((scope == .span ? "s:" : "r:") + key + "=" + text)
-                if values[prefix]?[key] != nil || (values[prefix]?.count ?? 0) < keysPerScope {
-                    if (values[prefix]?[key]?.count ?? 0) < valuesPerKey { values[prefix, default: [:]][key, default: []].insert(text) }
+            request.withUnsafeBytes { raw in
+                try? AttributeWalker.forEachRaw(in: raw) { scope, key, value in
+                    builder.add(scope, key, value, members: &members)
                 }
             }
         }
-        summary.tags = values.mapValues { keys in keys.mapValues { $0.sorted() } }
+        summary.tags = builder.tags
         if summary.minStart == .max { summary.minStart = 0 }
         // About ten bits per member: a false positive in ~1% of lookups.
         var bits = 4096
         while bits < members.count * 10 { bits *= 2 }
         summary.bloom = [UInt64](repeating: 0, count: bits / 64)
-        for member in members { summary.insert(member) }
+        for member in members { summary.insert(hash: member) }
         return summary
+    }
+
+    /// Keys with up to ``valuesPerKey`` of their values, per scope, found by hash.
+    struct TagBuilder {
+        struct Entry {
+            var key: String
+            var values: [String] = []
+            var seen = Set<UInt64>()
+        }
+        var scopes: [[UInt64: Entry]] = [[:], [:]]
+
+        mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout Set<UInt64>) {
+            let index = scope == .span ? 0 : 1
+            let keyHash = Hash.bytes(key, seed: index == 0 ? 0x5350 : 0x5245)
+            if scopes[index][keyHash] == nil {
+                guard scopes[index].count < keysPerScope else { return }
+                scopes[index][keyHash] = Entry(key: String(decoding: key, as: UTF8.self))
+            }
+            let prefix: StaticString = scope == .span ? "s:" : "r:"
+            func record(_ text: UnsafeRawBufferPointer) {
+                let member = Hash.member(prefix, key, text)
+                members.insert(member)
+                if scopes[index][keyHash]!.values.count < valuesPerKey, scopes[index][keyHash]!.seen.insert(member).inserted {
+                    scopes[index][keyHash]!.values.append(String(decoding: text, as: UTF8.self))
+                }
+            }
+            switch value {
+            case .string(let bytes): record(bytes)
+            case .int(let int): Self.withDecimal(int) { record($0) }
+            case .bool(let bool): (bool ? "true" : "false").utf8CString.withUnsafeBytes { record(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+            case .double(let double):
+                // A whole double is also the integer a query may compare it with (`.x = 500`).
+                if double.rounded() == double, abs(double) < 9e18 { Self.withDecimal(Int64(double)) { record($0) } }
+            case .other: break
+            }
+        }
+
+        static func withDecimal(_ value: Int64, _ body: (UnsafeRawBufferPointer) -> Void) {
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+                var digits = buffer.count
+                var magnitude = value.magnitude
+                repeat {
+                    digits -= 1
+                    buffer[digits] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                if value < 0 {
+                    digits -= 1
+                    buffer[digits] = UInt8(ascii: "-")
+                }
+                body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[digits...]))
+            }
+        }
+
+        var tags: [String: [String: [String]]] {
+            var result: [String: [String: [String]]] = [:]
+            for (index, name) in ["span", "resource"].enumerated() where !scopes[index].isEmpty {
+                var keys: [String: [String]] = [:]
+                for entry in scopes[index].values { keys[entry.key] = entry.values.sorted() }
+                result[name] = keys
+            }
+            return result
+        }
+    }
+
+    /// FNV-1a 64 over the member's bytes (`n:name`, `s:key=value`, `r:key=value`).
+    enum Hash {
+        static func bytes(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+            for byte in bytes {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            return hash
+        }
+
+        static func continued(_ hash: inout UInt64, _ bytes: UnsafeRawBufferPointer) {
+            for byte in bytes {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+        }
+
+        static func member(_ prefix: StaticString, _ name: UnsafeRawBufferPointer) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            continued(&hash, UnsafeRawBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+            continued(&hash, name)
+            return hash
+        }
+
+        static func member(_ prefix: StaticString, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            continued(&hash, UnsafeRawBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+            continued(&hash, key)
+            var equals = UInt8(ascii: "=")
+            withUnsafeBytes(of: &equals) { continued(&hash, $0) }
+            continued(&hash, value)
+            return hash
+        }
+
+        /// The same hash of a member written out as text (what a query looks up).
+        static func member(_ text: String) -> UInt64 {
+            var copy = text
+            return copy.withUTF8 { bytes(UnsafeRawBufferPointer($0)) }
+        }
     }
 
     static func text(_ value: AttributeWalker.Value) -> String? {
@@ -93,19 +194,14 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         }
     }
 
-    private static func hashes(_ member: String) -> (UInt64, UInt64) {
-        var h1: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in member.utf8 {
-            h1 ^= UInt64(byte)
-            h1 = h1 &* 0x0000_0100_0000_01b3
-        }
-        var h2 = h1 ^ 0x9e37_79b9_7f4a_7c15
+    private static func probes(_ hash: UInt64) -> (UInt64, UInt64) {
+        var h2 = hash ^ 0x9e37_79b9_7f4a_7c15
         h2 = (h2 ^ (h2 >> 31)) &* 0xbf58_476d_1ce4_e5b9
-        return (h1, h2 | 1)
+        return (hash, h2 | 1)
     }
 
-    private mutating func insert(_ member: String) {
-        let (h1, h2) = Self.hashes(member)
+    private mutating func insert(hash member: UInt64) {
+        let (h1, h2) = Self.probes(member)
         let bits = UInt64(bloom.count * 64)
         for i in 0..<4 {
             let bit = (h1 &+ UInt64(i) &* h2) % bits
@@ -115,7 +211,7 @@ public struct BlockSummary: Codable, Sendable, Equatable {
 
     func mightContain(_ member: String) -> Bool {
         guard !bloom.isEmpty else { return true }
-        let (h1, h2) = Self.hashes(member)
+        let (h1, h2) = Self.probes(Hash.member(member))
         let bits = UInt64(bloom.count * 64)
         for i in 0..<4 {
             let bit = (h1 &+ UInt64(i) &* h2) % bits
