@@ -2,6 +2,7 @@ import Engine
 import OTLP
 import SpanMetrics
 import Foundation
+import Storage
 import Synchronization
 import Testing
 import TestSupport
@@ -110,6 +111,50 @@ final class SlowTraceBackend: HTTPBackend, Sendable {
         entered.signal()
         _ = release.wait(timeout: .now() + 30)
         return nil
+    }
+}
+
+/// A backend whose search blocks until released (through the same gate as the engine's), like a
+/// broad search over a large store; its metrics answer at once.
+final class SlowSearchBackend: HTTPBackend, Sendable {
+    let entered = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    let gate = SearchGate(limit: 1)
+    func metricsText(format: MetricsFormat) -> String { "tailgate_up 1\n" }
+    func readiness() -> (ready: Bool, reason: String) { (true, "") }
+    func reloadRules() -> String? { nil }
+    func storedTrace(_ id: TraceID) throws -> [UInt8]? { nil }
+    func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? {
+        try gate.run { () throws(StorageError) in
+            entered.signal()
+            _ = release.wait(timeout: .now() + 30)
+            return TraceSearchResponse()
+        }
+    }
+}
+
+/// A search in progress leaves the probes, `/metrics` and trace reads answering, and a second search
+/// is told to come back (429) instead of taking the last worker thread.
+@Suite struct SearchLoadTests {
+    @Test func aSearchNeverBlocksMetricsOrProbes() throws {
+        let backend = SlowSearchBackend()
+        let server = try HTTPServer(address: "127.0.0.1:0", routes: HTTPRoutes(backend: backend, adminToken: nil), logger: quietLogger)
+        defer { server.shutdown() }
+        let port = UInt16(server.boundAddress.split(separator: ":").last!)!
+        let answer = Mutex("")
+        Thread {
+            let text = (try? rawHTTP(port: port, "GET /api/search?q=%7B%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) ?? ""
+            answer.withLock { $0 = text }
+        }.start()
+        #expect(backend.entered.wait(timeout: .now() + 10) == .success, "the search started")
+        let metrics = try rawHTTP(port: port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(metrics.hasPrefix("HTTP/1.1 200") && metrics.hasSuffix("tailgate_up 1\n"))
+        #expect(try rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        let second = try rawHTTP(port: port, "GET /api/search?q=%7B%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(second.hasPrefix("HTTP/1.1 429"), "\(second)")
+        #expect(answer.withLock { $0 }.isEmpty, "the first search is still running")
+        backend.release.signal()
+        #expect(waitUntil(.seconds(10)) { answer.withLock { $0 }.hasPrefix("HTTP/1.1 200") })
     }
 }
 
