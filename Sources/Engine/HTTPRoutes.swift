@@ -204,7 +204,7 @@ public struct HTTPRoutes: Sendable {
         for summary in summaries {
             for (scope, tags) in summary.tags { keys[scope, default: []].formUnion(tags.keys) }
         }
-        func list(_ names: [String]) -> String { "[" + names.map(SearchJSONText.quoted).joined(separator: ",") + "]" }
+        func list(_ names: [String]) -> String { "[" + names.map(JSONText.quoted).joined(separator: ",") + "]" }
         guard v2 else {
             return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagNames\":\(list(keys.values.reduce(into: Set<String>()) { $0.formUnion($1) }.sorted()))}")
         }
@@ -252,11 +252,11 @@ public struct HTTPRoutes: Sendable {
         }
         let sorted = values.sorted()
         guard v2 else {
-            return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagValues\":[\(sorted.map(SearchJSONText.quoted).joined(separator: ","))]}")
+            return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagValues\":[\(sorted.map(JSONText.quoted).joined(separator: ","))]}")
         }
         let items = sorted.map { value -> String in
             let type = typed ?? (Int64(value) != nil ? "int" : value == "true" || value == "false" ? "bool" : "string")
-            return "{\"type\":\"\(type)\",\"value\":\(SearchJSONText.quoted(value))}"
+            return "{\"type\":\"\(type)\",\"value\":\(JSONText.quoted(value))}"
         }
         return HTTPResponse(status: 200, contentType: "application/json", body: "{\"tagValues\":[\(items.joined(separator: ","))]}")
     }
@@ -377,23 +377,4 @@ public final class SearchGate: Sendable {
 public struct SearchesBusy: Error, CustomStringConvertible {
     public var limit: Int
     public var description: String { "too many searches at once (\(limit) at a time); try again" }
-}
-
-/// JSON string quoting for the search routes.
-enum SearchJSONText {
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 }

@@ -236,22 +236,7 @@ public enum OTLPJSONWriter {
     }
 
     static func string(_ base: UnsafeRawPointer, _ range: Range<Int>) -> String {
-        let text = String(decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self)
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hexDigits = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hexDigits.count) + hexDigits
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        JSONText.quoted(String(decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self))
     }
 
     static func base64(_ base: UnsafeRawPointer, _ range: Range<Int>) -> String {

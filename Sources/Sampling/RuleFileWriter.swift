@@ -1,3 +1,5 @@
+import OTLP
+
 /// Writes a rule configuration as a tailgate rule file (the collector's tail_sampling syntax with
 /// tailgate's extensions), which ``RuleFile/parse(_:file:refineryEnvironment:)`` reads back to the
 /// same policies: what `tailgate convert` prints for a user to read and own.
@@ -107,20 +109,7 @@ public enum RuleFileWriter {
     }
 
     /// A double-quoted YAML scalar (JSON's escapes, which YAML reads the same).
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += "\\u" + String(scalar.value, radix: 16).leftPadded(to: 4)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quoted(_ text: String) -> String { JSONText.quoted(text) }
 
     static func duration(_ duration: Duration) -> String {
         nanos(UInt64(duration.components.seconds) * 1_000_000_000 + UInt64(duration.components.attoseconds / 1_000_000_000))
@@ -139,5 +128,4 @@ extension String {
         return replacingCharacters(in: range, with: replacement)
     }
 
-    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: Swift.max(0, width - count)) + self }
 }

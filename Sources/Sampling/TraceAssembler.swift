@@ -71,19 +71,7 @@ extension EvaluatedTrace {
     /// One `eval` output line: the contract's fields (traceId, decision, policy, spans), then with
     /// `explain` every policy's own decision, the precedence rule that decided, and the threshold.
     public func jsonLine(explanation: RuleSet.Explanation? = nil) -> String {
-        func quoted(_ text: String) -> String {
-            var out = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out + "\""
-        }
+        func quoted(_ text: String) -> String { JSONText.quoted(text) }
         var text = "{\"traceId\":\"\(traceId)\",\"decision\":\"\(decision)\",\"policy\":\(policy.map(quoted) ?? "null"),\"spans\":\(spans)"
         if let explanation {
             let policies = explanation.policies.map { "{\"name\":\(quoted($0.name)),\"decision\":\($0.decision.map { "\"\($0.name)\"" } ?? "null")}" }

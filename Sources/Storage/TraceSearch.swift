@@ -75,7 +75,7 @@ public enum AttributeJSON: Sendable, Equatable {
 
     var json: String {
         switch self {
-        case .string(let value): "{\"stringValue\":\(SearchJSON.quoted(value))}"
+        case .string(let value): "{\"stringValue\":\(JSONText.quoted(value))}"
         case .int(let value): "{\"intValue\":\"\(value)\"}"
         case .double(let value): "{\"doubleValue\":\(value)}"
         case .bool(let value): "{\"boolValue\":\(value)}"
@@ -101,8 +101,8 @@ public struct TraceSearchResponse: Sendable {
         for (index, hit) in traces.enumerated() {
             if index > 0 { out += "," }
             let sets = hit.spanSets.map(SearchJSON.spanSet)
-            out += "{\"traceID\":\"\(hit.traceID.hex)\",\"rootServiceName\":\(SearchJSON.quoted(hit.rootServiceName)),"
-            out += "\"rootTraceName\":\(SearchJSON.quoted(hit.rootTraceName)),\"startTimeUnixNano\":\"\(hit.startTimeUnixNano)\","
+            out += "{\"traceID\":\"\(hit.traceID.hex)\",\"rootServiceName\":\(JSONText.quoted(hit.rootServiceName)),"
+            out += "\"rootTraceName\":\(JSONText.quoted(hit.rootTraceName)),\"startTimeUnixNano\":\"\(hit.startTimeUnixNano)\","
             out += "\"durationMs\":\(hit.durationMs)"
             if let first = sets.first { out += ",\"spanSet\":\(first)" }
             out += ",\"spanSets\":[\(sets.joined(separator: ","))]}"
@@ -116,27 +116,12 @@ public struct TraceSearchResponse: Sendable {
 }
 
 enum SearchJSON {
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 
     static func spanSet(_ set: TraceSearchHit.SpanSet) -> String {
         let spans = set.spans.map { span in
-            var out = "{\"spanID\":\"\(span.spanID)\",\"name\":\(quoted(span.name)),\"startTimeUnixNano\":\"\(span.startTimeUnixNano)\",\"durationNanos\":\"\(span.durationNanos)\""
+            var out = "{\"spanID\":\"\(span.spanID)\",\"name\":\(JSONText.quoted(span.name)),\"startTimeUnixNano\":\"\(span.startTimeUnixNano)\",\"durationNanos\":\"\(span.durationNanos)\""
             if !span.attributes.isEmpty {
-                out += ",\"attributes\":[" + span.attributes.map { "{\"key\":\(quoted($0.key)),\"value\":\($0.value.json)}" }.joined(separator: ",") + "]"
+                out += ",\"attributes\":[" + span.attributes.map { "{\"key\":\(JSONText.quoted($0.key)),\"value\":\($0.value.json)}" }.joined(separator: ",") + "]"
             }
             return out + "}"
         }

@@ -204,19 +204,7 @@ extension ProtoWriter {
     }
 }
 
-private func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}
+private func jsonString(_ s: String) -> String { JSONText.quoted(s) }
 
 private func jsonKeyValue(_ key: String, _ value: GeneratedValue) -> String {
     let rendered: String
