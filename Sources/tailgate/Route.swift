@@ -90,12 +90,7 @@ struct Route: ParsableCommand {
         let maxBytes = try parseByteSize(maxMessageBytes, option: "--max-message-bytes")
         guard maxBytes >= 1024 else { throw ConfigurationError("--max-message-bytes must be at least 1KiB") }
         configuration.maxMessageBytes = maxBytes
-        for (name, value) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("TAILGATE_KAFKA_") {
-            let property = name.dropFirst("TAILGATE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
-            guard !property.isEmpty else { continue }
-            try configuration.kafkaProperties.set(assignment: "\(property)=\(value)")
-        }
-        for assignment in kafkaProperties { try configuration.kafkaProperties.set(assignment: assignment) }
+        configuration.kafkaProperties = try kafkaPropertiesFromEnvironment(then: kafkaProperties)
         configuration.deadLetterTopic = deadLetterTopic
         configuration.exitOnEOF = exitOnEof
         configuration.httpAddress = http.isEmpty ? nil : http

@@ -126,14 +126,7 @@ struct Run: ParsableCommand {
         if !topics.isEmpty { configuration.topics = topics }
         configuration.group = group
         configuration.encoding = encoding
-        // Secrets stay out of argv (visible in /proc): TAILGATE_KAFKA_SASL_PASSWORD=… sets sasl.password.
-        // Flags win over the environment.
-        for (name, value) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("TAILGATE_KAFKA_") {
-            let property = name.dropFirst("TAILGATE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
-            guard !property.isEmpty else { continue }
-            try configuration.kafkaProperties.set(assignment: "\(property)=\(value)")
-        }
-        for assignment in kafkaProperties { try configuration.kafkaProperties.set(assignment: assignment) }
+        configuration.kafkaProperties = try kafkaPropertiesFromEnvironment(then: kafkaProperties)
         configuration.deadLetterTopic = deadLetterTopic
         configuration.exitOnEOF = exitOnEof
         configuration.statusInterval = try parseDuration(statusInterval, option: "--status-interval")
@@ -246,3 +239,17 @@ func parseBuckets(_ text: String) throws(ConfigurationError) -> [Double] {
 /// glibc's `mallopt` (malloc.h is not in the Glibc module).
 @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 #endif
+
+/// librdkafka properties from `TAILGATE_KAFKA_<PROPERTY>` (`TAILGATE_KAFKA_SASL_PASSWORD=…` sets
+/// `sasl.password`, so secrets stay out of argv, which /proc shows), then the `--kafka-property`
+/// flags, which win.
+func kafkaPropertiesFromEnvironment(then flags: [String]) throws(KafkaError) -> KafkaProperties {
+    var properties = KafkaProperties()
+    for (name, value) in ProcessInfo.processInfo.environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("TAILGATE_KAFKA_") {
+        let property = name.dropFirst("TAILGATE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+        guard !property.isEmpty else { continue }
+        try properties.set(assignment: "\(property)=\(value)")
+    }
+    for assignment in flags { try properties.set(assignment: assignment) }
+    return properties
+}
