@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Kafka
 import OTLP
@@ -211,6 +212,67 @@ import Traffic
         #expect(keyedMessages >= traces)
         if delivery == "at-least-once" {
             #expect(keyedMessages - traces <= 5 * 20, "at most the batch in flight is sent twice")
+        }
+    }
+
+    /// Bad input through the router, as through `run`: whole messages refused (counted by reason,
+    /// copied byte for byte to the dead-letter topic), a span with a zero trace id refused alone, and
+    /// every good trace still re-keyed, one message each, its key its hex trace id. OTLP/JSON in.
+    @Test func badInputIsRefusedCountedAndDeadLetteredAsByRun() throws {
+        let cluster = try KafkaMockCluster(topics: [("raw", 1), ("keyed", 2), ("raw.dlq", 1)], logger: quietLogger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var traffic = DogBookTraffic(seed: 17)
+        var good: [TraceID: Int] = [:]
+        for _ in 0..<3 {
+            let traces = (0..<4).map { _ in traffic.nextTrace(startUnixNano: 1_764_000_000_000_000_000) }
+            for trace in traces { good[trace.traceID] = trace.spanCount }
+            try producer.send(topic: "raw", key: nil, value: DogBookTraffic.json(traces))
+        }
+        let bad: [[UInt8]] = [Array("{\"resourceSpans\": [".utf8), Array("not json".utf8)]
+        for payload in bad { try producer.send(topic: "raw", key: nil, value: payload) }
+        let zero = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000000","spanId":"0102030405060708","name":"x"}]}]}]}"#
+        try producer.send(topic: "raw", key: nil, value: Array(zero.utf8))
+        try producer.flush(timeout: .seconds(10))
+
+        var configuration = RouterConfiguration(brokers: cluster.bootstrapServers, outputTopic: "keyed")
+        configuration.topics = ["raw"]
+        configuration.encoding = .otlpJSON
+        configuration.delivery = .atLeastOnce
+        configuration.deadLetterTopic = "raw.dlq"
+        configuration.exitOnEOF = true
+        let summary = try Router(configuration: configuration, logger: quietLogger).run()
+        #expect(summary.outcome == "end_of_input")
+        #expect(summary.messagesIn == 6)
+        #expect(summary.messagesRejected.values.reduce(0, +) == 2, "\(summary.messagesRejected)")
+        #expect(summary.spansRejected["invalid_trace_id"] == 1)
+        #expect(summary.deadLettered == 2)
+        #expect(summary.tracesOut == good.count)
+
+        func read(_ topic: String, _ count: Int) -> [(key: String, payload: [UInt8])] {
+            guard let consumer = try? KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "inspect-\(topic)", topics: [topic], statisticsInterval: nil),
+                logger: quietLogger)
+            else { return [] }
+            defer { consumer.close() }
+            var messages: [(key: String, payload: [UInt8])] = []
+            _ = waitUntil(.seconds(30)) {
+                consumer.poll(timeout: .milliseconds(100)) { message in
+                    let key = String(decoding: message.key ?? UnsafeRawBufferPointer(start: nil, count: 0), as: UTF8.self)
+                    messages.append((key, Array(message.payload)))
+                }
+                return messages.count >= count
+            }
+            return messages
+        }
+        #expect(read("raw.dlq", 2).map(\.payload) == bad, "refused messages byte for byte, in order")
+        let keyed = read("keyed", good.count)
+        #expect(keyed.count == good.count)
+        for message in keyed {
+            var batch = SpanBatch()
+            _ = try SpanDecoder(encoding: .otlpProto).decode(message.payload, into: &batch)
+            let ids = Set(batch.spans.map(\.traceID))
+            #expect(ids.count == 1 && ids.first?.hex == message.key, "one trace per message, keyed by its id")
+            if let id = ids.first { #expect(good[id] == batch.spans.count, "whole") }
         }
     }
 }
