@@ -32,6 +32,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// Spans of messages delivered again after the consumer went back for a gap, not processed twice.
     public var rereadSpans: Int { reread.load(ordering: .relaxed) }
     private let reread = Atomic<Int>(0)
+    /// The longest a revoke waits for the sinks (the whole group waits with it).
+    static let revokeFlushLimit: Duration = .seconds(10)
     /// What a revoke does with the traces only revoked partitions hold.
     public var revokePolicy = RevokePolicy.decide
     /// Whether offset gaps are read again to check them (see ``DeliveryLedger/refetchesGaps``): under
@@ -181,8 +183,11 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         let decide = revokePolicy == .decide
         for shard in shards { shard.send(.revoke(lanes, decide: decide, done)) }
         for _ in shards { done.wait() }
-        if decide && !fanOut.flush(timeout: drainTimeout) {
-            logger.error("sinks did not acknowledge the revoked partitions' kept traces within \(drainTimeout); the next owner replays them")
+        // Bounded: a sink that is down holds the whole group's rebalance up for at most this long;
+        // what it has not acknowledged by then stays uncommitted and is replayed by the next owner.
+        let bound = min(drainTimeout, Self.revokeFlushLimit)
+        if decide && !fanOut.flush(timeout: bound) {
+            logger.error("sinks did not acknowledge the revoked partitions' kept traces within \(bound); the next owner replays them")
         }
         collectEvents()
         var safe: [TopicPartition: Int64] = [:]
