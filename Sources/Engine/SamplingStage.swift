@@ -172,7 +172,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     }
 
     /// Shards first finish what they were sent, then decide (``RevokePolicy/decide``: the sinks get
-    /// up to ``drainTimeout`` to acknowledge what is kept) or forget (``RevokePolicy/replay``) the
+    /// up to 10 s, or ``drainTimeout`` if shorter, to acknowledge what is kept) or forget (``RevokePolicy/replay``) the
     /// traces that only revoked partitions hold; then the ledger answers for the revoked partitions
     /// and forgets them. Traces that also hold partitions this member keeps stay, and keep holding
     /// those (see ``TraceWindow/forget(partitions:)``).
