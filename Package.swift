@@ -51,22 +51,44 @@ let package = Package(
             name: "Kafka",
             dependencies: ["Crdkafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // The embedded store of kept traces: segments, index, block summaries, search (TraceQL).
+        .target(name: "Storage", dependencies: ["OTLP", "CZstd"], swiftSettings: swiftSettings),
+        // The ingest front `run` and `route` share: poll, size the next poll, decode, count and refuse
+        // bad input, dead-letter copies, and the rebalance epochs (lanes).
         .target(
-            name: "Storage",
+            name: "Ingest",
+            dependencies: ["OTLP", "Kafka", "SpanMetrics", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // Where kept traces go: the embedded store's writer, the OTLP/HTTP exporter, the Kafka sink.
+        .target(
+            name: "Sinks",
             dependencies: [
-                "OTLP", "CZstd", "CZlib", "Kafka", .product(name: "Logging", package: "swift-log"),
-                // The OTLP/HTTP exporter's client.
+                "OTLP", "Storage", "Kafka", "CZlib", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
+        // The one HTTP listener: probes, /metrics, reload, and Tempo's API over a store.
         .target(
-            name: "Engine",
+            name: "HTTP",
             dependencies: [
-                "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", .product(name: "Logging", package: "swift-log"),
+                "OTLP", "Sampling", "SpanMetrics", "Storage", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings),
+        // `tailgate run`'s wiring: shards, backpressure, the delivery ledger's events, lifecycle.
+        .target(
+            name: "Engine",
+            dependencies: [
+                "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", "Ingest", "Sinks", "HTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        // `tailgate route`: re-keys any OTLP topic by trace id.
+        .target(
+            name: "Route",
+            dependencies: ["OTLP", "Sampling", "Kafka", "Ingest", "HTTP", "SpanMetrics", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The traffic room: DogBook's generated traces and the producer that writes them to Kafka
         // (loadgen, the demo, the tests), not the engine's business.
@@ -77,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "tailgate",
             dependencies: [
-                "Engine", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
+                "Engine", "Route", "Ingest", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -92,22 +114,26 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "Storage", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
+                "Sinks", "OTLP", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "OTLP", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "StorageTests",
+            name: "SinksTests",
             dependencies: [
-                "Storage", "OTLP", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                "Sinks", "Storage", "OTLP", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage", "tailgate", "TestSupport"],
+            dependencies: [
+                "Engine", "Route", "Ingest", "Sinks", "HTTP", "Traffic", "OTLP", "Sampling", "SpanMetrics", "Kafka", "Storage",
+                "tailgate", "TestSupport",
+            ],
             swiftSettings: swiftSettings),
     ]
 )

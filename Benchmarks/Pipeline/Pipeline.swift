@@ -78,7 +78,7 @@ let benchmarks: @Sendable () -> Void = {
             var sources: [SourcePosition] = []
             for message in corpus.messages {
                 let spans = try! decoder.decode(message, into: &batch).spans
-                let position = SourcePosition(partition: 0, offset: offset)
+                let position = SourcePosition(lane: 0, offset: offset)
                 offset += 1
                 positions.append(position)
                 for _ in spans { sources.append(position) }

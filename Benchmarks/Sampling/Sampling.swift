@@ -46,7 +46,7 @@ func pass(_ window: inout TraceWindow, ready: inout [ReadyTrace], start: UInt64,
     for (index, batch) in corpus.batches.enumerated() {
         for span in batch.spans {
             _ = window.insert(
-                span, from: batch, batchGeneration: UInt64(index), source: SourcePosition(partition: 0, offset: Int64(index)),
+                span, from: batch, batchGeneration: UInt64(index), source: SourcePosition(lane: 0, offset: Int64(index)),
                 now: start, ready: &ready)
         }
     }
@@ -70,7 +70,7 @@ let benchmarks: @Sendable () -> Void = {
     var none: [ReadyTrace] = []
     for (index, batch) in corpus.batches.enumerated() {
         for span in batch.spans {
-            _ = probe.insert(span, from: batch, batchGeneration: UInt64(index), source: SourcePosition(partition: 0, offset: 0), now: 0, ready: &none)
+            _ = probe.insert(span, from: batch, batchGeneration: UInt64(index), source: SourcePosition(lane: 0, offset: 0), now: 0, ready: &none)
         }
     }
     print("""

@@ -1,7 +1,10 @@
 import Foundation
+public import HTTP
+public import Ingest
 public import Kafka
 public import Sampling
 public import SpanMetrics
+public import Sinks
 public import Storage
 public import Logging
 public import OTLP
@@ -88,7 +91,7 @@ public struct EngineConfiguration: Sendable {
 
     /// Checks what librdkafka cannot: names and combinations. Errors name the option and the fix.
     public func validate() throws(ConfigurationError) {
-        guard !brokers.trimmingSpaces().isEmpty else {
+        guard !brokers.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw ConfigurationError("--brokers is required: the Kafka bootstrap servers, e.g. --brokers kafka-0.kafka:9092")
         }
         guard !topics.isEmpty, topics.allSatisfy({ !$0.isEmpty }) else {
@@ -455,12 +458,6 @@ public final class Engine: Sendable {
     }
 }
 
-extension Duration {
-    /// Seconds as a `Double` (for Dispatch timeouts and rates).
-    public var timeInterval: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
 
 extension Engine: HTTPBackend {
     public func storedTrace(_ id: TraceID) throws -> [UInt8]? {

@@ -3,7 +3,8 @@ public import Logging
 public import OTLP
 public import Sampling
 import SpanMetrics
-public import Storage
+public import Sinks
+import Storage
 import Synchronization
 
 /// Encodes each kept trace once — its spans byte for byte, `tailgate.policy` on each, the rule file's

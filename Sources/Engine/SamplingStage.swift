@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+public import Ingest
 public import Kafka
 public import Logging
 public import OTLP
@@ -46,9 +47,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     // Ingest-thread state (every IngestSink call is made on the polling thread).
     private var ledger: DeliveryLedger
     private var scratch: [DeliveryEvent] = []
-    private var laneOf: [TopicPartition: DeliveryLedger.Lane] = [:]
-    private var partitionOf: [DeliveryLedger.Lane: TopicPartition] = [:]
-    private var nextLane: DeliveryLedger.Lane = 0
+    /// Each assigned lane's partition (for log lines); lanes come from the ingest front's assignments.
+    private var partitionOf: [Lane: TopicPartition] = [:]
     private var sequence: UInt64 = 0
     var inFlight = PollsInFlight()
     var paused = false
@@ -104,7 +104,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         positions.reserveCapacity(messages.count)
         var repeated = 0
         for message in messages {
-            let position = SourcePosition(partition: lane(of: message.partition), offset: message.offset)
+            let position = SourcePosition(lane: message.lane, offset: message.offset)
             positions.append(position)
             // Read again because the consumer went back for a gap: its spans are here already.
             if ledger.isRepeat(position) {
@@ -148,16 +148,15 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         sharedWith = (rules, share)
     }
 
-    public func committableOffsets() -> [TopicPartition: Int64] {
+    public func committableOffsets() -> [Lane: Int64] {
         applyGoalShare()
         applyPressure()
         collectEvents()
-        var result: [TopicPartition: Int64] = [:]
-        for (lane, offset) in ledger.committableOffsets() {
-            if let partition = partitionOf[lane] { result[partition] = offset }
-        }
+        let result = ledger.committableOffsets()
+        var byPartition: [TopicPartition: Int64] = [:]
+        for (lane, offset) in result { if let partition = partitionOf[lane] { byPartition[partition] = offset } }
         let size = ledger.size
-        published.withLock { $0 = (result, size) }
+        published.withLock { $0 = (byPartition, size) }
         return result
     }
 
@@ -167,8 +166,28 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// What the ledger held at its last answer.
     public var ledgerSize: DeliveryLedger.Size { published.withLock { $0.size } }
 
-    public func assigned(_ partitions: [TopicPartition], committed: [TopicPartition: Int64]) {
-        for partition in partitions where laneOf[partition] == nil { _ = lane(of: partition, committed: committed[partition]) }
+    /// New lanes: the ledger starts keeping their offsets (only here: a message of a lane it does not
+    /// know is neither held nor committed).
+    public func assigned(_ lanes: [Lane: TopicPartition], committed: [Lane: Int64]) {
+        for (lane, partition) in lanes {
+            partitionOf[lane] = partition
+            ledger.assign(lane, committed: committed[lane])
+        }
+    }
+
+    /// Lanes another member may already own: their traces are forgotten (their new owner decides them
+    /// from the committed offset) and nothing is committed for them.
+    public func lost(_ lost: [Lane]) {
+        let lanes = Set(lost.filter { partitionOf[$0] != nil })
+        guard !lanes.isEmpty else { return }
+        let done = DispatchSemaphore(value: 0)
+        for shard in shards { shard.send(.revoke(lanes, decide: false, done)) }
+        for _ in shards { done.wait() }
+        collectEvents()
+        for lane in lanes {
+            partitionOf[lane] = nil
+            ledger.lose(lane)
+        }
     }
 
     /// Shards first finish what they were sent, then decide (``RevokePolicy/decide``: the sinks get
@@ -176,8 +195,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// traces that only revoked partitions hold; then the ledger answers for the revoked partitions
     /// and forgets them. Traces that also hold partitions this member keeps stay, and keep holding
     /// those (see ``TraceWindow/forget(partitions:)``).
-    public func revoke(_ revoked: [TopicPartition]) -> [TopicPartition: Int64] {
-        let lanes = Set(revoked.compactMap { laneOf[$0] })
+    public func revoked(_ revoked: [Lane]) -> [Lane: Int64] {
+        let lanes = Set(revoked.filter { partitionOf[$0] != nil })
         guard !lanes.isEmpty else { return [:] }
         let done = DispatchSemaphore(value: 0)
         let decide = revokePolicy == .decide
@@ -190,16 +209,18 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             logger.error("sinks did not acknowledge the revoked partitions' kept traces within \(bound); the next owner replays them")
         }
         collectEvents()
-        var safe: [TopicPartition: Int64] = [:]
-        for partition in revoked {
-            guard let lane = laneOf.removeValue(forKey: partition) else { continue }
-            partitionOf[lane] = nil
-            if let offset = ledger.revoke(lane) { safe[partition] = offset }
+        var safe: [Lane: Int64] = [:]
+        var described: [String] = []
+        for lane in lanes.sorted() {
+            guard let partition = partitionOf.removeValue(forKey: lane) else { continue }
+            if let offset = ledger.revoke(lane) {
+                safe[lane] = offset
+                described.append("\(partition)@\(offset)")
+            }
         }
         logger.info(
             decide ? "decided buffered traces of revoked partitions before handing them over" : "released buffered traces of revoked partitions; their next owner replays from the committed offset",
-            metadata: ["partitions": "\(revoked.map(\.description).joined(separator: ","))",
-                       "commit": "\(safe.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ","))"])
+            metadata: ["commit": "\(described.joined(separator: ","))"])
         return safe
     }
 
@@ -230,7 +251,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     private let gapLog = LogThrottle(interval: .seconds(10))
     /// Offset gaps seen, going back for them, and how they were settled (see ``DeliveryLedger/dispatch(poll:messages:shards:)``).
     private let gapCounts = Mutex(GapCounts())
-    private var seeks: [TopicPartition: Int64] = [:]
+    private var seeks: [Lane: Int64] = [:]
 
     /// Gaps in the offsets the consumer delivered, by how they ended.
     public struct GapCounts: Sendable, Equatable {
@@ -244,7 +265,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     public var offsetGaps: GapCounts { gapCounts.withLock { $0 } }
 
-    public func takeSeeks() -> [TopicPartition: Int64] {
+    public func takeSeeks() -> [Lane: Int64] {
         defer { seeks.removeAll() }
         return seeks
     }
@@ -269,7 +290,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             guard let partition = partitionOf[gap.lane] else { continue }
             switch gap.kind {
             case .refetch:
-                seeks[partition] = gap.from
+                seeks[gap.lane] = gap.from
                 gapLog.log(
                     logger, level: .warning, key: "gap-\(partition)",
                     "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered by the consumer; going back for them (their offsets are held)")
@@ -285,17 +306,6 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
                     "offsets \(gap.from)..<\(gap.to) of \(partition) do not exist (compacted or transactional topic)")
             }
         }
-    }
-
-    /// Each assignment of a partition gets a lane of its own.
-    private func lane(of partition: TopicPartition, committed: Int64? = nil) -> DeliveryLedger.Lane {
-        if let lane = laneOf[partition] { return lane }
-        let lane = nextLane
-        nextLane += 1
-        laneOf[partition] = lane
-        partitionOf[lane] = partition
-        ledger.assign(lane, committed: committed)
-        return lane
     }
 
     /// Acknowledgements first, then each shard's events: the ledger takes either order.

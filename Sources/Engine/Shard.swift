@@ -132,10 +132,10 @@ final class Shard: @unchecked Sendable {
                     case .revoke(let lanes, let decide, let reply):
                         if decide {
                             // Decided now with what arrived: stored, counted, committed past.
-                            window.release(partitions: lanes, into: &ready)
+                            window.release(lanes: lanes, into: &ready)
                         } else {
                             // Not counted: the next owner replays these spans and counts them.
-                            window.forget(partitions: lanes)
+                            window.forget(lanes: lanes)
                         }
                         replies.append(reply)
                     case .drain(let reply):

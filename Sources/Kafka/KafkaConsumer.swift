@@ -55,27 +55,48 @@ public struct KafkaConsumerConfiguration: Sendable {
     }
 }
 
+/// One assignment of one partition to this member. A partition assigned again — after a revoke, or
+/// at every rebalance under the eager protocol — gets a new id, so that what was fetched under the old
+/// assignment can be told from what is fetched under the new one (see ``KafkaMessage/assignment``).
+public struct PartitionAssignment: Hashable, Sendable, CustomStringConvertible {
+    public var partition: TopicPartition
+    /// Unique within this consumer, never 0.
+    public var id: UInt32
+
+    public init(_ partition: TopicPartition, id: UInt32) {
+        self.partition = partition
+        self.id = id
+    }
+
+    public var description: String { "\(partition)#\(id)" }
+}
+
 /// What the consumer tells its owner about the group and the cluster. Called on the polling thread
 /// (inside ``KafkaConsumer/poll(maxMessages:timeout:_:)`` or ``KafkaConsumer/close()``).
 public struct KafkaConsumerEvents: Sendable {
     /// Partitions this member now owns (consumption starts at their committed offsets).
-    public var assigned: @Sendable ([TopicPartition]) -> Void
-    /// Partitions this member is losing: store the offsets of what is safely handled *now*; they are
-    /// committed before the partitions go to another member.
-    public var revoked: @Sendable ([TopicPartition]) -> Void
+    public var assigned: @Sendable ([PartitionAssignment]) -> Void
+    /// Partitions this member is losing in an orderly rebalance: store the offsets of what is safely
+    /// handled *now*; they are committed before the partitions go to another member.
+    public var revoked: @Sendable ([PartitionAssignment]) -> Void
+    /// Partitions this member has already lost (its session timed out, or it was fenced): another
+    /// member may own them now, so nothing may be committed or decided for them any more.
+    public var lost: @Sendable ([PartitionAssignment]) -> Void
     /// Fresh statistics (consumer lag).
     public var statistics: @Sendable (ConsumerStatistics) -> Void
     /// An unrecoverable client error (e.g. fenced, authentication failed for good).
     public var fatal: @Sendable (KafkaError) -> Void
 
     public init(
-        assigned: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
-        revoked: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
+        assigned: @escaping @Sendable ([PartitionAssignment]) -> Void = { _ in },
+        revoked: @escaping @Sendable ([PartitionAssignment]) -> Void = { _ in },
+        lost: @escaping @Sendable ([PartitionAssignment]) -> Void = { _ in },
         statistics: @escaping @Sendable (ConsumerStatistics) -> Void = { _ in },
         fatal: @escaping @Sendable (KafkaError) -> Void = { _ in }
     ) {
         self.assigned = assigned
         self.revoked = revoked
+        self.lost = lost
         self.statistics = statistics
         self.fatal = fatal
     }
@@ -89,6 +110,11 @@ public struct KafkaMessage: ~Copyable {
     public let offset: Int64
     public let key: UnsafeRawBufferPointer?
     public let payload: UnsafeRawBufferPointer
+    /// The assignment this message was fetched under (``PartitionAssignment/id``); 0 when its
+    /// partition was not assigned. librdkafka 2.0's batch consume can hand out messages it collected
+    /// before a rebalance callback that ran inside the same poll: those carry the revoked assignment's
+    /// id, not the current one, and must be neither processed nor committed.
+    public let assignment: UInt32
 
     public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
 }
@@ -175,7 +201,18 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard !closed.load(ordering: .relaxed) else { return summary }
         let capacity = min(maxMessages, batchCapacity)
         let timeoutMs = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        // librdkafka fills the array in order and serves rebalance callbacks between messages; an
+        // emptied array lets the callback count what was collected before it ran.
+        batchBuffer.update(repeating: nil, count: capacity)
+        context.state.withLock { state in
+            state.polling = (batchBuffer, capacity)
+            state.revokedDuringPoll.removeAll(keepingCapacity: true)
+        }
         let count = rd_kafka_consume_batch_queue(queue, timeoutMs, batchBuffer, capacity)
+        let (current, revokedDuringPoll) = context.state.withLock { state in
+            state.polling = nil
+            return (state.assigned, state.revokedDuringPoll)
+        }
         guard count > 0 else { return summary }
         var reachedEnd: [TopicPartition] = []
         var delivered: Set<TopicPartition> = []
@@ -197,7 +234,15 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             let key = m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) }
             let payload = UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len)
-            body(KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, payload: payload))
+            let topicPartition = TopicPartition(topic, m.partition)
+            var assignment = current[topicPartition] ?? 0
+            // Collected before a callback revoked its partition: it belongs to the revoked assignment.
+            if !revokedDuringPoll.isEmpty,
+                let revoke = revokedDuringPoll.first(where: { $0.collected > index && $0.assignment.partition == topicPartition })
+            {
+                assignment = revoke.assignment.id
+            }
+            body(KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, payload: payload, assignment: assignment))
             summary.messages += 1
             if trackEnd { delivered.insert(TopicPartition(topic, m.partition)) }
         }
@@ -304,12 +349,12 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// The partitions this member owns, as of the last rebalance.
-    public var assignment: Set<TopicPartition> { context.state.withLock { $0.assigned } }
+    public var assignment: Set<TopicPartition> { context.state.withLock { Set($0.assigned.keys) } }
 
     /// True when partitions are assigned and every one of them reported its end (requires
     /// `reportPartitionEOF`); a message arriving later clears its partition's mark.
     public var isAtEndOfAllPartitions: Bool {
-        context.state.withLock { !$0.assigned.isEmpty && $0.assigned.isSubset(of: $0.atEnd) }
+        context.state.withLock { state in !state.assigned.isEmpty && state.assigned.keys.allSatisfy { state.atEnd.contains($0) } }
     }
 
     /// Leaves the group: revokes (the `revoked` event runs, stored offsets are committed), then stops.
@@ -324,10 +369,24 @@ public final class KafkaConsumer: @unchecked Sendable {
 }
 
 /// State the C callbacks reach through librdkafka's opaque pointer.
-final class ConsumerContext: Sendable {
+final class ConsumerContext: @unchecked Sendable {
     struct State {
-        var assigned: Set<TopicPartition> = []
+        /// Each assigned partition's current assignment id.
+        var assigned: [TopicPartition: UInt32] = [:]
         var atEnd: Set<TopicPartition> = []
+        var nextAssignment: UInt32 = 1
+        /// While a poll runs: its message array (what librdkafka has collected so far is its non-nil
+        /// prefix) and the assignments revoked inside it, each with how many messages preceded it.
+        var polling: (buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>, capacity: Int)?
+        var revokedDuringPoll: [(collected: Int, assignment: PartitionAssignment)] = []
+
+        /// Messages librdkafka has put in the poll's array so far (0 outside a poll).
+        var collected: Int {
+            guard let polling else { return 0 }
+            var count = 0
+            while count < polling.capacity && polling.buffer[count] != nil { count += 1 }
+            return count
+        }
     }
 
     let events: KafkaConsumerEvents
@@ -351,13 +410,18 @@ private func consumerRebalanceCallback(
     let changed = PartitionList.partitions(partitions)
     switch error {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-        context.state.withLock { state in
-            if !cooperative { state.assigned = [] }
-            state.assigned.formUnion(changed)
+        let assignments = context.state.withLock { state in
+            if !cooperative { state.assigned = [:] }
             state.atEnd.subtract(changed)
+            return changed.map { partition in
+                let assignment = PartitionAssignment(partition, id: state.nextAssignment)
+                state.nextAssignment = state.nextAssignment == .max ? 1 : state.nextAssignment + 1
+                state.assigned[partition] = assignment.id
+                return assignment
+            }
         }
         context.logger.info("partitions assigned", metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
-        context.events.assigned(changed)
+        context.events.assigned(assignments)
         if cooperative {
             if let failure = rd_kafka_incremental_assign(handle, partitions) {
                 context.logger.error("incremental assign failed: \(KafkaError(consuming: failure, "assign"))")
@@ -369,20 +433,41 @@ private func consumerRebalanceCallback(
             }
         }
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-        context.logger.info("partitions revoked", metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
-        context.events.revoked(changed)
-        // Commit what the owner stored before the partitions move, so the next owner replays little.
-        // A lost assignment (session timed out) cannot commit; the next owner replays from the last one.
-        if rd_kafka_assignment_lost(handle) == 0 {
+        // A lost assignment (the session timed out, the member was fenced) is not a hand-over: another
+        // member may already own the partitions, so nothing is decided or committed for them here.
+        let lost = rd_kafka_assignment_lost(handle) != 0
+        let assignments = context.state.withLock { state in
+            let collected = state.collected
+            var revoked: [PartitionAssignment] = []
+            for partition in changed {
+                guard let id = state.assigned.removeValue(forKey: partition) else { continue }
+                let assignment = PartitionAssignment(partition, id: id)
+                revoked.append(assignment)
+                if state.polling != nil { state.revokedDuringPoll.append((collected, assignment)) }
+            }
+            state.atEnd.subtract(changed)
+            if !cooperative {
+                for (partition, id) in state.assigned {
+                    let assignment = PartitionAssignment(partition, id: id)
+                    revoked.append(assignment)
+                    if state.polling != nil { state.revokedDuringPoll.append((collected, assignment)) }
+                }
+                state.assigned = [:]
+            }
+            return revoked
+        }
+        if lost {
+            context.logger.warning("partitions lost (session timed out or fenced); their uncommitted work is replayed by their new owner",
+                                   metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
+            context.events.lost(assignments)
+        } else {
+            context.logger.info("partitions revoked", metadata: ["partitions": "\(changed.sorted().map(\.description).joined(separator: ","))"])
+            context.events.revoked(assignments)
+            // Commit what the owner stored before the partitions move, so the next owner replays little.
             let commit = rd_kafka_commit(handle, nil, 0)
             if commit != RD_KAFKA_RESP_ERR_NO_ERROR && commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
                 context.logger.warning("commit on revoke failed: \(KafkaError(commit, "commit"))")
             }
-        }
-        context.state.withLock { state in
-            state.assigned.subtract(changed)
-            state.atEnd.subtract(changed)
-            if !cooperative { state.assigned = [] }
         }
         if cooperative {
             if let failure = rd_kafka_incremental_unassign(handle, partitions) {
@@ -393,7 +478,13 @@ private func consumerRebalanceCallback(
         }
     default:
         context.logger.error("rebalance error: \(KafkaError(error, "rebalance"))")
-        context.state.withLock { $0 = ConsumerContext.State() }
+        let lost = context.state.withLock { state in
+            let lost = state.assigned.map { PartitionAssignment($0.key, id: $0.value) }
+            state.assigned = [:]
+            state.atEnd = []
+            return lost
+        }
+        if !lost.isEmpty { context.events.lost(lost) }
         _ = rd_kafka_assign(handle, nil)
     }
 }

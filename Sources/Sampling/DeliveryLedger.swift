@@ -106,15 +106,15 @@ public struct DeliveryLedger: Sendable {
         var gaps: [OffsetGap] = []
         for message in messages {
             // Lane state is reached through the values view by index: mutated in place, never copied.
-            guard let index = lanes.index(forKey: message.partition) else { continue }
-            let lane = message.partition
+            guard let index = lanes.index(forKey: message.lane) else { continue }
+            let lane = message.lane
             if var refetch = lanes.values[index].refetch, poll > refetch.poll, message.offset >= refetch.next {
                 // Since the consumer went back: the hold follows the gap's messages as they come again,
                 // and ends past the gap or at the first message beyond it.
-                release(SourcePosition(partition: lane, offset: refetch.next))
+                release(SourcePosition(lane: lane, offset: refetch.next))
                 if message.offset + 1 < refetch.gap.to {
                     refetch.next = message.offset + 1
-                    hold(SourcePosition(partition: lane, offset: refetch.next))
+                    hold(SourcePosition(lane: lane, offset: refetch.next))
                     lanes.values[index].refetch = refetch
                 } else {
                     lanes.values[index].refetch = nil
@@ -133,13 +133,13 @@ public struct DeliveryLedger: Sendable {
                     gap.kind = .extended
                 } else if refetchesGaps && lanes.values[index].acceptedGaps < 3 {
                     gap.kind = .refetch
-                    hold(SourcePosition(partition: lane, offset: end))
+                    hold(SourcePosition(lane: lane, offset: end))
                     lanes.values[index].refetch = (poll, gap, end)
                 }
                 gaps.append(gap)
             }
             lanes.values[index].received(message.offset)
-            if let i = lowest.firstIndex(where: { $0.partition == lane }) {
+            if let i = lowest.firstIndex(where: { $0.lane == lane }) {
                 lowest[i].offset = min(lowest[i].offset, message.offset)
             } else {
                 lowest.append(message)
@@ -155,7 +155,7 @@ public struct DeliveryLedger: Sendable {
     /// message delivered again after the consumer went back for a gap, whose spans are already in a
     /// window or decided. Ask before ``dispatch(poll:messages:shards:)`` records the poll.
     public func isRepeat(_ position: SourcePosition) -> Bool {
-        guard let index = lanes.index(forKey: position.partition), let end = lanes.values[index].end, position.offset < end else {
+        guard let index = lanes.index(forKey: position.lane), let end = lanes.values[index].end, position.offset < end else {
             return false
         }
         if let refetch = lanes.values[index].refetch, position.offset >= refetch.gap.from, position.offset < refetch.gap.to {
@@ -201,13 +201,13 @@ public struct DeliveryLedger: Sendable {
     public mutating func hold(_ position: SourcePosition) {
         // Through the values view, in place: `lanes[key]?.hold(…)` copied the lane's state out and
         // back, so its count table and heap were copied on every hold (three allocations each).
-        guard let index = lanes.index(forKey: position.partition) else { return }
+        guard let index = lanes.index(forKey: position.lane) else { return }
         lanes.values[index].hold(position.offset)
     }
 
     /// A hold on `position` ends (its trace was dropped).
     public mutating func release(_ position: SourcePosition) {
-        guard let index = lanes.index(forKey: position.partition) else { return }
+        guard let index = lanes.index(forKey: position.lane) else { return }
         if !lanes.values[index].release(position.offset) { anomalies += 1 }
     }
 

@@ -1,12 +1,12 @@
 public import OTLP
 
-/// Where a span came from, as the engine numbers its Kafka partitions; the window only keeps
-/// these to tell which offsets are no longer needed.
+/// Where a span came from: its lane (one assignment of one Kafka partition, numbered by the ingest
+/// front) and offset; the window only keeps these to tell which offsets are no longer needed.
 public struct SourcePosition: Sendable, Hashable {
-    public var partition: UInt32
+    public var lane: UInt32
     public var offset: Int64
-    public init(partition: UInt32, offset: Int64) {
-        self.partition = partition
+    public init(lane: UInt32, offset: Int64) {
+        self.lane = lane
         self.offset = offset
     }
 }
@@ -93,8 +93,8 @@ public struct TraceWindow: Sendable {
         /// trace's first span from that partition, or — rare — one older than any it holds there).
         /// Every position recorded is held exactly once, and released or delivered with the trace.
         mutating func note(_ source: SourcePosition) -> Bool {
-            if source.partition == firstSource.partition && source.offset >= firstSource.offset { return false }
-            if let otherSources, otherSources.contains(where: { $0.partition == source.partition && $0.offset <= source.offset }) {
+            if source.lane == firstSource.lane && source.offset >= firstSource.offset { return false }
+            if let otherSources, otherSources.contains(where: { $0.lane == source.lane && $0.offset <= source.offset }) {
                 return false
             }
             otherSources = (otherSources ?? []) + [source]
@@ -211,7 +211,7 @@ public struct TraceWindow: Sendable {
     /// commit past spans nobody decided. (Its spans from the revoked partitions are then decided twice,
     /// here and by their next owner: at worst stored twice, never lost.) Returns how many were forgotten.
     @discardableResult
-    public mutating func forget(partitions: Set<UInt32>) -> Int {
+    public mutating func forget(lanes partitions: Set<UInt32>) -> Int {
         var forgotten = 0
         for i in slots.indices where onlyFrom(partitions, i) {
             recycle(release(Int32(i), reason: .flush).trace)
@@ -223,9 +223,9 @@ public struct TraceWindow: Sendable {
     /// Releases for a decision now every trace whose spans all came from `partitions` (revoked), so
     /// they are decided and stored before the partitions move and their offsets commit past them:
     /// the next owner replays nothing already decided. Traces that also hold partitions this member
-    /// keeps stay, as with ``forget(partitions:)``. Returns how many were released.
+    /// keeps stay, as with ``forget(lanes:)``. Returns how many were released.
     @discardableResult
-    public mutating func release(partitions: Set<UInt32>, into ready: inout [ReadyTrace]) -> Int {
+    public mutating func release(lanes partitions: Set<UInt32>, into ready: inout [ReadyTrace]) -> Int {
         var released = 0
         for i in slots.indices where onlyFrom(partitions, i) {
             ready.append(release(Int32(i), reason: .flush))
@@ -235,8 +235,8 @@ public struct TraceWindow: Sendable {
     }
 
     private func onlyFrom(_ partitions: Set<UInt32>, _ slot: Int) -> Bool {
-        guard let entry = slots[slot], partitions.contains(entry.firstSource.partition) else { return false }
-        return entry.otherSources?.allSatisfy({ partitions.contains($0.partition) }) ?? true
+        guard let entry = slots[slot], partitions.contains(entry.firstSource.lane) else { return false }
+        return entry.otherSources?.allSatisfy({ partitions.contains($0.lane) }) ?? true
     }
 
     /// Gives a decided trace's buffers back for the next new trace (dropped traces: most of them),

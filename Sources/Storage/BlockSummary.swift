@@ -1,5 +1,5 @@
 import Foundation
-public import OTLP
+import OTLP
 
 /// What a search needs to know about a block without reading it: its time range, the longest trace
 /// and span in it, whether an error span is there, its root services and names, its span names, the

@@ -1,4 +1,4 @@
-public import OTLP
+import OTLP
 
 /// The TraceQL subset Grafana's search builder writes: spanset filters `{ … }` joined by `&&` / `||`
 /// (and parentheses), each a boolean expression of comparisons between a field and a literal.

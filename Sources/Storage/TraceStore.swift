@@ -606,3 +606,8 @@ extension TraceStore {
         return header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian }
     }
 }
+
+extension Duration {
+    /// Seconds as a `Double` (for `Date` arithmetic).
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Sampling
 import Yams
 
 /// `tailgate run --config FILE`: every run flag, settable in a YAML file whose keys are the flag

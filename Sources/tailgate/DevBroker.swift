@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Sampling
 import Kafka
 
 struct DevBroker: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Traffic
 import Foundation
+import Sampling
 import Kafka
 import OTLP
 

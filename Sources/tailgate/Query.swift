@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Sampling
 import OTLP
 import Storage
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Engine
+import Route
 import Foundation
+import Sampling
 import Kafka
 import OTLP
 import Synchronization
@@ -22,23 +24,10 @@ struct Route: ParsableCommand {
             stops reading; it never drops. SIGTERM/SIGINT: finish the batch, commit, exit 0.
             """)
 
-    @Option(help: "YAML file of route settings, keyed by flag name; flags given here win.")
-    var config: String?
-
-    @Option(help: "Kafka bootstrap servers, comma-separated (host:port,...).")
-    var brokers: String = ""
-
-    @Option(name: .customLong("topic"), help: "Topic to consume (repeatable; default otlp_spans).")
-    var topics: [String] = []
+    @OptionGroup var input: KafkaInputOptions
 
     @Option(help: "The keyed topic to produce to (read by `tailgate run --topic`).")
     var outputTopic: String = ""
-
-    @Option(help: "Consumer group id; every replica of the router uses the same.")
-    var group: String = "tailgate-route"
-
-    @Option(help: "Input encoding: otlp_proto or otlp_json (the output is always otlp_proto).")
-    var encoding: OTLPEncoding = .otlpProto
 
     @Option(help: "auto (transactions when the cluster supports them), transactional, or at-least-once.")
     var delivery: String = "auto"
@@ -52,34 +41,22 @@ struct Route: ParsableCommand {
     @Option(help: "Largest output message; a larger trace leaves split by span (e.g. 1MB: the topic's max.message.bytes).")
     var maxMessageBytes: String = "1000000"
 
-    @Option(name: .customLong("kafka-property"), help: "librdkafka property KEY=VALUE for the consumer and the producer (repeatable).")
-    var kafkaProperties: [String] = []
-
-    @Option(help: "Copy messages that do not decode to this topic (with reason headers).")
-    var deadLetterTopic: String?
-
-    @Flag(help: "Route everything, commit, and exit when every assigned partition is at its end.")
-    var exitOnEof = false
-
     @Option(help: "HTTP listener for /metrics, /-/healthy and /-/ready (HOST:PORT; empty: none).")
     var http: String = "0.0.0.0:3201"
-
-    @Option(help: "How often to log a status line (e.g. 10s).")
-    var statusInterval: String = "10s"
 
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let logger = logging.bootstrap(label: "tailgate-route")
-        guard !brokers.isEmpty else { throw ConfigurationError("--brokers is required") }
+        guard !input.brokers.isEmpty else { throw ConfigurationError("--brokers is required") }
         guard !outputTopic.isEmpty else { throw ConfigurationError("--output-topic is required: the keyed topic `tailgate run` consumes") }
-        var configuration = RouterConfiguration(brokers: brokers, outputTopic: outputTopic)
-        if !topics.isEmpty { configuration.topics = topics }
+        var configuration = RouterConfiguration(brokers: input.brokers, outputTopic: outputTopic)
+        if !input.topics.isEmpty { configuration.topics = input.topics }
         guard !configuration.topics.contains(outputTopic) else {
             throw ConfigurationError("--output-topic \(outputTopic) is also an input --topic: the router would read its own output")
         }
-        configuration.group = group
-        configuration.encoding = encoding
+        configuration.group = input.group ?? configuration.group
+        configuration.encoding = input.encoding
         guard let mode = RouterDelivery(rawValue: delivery) else {
             throw ConfigurationError("--delivery: '\(delivery)' is not auto, transactional or at-least-once")
         }
@@ -90,11 +67,11 @@ struct Route: ParsableCommand {
         let maxBytes = try parseByteSize(maxMessageBytes, option: "--max-message-bytes")
         guard maxBytes >= 1024 else { throw ConfigurationError("--max-message-bytes must be at least 1KiB") }
         configuration.maxMessageBytes = maxBytes
-        configuration.kafkaProperties = try kafkaPropertiesFromEnvironment(then: kafkaProperties)
-        configuration.deadLetterTopic = deadLetterTopic
-        configuration.exitOnEOF = exitOnEof
+        configuration.kafkaProperties = try input.properties()
+        configuration.deadLetterTopic = input.deadLetterTopic
+        configuration.exitOnEOF = input.exitOnEof
         configuration.httpAddress = http.isEmpty ? nil : http
-        configuration.statusInterval = try parseDuration(statusInterval, option: "--status-interval")
+        configuration.statusInterval = try parseDuration(input.statusInterval, option: "--status-interval")
 
         let running = Mutex<(router: Router?, stopRequested: Bool)>((nil, false))
         let trap = SignalTrap([SIGINT, SIGTERM]) { signal in

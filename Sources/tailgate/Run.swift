@@ -19,26 +19,7 @@ struct Run: ParsableCommand {
             at its end and prints a JSON summary.
             """)
 
-    @Option(help: "YAML file of run settings, keyed by flag name (brokers: …, topic: [...], kafka-property: {key: value}); flags given here win.")
-    var config: String?
-
-    @Option(help: "Kafka bootstrap servers, comma-separated (host:port,...).")
-    var brokers: String = ""
-
-    @Option(name: .customLong("topic"), help: "Topic to consume (repeatable; default otlp_spans).")
-    var topics: [String] = []
-
-    @Option(help: "Consumer group id; every replica of one deployment uses the same.")
-    var group: String = "tailgate"
-
-    @Option(help: "Message encoding: otlp_proto or otlp_json (the collector kafka exporter's).")
-    var encoding: OTLPEncoding = .otlpProto
-
-    @Option(name: .customLong("kafka-property"), help: "librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.")
-    var kafkaProperties: [String] = []
-
-    @Option(help: "Copy messages that do not decode to this topic (with reason headers).")
-    var deadLetterTopic: String?
+    @OptionGroup var input: KafkaInputOptions
 
     @Option(help: "Rule file: the OpenTelemetry Collector tail_sampling configuration (or a whole collector config). Without it every trace is kept.")
     var rules: String?
@@ -51,9 +32,6 @@ struct Run: ParsableCommand {
 
     @Option(help: "Trace-window shards (threads); default one per core.")
     var shards: Int?
-
-    @Flag(help: "Process everything, commit, and exit when every assigned partition is at its end.")
-    var exitOnEof = false
 
     @Option(help: "Store kept traces in this directory (the embedded file store); without it they are counted only.")
     var data: String?
@@ -109,9 +87,6 @@ struct Run: ParsableCommand {
     @Option(help: "At a rebalance, the buffered traces of the partitions this member loses: decide (now, with the spans that arrived: nothing is stored or counted twice) or replay (forget them: the next owner decides them whole from the committed offset; what was decided past it is decided twice).")
     var onRevoke: String = "decide"
 
-    @Option(help: "How often to log a status line (e.g. 10s).")
-    var statusInterval: String = "10s"
-
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -122,14 +97,14 @@ struct Run: ParsableCommand {
         #if os(Linux)
         if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 256 << 10) }
         #endif
-        var configuration = EngineConfiguration(brokers: brokers)
-        if !topics.isEmpty { configuration.topics = topics }
-        configuration.group = group
-        configuration.encoding = encoding
-        configuration.kafkaProperties = try kafkaPropertiesFromEnvironment(then: kafkaProperties)
-        configuration.deadLetterTopic = deadLetterTopic
-        configuration.exitOnEOF = exitOnEof
-        configuration.statusInterval = try parseDuration(statusInterval, option: "--status-interval")
+        var configuration = EngineConfiguration(brokers: input.brokers)
+        if !input.topics.isEmpty { configuration.topics = input.topics }
+        configuration.group = input.group ?? configuration.group
+        configuration.encoding = input.encoding
+        configuration.kafkaProperties = try input.properties()
+        configuration.deadLetterTopic = input.deadLetterTopic
+        configuration.exitOnEOF = input.exitOnEof
+        configuration.statusInterval = try parseDuration(input.statusInterval, option: "--status-interval")
         configuration.rulesPath = rules
         configuration.decisionWait = try decisionWait.map { (text) throws(ConfigurationError) in try parseDuration(text, option: "--decision-wait") }
         configuration.bufferLimit = try bufferLimit.map { (text) throws(ConfigurationError) in try parseByteSize(text, option: "--buffer-limit") }

@@ -1,6 +1,7 @@
 public import ArgumentParser
 import Engine
 import Foundation
+import Sampling
 import Kafka
 import Logging
 import OTLP
@@ -19,7 +20,7 @@ struct Tailgate: ParsableCommand {
         var command: any ParsableCommand
         do {
             command = try parseAsRoot()
-            let configPath = (command as? Run)?.config ?? (command as? Route)?.config
+            let configPath = (command as? Run)?.input.config ?? (command as? Route)?.input.config
             if let path = configPath {
                 // The config file's settings become arguments; those on the command line win.
                 let name = command is Run ? "run" : "route"

@@ -1,3 +1,7 @@
+import HTTP
+import Ingest
+import Route
+import Sinks
 import Foundation
 import Engine
 import Sampling

@@ -1,3 +1,7 @@
+import HTTP
+import Ingest
+import Route
+import Sinks
 import Engine
 import Traffic
 import Foundation

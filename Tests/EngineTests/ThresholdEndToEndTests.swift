@@ -1,3 +1,8 @@
+import HTTP
+import Ingest
+import Route
+import Sampling
+import Sinks
 import Engine
 import Foundation
 import Kafka

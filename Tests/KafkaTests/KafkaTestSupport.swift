@@ -75,8 +75,8 @@ final class PollingMember: @unchecked Sendable {
         consumer = try KafkaConsumer(
             configuration: config,
             events: KafkaConsumerEvents(
-                assigned: { partitions in events.assignments.withLock { $0.append(partitions) } },
-                revoked: { partitions in events.revocations.withLock { $0.append(partitions) } }),
+                assigned: { partitions in events.assignments.withLock { $0.append(partitions.map(\.partition)) } },
+                revoked: { partitions in events.revocations.withLock { $0.append(partitions.map(\.partition)) } }),
             logger: Logger(label: "member"))
     }
 

@@ -34,7 +34,7 @@ import Testing
     @Test func outOfOrderDecisionsDuringASinkOutageHoldTheOldestOffset() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0)
-        let positions = (0..<300).map { SourcePosition(partition: 0, offset: Int64($0)) }
+        let positions = (0..<300).map { SourcePosition(lane: 0, offset: Int64($0)) }
         ledger.dispatch(poll: 1, messages: positions, shards: 1)
         for position in positions { ledger.hold(position) }
         ledger.inserted(poll: 1)
@@ -61,8 +61,8 @@ import Testing
     @Test func everySinkMustAcknowledge() {
         var ledger = DeliveryLedger(sinks: 3)
         ledger.assign(7)
-        let position = SourcePosition(partition: 7, offset: 40)
-        ledger.dispatch(poll: 1, messages: [position, SourcePosition(partition: 7, offset: 41)], shards: 2)
+        let position = SourcePosition(lane: 7, offset: 40)
+        ledger.dispatch(poll: 1, messages: [position, SourcePosition(lane: 7, offset: 41)], shards: 2)
         ledger.hold(position)
         ledger.inserted(poll: 1)
         #expect(ledger.committable(7) == 40, "one shard has not inserted the poll")
@@ -85,8 +85,8 @@ import Testing
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0)
         ledger.assign(1)
-        let a = SourcePosition(partition: 0, offset: 10)
-        let b = SourcePosition(partition: 1, offset: 20)
+        let a = SourcePosition(lane: 0, offset: 10)
+        let b = SourcePosition(lane: 1, offset: 20)
         ledger.dispatch(poll: 1, messages: [a, b], shards: 1)
         ledger.hold(a)
         ledger.hold(b)
@@ -111,7 +111,7 @@ import Testing
         var ledger = DeliveryLedger(sinks: 1)
         ledger.refetchesGaps = false
         ledger.assign(0, committed: 10)
-        let gaps = ledger.dispatch(poll: 1, messages: [10, 11, 13, 14, 16].map { SourcePosition(partition: 0, offset: $0) }, shards: 1)
+        let gaps = ledger.dispatch(poll: 1, messages: [10, 11, 13, 14, 16].map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
         ledger.inserted(poll: 1)
         #expect(gaps.map(\.kind) == [.accepted, .accepted], "markers at 12 and 15")
         #expect(ledger.committable(0) == 17)
@@ -122,7 +122,7 @@ import Testing
     @Test func messagesReadAgainForAGapAreRepeats() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
-        func at(_ offset: Int64) -> SourcePosition { SourcePosition(partition: 0, offset: offset) }
+        func at(_ offset: Int64) -> SourcePosition { SourcePosition(lane: 0, offset: offset) }
         #expect(!ledger.isRepeat(at(10)), "nothing received yet")
         #expect(ledger.dispatch(poll: 1, messages: [at(10), at(11), at(14)], shards: 1).map(\.kind) == [.refetch])
         ledger.inserted(poll: 1)
@@ -130,14 +130,14 @@ import Testing
         #expect(!ledger.isRepeat(at(12)) && !ledger.isRepeat(at(13)), "the gap's offsets are new")
         #expect(ledger.isRepeat(at(14)), "received after the gap, delivered again by the refetch")
         #expect(!ledger.isRepeat(at(15)), "beyond everything received")
-        #expect(!ledger.isRepeat(SourcePosition(partition: 7, offset: 0)), "an unknown lane")
+        #expect(!ledger.isRepeat(SourcePosition(lane: 7, offset: 0)), "an unknown lane")
     }
 
     @Test func skippedOffsetsAreHeldUntilReadAgain() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
         func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap] {
-            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(partition: 0, offset: $0) }, shards: 1)
+            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
             ledger.inserted(poll: id)
             return gaps
         }
@@ -166,12 +166,12 @@ import Testing
         ledger.assign(0)
         var random = SplitMix(seed: 1)
         var unacknowledged: [UInt64] = []
-        ledger.dispatch(poll: 0, messages: [SourcePosition(partition: 0, offset: 0)], shards: 1)
-        ledger.hold(SourcePosition(partition: 0, offset: 0))  // a stuck trace at the start
+        ledger.dispatch(poll: 0, messages: [SourcePosition(lane: 0, offset: 0)], shards: 1)
+        ledger.hold(SourcePosition(lane: 0, offset: 0))  // a stuck trace at the start
         ledger.inserted(poll: 0)
         var peak = 0
         for offset in 1...200_000 {
-            let position = SourcePosition(partition: 0, offset: Int64(offset))
+            let position = SourcePosition(lane: 0, offset: Int64(offset))
             ledger.dispatch(poll: UInt64(offset), messages: [position], shards: 1)
             ledger.hold(position)
             ledger.inserted(poll: UInt64(offset))
@@ -191,7 +191,7 @@ import Testing
             ledger.acknowledge(.init(token), sink: 0)
         }
         #expect(ledger.committable(0) == 0)
-        ledger.release(SourcePosition(partition: 0, offset: 0))
+        ledger.release(SourcePosition(lane: 0, offset: 0))
         #expect(ledger.committable(0) == 200_001)
         #expect(ledger.size.total == 0)
     }
@@ -225,7 +225,7 @@ struct LedgerSimulation {
         var spans: [SpanRef] = []
         var held: [SourcePosition] = []
         mutating func needsHold(_ position: SourcePosition) -> Bool {
-            if held.contains(where: { $0.partition == position.partition && $0.offset <= position.offset }) { return false }
+            if held.contains(where: { $0.lane == position.lane && $0.offset <= position.offset }) { return false }
             held.append(position)
             return true
         }
@@ -379,7 +379,7 @@ struct LedgerSimulation {
             readPosition[partition] += 1
             note("deliver \(lane)@\(offset) poll \(nextPoll)")
             let message = message(partition: partition, offset: offset)
-            positions.append(SourcePosition(partition: lane, offset: offset))
+            positions.append(SourcePosition(lane: lane, offset: offset))
             received[lane] = max(received[lane] ?? 0, offset + 1)
             if notDelivered[lane]?.remove(offset) != nil { outstanding[lane]![offset]! -= 1 }
             outstanding[lane, default: [:]][offset, default: 0] += message.spans.count + 1
@@ -407,7 +407,7 @@ struct LedgerSimulation {
         guard !queues[shard].isEmpty else { return }
         let work = queues[shard].removeFirst()
         for (trace, ref) in work.spans {
-            let position = SourcePosition(partition: ref.lane, offset: ref.offset)
+            let position = SourcePosition(lane: ref.lane, offset: ref.offset)
             if windows[shard][trace] != nil {
                 if windows[shard][trace]!.needsHold(position) { outboxes[shard].append(.hold(position)) }
                 windows[shard][trace]!.spans.append(ref)
@@ -507,7 +507,7 @@ struct LedgerSimulation {
         notDelivered[lane] = nil
         // Traces with spans of assigned partitions stay (and are decided here); the others go.
         for shard in 0..<shards {
-            for (trace, entry) in windows[shard] where entry.held.allSatisfy({ partitionOf[$0.partition] == nil }) {
+            for (trace, entry) in windows[shard] where entry.held.allSatisfy({ partitionOf[$0.lane] == nil }) {
                 windows[shard][trace] = nil
             }
         }

@@ -40,7 +40,7 @@ import Testing
     func insertAll(_ window: inout TraceWindow, _ batch: SpanBatch, now: UInt64, offset: Int64 = 0, partition: UInt32 = 0, generation: UInt64 = 1) -> ([SpanDisposition], [ReadyTrace]) {
         var ready: [ReadyTrace] = []
         let dispositions = batch.spans.map {
-            window.insert($0, from: batch, batchGeneration: generation, source: SourcePosition(partition: partition, offset: offset), now: now, ready: &ready)
+            window.insert($0, from: batch, batchGeneration: generation, source: SourcePosition(lane: partition, offset: offset), now: now, ready: &ready)
         }
         return (dispositions, ready)
     }
@@ -174,7 +174,7 @@ import Testing
         var ready: [ReadyTrace] = []
         w.expire(now: 100 * ms, into: &ready)  // trace 1 decided
         #expect(ready.count == 1)
-        #expect(ready.first?.sources == [SourcePosition(partition: 0, offset: 10), SourcePosition(partition: 4, offset: 3)])
+        #expect(ready.first?.sources == [SourcePosition(lane: 0, offset: 10), SourcePosition(lane: 4, offset: 3)])
     }
 
     /// A revoke forgets traces held only by revoked partitions; one that also holds a partition this
@@ -185,7 +185,7 @@ import Testing
         _ = insertAll(&w, try batch([(2, 1, 9)]), now: 0, offset: 5, partition: 1)
         _ = insertAll(&w, try batch([(3, 1, 9)]), now: 0, offset: 6, partition: 1)
         _ = insertAll(&w, try batch([(3, 2, 9)]), now: 0, offset: 7, partition: 0)
-        #expect(w.forget(partitions: [1]) == 1)
+        #expect(w.forget(lanes: [1]) == 1)
         #expect(w.traceCount == 2)
         var ready: [ReadyTrace] = []
         w.releaseAll(into: &ready)

@@ -5,7 +5,7 @@ import NIOHTTP1
 public import NIOPosix
 import NIOSSL
 public import OTLP
-import Storage
+import Sinks
 public import Synchronization
 
 /// A local OTLP/HTTP receiver for tests: answers from a script, records what it accepted.

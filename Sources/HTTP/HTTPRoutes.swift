@@ -1,7 +1,7 @@
 import Foundation
+import Sampling
 import Synchronization
 public import OTLP
-import Sampling
 public import SpanMetrics
 public import Storage
 

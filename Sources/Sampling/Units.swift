@@ -1,5 +1,3 @@
-import Sampling
-
 /// A value on the command line or in a config file that does not parse; says which and how to fix it.
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -22,9 +20,9 @@ public func parseByteSize(_ text: String, option: String = "size") throws(Config
         ("KiB", 1024), ("MiB", 1024 * 1024), ("GiB", 1024 * 1024 * 1024), ("TiB", 1024 * 1024 * 1024 * 1024),
         ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
     ]
-    let trimmed = text.trimmingSpaces()
+    let trimmed = text.trimmingSpaces
     let number = trimmed.prefix { $0.isNumber || $0 == "." }
-    let suffix = String(trimmed.dropFirst(number.count)).trimmingSpaces()
+    let suffix = String(trimmed.dropFirst(number.count)).trimmingSpaces
     guard let value = Double(number), value >= 0 else {
         throw ConfigurationError("\(option): '\(text)' is not a size; write e.g. 512MiB or 4GiB")
     }
@@ -35,11 +33,9 @@ public func parseByteSize(_ text: String, option: String = "size") throws(Config
     return Int(value * unit.1)
 }
 
-extension String {
-    func trimmingSpaces() -> String {
-        var slice = Substring(self)
-        while slice.first == " " { slice = slice.dropFirst() }
-        while slice.last == " " { slice = slice.dropLast() }
-        return String(slice)
+extension Duration {
+    /// Seconds as a `Double` (for Dispatch timeouts and rates).
+    public var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

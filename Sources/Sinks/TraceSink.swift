@@ -1,3 +1,4 @@
+public import Storage
 import Foundation
 
 /// Where kept traces go: the file store, an OTLP/HTTP receiver, a Kafka topic. The engine hands every

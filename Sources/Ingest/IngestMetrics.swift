@@ -15,10 +15,12 @@ public final class IngestMetrics: Sendable {
         public var spansRejected: [RejectReason: Int] = [:]
         public var messagesDeadLettered = 0
         public var deadLetterFailures = 0
+        /// Messages fetched under a partition assignment that ended before they were handed over.
+        public var messagesStale = 0
 
         public init() {}
 
-        var isEmpty: Bool { messagesReceived == 0 && messagesRejected.isEmpty && spansRejected.isEmpty }
+        var isEmpty: Bool { messagesReceived == 0 && messagesRejected.isEmpty && spansRejected.isEmpty && messagesStale == 0 }
 
         mutating func add(_ other: Counts) {
             messagesReceived += other.messagesReceived
@@ -28,6 +30,7 @@ public final class IngestMetrics: Sendable {
             spansRejected.merge(other.spansRejected, uniquingKeysWith: +)
             messagesDeadLettered += other.messagesDeadLettered
             deadLetterFailures += other.deadLetterFailures
+            messagesStale += other.messagesStale
         }
 
         /// Messages rejected for any reason.
@@ -66,7 +69,7 @@ public final class IngestMetrics: Sendable {
         lag.withLock { lag in for partition in partitions { lag[partition] = nil } }
     }
 
-    func record(paused count: Int) { pausedPartitions.store(count, ordering: .relaxed) }
+    public func record(paused count: Int) { pausedPartitions.store(count, ordering: .relaxed) }
 
     /// The totals so far.
     public var snapshot: Counts { counts.withLock { $0 } }
@@ -101,6 +104,10 @@ public final class IngestMetrics: Sendable {
         }
         out.counter("tailgate_messages_dead_lettered_total", "Rejected messages copied to the dead-letter topic.", totals.messagesDeadLettered)
         out.counter("tailgate_dead_letter_failures_total", "Rejected messages that could not be copied to the dead-letter topic.", totals.deadLetterFailures)
+        out.counter(
+            "tailgate_messages_stale_total",
+            "Messages fetched under a partition assignment that ended before they were handed over (a rebalance inside the poll); neither processed nor committed: the partition's owner reads them again.",
+            totals.messagesStale)
         out.family("tailgate_kafka_consumer_lag", .gauge, "Messages behind the partition's high watermark, per assigned partition.")
         for (partition, value) in consumerLag.sorted(by: { $0.key < $1.key }) {
             out.sample("tailgate_kafka_consumer_lag", [("topic", partition.topic), ("partition", String(partition.partition))], Int(value))

@@ -1,4 +1,6 @@
 import Foundation
+public import HTTP
+public import Ingest
 public import Kafka
 public import Logging
 public import OTLP
@@ -123,16 +125,16 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     public let ingest = IngestMetrics()
     public let metrics = RouterMetrics()
     private let logger: Logger
-    private let consumer: KafkaConsumer
+    private let front: IngestFront
+    private var consumer: KafkaConsumer { front.consumer }
+    private var deadLetter: DeadLetterTopic? { front.deadLetter }
     private var producer: KafkaProducer
     private var transactional: Bool
-    private let deadLetter: DeadLetterTopic?
     private var http: HTTPServer?
     private let stopRequested = Atomic<Bool>(false)
     private var splitter = TraceSplitter()
+    private var polled: [IngestedMessage] = []
     private let throttle = LogThrottle(interval: .seconds(10))
-    /// Running average of input message sizes, to bound a batch in bytes.
-    private var averageMessageBytes = 0
 
     public init(configuration: RouterConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -140,22 +142,17 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         var consumerProperties = KafkaProperties(["enable.auto.commit": "false"])
         for (name, value) in configuration.kafkaProperties.values where !Self.isProducerOnly(name) { consumerProperties[name] = value }
         consumerProperties["enable.auto.commit"] = "false"
-        let ingest = self.ingest
-        let routerMetrics = metrics
-        consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
+        let deadLetter = try configuration.deadLetterTopic.map { (topic) throws(KafkaError) in
+            try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+        }
+        front = try IngestFront(
+            consumer: KafkaConsumerConfiguration(
                 bootstrapServers: configuration.brokers, groupID: configuration.group, topics: configuration.topics,
                 properties: consumerProperties, statisticsInterval: configuration.statisticsInterval,
                 reportPartitionEOF: configuration.exitOnEOF),
-            events: KafkaConsumerEvents(
-                assigned: { ingest.record(assigned: $0) },
-                revoked: { ingest.record(revoked: $0) },
-                statistics: { ingest.record(statistics: $0) },
-                fatal: { error in routerMetrics.fatal.withLock { $0 = error } }),
-            logger: logger, maxBatch: configuration.maxBatchMessages)
-        deadLetter = try configuration.deadLetterTopic.map { (topic) throws(KafkaError) in
-            try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
-        }
+            deadLetter: deadLetter, metrics: ingest, maxMessagesPerPoll: configuration.maxBatchMessages, logger: logger)
+        // A batch is bounded in bytes too: its spans are decoded and held until it is produced.
+        front.maxBytesPerPoll = configuration.maxBatchBytes
         (producer, transactional) = try Self.makeProducer(configuration, logger: logger)
         metrics.transactional.store(transactional, ordering: .relaxed)
         if let address = configuration.httpAddress {
@@ -219,22 +216,21 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     /// Routes until stopped, at the end of the input (`exitOnEOF`), or a fatal Kafka error.
     public func run() -> RouteSummary {
         var outcome = "stopped"
-        var firstMessageAt: ContinuousClock.Instant?
         var lastProgress = ContinuousClock.now
         var nextStatus = ContinuousClock.now + configuration.statusInterval
         while !stopRequested.load(ordering: .relaxed) {
-            if let error = metrics.fatal.withLock({ $0 }) {
+            if let error = front.fatalError ?? metrics.fatal.withLock({ $0 }) {
                 outcome = "fatal: \(error)"
                 break
             }
-            let batch = readBatch(firstMessageAt: &firstMessageAt)
+            let batch = readBatch()
             if !batch.next.isEmpty {
                 if let error = deliver(batch) {
                     outcome = "fatal: \(error)"
                     break
                 }
                 lastProgress = .now
-            } else if configuration.exitOnEOF && consumer.isAtEndOfAllPartitions {
+            } else if configuration.exitOnEOF && front.isAtEndOfAllPartitions {
                 outcome = "end_of_input"
                 break
             }
@@ -244,9 +240,9 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 nextStatus = .now + configuration.statusInterval
             }
         }
-        let processing = firstMessageAt.map { ContinuousClock.now - $0 }
+        let processing = front.firstMessageAt.map { ContinuousClock.now - $0 }
         consumer.close()
-        do { try deadLetter?.flush(timeout: .seconds(10)) } catch { logger.error("dead-letter topic not fully flushed: \(error)") }
+        front.flushDeadLetters()
         http?.shutdown()
         let totals = metrics.snapshot
         let input = ingest.snapshot
@@ -261,61 +257,25 @@ public final class Router: HTTPBackend, @unchecked Sendable {
             processingSeconds: processing.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
     }
 
-    /// One poll's messages, split per trace: where each partition's batch starts and what to commit.
+    /// One poll's messages, split per trace: where each lane's batch starts (its lowest offset: the
+    /// rewind point) and what to commit.
     struct Batch {
-        var first: [TopicPartition: Int64] = [:]
-        var next: [TopicPartition: Int64] = [:]
+        var first: [Lane: Int64] = [:]
+        var next: [Lane: Int64] = [:]
     }
 
-    private func readBatch(firstMessageAt: inout ContinuousClock.Instant?) -> Batch {
+    private func readBatch() -> Batch {
         var batch = Batch()
-        var counts = IngestMetrics.Counts()
         splitter.removeAll()
-        // A batch is bounded in bytes too: its spans are decoded and held until it is produced.
-        let pollSize = averageMessageBytes == 0
-            ? min(configuration.maxBatchMessages, 64)
-            : max(1, min(configuration.maxBatchMessages, configuration.maxBatchBytes / averageMessageBytes))
-        var polledBytes = 0
-        defer {
-            if counts.messagesReceived > 0 {
-                let average = polledBytes / counts.messagesReceived
-                averageMessageBytes = averageMessageBytes == 0 ? average : (averageMessageBytes * 7 + average) / 8
-            }
+        polled.removeAll(keepingCapacity: true)
+        let encoding = configuration.encoding
+        front.poll(timeout: .milliseconds(100), into: &polled) { (payload) throws(OTLPDecodeError) in
+            try splitter.add(payload, encoding: encoding)
         }
-        consumer.poll(maxMessages: pollSize, timeout: .milliseconds(100)) { message in
-            polledBytes += message.payload.count
-            if firstMessageAt == nil { firstMessageAt = .now }
-            let partition = message.topicPartition
-            if batch.first[partition] == nil { batch.first[partition] = message.offset }
-            batch.next[partition] = message.offset + 1
-            counts.messagesReceived += 1
-            counts.bytesReceived += message.payload.count
-            do throws(OTLPDecodeError) {
-                let outcome = try splitter.add(message.payload, encoding: configuration.encoding)
-                counts.spansReceived += outcome.spans.count
-                if outcome.rejectedSpans > 0, let first = outcome.firstSpanRejection {
-                    counts.spansRejected[first.reason, default: 0] += outcome.rejectedSpans
-                    throttle.log(
-                        logger, level: .warning, key: "span-\(first.reason.rawValue)",
-                        "refused \(outcome.rejectedSpans) span(s) of \(message.topic)[\(message.partition)]@\(message.offset): \(first)")
-                }
-            } catch {
-                counts.messagesRejected[error.reason, default: 0] += 1
-                throttle.log(
-                    logger, level: .warning, key: "message-\(error.reason.rawValue)",
-                    "refused message \(message.topic)[\(message.partition)]@\(message.offset) (\(message.payload.count) bytes): \(error)")
-                if let deadLetter {
-                    do {
-                        try deadLetter.send(key: message.key, payload: message.payload, source: partition, offset: message.offset, error: error)
-                        counts.messagesDeadLettered += 1
-                    } catch {
-                        counts.deadLetterFailures += 1
-                        throttle.log(logger, level: .error, key: "dead-letter", "could not copy a refused message to \(deadLetter.topic): \(error)")
-                    }
-                }
-            }
+        for message in polled {
+            batch.first[message.lane] = min(batch.first[message.lane] ?? .max, message.offset)
+            batch.next[message.lane] = max(batch.next[message.lane] ?? 0, message.offset + 1)
         }
-        ingest.add(counts)
         return batch
     }
 
@@ -344,7 +304,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         if transactional {
             do throws(KafkaError) {
                 if let produceError { throw produceError }
-                try producer.sendOffsetsToTransaction(batch.next, consumer: consumer, timeout: .seconds(30))
+                try producer.sendOffsetsToTransaction(front.byPartition(batch.next), consumer: consumer, timeout: .seconds(30))
                 try commitTransaction()
                 out.transactionsCommitted = 1
             } catch {
@@ -373,7 +333,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 logger.warning("not every message of a batch was acknowledged (\(produceError.map { "\($0)" } ?? "delivery failed")); reading it again")
                 rewind(batch, counts: &out)
             } else {
-                consumer.storeOffsets(batch.next)
+                front.storeOffsets(batch.next)
                 do throws(KafkaError) {
                     try consumer.commit()
                 } catch {
@@ -453,7 +413,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     /// Reads the batch again from its first offsets (its output was not committed or acknowledged).
     private func rewind(_ batch: Batch, counts: inout RouterMetrics.Counts) {
         counts.rewinds += 1
-        consumer.seek(batch.first)
+        front.seek(batch.first)
     }
 
     private func logStatus(idleFor idle: Duration) {

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import OTLP
+import Sinks
 import Storage
 import Synchronization
 import Testing

@@ -1,6 +1,6 @@
 public import Kafka
 public import Logging
-import OTLP
+public import OTLP
 
 /// Copies refused messages, byte for byte, to a Kafka topic with headers saying why and where they
 /// came from, so they can be inspected and replayed after a fix.
@@ -29,7 +29,7 @@ public final class DeadLetterTopic: Sendable {
 
     /// Queues a copy of a kept span too large for the output topic (a one-span request), keyed by its
     /// trace id; throws only if librdkafka refuses it too (it may be over this topic's limit as well).
-    func sendOversizeSpan(traceID: TraceID, request: [UInt8], reason: String, outputTopic: String) throws(KafkaError) {
+    public func sendOversizeSpan(traceID: TraceID, request: [UInt8], reason: String, outputTopic: String) throws(KafkaError) {
         try producer.send(
             topic: topic, key: Array(traceID.hex.utf8), value: request,
             headers: [
