@@ -107,7 +107,7 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
-        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP"], swiftSettings: swiftSettings),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP", "Ingest", "Kafka"], swiftSettings: swiftSettings),
         .testTarget(name: "SpanMetricsTests", dependencies: ["SpanMetrics", "OTLP", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], swiftSettings: swiftSettings),
         // A local OTLP/HTTP receiver and other helpers the Storage and Engine tests share.

@@ -8,6 +8,43 @@ import Synchronization
 /// can move the new one's commit.
 public typealias Lane = UInt32
 
+/// The lanes now current: one per partition assignment this member holds. Pure; the front keeps one
+/// and asks it, for every polled message, whether the assignment it was fetched under is still
+/// current — the rebalance-epoch check.
+public struct LaneTable: Sendable, Equatable {
+    private var partitions: [Lane: TopicPartition] = [:]
+
+    public init() {}
+
+    /// New assignments become lanes (the only way a lane comes to be).
+    public mutating func assign(_ assignments: [PartitionAssignment]) {
+        for assignment in assignments { partitions[assignment.id] = assignment.partition }
+    }
+
+    /// Assignments revoked or lost: their lanes end.
+    public mutating func end(_ assignments: [PartitionAssignment]) {
+        for assignment in assignments { partitions[assignment.id] = nil }
+    }
+
+    /// The lane of a message fetched under `assignment`, or nil when that assignment is not current
+    /// (ended inside the poll that fetched it, or never this member's): such a message is neither
+    /// processed nor committed.
+    public func admit(_ assignment: UInt32) -> Lane? {
+        partitions[assignment] != nil ? assignment : nil
+    }
+
+    public func partition(of lane: Lane) -> TopicPartition? { partitions[lane] }
+
+    /// Offsets by lane as offsets by partition, for current lanes only.
+    public func byPartition(_ offsets: [Lane: Int64]) -> [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for (lane, offset) in offsets { if let partition = partitions[lane] { result[partition] = offset } }
+        return result
+    }
+
+    public var count: Int { partitions.count }
+}
+
 /// Where one message's spans sit in what its poll decoded.
 public struct IngestedMessage: Sendable, Equatable {
     public var lane: Lane
@@ -126,16 +163,15 @@ public final class IngestFront: @unchecked Sendable {
         var polledBytes = 0
         var first = firstMessageAt
         // Read after the poll's rebalance callbacks ran (the body runs after librdkafka returns).
-        var lanes: [Lane: TopicPartition]?
+        var lanes: LaneTable?
         consumer.poll(maxMessages: pollSize, timeout: timeout) { message in
             if lanes == nil { lanes = relay.current }
             // Fetched under an assignment that is over (or none): its partition's current owner, this
             // member included under a new lane, reads it again from the committed offset.
-            guard lanes?[message.assignment] != nil else {
+            guard let lane = lanes?.admit(message.assignment) else {
                 counts.messagesStale += 1
                 return
             }
-            let lane = message.assignment
             polledBytes += message.payload.count
             if first == nil {
                 first = .now
@@ -210,7 +246,7 @@ public final class IngestFront: @unchecked Sendable {
 final class LaneRelay: @unchecked Sendable {
     let metrics: IngestMetrics
     weak var consumer: KafkaConsumer?
-    private let state = Mutex<(lanes: [Lane: TopicPartition], listener: (any RebalanceListener)?, fatal: KafkaError?)>(([:], nil, nil))
+    private let state = Mutex<(lanes: LaneTable, listener: (any RebalanceListener)?, fatal: KafkaError?)>((LaneTable(), nil, nil))
     private let partitionCounts = Mutex<[String: Int]>([:])
 
     init(metrics: IngestMetrics) { self.metrics = metrics }
@@ -220,22 +256,15 @@ final class LaneRelay: @unchecked Sendable {
         set { state.withLock { $0.listener = newValue } }
     }
 
-    var current: [Lane: TopicPartition] { state.withLock { $0.lanes } }
-    func partition(of lane: Lane) -> TopicPartition? { state.withLock { $0.lanes[lane] } }
-
-    func byPartition(_ offsets: [Lane: Int64]) -> [TopicPartition: Int64] {
-        state.withLock { state in
-            var result: [TopicPartition: Int64] = [:]
-            for (lane, offset) in offsets { if let partition = state.lanes[lane] { result[partition] = offset } }
-            return result
-        }
-    }
+    var current: LaneTable { state.withLock { $0.lanes } }
+    func partition(of lane: Lane) -> TopicPartition? { state.withLock { $0.lanes.partition(of: lane) } }
+    func byPartition(_ offsets: [Lane: Int64]) -> [TopicPartition: Int64] { state.withLock { $0.lanes.byPartition(offsets) } }
 
     func assigned(_ assignments: [PartitionAssignment]) {
         var lanes: [Lane: TopicPartition] = [:]
         for assignment in assignments { lanes[assignment.id] = assignment.partition }
         let listener = state.withLock { state in
-            state.lanes.merge(lanes) { $1 }
+            state.lanes.assign(assignments)
             return state.listener
         }
         // Where consumption starts: the ledger then sees a message skipped even at the start.
@@ -268,7 +297,7 @@ final class LaneRelay: @unchecked Sendable {
     }
 
     private func forget(_ assignments: [PartitionAssignment]) {
-        state.withLock { state in for assignment in assignments { state.lanes[assignment.id] = nil } }
+        state.withLock { $0.lanes.end(assignments) }
         metrics.record(revoked: assignments.map(\.partition))
     }
 

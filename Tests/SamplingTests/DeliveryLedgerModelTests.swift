@@ -1,3 +1,5 @@
+import Ingest
+import Kafka
 import Sampling
 import Testing
 
@@ -14,8 +16,14 @@ import Testing
     ///   acknowledged by every sink at some point (across crashes and rebalances);
     /// - at the end, with everything decided and acknowledged, every lane commits its end and the
     ///   ledger holds nothing.
+    /// Rebalance epochs are driven too: rebalances inside a poll (a partition revoked, or revoked and
+    /// assigned again, or lost, between the messages librdkafka collects), messages of partitions
+    /// this member does not own, lost assignments; a message is processed only under its
+    /// partition's current lane, and dropped otherwise (it is read again from the committed offset).
     @Test(arguments: 0..<8) func randomSequencesAgreeWithTheModel(batch: Int) {
         var commits = 0
+        var stale = 0
+        var rebalances = 0
         for seed in UInt64(batch * 500)..<UInt64(batch * 500 + 500) {
             var simulation = LedgerSimulation(seed: seed)
             simulation.run(steps: 300)
@@ -24,8 +32,11 @@ import Testing
                 return
             }
             commits += simulation.commitsChecked
+            stale += simulation.staleDropped
+            rebalances += simulation.rebalancesInsidePolls
         }
         #expect(commits > 5_000, "the sequences commit often enough to test something")
+        #expect(rebalances > 500 && stale > 200, "rebalances inside polls happen and leave stale messages: \(rebalances), \(stale)")
     }
 
     /// The field report: a trace without a root, decided at `decision_wait` while the sink is down,
@@ -245,7 +256,16 @@ struct LedgerSimulation {
     var committed: [Int64]
     var laneOf: [Int: Lane] = [:]
     var partitionOf: [Lane: Int] = [:]
-    var nextLane: Lane = 0
+    /// Assignment ids, as the consumer numbers them (never 0).
+    var nextLane: Lane = 1
+    /// The ingest front's lanes: which assignments are current (the rebalance-epoch check).
+    var lanes = LaneTable()
+    /// Messages handed over under an assignment that had ended inside their poll (dropped, as they
+    /// must be), and rebalances that happened inside a poll.
+    var staleDropped = 0
+    /// Each partition's last ended assignment.
+    var endedLane: [Int: Lane] = [:]
+    var rebalancesInsidePolls = 0
     var nextPoll: UInt64 = 0
     var nextToken: UInt64 = 0
 
@@ -351,14 +371,31 @@ struct LedgerSimulation {
         return logs[partition][Int(offset)]
     }
 
+    /// A collected message: its partition, the assignment it was fetched under, its offset.
+    struct Collected { var partition: Int; var assignment: Lane; var offset: Int64 }
+
+    /// One poll of the consumer. Messages are collected first, then handed over, as librdkafka's batch
+    /// consume does; a rebalance may run in between (a revoke, a partition revoked and assigned again,
+    /// a lost assignment): messages collected before it keep the assignment they were fetched under.
+    /// A message of a partition this member does not own may come too. Only messages the ingest
+    /// front's ``LaneTable`` admits are processed; each must belong to its partition's current lane.
     mutating func poll() {
-        let assigned = laneOf.keys.sorted()
-        guard !assigned.isEmpty else { return }
+        guard !laneOf.isEmpty else { return }
         nextPoll += 1
-        var positions: [SourcePosition] = []
-        var perShard = Array(repeating: Work(poll: nextPoll, spans: []), count: shards)
-        var refs: [(Lane, Int64)] = []
-        for _ in 0..<(1 + random.below(4)) {
+        var collected: [Collected] = []
+        let count = 1 + random.below(4)
+        let rebalanceAt = !finishing && random.chance(12) ? random.below(count + 1) : -1
+        for index in 0...count {
+            if index == rebalanceAt {
+                rebalanceInsidePoll()
+                if random.chance(30), let unowned = (0..<partitions).first(where: { laneOf[$0] == nil }) {
+                    // A message of a partition this member does not own (its last assignment, or none).
+                    collected.append(Collected(partition: unowned, assignment: random.chance(50) ? 0 : endedLane[unowned] ?? 0, offset: readPosition[unowned]))
+                }
+            }
+            guard index < count else { break }
+            let assigned = laneOf.keys.sorted()
+            guard !assigned.isEmpty else { continue }
             let partition = assigned[random.below(assigned.count)]
             let lane = laneOf[partition]!
             if random.chance(4) && !refetching.contains(lane) && !finishing {
@@ -375,10 +412,24 @@ struct LedgerSimulation {
                 }
                 continue
             }
-            let offset = readPosition[partition]
+            collected.append(Collected(partition: partition, assignment: lane, offset: readPosition[partition]))
             readPosition[partition] += 1
+        }
+        var positions: [SourcePosition] = []
+        var perShard = Array(repeating: Work(poll: nextPoll, spans: []), count: shards)
+        var refs: [(Lane, Int64)] = []
+        for entry in collected {
+            guard let lane = lanes.admit(entry.assignment) else {
+                staleDropped += 1
+                note("stale \(entry.partition)#\(entry.assignment)@\(entry.offset) dropped")
+                continue
+            }
+            guard laneOf[entry.partition] == lane else {
+                return fail("message \(entry.partition)@\(entry.offset), fetched under assignment \(entry.assignment), processed under lane \(lane); the partition's current lane is \(laneOf[entry.partition].map(String.init) ?? "none")")
+            }
+            let offset = entry.offset
             note("deliver \(lane)@\(offset) poll \(nextPoll)")
-            let message = message(partition: partition, offset: offset)
+            let message = message(partition: entry.partition, offset: offset)
             positions.append(SourcePosition(lane: lane, offset: offset))
             received[lane] = max(received[lane] ?? 0, offset + 1)
             if notDelivered[lane]?.remove(offset) != nil { outstanding[lane]![offset]! -= 1 }
@@ -400,6 +451,16 @@ struct LedgerSimulation {
         }
         pollMessages[nextPoll] = (shards, refs)
         for shard in 0..<shards { queues[shard].append(perShard[shard]) }
+    }
+
+    /// A rebalance callback inside a poll: a partition revoked (and perhaps assigned again at once,
+    /// as the eager protocol does), or lost (and perhaps given back).
+    mutating func rebalanceInsidePoll() {
+        guard let partition = laneOf.keys.sorted().randomElement(using: &random) else { return }
+        rebalancesInsidePolls += 1
+        note("rebalance inside poll \(nextPoll): partition \(partition)")
+        if random.chance(35) { lose(partition) } else { revoke(partition) }
+        if random.chance(60) { assign(partition) }
     }
 
     /// One shard puts its oldest poll in its window, recording events as the engine's shard does.
@@ -483,22 +544,47 @@ struct LedgerSimulation {
         }
     }
 
-    /// A rebalance: one assigned partition is revoked (shards finish what they were sent, traces only
-    /// on revoked partitions are forgotten), or an unassigned one comes back under a new lane.
+    /// A rebalance: one assigned partition is revoked or lost (shards finish what they were sent,
+    /// traces only on those partitions are forgotten), or an unassigned one comes back under a new lane.
     mutating func revokeOrAssign() {
         if let partition = (0..<partitions).first(where: { laneOf[$0] == nil }), random.chance(60) {
             assign(partition)
             return
         }
         guard let partition = laneOf.keys.sorted().randomElement(using: &random) else { return }
-        let lane = laneOf[partition]!
-        for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
-        // The engine applies every recorded event before it answers the revoke.
-        for shard in 0..<shards { applyOutbox(shard) }
+        if random.chance(25) { lose(partition) } else { revoke(partition) }
+    }
+
+    /// An orderly revoke: the ledger answers what to commit, then forgets the lane.
+    mutating func revoke(_ partition: Int) {
+        guard let lane = laneOf[partition] else { return }
+        finishSentWork()
         if let offset = ledger.revoke(lane) {
             verifyCommit(partition: partition, offset: offset)
             committed[partition] = offset
         }
+        endLane(partition, lane)
+    }
+
+    /// A lost assignment: another member may own the partition already; nothing is committed, and the
+    /// ledger answers nothing for the lane any more.
+    mutating func lose(_ partition: Int) {
+        guard let lane = laneOf[partition] else { return }
+        finishSentWork()
+        ledger.lose(lane)
+        if let answer = ledger.committable(lane) { fail("lane \(lane) was lost, yet the ledger answers \(answer) for it") }
+        endLane(partition, lane)
+    }
+
+    mutating func finishSentWork() {
+        for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
+        // The engine applies every recorded event before it answers the revoke.
+        for shard in 0..<shards { applyOutbox(shard) }
+    }
+
+    mutating func endLane(_ partition: Int, _ lane: Lane) {
+        lanes.end([PartitionAssignment(TopicPartition("spans", Int32(partition)), id: lane)])
+        endedLane[partition] = lane
         laneOf[partition] = nil
         partitionOf[lane] = nil
         refetching.remove(lane)
@@ -528,6 +614,7 @@ struct LedgerSimulation {
         pollMessages = [:]
         laneOf = [:]
         partitionOf = [:]
+        lanes = LaneTable()
         refetching = []
         for partition in 0..<partitions { assign(partition) }
     }
@@ -545,6 +632,7 @@ struct LedgerSimulation {
         nextLane += 1
         laneOf[partition] = lane
         partitionOf[lane] = partition
+        lanes.assign([PartitionAssignment(TopicPartition("spans", Int32(partition)), id: lane)])
         readPosition[partition] = committed[partition]
         // The engine asks the group where consumption starts: nothing before it is outstanding.
         ledger.assign(lane, committed: committed[partition])
