@@ -441,7 +441,7 @@ public final class Engine: Sendable {
             messagesRejected: Dictionary(uniqueKeysWithValues: totals.messagesRejected.map { ($0.key.rawValue, $0.value) }),
             spansRejected: Dictionary(uniqueKeysWithValues: totals.spansRejected.map { ($0.key.rawValue, $0.value) }),
             deadLettered: totals.messagesDeadLettered, tracesKept: decisions.kept,
-            tracesStored: sinks.withLock { $0 }?.storedTraces ?? 0, tracesDropped: decisions.dropped,
+            tracesStored: sampling?.storedTraces ?? 0, tracesDropped: decisions.dropped,
             keptByPolicy: decisions.keptByPolicy, lateSpans: decisions.lateKept + decisions.lateDropped,
             spansReread: sampling?.rereadSpans ?? 0,
             processingSeconds: loop.processingTime.map { $0.timeInterval },

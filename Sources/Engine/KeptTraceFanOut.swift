@@ -9,7 +9,7 @@ import Synchronization
 
 /// Encodes each kept trace once — its spans byte for byte, `tailgate.policy` on each, the rule file's
 /// redaction applied — and hands the same bytes to every sink. Each sink's acknowledgement is reported
-/// separately: the delivery ledger counts a trace stored when every sink has it.
+/// separately: the delivery ledger alone counts them, and a trace is stored when every sink has it.
 public final class KeptTraceFanOut: Sendable {
     /// The sinks, in the order their acknowledgements are numbered.
     public let sinks: [any TraceSink]
@@ -23,7 +23,6 @@ public final class KeptTraceFanOut: Sendable {
     private let logger: Logger
     private let redactions = Mutex(Redactor.Counts())
     private let redactionFailures = Atomic<Int>(0)
-    private let stored = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - sinks: none: kept traces are counted and acknowledged at once.
@@ -43,45 +42,34 @@ public final class KeptTraceFanOut: Sendable {
     /// How many acknowledgements a kept trace needs (with no sink, one: given at once).
     public var acknowledgementsNeeded: Int { max(1, sinks.count) }
 
-    /// Kept traces every sink has acknowledged.
-    public var storedTraces: Int { stored.load(ordering: .relaxed) }
-
     /// Bytes of kept traces no sink has acknowledged yet: they count toward the buffer limit (a dead
     /// receiver, a slow disk or an unreachable topic pauses Kafka instead of growing memory).
     public var queuedBytes: Int { sinks.reduce(0) { $0 + $1.queuedBytes } }
 
-    /// Hands a kept trace to every sink. `acknowledged(sink)` runs once per sink (any thread);
-    /// `stored` once all of them have (for latency and the run summary).
+    /// Hands a kept trace to every sink. `acknowledged(sink)` runs once per sink (any thread).
     /// `dryRun`: the rules' decision (`keep`/`drop`), tagged on every span as `tailgate.decision`;
     /// a dry run writes no sampling threshold (nothing was sampled).
     func keep(
-        _ trace: TraceData, policy: String, dryRun: String? = nil, acknowledged: @escaping @Sendable (Int) -> Void,
-        stored: @escaping @Sendable () -> Void
+        _ trace: TraceData, policy: String, dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
-        if dryRun == nil || dryRun == "keep" { observer?(trace, policy) }
-        send(trace, policy: policy, dryRun: dryRun, counted: dryRun != "drop", acknowledged: acknowledged, stored: stored)
+        if dryRun != .drop { observer?(trace, policy) }
+        send(trace, policy: policy, dryRun: dryRun, acknowledged: acknowledged)
     }
 
     /// Hands a span that arrived after its trace was kept to every sink, with the same policy.
     func keepLate(
-        _ span: SpanRecord, from batch: SpanBatch, policy: String, dryRun: String? = nil, acknowledged: @escaping @Sendable (Int) -> Void
+        _ span: SpanRecord, from batch: SpanBatch, policy: String, dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         var single = TraceData(traceID: span.traceID)
         single.append(span, from: batch, batchGeneration: 0)
-        send(single, policy: policy, dryRun: dryRun, counted: false, acknowledged: acknowledged, stored: {})
+        send(single, policy: policy, dryRun: dryRun, acknowledged: acknowledged)
     }
 
     private func send(
-        _ trace: TraceData, policy: String, dryRun: String?, counted: Bool, acknowledged: @escaping @Sendable (Int) -> Void,
-        stored: @escaping @Sendable () -> Void
+        _ trace: TraceData, policy: String, dryRun: DryRunDecision?, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
-        let countStored: @Sendable () -> Void = { [self] in
-            if counted { self.stored.add(1, ordering: .relaxed) }
-            stored()
-        }
         guard !sinks.isEmpty else {
             acknowledged(0)
-            countStored()
             return
         }
         guard let request = redacted(encode(trace, policy: policy, dryRun: dryRun), traceID: trace.traceID) else {
@@ -90,19 +78,15 @@ public final class KeptTraceFanOut: Sendable {
             return
         }
         let encoded = StoredTrace(traceID: trace.traceID, policy: policy, request: request)
-        let countdown = Countdown(sinks.count, countStored)
         for (index, sink) in sinks.enumerated() {
-            sink.send(encoded) {
-                acknowledged(index)
-                countdown.tick()
-            }
+            sink.send(encoded) { acknowledged(index) }
         }
     }
 
     /// The trace's request: spans byte for byte with `tailgate.policy`, and — when a probabilistic
     /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
-    private func encode(_ trace: TraceData, policy: String, dryRun: String?) -> [UInt8] {
-        if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun) }
+    private func encode(_ trace: TraceData, policy: String, dryRun: DryRunDecision?) -> [UInt8] {
+        if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun.rawValue) }
         let annotation = threshold(trace, policy)
         guard let threshold = annotation.threshold else { return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) }
         return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) { [self] index in
@@ -137,16 +121,6 @@ public final class KeptTraceFanOut: Sendable {
             logger.error("redaction failed for trace \(traceID.hex); not sending it: \(error)")
             return nil
         }
-    }
-
-    private final class Countdown: Sendable {
-        let remaining: Atomic<Int>
-        let done: @Sendable () -> Void
-        init(_ count: Int, _ done: @escaping @Sendable () -> Void) {
-            remaining = Atomic(count)
-            self.done = done
-        }
-        func tick() { if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done() } }
     }
 
     /// Waits until every sink has acknowledged what it was given, at most `timeout` in all.
@@ -201,4 +175,11 @@ public final class KeptTraceFanOut: Sendable {
         out.family("tailgate_sink_failing", .gauge, "1 while a sink's latest attempt failed (retrying), else 0.")
         for (name, counts) in statistics { out.sample("tailgate_sink_failing", [("sink", name)], counts.failing == nil ? 0 : 1) }
     }
+}
+
+/// Under dry run every trace goes to the sinks, each span tagged `tailgate.decision` with what the
+/// rules decided.
+public enum DryRunDecision: String, Sendable {
+    case keep
+    case drop
 }

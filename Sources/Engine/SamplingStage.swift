@@ -47,6 +47,9 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     // Ingest-thread state (every IngestSink call is made on the polling thread).
     private var ledger: DeliveryLedger
     private var scratch: [DeliveryEvent] = []
+    private var completed: [DeliveryLedger.Completed] = []
+    private let clock: any MonotonicClock
+    private let stored = Atomic<Int>(0)
     /// Each assigned lane's partition (for log lines); lanes come from the ingest front's assignments.
     private var partitionOf: [Lane: TopicPartition] = [:]
     private var sequence: UInt64 = 0
@@ -68,6 +71,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         self.bufferLimit = bufferLimit
         self.fanOut = fanOut
         self.logger = logger
+        self.clock = clock
         ledger = DeliveryLedger(sinks: fanOut.acknowledgementsNeeded)
         let hub = SpanMetricsHub(configuration: spanMetrics, selection: rules.rules.selection, shards: max(1, shardCount))
         self.spanMetrics = hub
@@ -308,10 +312,24 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         }
     }
 
-    /// Acknowledgements first, then each shard's events: the ledger takes either order.
+    /// Kept traces every sink has acknowledged (the ledger's count).
+    public var storedTraces: Int { stored.load(ordering: .relaxed) }
+
+    /// Acknowledgements first, then each shard's events: the ledger takes either order. Kept traces it
+    /// reports complete are counted stored, with how long that took since their decision.
     private func collectEvents() {
-        acknowledgements.apply(to: &ledger, scratch: &scratch)
-        for shard in shards { shard.outbox.apply(to: &ledger, scratch: &scratch) }
+        acknowledgements.apply(to: &ledger, scratch: &scratch, completed: &completed)
+        for shard in shards { shard.outbox.apply(to: &ledger, scratch: &scratch, completed: &completed) }
+        guard !completed.isEmpty else { return }
+        let now = clock.now()
+        var counted = 0
+        for delivery in completed where delivery.note != 0 {
+            let decidedAt = delivery.note - 1
+            metrics.recordStored(afterSeconds: Double(now > decidedAt ? now - decidedAt : 0) / 1e9)
+            counted += 1
+        }
+        stored.add(counted, ordering: .relaxed)
+        completed.removeAll(keepingCapacity: true)
     }
 }
 

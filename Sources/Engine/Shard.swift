@@ -25,10 +25,11 @@ final class DeliveryEvents: Sendable {
         events.withLock { $0.append(contentsOf: batch) }
     }
 
-    /// Moves everything posted so far into `ledger`, in order.
-    func apply(to ledger: inout DeliveryLedger, scratch: inout [DeliveryEvent]) {
+    /// Moves everything posted so far into `ledger`, in order; the deliveries that completes go to
+    /// `completed`.
+    func apply(to ledger: inout DeliveryLedger, scratch: inout [DeliveryEvent], completed: inout [DeliveryLedger.Completed]) {
         events.withLock { swap(&$0, &scratch) }
-        for event in scratch { ledger.apply(event) }
+        for event in scratch { if let done = ledger.apply(event) { completed.append(done) } }
         scratch.removeAll(keepingCapacity: true)
     }
 }
@@ -216,7 +217,7 @@ final class Shard: @unchecked Sendable {
                 let token = newToken()
                 events.append(.hold(source))
                 events.append(.deliver(token, source, more: nil))
-                fanOut.keepLate(span, from: work.batch, policy: policy, dryRun: isDryRun ? "keep" : nil, acknowledged: acknowledge(token))
+                fanOut.keepLate(span, from: work.batch, policy: policy, dryRun: isDryRun ? .keep : nil, acknowledged: acknowledge(token))
                 spanMetrics.recordLate(span, from: work.batch, kept: true, wallClockMillis: wallClockMillis)
             case .late(.dropped):
                 counts.lateDropped += 1
@@ -225,7 +226,7 @@ final class Shard: @unchecked Sendable {
                     let token = newToken()
                     events.append(.hold(source))
                     events.append(.deliver(token, source, more: nil))
-                    fanOut.keepLate(span, from: work.batch, policy: "", dryRun: "drop", acknowledged: acknowledge(token))
+                    fanOut.keepLate(span, from: work.batch, policy: "", dryRun: .drop, acknowledged: acknowledge(token))
                 }
             }
         }
@@ -259,13 +260,10 @@ final class Shard: @unchecked Sendable {
                 counts.keptByPolicy[policy, default: 0] += 1
                 counts.spansKept += item.trace.spans.count
                 let token = newToken()
-                events.append(.deliver(token, item.firstSource, more: item.otherSources))
-                let metrics = metrics
-                let clock = clock
-                fanOut.keep(item.trace, policy: policy, dryRun: dryRun ? "keep" : nil, acknowledged: acknowledge(token)) {
-                    let stored = clock.now()
-                    metrics.recordStored(afterSeconds: Double(stored > now ? stored - now : 0) / 1e9)
-                }
+                // Noted with the decision time (+1: 0 means "not counted"): the ledger reports it back
+                // when every sink has the trace, for the stored count and the store latency.
+                events.append(.deliver(token, item.firstSource, more: item.otherSources, note: now + 1))
+                fanOut.keep(item.trace, policy: policy, dryRun: dryRun ? .keep : nil, acknowledged: acknowledge(token))
                 window.remember(item.trace.traceID, kept: true, policy: policy)
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
@@ -276,7 +274,7 @@ final class Shard: @unchecked Sendable {
                     // until the sinks have it, like a kept trace.
                     let token = newToken()
                     events.append(.deliver(token, item.firstSource, more: item.otherSources))
-                    fanOut.keep(item.trace, policy: dropPolicy, dryRun: "drop", acknowledged: acknowledge(token)) {}
+                    fanOut.keep(item.trace, policy: dropPolicy, dryRun: .drop, acknowledged: acknowledge(token))
                 } else {
                     release(item)
                     window.recycle(item.trace)

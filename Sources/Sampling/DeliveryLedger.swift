@@ -211,53 +211,70 @@ public struct DeliveryLedger: Sendable {
         if !lanes.values[index].release(position.offset) { anomalies += 1 }
     }
 
+    /// A delivery every sink has acknowledged: the only place acknowledgements are counted. `note` is
+    /// what the owner attached to it (the engine: when the trace was decided, to measure how long
+    /// storing took; 0 for deliveries it does not count).
+    public struct Completed: Sendable, Equatable {
+        public var token: Token
+        public var note: UInt64
+    }
+
     /// The holds on `positions` (a kept trace's lowest offset per partition, or a late span's) pass
-    /// to delivery `token`: they end when every sink has acknowledged it.
-    public mutating func deliver(_ token: Token, _ positions: some Collection<SourcePosition>) {
+    /// to delivery `token`: they end when every sink has acknowledged it. Returns the completion when
+    /// every sink answered before the delivery was recorded.
+    @discardableResult
+    public mutating func deliver(_ token: Token, _ positions: some Collection<SourcePosition>, note: UInt64 = 0) -> Completed? {
         let acknowledged = early.removeValue(forKey: token) ?? 0
         if acknowledged == allSinks {
             // Every sink answered before the delivery was recorded.
             for position in positions { release(position) }
-            return
+            return Completed(token: token, note: note)
         }
         if deliveries[token] != nil { anomalies += 1 }
-        var delivery = Delivery(acknowledged: acknowledged)
+        var delivery = Delivery(acknowledged: acknowledged, note: note)
         for position in positions { delivery.add(position) }
         deliveries[token] = delivery
+        return nil
     }
 
-    /// Sink `sink` (0-based) has durably accepted delivery `token`.
-    public mutating func acknowledge(_ token: Token, sink: Int) {
+    /// Sink `sink` (0-based) has durably accepted delivery `token`. Returns the completion when this
+    /// was the last sink it waited for.
+    @discardableResult
+    public mutating func acknowledge(_ token: Token, sink: Int) -> Completed? {
         precondition(sink >= 0 && sink < sinks, "sink \(sink) of \(sinks)")
         let bit = UInt64(1) << UInt64(sink)
         guard var delivery = deliveries[token] else {
             early[token, default: 0] |= bit
-            return
+            return nil
         }
         if delivery.acknowledged & bit != 0 {
             anomalies += 1
-            return
+            return nil
         }
         delivery.acknowledged |= bit
         if delivery.acknowledged == allSinks {
             deliveries[token] = nil
             release(delivery.first!)
             for position in delivery.more ?? [] { release(position) }
-        } else {
-            deliveries[token] = delivery
+            return Completed(token: token, note: delivery.note)
         }
+        deliveries[token] = delivery
+        return nil
     }
 
-    /// Applies an event recorded elsewhere (a shard, a sink callback).
-    public mutating func apply(_ event: DeliveryEvent) {
+    /// Applies an event recorded elsewhere (a shard, a sink callback); returns a delivery it completed.
+    @discardableResult
+    public mutating func apply(_ event: DeliveryEvent) -> Completed? {
         switch event {
         case .hold(let position): hold(position)
         case .release(let position): release(position)
-        case .deliver(let token, let first, let more):
-            if let more { deliver(token, CollectionOfOne(first) + more) } else { deliver(token, CollectionOfOne(first)) }
-        case .acknowledge(let token, let sink): acknowledge(token, sink: sink)
+        case .deliver(let token, let first, let more, let note):
+            if let more { return deliver(token, CollectionOfOne(first) + more, note: note) }
+            return deliver(token, CollectionOfOne(first), note: note)
+        case .acknowledge(let token, let sink): return acknowledge(token, sink: sink)
         case .inserted(let poll): inserted(poll: poll)
         }
+        return nil
     }
 
     // MARK: The answer
@@ -317,8 +334,12 @@ public struct DeliveryLedger: Sendable {
         var first: SourcePosition?
         var more: [SourcePosition]?
         var acknowledged: UInt64
+        var note: UInt64
 
-        init(acknowledged: UInt64) { self.acknowledged = acknowledged }
+        init(acknowledged: UInt64, note: UInt64) {
+            self.acknowledged = acknowledged
+            self.note = note
+        }
 
         mutating func add(_ position: SourcePosition) {
             if first == nil { first = position } else { more = (more ?? []) + [position] }
@@ -337,7 +358,8 @@ public enum DeliveryEvent: Sendable, Equatable {
     case hold(SourcePosition)
     case release(SourcePosition)
     /// The first position inline; more only for a trace spread over partitions (keyed topics never).
-    case deliver(DeliveryLedger.Token, SourcePosition, more: [SourcePosition]?)
+    /// `note`: the owner's, returned with the completion (see ``DeliveryLedger/Completed``).
+    case deliver(DeliveryLedger.Token, SourcePosition, more: [SourcePosition]?, note: UInt64 = 0)
     case acknowledge(DeliveryLedger.Token, sink: Int)
     case inserted(poll: UInt64)
 }

@@ -132,7 +132,11 @@ import TestSupport
             return (try? rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) ?? ""
         }
         #expect(ready().hasPrefix("HTTP/1.1 200"), "ready while the store works")
-        try FileManager.default.removeItem(at: data)
+        // Moved away in one step (a recursive delete races the store's writes: a file created between
+        // listing and unlinking fails the delete); the directory is gone from where the store writes.
+        let gone = data.appendingPathExtension("gone")
+        defer { try? FileManager.default.removeItem(at: gone) }
+        try FileManager.default.moveItem(at: data, to: gone)
         #expect(output.waitFor(.seconds(30)) { $0.contains("FAILING store failing") }, "the status line names the failing store")
         let notReady = ready()
         #expect(notReady.hasPrefix("HTTP/1.1 503") && notReady.contains("not ready: store failing: "), "\(notReady)")
