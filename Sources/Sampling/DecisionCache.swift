@@ -117,14 +117,10 @@ struct FingerprintSet: Sendable {
         }
     }
 
-    /// Inserts `value`; the table is sized for `capacity` values on first use.
+    /// Inserts `value`; the table is sized for `capacity` values, and grows (rehashing what it holds)
+    /// when a reload raised the capacity past what it was sized for, or before it would fill past half.
     mutating func insert(_ value: UInt64, capacity: Int) {
-        if slots.isEmpty {
-            var size = 16
-            while size < capacity * 2 { size *= 2 }
-            slots = Array(repeating: 0, count: size)
-        }
-        precondition(count < slots.count / 2 + 1, "FingerprintSet over its capacity")
+        if slots.count < 2 * max(capacity, count + 1) { grow(toHold: max(capacity, count + 1)) }
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: value) & mask
         while slots[slot] != 0 {
@@ -133,6 +129,19 @@ struct FingerprintSet: Sendable {
         }
         slots[slot] = value
         count += 1
+    }
+
+    private mutating func grow(toHold capacity: Int) {
+        var size = max(16, slots.count)
+        while size < capacity * 2 { size *= 2 }
+        let old = slots
+        slots = Array(repeating: 0, count: size)
+        let mask = size - 1
+        for value in old where value != 0 {
+            var slot = Int(truncatingIfNeeded: value) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = value
+        }
     }
 
     mutating func removeAll() {

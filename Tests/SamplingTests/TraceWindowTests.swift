@@ -209,6 +209,24 @@ import Testing
         #expect(cache.lookup(TraceID(high: 9, low: 8)) == nil)
     }
 
+    /// Growing `non_sampled_cache_size` on reload past what the dropped side's table was sized for:
+    /// the table grows with it (it used to trap at its old half-size: a crash of every shard). By hand:
+    /// 3 000 drops at capacity 1 000 (generations of 500) leave ids 2 500..<3 000 in the old generation;
+    /// at 4 000 (generations of 2 000) the next 3 000 drops turn once at 2 000, so all 3 000 are
+    /// remembered and the first batch is forgotten.
+    @Test func droppedSideGrowsPastItsFirstSizeOnReload() {
+        var cache = DecisionCache(keptCapacity: 10, droppedCapacity: 1_000)
+        let first = (0..<3_000).map { TraceID(high: 1, low: UInt64($0)) }
+        let second = (0..<3_000).map { TraceID(high: 2, low: UInt64($0)) }
+        for id in first { cache.remember(id, kept: false) }
+        #expect(cache.lookup(first[2_999]) == .dropped)
+        cache.resize(keptCapacity: 10, droppedCapacity: 4_000)
+        for id in second { cache.remember(id, kept: false) }
+        #expect(second.allSatisfy { cache.lookup($0) == .dropped }, "every drop since the reload is remembered")
+        #expect(first[2_500..<3_000].allSatisfy { cache.lookup($0) == nil }, "the generation before the turn is forgotten")
+        #expect(cache.count.dropped == 3_000)
+    }
+
     /// A reload that changes `decision_cache` applies: growing keeps what is remembered and lets it
     /// hold more; shrinking bounds it at once; zero forgets everything and remembers nothing new.
     @Test func decisionCacheResizesOnReload() {
