@@ -325,7 +325,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         var counted = 0
         for delivery in completed where delivery.note != 0 {
             let decidedAt = delivery.note - 1
-            metrics.recordStored(afterSeconds: Double(now > decidedAt ? now - decidedAt : 0) / 1e9)
+            let storedAt = delivery.at != 0 ? delivery.at : now
+            metrics.recordStored(afterSeconds: Double(storedAt > decidedAt ? storedAt - decidedAt : 0) / 1e9)
             counted += 1
         }
         stored.add(counted, ordering: .relaxed)

@@ -191,7 +191,7 @@ final class Shard: @unchecked Sendable {
 
     /// Each sink's acknowledgement of `token`, straight to the ledger's owner.
     private func acknowledge(_ token: DeliveryLedger.Token) -> @Sendable (Int) -> Void {
-        { [acknowledgements] sink in acknowledgements.post(.acknowledge(token, sink: sink)) }
+        { [acknowledgements, clock] sink in acknowledgements.post(.acknowledge(token, sink: sink, at: clock.now())) }
     }
 
     private func release(_ item: ReadyTrace) {

@@ -213,10 +213,12 @@ public struct DeliveryLedger: Sendable {
 
     /// A delivery every sink has acknowledged: the only place acknowledgements are counted. `note` is
     /// what the owner attached to it (the engine: when the trace was decided, to measure how long
-    /// storing took; 0 for deliveries it does not count).
+    /// storing took; 0 for deliveries it does not count); `at`, the time the last acknowledgement
+    /// carried (0: not given).
     public struct Completed: Sendable, Equatable {
         public var token: Token
         public var note: UInt64
+        public var at: UInt64 = 0
     }
 
     /// The holds on `positions` (a kept trace's lowest offset per partition, or a late span's) pass
@@ -237,10 +239,10 @@ public struct DeliveryLedger: Sendable {
         return nil
     }
 
-    /// Sink `sink` (0-based) has durably accepted delivery `token`. Returns the completion when this
-    /// was the last sink it waited for.
+    /// Sink `sink` (0-based) has durably accepted delivery `token` (at `at`, in the owner's clock, if
+    /// given). Returns the completion when this was the last sink it waited for.
     @discardableResult
-    public mutating func acknowledge(_ token: Token, sink: Int) -> Completed? {
+    public mutating func acknowledge(_ token: Token, sink: Int, at: UInt64 = 0) -> Completed? {
         precondition(sink >= 0 && sink < sinks, "sink \(sink) of \(sinks)")
         let bit = UInt64(1) << UInt64(sink)
         guard var delivery = deliveries[token] else {
@@ -256,7 +258,7 @@ public struct DeliveryLedger: Sendable {
             deliveries[token] = nil
             release(delivery.first!)
             for position in delivery.more ?? [] { release(position) }
-            return Completed(token: token, note: delivery.note)
+            return Completed(token: token, note: delivery.note, at: at)
         }
         deliveries[token] = delivery
         return nil
@@ -271,7 +273,7 @@ public struct DeliveryLedger: Sendable {
         case .deliver(let token, let first, let more, let note):
             if let more { return deliver(token, CollectionOfOne(first) + more, note: note) }
             return deliver(token, CollectionOfOne(first), note: note)
-        case .acknowledge(let token, let sink): return acknowledge(token, sink: sink)
+        case .acknowledge(let token, let sink, let at): return acknowledge(token, sink: sink, at: at)
         case .inserted(let poll): inserted(poll: poll)
         }
         return nil
@@ -360,7 +362,8 @@ public enum DeliveryEvent: Sendable, Equatable {
     /// The first position inline; more only for a trace spread over partitions (keyed topics never).
     /// `note`: the owner's, returned with the completion (see ``DeliveryLedger/Completed``).
     case deliver(DeliveryLedger.Token, SourcePosition, more: [SourcePosition]?, note: UInt64 = 0)
-    case acknowledge(DeliveryLedger.Token, sink: Int)
+    /// `at`: when the sink acknowledged, in the owner's clock (0: not given).
+    case acknowledge(DeliveryLedger.Token, sink: Int, at: UInt64 = 0)
     case inserted(poll: UInt64)
 }
 

@@ -263,6 +263,11 @@ struct LedgerSimulation {
     /// Messages handed over under an assignment that had ended inside their poll (dropped, as they
     /// must be), and rebalances that happened inside a poll.
     var staleDropped = 0
+    /// Deliveries every sink acknowledged: by the model's count, and as the ledger reported them.
+    var modelCompleted: Set<UInt64> = []
+    var ledgerCompleted: Set<UInt64> = []
+    /// Deliveries whose event reached the ledger (one whose event died in a crash is never reported).
+    var recorded: Set<UInt64> = []
     /// Each partition's last ended assignment.
     var endedLane: [Int: Lane] = [:]
     var rebalancesInsidePolls = 0
@@ -349,6 +354,9 @@ struct LedgerSimulation {
             fail("lane \(lane): settled at \(String(describing: ledger.committable(lane))), end \(end)")
         }
         if ledger.size.total != 0 { fail("ledger holds \(ledger.size) with nothing pending") }
+        if ledgerCompleted != modelCompleted {
+            fail("completions: the ledger reported \(ledgerCompleted.subtracting(modelCompleted).sorted()) the model did not, and missed \(modelCompleted.subtracting(ledgerCompleted).sorted())")
+        }
         if ledger.anomalies != 0 { fail("\(ledger.anomalies) anomalies") }
     }
 
@@ -523,16 +531,28 @@ struct LedgerSimulation {
     }
 
     mutating func acknowledge(_ token: UInt64, sink: Int) {
-        ledger.acknowledge(.init(token), sink: sink)
+        if let completed = ledger.acknowledge(.init(token), sink: sink) { reportedComplete(completed) }
         pending[token]!.sinksLeft.remove(sink)
         if pending[token]!.sinksLeft.isEmpty {
+            modelCompleted.insert(token)
             for ref in pending.removeValue(forKey: token)!.spans { done(ref) }
         }
     }
 
     mutating func applyOutbox(_ shard: Int) {
-        for event in outboxes[shard] { ledger.apply(event) }
+        for event in outboxes[shard] {
+            if case .deliver(let token, _, _, _) = event { recorded.insert(token.raw) }
+            if let completed = ledger.apply(event) { reportedComplete(completed) }
+        }
         outboxes[shard].removeAll()
+    }
+
+    /// The ledger says every sink has `completed`: once per delivery, never before the model agrees.
+    mutating func reportedComplete(_ completed: DeliveryLedger.Completed) {
+        guard ledgerCompleted.insert(completed.token.raw).inserted else { return fail("delivery \(completed.token) reported complete twice") }
+        if pending[completed.token.raw].map({ $0.sinksLeft.count > 1 }) ?? false {
+            fail("delivery \(completed.token) reported complete with sinks still to answer")
+        }
     }
 
     mutating func commit() {
@@ -602,6 +622,9 @@ struct LedgerSimulation {
     /// The process dies: everything in memory is gone; the group assigns every partition again and
     /// consumption restarts from the committed offsets.
     mutating func crash() {
+        // Acknowledged by every sink, but its delivery event died with the process before the ledger
+        // saw it: nothing can report it (its offsets were never committed; it is replayed).
+        modelCompleted = modelCompleted.filter { recorded.contains($0) }
         ledger = DeliveryLedger(sinks: sinks)
         queues = Array(repeating: [], count: shards)
         windows = Array(repeating: [:], count: shards)
