@@ -164,11 +164,18 @@ public final class IngestFront: @unchecked Sendable {
         var first = firstMessageAt
         // Read after the poll's rebalance callbacks ran (the body runs after librdkafka returns).
         var lanes: LaneTable?
+        var admitted: Lane = 0  // the last assignment admitted (runs of one partition: one lookup)
         consumer.poll(maxMessages: pollSize, timeout: timeout) { message in
             if lanes == nil { lanes = relay.current }
             // Fetched under an assignment that is over (or none): its partition's current owner, this
             // member included under a new lane, reads it again from the committed offset.
-            guard let lane = lanes?.admit(message.assignment) else {
+            let lane: Lane
+            if message.assignment != 0 && message.assignment == admitted {
+                lane = admitted
+            } else if let current = lanes?.admit(message.assignment) {
+                lane = current
+                admitted = current
+            } else {
                 counts.messagesStale += 1
                 return
             }

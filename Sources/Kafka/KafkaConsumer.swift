@@ -217,6 +217,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         var reachedEnd: [TopicPartition] = []
         var delivered: Set<TopicPartition> = []
         let trackEnd = configuration.reportPartitionEOF
+        // A batch holds runs of messages of one partition: its assignment is looked up once per run.
+        var run: (topic: OpaquePointer?, partition: Int32, assignment: UInt32)?
         for index in 0..<count {
             guard let message = batchBuffer[index] else { continue }
             defer { rd_kafka_message_destroy(message) }
@@ -234,11 +236,16 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             let key = m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) }
             let payload = UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len)
-            let topicPartition = TopicPartition(topic, m.partition)
-            var assignment = current[topicPartition] ?? 0
+            var assignment: UInt32
+            if let run, run.topic == m.rkt, run.partition == m.partition {
+                assignment = run.assignment
+            } else {
+                assignment = current[TopicPartition(topic, m.partition)] ?? 0
+                run = (m.rkt, m.partition, assignment)
+            }
             // Collected before a callback revoked its partition: it belongs to the revoked assignment.
             if !revokedDuringPoll.isEmpty,
-                let revoke = revokedDuringPoll.first(where: { $0.collected > index && $0.assignment.partition == topicPartition })
+                let revoke = revokedDuringPoll.first(where: { $0.collected > index && $0.assignment.partition == TopicPartition(topic, m.partition) })
             {
                 assignment = revoke.assignment.id
             }

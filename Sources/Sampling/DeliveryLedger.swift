@@ -45,7 +45,7 @@ public struct DeliveryLedger: Sendable {
     private var deliveries: [Token: Delivery] = [:]
     /// Acknowledgements that arrived before their delivery was recorded (a sink can answer before the
     /// shard's events reach the owner); consumed when it is.
-    private var early: [Token: UInt64] = [:]
+    private var early: [Token: (acknowledged: UInt64, at: UInt64)] = [:]
     private var polls: [UInt64: Poll] = [:]
     /// Whether a gap is gone back for at all. Only a cooperative rebalance keeps a partition across an
     /// assignment change, which is when librdkafka 2.0 skips messages; under the eager protocol every
@@ -226,11 +226,11 @@ public struct DeliveryLedger: Sendable {
     /// every sink answered before the delivery was recorded.
     @discardableResult
     public mutating func deliver(_ token: Token, _ positions: some Collection<SourcePosition>, note: UInt64 = 0) -> Completed? {
-        let acknowledged = early.removeValue(forKey: token) ?? 0
+        let (acknowledged, at) = early.removeValue(forKey: token) ?? (0, 0)
         if acknowledged == allSinks {
             // Every sink answered before the delivery was recorded.
             for position in positions { release(position) }
-            return Completed(token: token, note: note)
+            return Completed(token: token, note: note, at: at)
         }
         if deliveries[token] != nil { anomalies += 1 }
         var delivery = Delivery(acknowledged: acknowledged, note: note)
@@ -246,7 +246,8 @@ public struct DeliveryLedger: Sendable {
         precondition(sink >= 0 && sink < sinks, "sink \(sink) of \(sinks)")
         let bit = UInt64(1) << UInt64(sink)
         guard var delivery = deliveries[token] else {
-            early[token, default: 0] |= bit
+            early[token, default: (0, 0)].acknowledged |= bit
+            early[token]!.at = max(early[token]!.at, at)
             return nil
         }
         if delivery.acknowledged & bit != 0 {

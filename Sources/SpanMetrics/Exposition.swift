@@ -61,6 +61,27 @@ public struct Exemplar: Sendable, Equatable {
     }
 }
 
+/// A series' labels rendered once: the text between the braces (`service="a",span_name="b"`), names
+/// and escaped values. The span-metrics series keep theirs from the moment they are created, so a
+/// scrape copies each series' labels instead of pairing and escaping every one again.
+public struct RenderedLabels: Sendable, Equatable {
+    public let text: String
+
+    public init(_ labels: [(String, String)]) {
+        var text = ""
+        for (index, (name, value)) in labels.enumerated() {
+            if index > 0 { text += "," }
+            text += name
+            text += "=\""
+            MetricsWriter.escapeLabel(value, into: &text)
+            text += "\""
+        }
+        self.text = text
+    }
+
+    public init(names: [String], values: [String]) { self.init(Array(zip(names, values))) }
+}
+
 /// Writes metric families in the Prometheus or OpenMetrics text format.
 public struct MetricsWriter: Sendable {
     public let format: MetricsFormat
@@ -83,6 +104,19 @@ public struct MetricsWriter: Sendable {
 
     /// One sample line.
     public mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: Double, exemplar: Exemplar? = nil) {
+        sample(name, RenderedLabels(labels), value, exemplar: exemplar)
+    }
+
+    public mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: Int) {
+        sample(name, RenderedLabels(labels), value)
+    }
+
+    public mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: UInt64) {
+        sample(name, RenderedLabels(labels), value)
+    }
+
+    /// One sample line of a series whose labels were rendered before.
+    public mutating func sample(_ name: String, _ labels: RenderedLabels, _ value: Double, exemplar: Exemplar? = nil) {
         text += name
         writeLabels(labels)
         text += " "
@@ -91,7 +125,7 @@ public struct MetricsWriter: Sendable {
         text += "\n"
     }
 
-    public mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: Int) {
+    public mutating func sample(_ name: String, _ labels: RenderedLabels, _ value: Int) {
         text += name
         writeLabels(labels)
         text += " "
@@ -99,7 +133,7 @@ public struct MetricsWriter: Sendable {
         text += "\n"
     }
 
-    public mutating func sample(_ name: String, _ labels: [(String, String)] = [], _ value: UInt64) {
+    public mutating func sample(_ name: String, _ labels: RenderedLabels, _ value: UInt64) {
         text += name
         writeLabels(labels)
         text += " "
@@ -128,6 +162,13 @@ public struct MetricsWriter: Sendable {
         _ name: String, _ labels: [(String, String)], bounds: [Double], counts: some Collection<UInt64>, sum: Double,
         exemplars: [Exemplar?]? = nil
     ) {
+        histogram(name, RenderedLabels(labels), bounds: bounds, counts: counts, sum: sum, exemplars: exemplars)
+    }
+
+    public mutating func histogram(
+        _ name: String, _ labels: RenderedLabels, bounds: [Double], counts: some Collection<UInt64>, sum: Double,
+        exemplars: [Exemplar?]? = nil
+    ) {
         let count = histogramLines(name, labels, bounds: bounds, counts: counts, exemplars: exemplars) { String($0) }
         sample(name + "_sum", labels, sum)
         sample(name + "_count", labels, count)
@@ -136,7 +177,7 @@ public struct MetricsWriter: Sendable {
     /// A histogram whose bucket counts are weighted (a span multiplier): the same lines, with
     /// floating-point counts.
     public mutating func histogram(
-        _ name: String, _ labels: [(String, String)], bounds: [Double], weightedCounts counts: some Collection<Double>, sum: Double,
+        _ name: String, _ labels: RenderedLabels, bounds: [Double], weightedCounts counts: some Collection<Double>, sum: Double,
         exemplars: [Exemplar?]? = nil
     ) {
         let count = histogramLines(name, labels, bounds: bounds, counts: counts, exemplars: exemplars) { Self.number($0) }
@@ -146,19 +187,21 @@ public struct MetricsWriter: Sendable {
 
     /// The `_bucket` lines; returns the total count.
     private mutating func histogramLines<Count: AdditiveArithmetic>(
-        _ name: String, _ labels: [(String, String)], bounds: [Double], counts: some Collection<Count>, exemplars: [Exemplar?]?,
+        _ name: String, _ labels: RenderedLabels, bounds: [Double], counts: some Collection<Count>, exemplars: [Exemplar?]?,
         render: (Count) -> String
     ) -> Count {
         var cumulative = Count.zero
-        var labelsWithLe = labels
-        labelsWithLe.append(("le", ""))
         for (index, count) in counts.enumerated() {
             cumulative += count
-            labelsWithLe[labelsWithLe.count - 1].1 = index < bounds.count ? Self.number(bounds[index]) : "+Inf"
             text += name
-            text += "_bucket"
-            writeLabels(labelsWithLe)
-            text += " "
+            text += "_bucket{"
+            if !labels.text.isEmpty {
+                text += labels.text
+                text += ","
+            }
+            text += "le=\""
+            text += index < bounds.count ? Self.number(bounds[index]) : "+Inf"
+            text += "\"} "
             text += render(cumulative)
             if format == .openMetrics, let exemplars, index < exemplars.count, let exemplar = exemplars[index] {
                 writeExemplar(exemplar)
@@ -176,16 +219,10 @@ public struct MetricsWriter: Sendable {
     /// Appends another writer's text (same format; neither finished).
     public mutating func append(_ other: MetricsWriter) { text += other.text }
 
-    private mutating func writeLabels(_ labels: [(String, String)]) {
-        guard !labels.isEmpty else { return }
+    private mutating func writeLabels(_ labels: RenderedLabels) {
+        guard !labels.text.isEmpty else { return }
         text += "{"
-        for (index, (name, value)) in labels.enumerated() {
-            if index > 0 { text += "," }
-            text += name
-            text += "=\""
-            Self.escapeLabel(value, into: &text)
-            text += "\""
-        }
+        text += labels.text
         text += "}"
     }
 

@@ -27,7 +27,10 @@ public final class SeriesRegistry: Sendable {
     public static let overflowValue = "__overflow__"
 
     struct Family {
+        var names: [String] = []
         var labels: [[String]] = []
+        /// Each series' labels rendered for the exposition, once, when the series is created.
+        var rendered: [RenderedLabels] = []
         var index: [[String]: Int32] = [:]
         var overflow: Int32 = -1
     }
@@ -46,7 +49,12 @@ public final class SeriesRegistry: Sendable {
         let rewrites = configuration.spanNameRewrites.compactMap { rewrite -> (Regex<AnyRegexOutput>, String)? in
             (try? Regex(rewrite.pattern)).map { ($0, rewrite.replacement) }
         }
-        state = Mutex(State(rewrites: rewrites))
+        var state = State(rewrites: rewrites)
+        state.families[SeriesFamily.spanMetrics.rawValue].names =
+            SpanMetricsConfiguration.intrinsicLabels + configuration.dimensions.map(SpanMetricsConfiguration.labelName(forAttribute:))
+        state.families[SeriesFamily.serviceGraph.rawValue].names = ["client", "server", "connection_type"]
+        state.families[SeriesFamily.brokenPropagation.rawValue].names = ["client", "server"]
+        self.state = Mutex(state)
     }
 
     /// The global index for `labels` (the overflow series' once the family is full), and whether it
@@ -61,12 +69,15 @@ public final class SeriesRegistry: Sendable {
             if state.families[family.rawValue].index.count < maxSeriesPerMetric {
                 let index = Int32(state.families[family.rawValue].labels.count)
                 state.families[family.rawValue].labels.append(labels)
+                state.families[family.rawValue].rendered.append(RenderedLabels(names: state.families[family.rawValue].names, values: labels))
                 state.families[family.rawValue].index[labels] = index
                 return (index, false)
             }
             if state.families[family.rawValue].overflow < 0 {
                 state.families[family.rawValue].overflow = Int32(state.families[family.rawValue].labels.count)
-                state.families[family.rawValue].labels.append(Array(repeating: Self.overflowValue, count: labels.count))
+                let overflow = Array(repeating: Self.overflowValue, count: labels.count)
+                state.families[family.rawValue].labels.append(overflow)
+                state.families[family.rawValue].rendered.append(RenderedLabels(names: state.families[family.rawValue].names, values: overflow))
             }
             return (state.families[family.rawValue].overflow, true)
         }
@@ -75,6 +86,11 @@ public final class SeriesRegistry: Sendable {
     /// Label values of every series of `family`, by global index.
     public func labels(of family: SeriesFamily) -> [[String]] {
         state.withLock { $0.families[family.rawValue].labels }
+    }
+
+    /// Each series' rendered labels, by global index.
+    public func renderedLabels(of family: SeriesFamily) -> [RenderedLabels] {
+        state.withLock { $0.families[family.rawValue].rendered }
     }
 
     /// Series of `family` so far (the overflow series included once it exists).

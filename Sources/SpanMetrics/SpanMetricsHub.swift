@@ -56,6 +56,10 @@ public final class SpanMetricsHub: Sendable {
         public var spanLabels: [[String]] = []
         public var edgeLabels: [[String]] = []
         public var brokenLabels: [[String]] = []
+        /// The same series' labels as rendered once for the exposition.
+        public var spanRendered: [RenderedLabels] = []
+        public var edgeRendered: [RenderedLabels] = []
+        public var brokenRendered: [RenderedLabels] = []
 
         /// Calls per span-metrics series, keyed by its labels (tests and the demo summary).
         public var callsByLabels: [[String]: UInt64] {
@@ -78,6 +82,9 @@ public final class SpanMetricsHub: Sendable {
         totals.spanLabels = registry.labels(of: .spanMetrics)
         totals.edgeLabels = registry.labels(of: .serviceGraph)
         totals.brokenLabels = registry.labels(of: .brokenPropagation)
+        totals.spanRendered = registry.renderedLabels(of: .spanMetrics)
+        totals.edgeRendered = registry.renderedLabels(of: .serviceGraph)
+        totals.brokenRendered = registry.renderedLabels(of: .brokenPropagation)
         let bucketCount = totals.bucketCount
         let spanSeries = totals.spanLabels.count
         let edges = totals.edgeLabels.count
@@ -137,61 +144,62 @@ public final class SpanMetricsHub: Sendable {
         let totals = totals()
         let bounds = configuration.latencyBuckets
         let bucketCount = totals.bucketCount
-        let spanLabelNames = SpanMetricsConfiguration.intrinsicLabels + configuration.dimensions.map(SpanMetricsConfiguration.labelName(forAttribute:))
-        func labels(_ names: [String], _ values: [String]) -> [(String, String)] { Array(zip(names, values)) }
+        // Label values and their rendering are read together, so the series line up; a series
+        // created since is left for the next scrape.
+        let spanSeries = min(totals.spanRendered.count, totals.calls.count)
+        let edgeSeries = min(totals.edgeRendered.count, totals.requests.count)
 
         out.family("traces_spanmetrics_calls_total", .counter, "Spans, before sampling, by service, span name, kind and status.")
-        for (index, values) in totals.spanLabels.enumerated() {
+        for (index, labels) in totals.spanRendered.prefix(spanSeries).enumerated() {
             if totals.weightedCalls.isEmpty {
-                out.sample("traces_spanmetrics_calls_total", labels(spanLabelNames, values), totals.calls[index])
+                out.sample("traces_spanmetrics_calls_total", labels, totals.calls[index])
             } else {
-                out.sample("traces_spanmetrics_calls_total", labels(spanLabelNames, values), totals.weightedCalls[index])
+                out.sample("traces_spanmetrics_calls_total", labels, totals.weightedCalls[index])
             }
         }
         out.family("traces_spanmetrics_latency", .histogram, "Span duration in seconds, before sampling; exemplars are kept traces.")
-        for (index, values) in totals.spanLabels.enumerated() {
+        for (index, labels) in totals.spanRendered.prefix(spanSeries).enumerated() {
             let range = (index * bucketCount)..<((index + 1) * bucketCount)
             if totals.weightedLatencyCounts.isEmpty {
                 out.histogram(
-                    "traces_spanmetrics_latency", labels(spanLabelNames, values), bounds: bounds, counts: totals.latencyCounts[range],
+                    "traces_spanmetrics_latency", labels, bounds: bounds, counts: totals.latencyCounts[range],
                     sum: totals.latencySums[index], exemplars: Array(totals.latencyExemplars[range]))
             } else {
                 out.histogram(
-                    "traces_spanmetrics_latency", labels(spanLabelNames, values), bounds: bounds,
+                    "traces_spanmetrics_latency", labels, bounds: bounds,
                     weightedCounts: totals.weightedLatencyCounts[range], sum: totals.latencySums[index],
                     exemplars: Array(totals.latencyExemplars[range]))
             }
         }
         out.family("traces_spanmetrics_size_total", .counter, "Encoded bytes of spans, before sampling.")
-        for (index, values) in totals.spanLabels.enumerated() {
+        for (index, labels) in totals.spanRendered.prefix(spanSeries).enumerated() {
             if totals.weightedSizes.isEmpty {
-                out.sample("traces_spanmetrics_size_total", labels(spanLabelNames, values), totals.sizes[index])
+                out.sample("traces_spanmetrics_size_total", labels, totals.sizes[index])
             } else {
-                out.sample("traces_spanmetrics_size_total", labels(spanLabelNames, values), totals.weightedSizes[index])
+                out.sample("traces_spanmetrics_size_total", labels, totals.weightedSizes[index])
             }
         }
 
-        let edgeNames = ["client", "server", "connection_type"]
         out.family("traces_service_graph_request_total", .counter, "Requests between two nodes, paired within whole traces.")
-        for (index, values) in totals.edgeLabels.enumerated() {
-            out.sample("traces_service_graph_request_total", labels(edgeNames, values), totals.requests[index])
+        for (index, labels) in totals.edgeRendered.prefix(edgeSeries).enumerated() {
+            out.sample("traces_service_graph_request_total", labels, totals.requests[index])
         }
         out.family("traces_service_graph_request_failed_total", .counter, "Failed requests between two nodes (either side's status is error).")
-        for (index, values) in totals.edgeLabels.enumerated() {
-            out.sample("traces_service_graph_request_failed_total", labels(edgeNames, values), totals.failed[index])
+        for (index, labels) in totals.edgeRendered.prefix(edgeSeries).enumerated() {
+            out.sample("traces_service_graph_request_failed_total", labels, totals.failed[index])
         }
         out.family("traces_service_graph_request_server_seconds", .histogram, "Request time as the server saw it, in seconds.")
-        for (index, values) in totals.edgeLabels.enumerated() {
+        for (index, labels) in totals.edgeRendered.prefix(edgeSeries).enumerated() {
             let range = (index * bucketCount)..<((index + 1) * bucketCount)
             out.histogram(
-                "traces_service_graph_request_server_seconds", labels(edgeNames, values), bounds: bounds,
+                "traces_service_graph_request_server_seconds", labels, bounds: bounds,
                 counts: totals.serverCounts[range], sum: totals.serverSums[index], exemplars: Array(totals.serverExemplars[range]))
         }
         out.family("traces_service_graph_request_client_seconds", .histogram, "Request time as the client saw it, in seconds.")
-        for (index, values) in totals.edgeLabels.enumerated() {
+        for (index, labels) in totals.edgeRendered.prefix(edgeSeries).enumerated() {
             let range = (index * bucketCount)..<((index + 1) * bucketCount)
             out.histogram(
-                "traces_service_graph_request_client_seconds", labels(edgeNames, values), bounds: bounds,
+                "traces_service_graph_request_client_seconds", labels, bounds: bounds,
                 counts: totals.clientCounts[range], sum: totals.clientSums[index], exemplars: Array(totals.clientExemplars[range]))
         }
 
@@ -203,8 +211,8 @@ public final class SpanMetricsHub: Sendable {
         out.family(
             "tailgate_broken_propagation_total", .counter,
             "Client spans whose server side never joined the trace although the server is a traced service: context not propagated.")
-        for (index, values) in totals.brokenLabels.enumerated() {
-            out.sample("tailgate_broken_propagation_total", labels(["client", "server"], values), totals.broken[index])
+        for (index, labels) in totals.brokenRendered.prefix(totals.broken.count).enumerated() {
+            out.sample("tailgate_broken_propagation_total", labels, totals.broken[index])
         }
         out.family("tailgate_metrics_series", .gauge, "Series of a span-derived metric family (the overflow series included).")
         for family in SeriesFamily.allCases {
