@@ -46,21 +46,21 @@ public enum AttributeWalker {
                 var top = WireReader(base: base, range: 0..<raw.count)
                 while !top.isAtEnd {
                     let (field, wire) = try top.readTag()
-                    guard field == 1, wire == 2 else {
+                    guard field == OTLPField.ExportTraceServiceRequest.resourceSpans, wire == 2 else {
                         try top.skip(wireType: wire)
                         continue
                     }
                     var resourceSpans = WireReader(base: base, range: try top.readLengthDelimited())
                     while !resourceSpans.isAtEnd {
                         let (field, wire) = try resourceSpans.readTag()
-                        if field == 1, wire == 2 {
-                            try attributes(base, try resourceSpans.readLengthDelimited(), field: 1, scope: .resource, body)
-                        } else if field == 2, wire == 2 {
+                        if field == OTLPField.ResourceSpans.resource, wire == 2 {
+                            try attributes(base, try resourceSpans.readLengthDelimited(), field: OTLPField.Resource.attributes, scope: .resource, body)
+                        } else if field == OTLPField.ResourceSpans.scopeSpans, wire == 2 {
                             var scopeSpans = WireReader(base: base, range: try resourceSpans.readLengthDelimited())
                             while !scopeSpans.isAtEnd {
                                 let (field, wire) = try scopeSpans.readTag()
-                                if field == 2, wire == 2 {
-                                    try attributes(base, try scopeSpans.readLengthDelimited(), field: 9, scope: .span, body)
+                                if field == OTLPField.ScopeSpans.spans, wire == 2 {
+                                    try attributes(base, try scopeSpans.readLengthDelimited(), field: OTLPField.Span.attributes, scope: .span, body)
                                 } else {
                                     try scopeSpans.skip(wireType: wire)
                                 }
@@ -82,7 +82,7 @@ public enum AttributeWalker {
 
     /// The `KeyValue`s in field `field` of the message in `range`.
     private static func attributes(
-        _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt64, scope: Scope, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+        _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt32, scope: Scope, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
     ) throws(WireFault) {
         var message = WireReader(base: base, range: range)
         while !message.isAtEnd {
@@ -96,17 +96,17 @@ public enum AttributeWalker {
             var value = RawValue.other
             while !keyValue.isAtEnd {
                 let (field, wire) = try keyValue.readTag()
-                if field == 1, wire == 2 {
+                if field == OTLPField.KeyValue.key, wire == 2 {
                     key = bytes(base, try keyValue.readLengthDelimited())
-                } else if field == 2, wire == 2 {
+                } else if field == OTLPField.KeyValue.value, wire == 2 {
                     var any = WireReader(base: base, range: try keyValue.readLengthDelimited())
                     while !any.isAtEnd {
                         let (field, wire) = try any.readTag()
                         switch (field, wire) {
-                        case (1, 2): value = .string(bytes(base, try any.readLengthDelimited()))
-                        case (2, 0): value = .bool(try any.readVarint() != 0)
-                        case (3, 0): value = .int(Int64(bitPattern: try any.readVarint()))
-                        case (4, 1): value = .double(Double(bitPattern: try any.readFixed64()))
+                        case (OTLPField.AnyValue.stringValue, 2): value = .string(bytes(base, try any.readLengthDelimited()))
+                        case (OTLPField.AnyValue.boolValue, 0): value = .bool(try any.readVarint() != 0)
+                        case (OTLPField.AnyValue.intValue, 0): value = .int(Int64(bitPattern: try any.readVarint()))
+                        case (OTLPField.AnyValue.doubleValue, 1): value = .double(Double(bitPattern: try any.readFixed64()))
                         default:
                             try any.skip(wireType: wire)
                             value = .other

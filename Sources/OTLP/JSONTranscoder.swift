@@ -463,7 +463,7 @@ struct JSONTranscoder {
         var resourceOrdinal = 0
         try object { (this, key) throws(WireFault) in
             if key == "resourceSpans" || key == "resource_spans" {
-                try this.repeatedMessage(1, &out) { (this, out) throws(WireFault) in
+                try this.repeatedMessage(OTLPField.ExportTraceServiceRequest.resourceSpans, &out) { (this, out) throws(WireFault) in
                     this.position = ParsePosition(resourceSpans: resourceOrdinal)
                     try this.resourceSpans(&out)
                     resourceOrdinal += 1
@@ -482,10 +482,10 @@ struct JSONTranscoder {
         try object { (this, key) throws(WireFault) in
             if key == "resource" {
                 this.position.field = "resource"
-                try this.message(1, &out) { (this, out) throws(WireFault) in try this.resource(&out) }
+                try this.message(OTLPField.ResourceSpans.resource, &out) { (this, out) throws(WireFault) in try this.resource(&out) }
                 this.position.field = ""
             } else if key == "scopeSpans" || key == "scope_spans" {
-                try this.repeatedMessage(2, &out) { (this, out) throws(WireFault) in
+                try this.repeatedMessage(OTLPField.ResourceSpans.scopeSpans, &out) { (this, out) throws(WireFault) in
                     this.position.scopeSpans = scopeOrdinal
                     try this.scopeSpans(&out)
                     scopeOrdinal += 1
@@ -493,7 +493,7 @@ struct JSONTranscoder {
                     this.position.span = -1
                 }
             } else if key == "schemaUrl" || key == "schema_url" {
-                try this.stringField(3, &out)
+                try this.stringField(OTLPField.ResourceSpans.schemaURL, &out)
             } else {
                 try this.skipValue()
             }
@@ -503,9 +503,9 @@ struct JSONTranscoder {
     mutating func resource(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             if key == "attributes" {
-                try this.repeatedMessage(1, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+                try this.repeatedMessage(OTLPField.Resource.attributes, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
             } else if key == "droppedAttributesCount" || key == "dropped_attributes_count" {
-                try this.uint32Field(2, &out, fixed: false)
+                try this.uint32Field(OTLPField.Resource.droppedAttributesCount, &out, fixed: false)
             } else {
                 try this.skipValue()
             }
@@ -517,10 +517,10 @@ struct JSONTranscoder {
         try object { (this, key) throws(WireFault) in
             if key == "scope" {
                 this.position.field = "scope"
-                try this.message(1, &out) { (this, out) throws(WireFault) in try this.scope(&out) }
+                try this.message(OTLPField.ScopeSpans.scope, &out) { (this, out) throws(WireFault) in try this.scope(&out) }
                 this.position.field = ""
             } else if key == "spans" {
-                try this.repeatedMessage(2, &out) { (this, out) throws(WireFault) in
+                try this.repeatedMessage(OTLPField.ScopeSpans.spans, &out) { (this, out) throws(WireFault) in
                     this.position.span = spanOrdinal
                     try this.span(&out)
                     spanOrdinal += 1
@@ -528,7 +528,7 @@ struct JSONTranscoder {
                     this.position.field = ""
                 }
             } else if key == "schemaUrl" || key == "schema_url" {
-                try this.stringField(3, &out)
+                try this.stringField(OTLPField.ScopeSpans.schemaURL, &out)
             } else {
                 try this.skipValue()
             }
@@ -538,13 +538,13 @@ struct JSONTranscoder {
     mutating func scope(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             if key == "name" {
-                try this.stringField(1, &out)
+                try this.stringField(OTLPField.InstrumentationScope.name, &out)
             } else if key == "version" {
-                try this.stringField(2, &out)
+                try this.stringField(OTLPField.InstrumentationScope.version, &out)
             } else if key == "attributes" {
-                try this.repeatedMessage(3, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+                try this.repeatedMessage(OTLPField.InstrumentationScope.attributes, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
             } else if key == "droppedAttributesCount" || key == "dropped_attributes_count" {
-                try this.uint32Field(4, &out, fixed: false)
+                try this.uint32Field(OTLPField.InstrumentationScope.droppedAttributesCount, &out, fixed: false)
             } else {
                 try this.skipValue()
             }
@@ -556,53 +556,53 @@ struct JSONTranscoder {
             switch key {
             case "traceId", "trace_id":
                 this.position.field = "traceId"
-                try this.hexIDField(1, &out)
+                try this.hexIDField(OTLPField.Span.traceID, &out)
             case "spanId", "span_id":
                 this.position.field = "spanId"
-                try this.hexIDField(2, &out)
+                try this.hexIDField(OTLPField.Span.spanID, &out)
             case "traceState", "trace_state":
                 this.position.field = "traceState"
-                try this.stringField(3, &out)
+                try this.stringField(OTLPField.Span.traceState, &out)
             case "parentSpanId", "parent_span_id":
                 this.position.field = "parentSpanId"
                 let start = this.index
                 if try this.peek() == quote, let raw = try this.rawString(), raw.isEmpty { return }  // root span
                 this.index = start
-                try this.hexIDField(4, &out)
+                try this.hexIDField(OTLPField.Span.parentSpanID, &out)
             case "flags":
                 this.position.field = "flags"
-                try this.uint32Field(16, &out, fixed: true)
+                try this.uint32Field(OTLPField.Span.flags, &out, fixed: true)
             case "name":
                 this.position.field = "name"
-                try this.stringField(5, &out)
+                try this.stringField(OTLPField.Span.name, &out)
             case "kind":
                 this.position.field = "kind"
                 let kind = try this.enumValue(names: spanKindNames)
-                if kind != 0 { out.writeVarintField(6, kind) }
+                if kind != 0 { out.writeVarintField(OTLPField.Span.kind, kind) }
             case "startTimeUnixNano", "start_time_unix_nano":
                 this.position.field = "startTimeUnixNano"
-                try this.uint64Field(7, &out, fixed: true)
+                try this.uint64Field(OTLPField.Span.startTimeUnixNano, &out, fixed: true)
             case "endTimeUnixNano", "end_time_unix_nano":
                 this.position.field = "endTimeUnixNano"
-                try this.uint64Field(8, &out, fixed: true)
+                try this.uint64Field(OTLPField.Span.endTimeUnixNano, &out, fixed: true)
             case "attributes":
                 this.position.field = "attributes"
-                try this.repeatedMessage(9, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+                try this.repeatedMessage(OTLPField.Span.attributes, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
             case "droppedAttributesCount", "dropped_attributes_count":
-                try this.uint32Field(10, &out, fixed: false)
+                try this.uint32Field(OTLPField.Span.droppedAttributesCount, &out, fixed: false)
             case "events":
                 this.position.field = "events"
-                try this.repeatedMessage(11, &out) { (this, out) throws(WireFault) in try this.event(&out) }
+                try this.repeatedMessage(OTLPField.Span.events, &out) { (this, out) throws(WireFault) in try this.event(&out) }
             case "droppedEventsCount", "dropped_events_count":
-                try this.uint32Field(12, &out, fixed: false)
+                try this.uint32Field(OTLPField.Span.droppedEventsCount, &out, fixed: false)
             case "links":
                 this.position.field = "links"
-                try this.repeatedMessage(13, &out) { (this, out) throws(WireFault) in try this.link(&out) }
+                try this.repeatedMessage(OTLPField.Span.links, &out) { (this, out) throws(WireFault) in try this.link(&out) }
             case "droppedLinksCount", "dropped_links_count":
-                try this.uint32Field(14, &out, fixed: false)
+                try this.uint32Field(OTLPField.Span.droppedLinksCount, &out, fixed: false)
             case "status":
                 this.position.field = "status"
-                try this.message(15, &out) { (this, out) throws(WireFault) in try this.status(&out) }
+                try this.message(OTLPField.Span.status, &out) { (this, out) throws(WireFault) in try this.status(&out) }
             default:
                 try this.skipValue()
             }
@@ -612,11 +612,11 @@ struct JSONTranscoder {
     mutating func event(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             switch key {
-            case "timeUnixNano", "time_unix_nano": try this.uint64Field(1, &out, fixed: true)
-            case "name": try this.stringField(2, &out)
+            case "timeUnixNano", "time_unix_nano": try this.uint64Field(OTLPField.Event.timeUnixNano, &out, fixed: true)
+            case "name": try this.stringField(OTLPField.Event.name, &out)
             case "attributes":
-                try this.repeatedMessage(3, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
-            case "droppedAttributesCount", "dropped_attributes_count": try this.uint32Field(4, &out, fixed: false)
+                try this.repeatedMessage(OTLPField.Event.attributes, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+            case "droppedAttributesCount", "dropped_attributes_count": try this.uint32Field(OTLPField.Event.droppedAttributesCount, &out, fixed: false)
             default: try this.skipValue()
             }
         }
@@ -625,13 +625,13 @@ struct JSONTranscoder {
     mutating func link(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             switch key {
-            case "traceId", "trace_id": try this.hexIDField(1, &out)
-            case "spanId", "span_id": try this.hexIDField(2, &out)
-            case "traceState", "trace_state": try this.stringField(3, &out)
+            case "traceId", "trace_id": try this.hexIDField(OTLPField.Link.traceID, &out)
+            case "spanId", "span_id": try this.hexIDField(OTLPField.Link.spanID, &out)
+            case "traceState", "trace_state": try this.stringField(OTLPField.Link.traceState, &out)
             case "attributes":
-                try this.repeatedMessage(4, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
-            case "droppedAttributesCount", "dropped_attributes_count": try this.uint32Field(5, &out, fixed: false)
-            case "flags": try this.uint32Field(6, &out, fixed: true)
+                try this.repeatedMessage(OTLPField.Link.attributes, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+            case "droppedAttributesCount", "dropped_attributes_count": try this.uint32Field(OTLPField.Link.droppedAttributesCount, &out, fixed: false)
+            case "flags": try this.uint32Field(OTLPField.Link.flags, &out, fixed: true)
             default: try this.skipValue()
             }
         }
@@ -640,10 +640,10 @@ struct JSONTranscoder {
     mutating func status(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             switch key {
-            case "message": try this.stringField(2, &out)
+            case "message": try this.stringField(OTLPField.Status.message, &out)
             case "code":
                 let code = try this.enumValue(names: statusCodeNames)
-                if code != 0 { out.writeVarintField(3, code) }
+                if code != 0 { out.writeVarintField(OTLPField.Status.code, code) }
             default: try this.skipValue()
             }
         }
@@ -652,9 +652,9 @@ struct JSONTranscoder {
     mutating func keyValue(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             if key == "key" {
-                try this.stringField(1, &out)
+                try this.stringField(OTLPField.KeyValue.key, &out)
             } else if key == "value" {
-                try this.message(2, &out) { (this, out) throws(WireFault) in try this.anyValue(&out) }
+                try this.message(OTLPField.KeyValue.value, &out) { (this, out) throws(WireFault) in try this.anyValue(&out) }
             } else {
                 try this.skipValue()
             }
@@ -664,31 +664,31 @@ struct JSONTranscoder {
     mutating func anyValue(_ out: inout ProtoWriter) throws(WireFault) {
         try object { (this, key) throws(WireFault) in
             switch key {
-            case "stringValue", "string_value": try this.stringField(1, &out, keepEmpty: true)
-            case "boolValue", "bool_value": out.writeVarintField(2, try this.bool() ? 1 : 0)
-            case "intValue", "int_value": out.writeVarintField(3, UInt64(bitPattern: try this.int64()))
-            case "doubleValue", "double_value": out.writeDoubleField(4, try this.double())
+            case "stringValue", "string_value": try this.stringField(OTLPField.AnyValue.stringValue, &out, keepEmpty: true)
+            case "boolValue", "bool_value": out.writeVarintField(OTLPField.AnyValue.boolValue, try this.bool() ? 1 : 0)
+            case "intValue", "int_value": out.writeVarintField(OTLPField.AnyValue.intValue, UInt64(bitPattern: try this.int64()))
+            case "doubleValue", "double_value": out.writeDoubleField(OTLPField.AnyValue.doubleValue, try this.double())
             case "arrayValue", "array_value":
-                try this.message(5, &out) { (this, out) throws(WireFault) in
+                try this.message(OTLPField.AnyValue.arrayValue, &out) { (this, out) throws(WireFault) in
                     try this.object { (this, key) throws(WireFault) in
                         if key == "values" {
-                            try this.repeatedMessage(1, &out) { (this, out) throws(WireFault) in try this.anyValue(&out) }
+                            try this.repeatedMessage(OTLPField.ArrayValue.values, &out) { (this, out) throws(WireFault) in try this.anyValue(&out) }
                         } else {
                             try this.skipValue()
                         }
                     }
                 }
             case "kvlistValue", "kvlist_value":
-                try this.message(6, &out) { (this, out) throws(WireFault) in
+                try this.message(OTLPField.AnyValue.kvlistValue, &out) { (this, out) throws(WireFault) in
                     try this.object { (this, key) throws(WireFault) in
                         if key == "values" {
-                            try this.repeatedMessage(1, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
+                            try this.repeatedMessage(OTLPField.KeyValueList.values, &out) { (this, out) throws(WireFault) in try this.keyValue(&out) }
                         } else {
                             try this.skipValue()
                         }
                     }
                 }
-            case "bytesValue", "bytes_value": try this.base64Field(7, &out)
+            case "bytesValue", "bytes_value": try this.base64Field(OTLPField.AnyValue.bytesValue, &out)
             default: try this.skipValue()
             }
         }

@@ -8,7 +8,7 @@ public enum OTLPJSONWriter {
         try walk(bytes) { (reader, base) throws(WireFault) in
             var first = true
             try fields(&reader) { (field, wireType, reader) throws(WireFault) in
-                guard field == 1, wireType == 2 else { try reader.skip(wireType: wireType); return }
+                guard field == OTLPField.ExportTraceServiceRequest.resourceSpans, wireType == 2 else { try reader.skip(wireType: wireType); return }
                 if !first { out += "," }
                 first = false
                 try resourceSpans(base, try reader.readLengthDelimited(), &out)
@@ -40,7 +40,7 @@ public enum OTLPJSONWriter {
         }
     }
 
-    private static func fields(_ reader: inout WireReader, _ body: (UInt64, UInt8, inout WireReader) throws(WireFault) -> Void) throws(WireFault) {
+    private static func fields(_ reader: inout WireReader, _ body: (UInt32, UInt8, inout WireReader) throws(WireFault) -> Void) throws(WireFault) {
         while !reader.isAtEnd {
             let (field, wireType) = try reader.readTag()
             try body(field, wireType, &reader)
@@ -53,12 +53,12 @@ public enum OTLPJSONWriter {
         var scopes: [String] = []
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): parts.append("\"resource\":" + (try resource(base, try reader.readLengthDelimited())))
-            case (2, 2):
+            case (OTLPField.ResourceSpans.resource, 2): parts.append("\"resource\":" + (try resource(base, try reader.readLengthDelimited())))
+            case (OTLPField.ResourceSpans.scopeSpans, 2):
                 var scope = ""
                 try scopeSpans(base, try reader.readLengthDelimited(), &scope)
                 scopes.append(scope)
-            case (3, 2): parts.append("\"schemaUrl\":" + string(base, try reader.readLengthDelimited()))
+            case (OTLPField.ResourceSpans.schemaURL, 2): parts.append("\"schemaUrl\":" + string(base, try reader.readLengthDelimited()))
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -72,8 +72,8 @@ public enum OTLPJSONWriter {
         var dropped: UInt64 = 0
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): attributes.append(try keyValue(base, try reader.readLengthDelimited()))
-            case (2, 0): dropped = try reader.readVarint()
+            case (OTLPField.Resource.attributes, 2): attributes.append(try keyValue(base, try reader.readLengthDelimited()))
+            case (OTLPField.Resource.droppedAttributesCount, 0): dropped = try reader.readVarint()
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -88,9 +88,9 @@ public enum OTLPJSONWriter {
         var spans: [String] = []
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): parts.append("\"scope\":" + (try scope(base, try reader.readLengthDelimited())))
-            case (2, 2): spans.append(try span(base, try reader.readLengthDelimited()))
-            case (3, 2): parts.append("\"schemaUrl\":" + string(base, try reader.readLengthDelimited()))
+            case (OTLPField.ScopeSpans.scope, 2): parts.append("\"scope\":" + (try scope(base, try reader.readLengthDelimited())))
+            case (OTLPField.ScopeSpans.spans, 2): spans.append(try span(base, try reader.readLengthDelimited()))
+            case (OTLPField.ScopeSpans.schemaURL, 2): parts.append("\"schemaUrl\":" + string(base, try reader.readLengthDelimited()))
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -103,10 +103,10 @@ public enum OTLPJSONWriter {
         var out = JSONFields()
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): out.set(1, "name", string(base, try reader.readLengthDelimited()))
-            case (2, 2): out.set(2, "version", string(base, try reader.readLengthDelimited()))
-            case (3, 2): out.append(3, "attributes", try keyValue(base, try reader.readLengthDelimited()))
-            case (4, 0): out.set(4, "droppedAttributesCount", "\(try reader.readVarint())")
+            case (OTLPField.InstrumentationScope.name, 2): out.set(OTLPField.InstrumentationScope.name, "name", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.InstrumentationScope.version, 2): out.set(OTLPField.InstrumentationScope.version, "version", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.InstrumentationScope.attributes, 2): out.append(OTLPField.InstrumentationScope.attributes, "attributes", try keyValue(base, try reader.readLengthDelimited()))
+            case (OTLPField.InstrumentationScope.droppedAttributesCount, 0): out.set(OTLPField.InstrumentationScope.droppedAttributesCount, "droppedAttributesCount", "\(try reader.readVarint())")
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -118,22 +118,22 @@ public enum OTLPJSONWriter {
         var out = JSONFields()
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): out.set(1, "traceId", hex(base, try reader.readLengthDelimited()))
-            case (2, 2): out.set(2, "spanId", hex(base, try reader.readLengthDelimited()))
-            case (3, 2): out.set(3, "traceState", string(base, try reader.readLengthDelimited()))
-            case (4, 2): out.set(4, "parentSpanId", hex(base, try reader.readLengthDelimited()))
-            case (5, 2): out.set(5, "name", string(base, try reader.readLengthDelimited()))
-            case (6, 0): out.set(6, "kind", "\(try reader.readVarint())")
-            case (7, 1): out.set(7, "startTimeUnixNano", "\"\(try reader.readFixed64())\"")
-            case (8, 1): out.set(8, "endTimeUnixNano", "\"\(try reader.readFixed64())\"")
-            case (9, 2): out.append(9, "attributes", try keyValue(base, try reader.readLengthDelimited()))
-            case (10, 0): out.set(10, "droppedAttributesCount", "\(try reader.readVarint())")
-            case (11, 2): out.append(11, "events", try event(base, try reader.readLengthDelimited()))
-            case (12, 0): out.set(12, "droppedEventsCount", "\(try reader.readVarint())")
-            case (13, 2): out.append(13, "links", try link(base, try reader.readLengthDelimited()))
-            case (14, 0): out.set(14, "droppedLinksCount", "\(try reader.readVarint())")
-            case (15, 2): out.set(15, "status", try status(base, try reader.readLengthDelimited()))
-            case (16, 5): out.set(16, "flags", "\(try reader.readFixed32())")
+            case (OTLPField.Span.traceID, 2): out.set(OTLPField.Span.traceID, "traceId", hex(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.spanID, 2): out.set(OTLPField.Span.spanID, "spanId", hex(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.traceState, 2): out.set(OTLPField.Span.traceState, "traceState", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.parentSpanID, 2): out.set(OTLPField.Span.parentSpanID, "parentSpanId", hex(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.name, 2): out.set(OTLPField.Span.name, "name", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.kind, 0): out.set(OTLPField.Span.kind, "kind", "\(try reader.readVarint())")
+            case (OTLPField.Span.startTimeUnixNano, 1): out.set(OTLPField.Span.startTimeUnixNano, "startTimeUnixNano", "\"\(try reader.readFixed64())\"")
+            case (OTLPField.Span.endTimeUnixNano, 1): out.set(OTLPField.Span.endTimeUnixNano, "endTimeUnixNano", "\"\(try reader.readFixed64())\"")
+            case (OTLPField.Span.attributes, 2): out.append(OTLPField.Span.attributes, "attributes", try keyValue(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.droppedAttributesCount, 0): out.set(OTLPField.Span.droppedAttributesCount, "droppedAttributesCount", "\(try reader.readVarint())")
+            case (OTLPField.Span.events, 2): out.append(OTLPField.Span.events, "events", try event(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.droppedEventsCount, 0): out.set(OTLPField.Span.droppedEventsCount, "droppedEventsCount", "\(try reader.readVarint())")
+            case (OTLPField.Span.links, 2): out.append(OTLPField.Span.links, "links", try link(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.droppedLinksCount, 0): out.set(OTLPField.Span.droppedLinksCount, "droppedLinksCount", "\(try reader.readVarint())")
+            case (OTLPField.Span.status, 2): out.set(OTLPField.Span.status, "status", try status(base, try reader.readLengthDelimited()))
+            case (OTLPField.Span.flags, 5): out.set(OTLPField.Span.flags, "flags", "\(try reader.readFixed32())")
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -145,10 +145,10 @@ public enum OTLPJSONWriter {
         var out = JSONFields()
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 1): out.set(1, "timeUnixNano", "\"\(try reader.readFixed64())\"")
-            case (2, 2): out.set(2, "name", string(base, try reader.readLengthDelimited()))
-            case (3, 2): out.append(3, "attributes", try keyValue(base, try reader.readLengthDelimited()))
-            case (4, 0): out.set(4, "droppedAttributesCount", "\(try reader.readVarint())")
+            case (OTLPField.Event.timeUnixNano, 1): out.set(OTLPField.Event.timeUnixNano, "timeUnixNano", "\"\(try reader.readFixed64())\"")
+            case (OTLPField.Event.name, 2): out.set(OTLPField.Event.name, "name", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.Event.attributes, 2): out.append(OTLPField.Event.attributes, "attributes", try keyValue(base, try reader.readLengthDelimited()))
+            case (OTLPField.Event.droppedAttributesCount, 0): out.set(OTLPField.Event.droppedAttributesCount, "droppedAttributesCount", "\(try reader.readVarint())")
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -160,12 +160,12 @@ public enum OTLPJSONWriter {
         var out = JSONFields()
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): out.set(1, "traceId", hex(base, try reader.readLengthDelimited()))
-            case (2, 2): out.set(2, "spanId", hex(base, try reader.readLengthDelimited()))
-            case (3, 2): out.set(3, "traceState", string(base, try reader.readLengthDelimited()))
-            case (4, 2): out.append(4, "attributes", try keyValue(base, try reader.readLengthDelimited()))
-            case (5, 0): out.set(5, "droppedAttributesCount", "\(try reader.readVarint())")
-            case (6, 5): out.set(6, "flags", "\(try reader.readFixed32())")
+            case (OTLPField.Link.traceID, 2): out.set(OTLPField.Link.traceID, "traceId", hex(base, try reader.readLengthDelimited()))
+            case (OTLPField.Link.spanID, 2): out.set(OTLPField.Link.spanID, "spanId", hex(base, try reader.readLengthDelimited()))
+            case (OTLPField.Link.traceState, 2): out.set(OTLPField.Link.traceState, "traceState", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.Link.attributes, 2): out.append(OTLPField.Link.attributes, "attributes", try keyValue(base, try reader.readLengthDelimited()))
+            case (OTLPField.Link.droppedAttributesCount, 0): out.set(OTLPField.Link.droppedAttributesCount, "droppedAttributesCount", "\(try reader.readVarint())")
+            case (OTLPField.Link.flags, 5): out.set(OTLPField.Link.flags, "flags", "\(try reader.readFixed32())")
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -177,8 +177,8 @@ public enum OTLPJSONWriter {
         var out = JSONFields()
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (2, 2): out.set(2, "message", string(base, try reader.readLengthDelimited()))
-            case (3, 0): out.set(3, "code", "\(try reader.readVarint())")
+            case (OTLPField.Status.message, 2): out.set(OTLPField.Status.message, "message", string(base, try reader.readLengthDelimited()))
+            case (OTLPField.Status.code, 0): out.set(OTLPField.Status.code, "code", "\(try reader.readVarint())")
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -191,8 +191,8 @@ public enum OTLPJSONWriter {
         var value = "{}"
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): key = string(base, try reader.readLengthDelimited())
-            case (2, 2): value = try anyValue(base, try reader.readLengthDelimited())
+            case (OTLPField.KeyValue.key, 2): key = string(base, try reader.readLengthDelimited())
+            case (OTLPField.KeyValue.value, 2): value = try anyValue(base, try reader.readLengthDelimited())
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -204,27 +204,27 @@ public enum OTLPJSONWriter {
         var result = "{}"
         try fields(&reader) { (field, wireType, reader) throws(WireFault) in
             switch (field, wireType) {
-            case (1, 2): result = "{\"stringValue\":" + string(base, try reader.readLengthDelimited()) + "}"
-            case (2, 0): result = "{\"boolValue\":\(try reader.readVarint() != 0)}"
-            case (3, 0): result = "{\"intValue\":\"\(Int64(bitPattern: try reader.readVarint()))\"}"
-            case (4, 1):
+            case (OTLPField.AnyValue.stringValue, 2): result = "{\"stringValue\":" + string(base, try reader.readLengthDelimited()) + "}"
+            case (OTLPField.AnyValue.boolValue, 0): result = "{\"boolValue\":\(try reader.readVarint() != 0)}"
+            case (OTLPField.AnyValue.intValue, 0): result = "{\"intValue\":\"\(Int64(bitPattern: try reader.readVarint()))\"}"
+            case (OTLPField.AnyValue.doubleValue, 1):
                 let double = Double(bitPattern: try reader.readFixed64())
                 result = "{\"doubleValue\":" + (double.isFinite ? "\(double)" : double.isNaN ? "\"NaN\"" : double > 0 ? "\"Infinity\"" : "\"-Infinity\"") + "}"
-            case (5, 2):
+            case (OTLPField.AnyValue.arrayValue, 2):
                 var inner = WireReader(base: base, range: try reader.readLengthDelimited())
                 var values: [String] = []
                 try fields(&inner) { (f, w, r) throws(WireFault) in
-                    if f == 1 && w == 2 { values.append(try anyValue(base, try r.readLengthDelimited())) } else { try r.skip(wireType: w) }
+                    if f == OTLPField.ArrayValue.values && w == 2 { values.append(try anyValue(base, try r.readLengthDelimited())) } else { try r.skip(wireType: w) }
                 }
                 result = "{\"arrayValue\":{\"values\":[" + values.joined(separator: ",") + "]}}"
-            case (6, 2):
+            case (OTLPField.AnyValue.kvlistValue, 2):
                 var inner = WireReader(base: base, range: try reader.readLengthDelimited())
                 var values: [String] = []
                 try fields(&inner) { (f, w, r) throws(WireFault) in
-                    if f == 1 && w == 2 { values.append(try keyValue(base, try r.readLengthDelimited())) } else { try r.skip(wireType: w) }
+                    if f == OTLPField.KeyValueList.values && w == 2 { values.append(try keyValue(base, try r.readLengthDelimited())) } else { try r.skip(wireType: w) }
                 }
                 result = "{\"kvlistValue\":{\"values\":[" + values.joined(separator: ",") + "]}}"
-            case (7, 2): result = "{\"bytesValue\":\"" + base64(base, try reader.readLengthDelimited()) + "\"}"
+            case (OTLPField.AnyValue.bytesValue, 2): result = "{\"bytesValue\":\"" + base64(base, try reader.readLengthDelimited()) + "\"}"
             default: try reader.skip(wireType: wireType)
             }
         }
@@ -262,9 +262,9 @@ public enum OTLPJSONWriter {
 /// JSON members kept in protobuf field-number order (as protobuf's JSON mapping writes them), so
 /// that JSON read back encodes to the same protobuf bytes. Repeated fields become arrays.
 struct JSONFields {
-    private var members: [(field: UInt64, key: String, value: String, repeated: Bool)] = []
+    private var members: [(field: UInt32, key: String, value: String, repeated: Bool)] = []
 
-    mutating func set(_ field: UInt64, _ key: String, _ value: String) {
+    mutating func set(_ field: UInt32, _ key: String, _ value: String) {
         if let index = members.firstIndex(where: { $0.field == field }) {
             members[index].value = value
         } else {
@@ -272,7 +272,7 @@ struct JSONFields {
         }
     }
 
-    mutating func append(_ field: UInt64, _ key: String, _ value: String) {
+    mutating func append(_ field: UInt32, _ key: String, _ value: String) {
         if let index = members.firstIndex(where: { $0.field == field }) {
             members[index].value += "," + value
         } else {

@@ -98,7 +98,7 @@ struct RequestParser {
         while !reader.isAtEnd {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
-            if field == 1 {
+            if field == OTLPField.ExportTraceServiceRequest.resourceSpans {
                 position = ParsePosition(resourceSpans: resourceOrdinal, field: "")
                 try reader.expect(wireType, .lengthDelimited, field: "resource_spans: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
@@ -125,13 +125,13 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.ResourceSpans.resource:
                 position.field = "resource"
                 try reader.expect(wireType, .lengthDelimited, field: "resource: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 try parseResource(base: base, range: inner, into: resourceIndex, batch: &batch)
                 position.field = ""
-            case 2:
+            case OTLPField.ResourceSpans.scopeSpans:
                 position.scopeSpans = scopeOrdinal
                 position.field = ""
                 try reader.expect(wireType, .lengthDelimited, field: "scope_spans: wrong wire type", at: tagOffset)
@@ -140,7 +140,7 @@ struct RequestParser {
                 scopeOrdinal += 1
                 position.scopeSpans = -1
                 position.span = -1
-            case 3:
+            case OTLPField.ResourceSpans.schemaURL:
                 position.field = "schema_url"
                 try reader.expect(wireType, .lengthDelimited, field: "schema_url: wrong wire type", at: tagOffset)
                 batch.resources[resourceIndex].schemaURL = ByteRange(range: try reader.readLengthDelimited())
@@ -159,11 +159,11 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.Resource.attributes:
                 try reader.expect(wireType, .lengthDelimited, field: "resource.attributes: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 try parseKeyValue(base: base, range: inner, batch: &batch, serviceName: &serviceName)
-            case 2:
+            case OTLPField.Resource.droppedAttributesCount:
                 try reader.expect(wireType, .varint, field: "resource.dropped_attributes_count: wrong wire type", at: tagOffset)
                 _ = try reader.readVarint()
             default:
@@ -188,14 +188,14 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.ScopeSpans.scope:
                 position.field = "scope"
                 try reader.expect(wireType, .lengthDelimited, field: "scope: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 batch.scopes[scopeIndex].encoded = ByteRange(range: inner)
                 batch.scopes[scopeIndex].name = try parseScope(base: base, range: inner)
                 position.field = ""
-            case 2:
+            case OTLPField.ScopeSpans.spans:
                 position.span = spanOrdinal
                 try reader.expect(wireType, .lengthDelimited, field: "spans: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
@@ -203,7 +203,7 @@ struct RequestParser {
                 spanOrdinal += 1
                 position.span = -1
                 position.field = ""
-            case 3:
+            case OTLPField.ScopeSpans.schemaURL:
                 position.field = "schema_url"
                 try reader.expect(wireType, .lengthDelimited, field: "schema_url: wrong wire type", at: tagOffset)
                 batch.scopes[scopeIndex].schemaURL = ByteRange(range: try reader.readLengthDelimited())
@@ -222,16 +222,16 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.InstrumentationScope.name:
                 try reader.expect(wireType, .lengthDelimited, field: "scope.name: wrong wire type", at: tagOffset)
                 name = ByteRange(range: try reader.readLengthDelimited())
-            case 2:
+            case OTLPField.InstrumentationScope.version:
                 try reader.expect(wireType, .lengthDelimited, field: "scope.version: wrong wire type", at: tagOffset)
                 _ = try reader.readLengthDelimited()
-            case 3:
+            case OTLPField.InstrumentationScope.attributes:
                 try reader.expect(wireType, .lengthDelimited, field: "scope.attributes: wrong wire type", at: tagOffset)
                 try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
-            case 4:
+            case OTLPField.InstrumentationScope.droppedAttributesCount:
                 try reader.expect(wireType, .varint, field: "scope.dropped_attributes_count: wrong wire type", at: tagOffset)
                 _ = try reader.readVarint()
             default:
@@ -259,7 +259,7 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.Span.traceID:
                 position.field = "trace_id"
                 try reader.expect(wireType, .lengthDelimited, field: "trace_id: wrong wire type", at: tagOffset)
                 let id = try reader.readLengthDelimited()
@@ -267,7 +267,7 @@ struct RequestParser {
                 if id.count == 16 {
                     record.traceID = TraceID(bytes: UnsafeRawBufferPointer(start: base + id.lowerBound, count: 16), at: 0)
                 }
-            case 2:
+            case OTLPField.Span.spanID:
                 position.field = "span_id"
                 try reader.expect(wireType, .lengthDelimited, field: "span_id: wrong wire type", at: tagOffset)
                 let id = try reader.readLengthDelimited()
@@ -275,11 +275,11 @@ struct RequestParser {
                 if id.count == 8 {
                     record.spanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
                 }
-            case 3:
+            case OTLPField.Span.traceState:
                 position.field = "trace_state"
                 try reader.expect(wireType, .lengthDelimited, field: "trace_state: wrong wire type", at: tagOffset)
                 record.traceState = ByteRange(range: try reader.readLengthDelimited())
-            case 4:
+            case OTLPField.Span.parentSpanID:
                 position.field = "parent_span_id"
                 try reader.expect(wireType, .lengthDelimited, field: "parent_span_id: wrong wire type", at: tagOffset)
                 let id = try reader.readLengthDelimited()
@@ -287,43 +287,43 @@ struct RequestParser {
                 if id.count == 8 {
                     record.parentSpanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
                 }
-            case 5:
+            case OTLPField.Span.name:
                 position.field = "name"
                 try reader.expect(wireType, .lengthDelimited, field: "name: wrong wire type", at: tagOffset)
                 record.name = ByteRange(range: try reader.readLengthDelimited())
-            case 6:
+            case OTLPField.Span.kind:
                 position.field = "kind"
                 try reader.expect(wireType, .varint, field: "kind: wrong wire type", at: tagOffset)
                 record.kind = SpanKind(wireValue: try reader.readVarint())
-            case 7:
+            case OTLPField.Span.startTimeUnixNano:
                 position.field = "start_time_unix_nano"
                 try reader.expect(wireType, .fixed64, field: "start_time_unix_nano: wrong wire type", at: tagOffset)
                 record.startTimeUnixNano = try reader.readFixed64()
-            case 8:
+            case OTLPField.Span.endTimeUnixNano:
                 position.field = "end_time_unix_nano"
                 try reader.expect(wireType, .fixed64, field: "end_time_unix_nano: wrong wire type", at: tagOffset)
                 record.endTimeUnixNano = try reader.readFixed64()
-            case 9:
+            case OTLPField.Span.attributes:
                 position.field = "attributes"
                 try reader.expect(wireType, .lengthDelimited, field: "attributes: wrong wire type", at: tagOffset)
                 try parseKeyValue(base: base, range: try reader.readLengthDelimited(), batch: &batch, serviceName: &unusedServiceName)
-            case 10, 12, 14:
+            case OTLPField.Span.droppedAttributesCount, OTLPField.Span.droppedEventsCount, OTLPField.Span.droppedLinksCount:
                 position.field = "dropped_count"
                 try reader.expect(wireType, .varint, field: "dropped count: wrong wire type", at: tagOffset)
                 _ = try reader.readVarint()
-            case 11:
+            case OTLPField.Span.events:
                 position.field = "events"
                 try reader.expect(wireType, .lengthDelimited, field: "events: wrong wire type", at: tagOffset)
                 try validateEvent(base: base, range: try reader.readLengthDelimited())
-            case 13:
+            case OTLPField.Span.links:
                 position.field = "links"
                 try reader.expect(wireType, .lengthDelimited, field: "links: wrong wire type", at: tagOffset)
                 try validateLink(base: base, range: try reader.readLengthDelimited())
-            case 15:
+            case OTLPField.Span.status:
                 position.field = "status"
                 try reader.expect(wireType, .lengthDelimited, field: "status: wrong wire type", at: tagOffset)
                 try parseStatus(base: base, range: try reader.readLengthDelimited(), into: &record)
-            case 16:
+            case OTLPField.Span.flags:
                 position.field = "flags"
                 try reader.expect(wireType, .fixed32, field: "flags: wrong wire type", at: tagOffset)
                 record.flags = try reader.readFixed32()
@@ -364,10 +364,10 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 2:
+            case OTLPField.Status.message:
                 try reader.expect(wireType, .lengthDelimited, field: "status.message: wrong wire type", at: tagOffset)
                 record.statusMessage = ByteRange(range: try reader.readLengthDelimited())
-            case 3:
+            case OTLPField.Status.code:
                 try reader.expect(wireType, .varint, field: "status.code: wrong wire type", at: tagOffset)
                 record.statusCode = StatusCode(wireValue: try reader.readVarint())
             default:
@@ -389,10 +389,10 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.KeyValue.key:
                 try reader.expect(wireType, .lengthDelimited, field: "key: wrong wire type", at: tagOffset)
                 key = try reader.readLengthDelimited()
-            case 2:
+            case OTLPField.KeyValue.value:
                 try reader.expect(wireType, .lengthDelimited, field: "value: wrong wire type", at: tagOffset)
                 value = try reader.readLengthDelimited()
                 hasValue = true
@@ -418,29 +418,29 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.AnyValue.stringValue:
                 try reader.expect(wireType, .lengthDelimited, field: "string_value: wrong wire type", at: tagOffset)
                 result = .string(ByteRange(range: try reader.readLengthDelimited()))
-            case 2:
+            case OTLPField.AnyValue.boolValue:
                 try reader.expect(wireType, .varint, field: "bool_value: wrong wire type", at: tagOffset)
                 result = .bool(try reader.readVarint() != 0)
-            case 3:
+            case OTLPField.AnyValue.intValue:
                 try reader.expect(wireType, .varint, field: "int_value: wrong wire type", at: tagOffset)
                 result = .int(Int64(bitPattern: try reader.readVarint()))
-            case 4:
+            case OTLPField.AnyValue.doubleValue:
                 try reader.expect(wireType, .fixed64, field: "double_value: wrong wire type", at: tagOffset)
                 result = .double(Double(bitPattern: try reader.readFixed64()))
-            case 5:
+            case OTLPField.AnyValue.arrayValue:
                 try reader.expect(wireType, .lengthDelimited, field: "array_value: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 try validateValues(base: base, range: inner, depth: depth + 1, keyValues: false)
                 result = .array(ByteRange(range: inner))
-            case 6:
+            case OTLPField.AnyValue.kvlistValue:
                 try reader.expect(wireType, .lengthDelimited, field: "kvlist_value: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 try validateValues(base: base, range: inner, depth: depth + 1, keyValues: true)
                 result = .keyValueList(ByteRange(range: inner))
-            case 7:
+            case OTLPField.AnyValue.bytesValue:
                 try reader.expect(wireType, .lengthDelimited, field: "bytes_value: wrong wire type", at: tagOffset)
                 result = .bytes(ByteRange(range: try reader.readLengthDelimited()))
             default:
@@ -459,7 +459,7 @@ struct RequestParser {
         while !reader.isAtEnd {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
-            if field == 1 {
+            if field == OTLPField.ArrayValue.values {
                 try reader.expect(wireType, .lengthDelimited, field: "values: wrong wire type", at: tagOffset)
                 let inner = try reader.readLengthDelimited()
                 if keyValues {
@@ -479,10 +479,10 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.KeyValue.key:
                 try reader.expect(wireType, .lengthDelimited, field: "key: wrong wire type", at: tagOffset)
                 _ = try reader.readLengthDelimited()
-            case 2:
+            case OTLPField.KeyValue.value:
                 try reader.expect(wireType, .lengthDelimited, field: "value: wrong wire type", at: tagOffset)
                 _ = try parseAnyValue(base: base, range: try reader.readLengthDelimited(), depth: depth)
             default:
@@ -497,16 +497,16 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1:
+            case OTLPField.Event.timeUnixNano:
                 try reader.expect(wireType, .fixed64, field: "event.time_unix_nano: wrong wire type", at: tagOffset)
                 _ = try reader.readFixed64()
-            case 2:
+            case OTLPField.Event.name:
                 try reader.expect(wireType, .lengthDelimited, field: "event.name: wrong wire type", at: tagOffset)
                 _ = try reader.readLengthDelimited()
-            case 3:
+            case OTLPField.Event.attributes:
                 try reader.expect(wireType, .lengthDelimited, field: "event.attributes: wrong wire type", at: tagOffset)
                 try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
-            case 4:
+            case OTLPField.Event.droppedAttributesCount:
                 try reader.expect(wireType, .varint, field: "event.dropped_attributes_count: wrong wire type", at: tagOffset)
                 _ = try reader.readVarint()
             default:
@@ -521,16 +521,16 @@ struct RequestParser {
             let tagOffset = reader.position
             let (field, wireType) = try reader.readTag()
             switch field {
-            case 1, 2, 3:
+            case OTLPField.Link.traceID, OTLPField.Link.spanID, OTLPField.Link.traceState:
                 try reader.expect(wireType, .lengthDelimited, field: "link id or trace_state: wrong wire type", at: tagOffset)
                 _ = try reader.readLengthDelimited()
-            case 4:
+            case OTLPField.Link.attributes:
                 try reader.expect(wireType, .lengthDelimited, field: "link.attributes: wrong wire type", at: tagOffset)
                 try validateKeyValue(base: base, range: try reader.readLengthDelimited(), depth: 0)
-            case 5:
+            case OTLPField.Link.droppedAttributesCount:
                 try reader.expect(wireType, .varint, field: "link.dropped_attributes_count: wrong wire type", at: tagOffset)
                 _ = try reader.readVarint()
-            case 6:
+            case OTLPField.Link.flags:
                 try reader.expect(wireType, .fixed32, field: "link.flags: wrong wire type", at: tagOffset)
                 _ = try reader.readFixed32()
             default:

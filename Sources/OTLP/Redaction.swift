@@ -101,15 +101,15 @@ public struct Redactor: @unchecked Sendable {
 
     /// Per message kind: which field numbers are nested messages to walk, and which one holds
     /// `KeyValue` attributes.
-    private static func layout(_ message: Message) -> (nested: [UInt64: Message], attributes: UInt64?) {
+    private static func layout(_ message: Message) -> (nested: [UInt32: Message], attributes: UInt32?) {
         switch message {
-        case .request: ([1: .resourceSpans], nil)
-        case .resourceSpans: ([1: .resource, 2: .scopeSpans], nil)
-        case .resource: ([:], 1)
-        case .scopeSpans: ([2: .span], nil)
-        case .span: ([11: .event, 13: .link], 9)
-        case .event: ([:], 3)
-        case .link: ([:], 4)
+        case .request: ([OTLPField.ExportTraceServiceRequest.resourceSpans: .resourceSpans], nil)
+        case .resourceSpans: ([OTLPField.ResourceSpans.resource: .resource, OTLPField.ResourceSpans.scopeSpans: .scopeSpans], nil)
+        case .resource: ([:], OTLPField.Resource.attributes)
+        case .scopeSpans: ([OTLPField.ScopeSpans.spans: .span], nil)
+        case .span: ([OTLPField.Span.events: .event, OTLPField.Span.links: .link], OTLPField.Span.attributes)
+        case .event: ([:], OTLPField.Event.attributes)
+        case .link: ([:], OTLPField.Link.attributes)
         }
     }
 
@@ -124,9 +124,9 @@ public struct Redactor: @unchecked Sendable {
             if wireType == 2 && (field == attributesField || nested[field] != nil) {
                 let value = try reader.readLengthDelimited()
                 if field == attributesField {
-                    try rewriteAttribute(raw, value, field: UInt32(field), into: &out, counts: &counts)
+                    try rewriteAttribute(raw, value, field: field, into: &out, counts: &counts)
                 } else {
-                    let marker = out.beginNested(UInt32(field))
+                    let marker = out.beginNested(field)
                     try rewrite(raw, value, as: nested[field]!, into: &out, counts: &counts)
                     out.endNested(marker)
                 }
@@ -188,8 +188,8 @@ public struct Redactor: @unchecked Sendable {
             return
         }
         let marker = out.beginNested(field)
-        if let key { out.writeBytesField(1, UnsafeRawBufferPointer(rebasing: raw[key])) }
-        out.writeNested(2) { $0.writeStringField(1, newValue) }
+        if let key { out.writeBytesField(OTLPField.KeyValue.key, UnsafeRawBufferPointer(rebasing: raw[key])) }
+        out.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, newValue) }
         out.endNested(marker)
     }
 

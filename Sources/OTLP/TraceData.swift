@@ -199,7 +199,7 @@ public struct TraceData: Sendable {
         do {
             while !reader.isAtEnd {
                 let (field, wireType) = try reader.readTag()
-                if field == 5 && wireType == 2 {
+                if field == OTLPField.Span.name && wireType == 2 {
                     let range = try reader.readLengthDelimited()
                     return ByteRange(offset: range.lowerBound, count: range.count)
                 }
@@ -274,31 +274,31 @@ extension TraceData {
         var index = 0
         while index < spans.count {
             let envelope = envelopes[Int(spans[index].envelope)]
-            let resourceSpans = writer.beginNested(1)
-            withBytes(envelope.resource) { writer.writeBytesField(1, $0) }
-            let scopeSpans = writer.beginNested(2)
-            if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(1, $0) } }
+            let resourceSpans = writer.beginNested(OTLPField.ExportTraceServiceRequest.resourceSpans)
+            withBytes(envelope.resource) { writer.writeBytesField(OTLPField.ResourceSpans.resource, $0) }
+            let scopeSpans = writer.beginNested(OTLPField.ResourceSpans.scopeSpans)
+            if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(OTLPField.ScopeSpans.scope, $0) } }
             let current = spans[index].envelope
             while index < spans.count && spans[index].envelope == current {
                 var suffix = attribute
                 if let replacement = traceState?(index) {
                     var field = ProtoWriter()
-                    field.writeStringField(3, replacement)
+                    field.writeStringField(OTLPField.Span.traceState, replacement)
                     suffix += field.bytes
                 }
                 if suffix.isEmpty {
-                    withBytes(spans[index].encoded) { writer.writeBytesField(2, $0) }
+                    withBytes(spans[index].encoded) { writer.writeBytesField(OTLPField.ScopeSpans.spans, $0) }
                 } else {
-                    writer.writeTag(field: 2, wireType: 2)
+                    writer.writeTag(field: OTLPField.ScopeSpans.spans, wireType: 2)
                     writer.writeVarint(UInt64(spans[index].encoded.count) + UInt64(suffix.count))
                     withBytes(spans[index].encoded) { writer.bytes.append(contentsOf: $0) }
                     writer.bytes.append(contentsOf: suffix)
                 }
                 index += 1
             }
-            if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL) { writer.writeBytesField(3, $0) } }
+            if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL) { writer.writeBytesField(OTLPField.ScopeSpans.schemaURL, $0) } }
             writer.endNested(scopeSpans)
-            if envelope.resourceSchemaURL.count > 0 { withBytes(envelope.resourceSchemaURL) { writer.writeBytesField(3, $0) } }
+            if envelope.resourceSchemaURL.count > 0 { withBytes(envelope.resourceSchemaURL) { writer.writeBytesField(OTLPField.ResourceSpans.schemaURL, $0) } }
             writer.endNested(resourceSpans)
         }
         return writer.bytes
@@ -308,9 +308,9 @@ extension TraceData {
     public static func policyAttribute(_ policy: String) -> [UInt8] {
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(policy.utf8.count + policyAttributeKey.utf8.count + 16)
-        writer.writeNested(9) { kv in
-            kv.writeStringField(1, policyAttributeKey)
-            kv.writeNested(2) { $0.writeStringField(1, policy) }
+        writer.writeNested(OTLPField.Span.attributes) { kv in
+            kv.writeStringField(OTLPField.KeyValue.key, policyAttributeKey)
+            kv.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, policy) }
         }
         return writer.bytes
     }
@@ -318,9 +318,9 @@ extension TraceData {
     /// Span field 9 (attributes) holding `key` = `value` (a string), encoded.
     public static func stringAttribute(_ key: String, _ value: String) -> [UInt8] {
         var writer = ProtoWriter()
-        writer.writeNested(9) { kv in
-            kv.writeStringField(1, key)
-            kv.writeNested(2) { $0.writeStringField(1, value) }
+        writer.writeNested(OTLPField.Span.attributes) { kv in
+            kv.writeStringField(OTLPField.KeyValue.key, key)
+            kv.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, value) }
         }
         return writer.bytes
     }
@@ -328,9 +328,9 @@ extension TraceData {
     /// Span field 9 (attributes) holding `key` = `value` (an int), encoded.
     public static func intAttribute(_ key: String, _ value: Int64) -> [UInt8] {
         var writer = ProtoWriter()
-        writer.writeNested(9) { kv in
-            kv.writeStringField(1, key)
-            kv.writeNested(2) { $0.writeVarintField(3, UInt64(bitPattern: value)) }
+        writer.writeNested(OTLPField.Span.attributes) { kv in
+            kv.writeStringField(OTLPField.KeyValue.key, key)
+            kv.writeNested(OTLPField.KeyValue.value) { $0.writeVarintField(OTLPField.AnyValue.intValue, UInt64(bitPattern: value)) }
         }
         return writer.bytes
     }

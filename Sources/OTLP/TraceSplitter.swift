@@ -100,22 +100,22 @@ public struct TraceSplitter: Sendable {
             let scopeIndex = batch.spans[Int(spans[index])].scopeIndex
             let resourceIndex = batch.scopes[Int(scopeIndex)].resourceIndex
             let resource = batch.resources[Int(resourceIndex)]
-            let resourceSpans = writer.beginNested(1)
-            if resource.encoded.count > 0 { batch.withBytes(resource.encoded) { writer.writeBytesField(1, $0) } }
+            let resourceSpans = writer.beginNested(OTLPField.ExportTraceServiceRequest.resourceSpans)
+            if resource.encoded.count > 0 { batch.withBytes(resource.encoded) { writer.writeBytesField(OTLPField.ResourceSpans.resource, $0) } }
             while index < spans.endIndex {
                 let scopeIndex = batch.spans[Int(spans[index])].scopeIndex
                 let scope = batch.scopes[Int(scopeIndex)]
                 guard scope.resourceIndex == resourceIndex else { break }
-                let scopeSpans = writer.beginNested(2)
-                if scope.encoded.count > 0 { batch.withBytes(scope.encoded) { writer.writeBytesField(1, $0) } }
+                let scopeSpans = writer.beginNested(OTLPField.ResourceSpans.scopeSpans)
+                if scope.encoded.count > 0 { batch.withBytes(scope.encoded) { writer.writeBytesField(OTLPField.ScopeSpans.scope, $0) } }
                 while index < spans.endIndex, batch.spans[Int(spans[index])].scopeIndex == scopeIndex {
-                    batch.withBytes(batch.spans[Int(spans[index])].encoded) { writer.writeBytesField(2, $0) }
+                    batch.withBytes(batch.spans[Int(spans[index])].encoded) { writer.writeBytesField(OTLPField.ScopeSpans.spans, $0) }
                     index += 1
                 }
-                if scope.schemaURL.count > 0 { batch.withBytes(scope.schemaURL) { writer.writeBytesField(3, $0) } }
+                if scope.schemaURL.count > 0 { batch.withBytes(scope.schemaURL) { writer.writeBytesField(OTLPField.ScopeSpans.schemaURL, $0) } }
                 writer.endNested(scopeSpans)
             }
-            if resource.schemaURL.count > 0 { batch.withBytes(resource.schemaURL) { writer.writeBytesField(3, $0) } }
+            if resource.schemaURL.count > 0 { batch.withBytes(resource.schemaURL) { writer.writeBytesField(OTLPField.ResourceSpans.schemaURL, $0) } }
             writer.endNested(resourceSpans)
         }
         return writer.bytes

@@ -76,14 +76,16 @@ struct WireReader {
 
     /// Reads a tag; returns the field number and wire type.
     @inlinable
-    mutating func readTag() throws(WireFault) -> (field: UInt64, wireType: UInt8) {
+    mutating func readTag() throws(WireFault) -> (field: UInt32, wireType: UInt8) {
         let start = position
         let tag = try readVarint()
         let field = tag >> 3
         let wireType = UInt8(truncatingIfNeeded: tag & 7)
         if field == 0 { throw WireFault(.malformedVarint, at: start, "field number 0") }
+        // Protobuf's largest field number is 2^29 - 1; a larger one is not a tag any encoder writes.
+        if field > 0x1FFF_FFFF { throw WireFault(.malformedVarint, at: start, "field number above 2^29 - 1") }
         if wireType > 5 { throw WireFault(.invalidWireType, at: start, "wire type", value: Int(wireType)) }
-        return (field, wireType)
+        return (UInt32(truncatingIfNeeded: field), wireType)
     }
 
     /// Reads a length prefix and returns the absolute range of the payload, checked against `end`.

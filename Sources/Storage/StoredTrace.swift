@@ -62,21 +62,21 @@ public enum TraceMerger {
             if openResource.map({ $0.resource != resourceKey.0 || $0.schema != resourceKey.1 }) ?? true {
                 if let scopeMessage { writer.endNested(scopeMessage) }
                 if let resourceMessage { writer.endNested(resourceMessage) }
-                resourceMessage = writer.beginNested(1)
-                writer.writeBytesField(1, resourceKey.0)
-                if !resourceKey.1.isEmpty { writer.writeBytesField(3, resourceKey.1) }
+                resourceMessage = writer.beginNested(OTLPField.ExportTraceServiceRequest.resourceSpans)
+                writer.writeBytesField(OTLPField.ResourceSpans.resource, resourceKey.0)
+                if !resourceKey.1.isEmpty { writer.writeBytesField(OTLPField.ResourceSpans.schemaURL, resourceKey.1) }
                 openResource = resourceKey
                 openScope = nil
                 scopeMessage = nil
             }
             if openScope.map({ $0.scope != scopeKey.0 || $0.schema != scopeKey.1 }) ?? true {
                 if let scopeMessage { writer.endNested(scopeMessage) }
-                scopeMessage = writer.beginNested(2)
-                writer.writeBytesField(1, scopeKey.0)
-                if !scopeKey.1.isEmpty { writer.writeBytesField(3, scopeKey.1) }
+                scopeMessage = writer.beginNested(OTLPField.ResourceSpans.scopeSpans)
+                writer.writeBytesField(OTLPField.ScopeSpans.scope, scopeKey.0)
+                if !scopeKey.1.isEmpty { writer.writeBytesField(OTLPField.ScopeSpans.schemaURL, scopeKey.1) }
                 openScope = scopeKey
             }
-            let spanMessage = writer.beginNested(2)
+            let spanMessage = writer.beginNested(OTLPField.ScopeSpans.spans)
             // Pieces stored since the policy is encoded with the trace carry it already.
             let carriesPolicy = batch.withBytes(span.encoded) { bytes -> Bool in
                 writer.bytes.append(contentsOf: bytes)
@@ -84,9 +84,9 @@ public enum TraceMerger {
             }
             if let policies, !policies[index].isEmpty, !carriesPolicy {
                 // Appending a field keeps every received byte of the span as it was.
-                writer.writeNested(9) { kv in
-                    kv.writeStringField(1, "tailgate.policy")
-                    kv.writeNested(2) { $0.writeStringField(1, policies[index]) }
+                writer.writeNested(OTLPField.Span.attributes) { kv in
+                    kv.writeStringField(OTLPField.KeyValue.key, "tailgate.policy")
+                    kv.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, policies[index]) }
                 }
             }
             writer.endNested(spanMessage)

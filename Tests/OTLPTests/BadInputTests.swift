@@ -54,6 +54,18 @@ import Testing
         #expect(reason([0x08, 0x01])?.reason == .invalidWireType)
     }
 
+    /// Field numbers stop at 2^29 - 1 (protobuf's limit): a tag above it is not skipped as an unknown
+    /// field but refused where it stands. The tag below is field 2^29, varint wire type, built by hand:
+    /// (2^29 << 3) = 2^32, LEB128 80 80 80 80 10.
+    @Test func fieldNumberAboveTheLimit() {
+        let error = reason([0x80, 0x80, 0x80, 0x80, 0x10, 0x00])
+        #expect(error?.reason == .malformedVarint)
+        #expect(error?.byteOffset == 0)
+        #expect(error.map { "\($0)" }?.contains("field number above 2^29 - 1") == true)
+        // The largest legal one, (2^29 - 1) << 3 = FF FF FF FF 0F, is an unknown field: skipped.
+        #expect(reason([0xF8, 0xFF, 0xFF, 0xFF, 0x0F, 0x00]) == nil)
+    }
+
     @Test func lengthPastTheEnd() {
         let error = reason([0x0A, 0x05, 0x01])
         #expect(error?.reason == .lengthOutOfBounds)
