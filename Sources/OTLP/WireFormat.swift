@@ -81,9 +81,10 @@ struct WireReader {
         let tag = try readVarint()
         let field = tag >> 3
         let wireType = UInt8(truncatingIfNeeded: tag & 7)
-        if field == 0 { throw WireFault(.malformedVarint, at: start, "field number 0") }
-        // Protobuf's largest field number is 2^29 - 1; a larger one is not a tag any encoder writes.
-        if field > 0x1FFF_FFFF { throw WireFault(.malformedVarint, at: start, "field number above 2^29 - 1") }
+        // Field numbers run from 1 to protobuf's 2^29 - 1 (one comparison on the happy path: 0 wraps).
+        if field &- 1 >= 0x1FFF_FFFF {
+            throw WireFault(.malformedVarint, at: start, field == 0 ? "field number 0" : "field number above 2^29 - 1")
+        }
         if wireType > 5 { throw WireFault(.invalidWireType, at: start, "wire type", value: Int(wireType)) }
         return (UInt32(truncatingIfNeeded: field), wireType)
     }
