@@ -336,6 +336,10 @@ public final class Engine: Sendable {
             out.sample("tailgate_delivery_ledger_entries", [("kind", "deliveries")], ledger.deliveries)
             out.sample("tailgate_delivery_ledger_entries", [("kind", "early_acknowledgements")], ledger.earlyAcknowledgements)
             out.sample("tailgate_delivery_ledger_entries", [("kind", "polls_in_flight")], ledger.pollsInFlight)
+            out.counter(
+                "tailgate_delivery_anomalies_total",
+                "Events the delivery ledger found naming nothing it knew (a duplicate or stray sink acknowledgement, a release of an offset not held); should stay 0.",
+                sampling.ledgerAnomalies)
             out.gauge("tailgate_kafka_offset_gaps_pending", "Gaps the consumer was sent back for and that are not settled yet (their offsets are held).", gaps.pending)
         }
         sinks.withLock { $0 }?.write(into: &out)

@@ -58,7 +58,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     let pressureHandler: Mutex<(@Sendable (Bool) -> Void)?> = Mutex(nil)
     let pressureLog = LogThrottle(interval: .seconds(60))
     /// The ledger's last answer and size, for other threads (tests, metrics).
-    private let published = Mutex<(offsets: [TopicPartition: Int64], size: DeliveryLedger.Size)>(([:], .init()))
+    private let published = Mutex<(offsets: [TopicPartition: Int64], size: DeliveryLedger.Size, anomalies: Int)>(([:], .init(), 0))
 
     public init(
         rules: RuleStore, metrics: SamplingMetrics, shardCount: Int, bufferLimit: Int, fanOut: KeptTraceFanOut,
@@ -160,7 +160,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         var byPartition: [TopicPartition: Int64] = [:]
         for (lane, offset) in result { if let partition = partitionOf[lane] { byPartition[partition] = offset } }
         let size = ledger.size
-        published.withLock { $0 = (byPartition, size) }
+        let anomalies = ledger.anomalies
+        published.withLock { $0 = (byPartition, size, anomalies) }
         return result
     }
 
@@ -169,6 +170,10 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     /// What the ledger held at its last answer.
     public var ledgerSize: DeliveryLedger.Size { published.withLock { $0.size } }
+
+    /// Events the ledger found naming nothing it knew (a duplicate or stray acknowledgement, a release
+    /// of an offset not held): 0 unless something upstream is wrong.
+    public var ledgerAnomalies: Int { published.withLock { $0.anomalies } }
 
     /// New lanes: the ledger starts keeping their offsets (only here: a message of a lane it does not
     /// know is neither held nor committed).

@@ -30,11 +30,15 @@ public struct DeliveryLedger: Sendable {
     /// One assignment of one partition.
     public typealias Lane = UInt32
 
-    /// Names one delivery (a kept trace or late span handed to the sinks).
+    /// Names one delivery (a kept trace or late span handed to the sinks). Its top 16 bits name the
+    /// issuer (the engine: a shard), whose tokens increase and whose deliveries reach the ledger in
+    /// that order: so an acknowledgement for a token at or below the issuer's last delivery, and not
+    /// pending, is a duplicate or names nothing — an anomaly, not an early acknowledgement to keep.
     public struct Token: Hashable, Sendable, CustomStringConvertible {
         public var raw: UInt64
         public init(_ raw: UInt64) { self.raw = raw }
         public var description: String { "#\(raw)" }
+        var issuer: UInt16 { UInt16(truncatingIfNeeded: raw >> 48) }
     }
 
     /// How many sinks must acknowledge a delivery (at least one; the engine's "no sink" acknowledges
@@ -43,6 +47,8 @@ public struct DeliveryLedger: Sendable {
 
     private var lanes: [Lane: LaneState] = [:]
     private var deliveries: [Token: Delivery] = [:]
+    /// Per issuer, the highest token delivered so far.
+    private var lastDelivered: [UInt16: UInt64] = [:]
     /// Acknowledgements that arrived before their delivery was recorded (a sink can answer before the
     /// shard's events reach the owner); consumed when it is.
     private var early: [Token: (acknowledged: UInt64, at: UInt64)] = [:]
@@ -219,6 +225,12 @@ public struct DeliveryLedger: Sendable {
         public var token: Token
         public var note: UInt64
         public var at: UInt64 = 0
+
+        public init(token: Token, note: UInt64, at: UInt64 = 0) {
+            self.token = token
+            self.note = note
+            self.at = at
+        }
     }
 
     /// The holds on `positions` (a kept trace's lowest offset per partition, or a late span's) pass
@@ -226,6 +238,7 @@ public struct DeliveryLedger: Sendable {
     /// every sink answered before the delivery was recorded.
     @discardableResult
     public mutating func deliver(_ token: Token, _ positions: some Collection<SourcePosition>, note: UInt64 = 0) -> Completed? {
+        lastDelivered[token.issuer] = max(lastDelivered[token.issuer] ?? 0, token.raw)
         let (acknowledged, at) = early.removeValue(forKey: token) ?? (0, 0)
         if acknowledged == allSinks {
             // Every sink answered before the delivery was recorded.
@@ -246,6 +259,11 @@ public struct DeliveryLedger: Sendable {
         precondition(sink >= 0 && sink < sinks, "sink \(sink) of \(sinks)")
         let bit = UInt64(1) << UInt64(sink)
         guard var delivery = deliveries[token] else {
+            if let last = lastDelivered[token.issuer], token.raw <= last {
+                // Completed already (a duplicate), or never delivered: remembering it would leak.
+                anomalies += 1
+                return nil
+            }
             early[token, default: (0, 0)].acknowledged |= bit
             early[token]!.at = max(early[token]!.at, at)
             return nil
@@ -257,7 +275,7 @@ public struct DeliveryLedger: Sendable {
         delivery.acknowledged |= bit
         if delivery.acknowledged == allSinks {
             deliveries[token] = nil
-            release(delivery.first!)
+            if let first = delivery.first { release(first) }
             for position in delivery.more ?? [] { release(position) }
             return Completed(token: token, note: delivery.note, at: at)
         }
