@@ -266,6 +266,26 @@ public final class Engine: Sendable {
         if let budget { loop.maxBytesPerPoll = budget.pollBytes }
     }
 
+    /// What a status line shows of the sampling stage, read without reaching into it.
+    public struct Glance: Sendable {
+        public var decisions = SamplingMetrics.Counts()
+        public var bufferedTraces = 0
+        public var bufferedBytes = 0
+        /// Series of `traces_spanmetrics_*` and edges of the service graph.
+        public var redSeries = 0
+        public var serviceGraphEdges = 0
+    }
+
+    /// Decisions, buffer and series so far (zeros for an ingest-only engine).
+    public var glance: Glance {
+        guard let sampling else { return Glance() }
+        let buffered = sampling.metrics.buffered
+        return Glance(
+            decisions: sampling.metrics.snapshot, bufferedTraces: buffered.traces, bufferedBytes: buffered.bytes,
+            redSeries: sampling.spanMetrics.registry.seriesCount(.spanMetrics),
+            serviceGraphEdges: sampling.spanMetrics.registry.seriesCount(.serviceGraph))
+    }
+
     /// Stop fetching, decide what is buffered, commit, leave the group; ``run()`` then returns.
     public func requestStop() { loop.requestStop() }
 

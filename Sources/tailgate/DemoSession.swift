@@ -1,6 +1,5 @@
 import Engine
 import Foundation
-import SpanMetrics
 import Traffic
 import Kafka
 import OTLP
@@ -144,17 +143,16 @@ final class DemoSession: Sendable {
 
         func status(elapsed: Duration, spansPerSecond: Double) -> Status {
             let received = engine.metrics.snapshot
-            let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
-            let buffered = engine.sampling?.metrics.buffered ?? (traces: 0, spans: 0, bytes: 0)
-            let registry = engine.sampling?.spanMetrics.registry
+            let glance = engine.glance
+            let decisions = glance.decisions
             let sent = producer.sent
             return Status(
                 elapsed: elapsed, tracesSent: sent.traces, spansSent: sent.spans, spansReceived: received.spansReceived,
                 spansPerSecond: spansPerSecond, messagesRejected: received.totalMessagesRejected,
                 lag: engine.metrics.consumerLag.values.reduce(0, +), partitionsAssigned: engine.metrics.partitionsAssigned,
-                keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped, bufferedTraces: buffered.traces,
-                bufferedBytes: buffered.bytes, redSeries: registry?.seriesCount(.spanMetrics) ?? 0,
-                serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0, httpAddress: engine.boundHTTPAddress,
+                keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped, bufferedTraces: glance.bufferedTraces,
+                bufferedBytes: glance.bufferedBytes, redSeries: glance.redSeries,
+                serviceGraphEdges: glance.serviceGraphEdges, httpAddress: engine.boundHTTPAddress,
                 exampleErrorTrace: kept.exampleErrorTrace, sinkFailure: engine.sinkFailure)
         }
 
@@ -187,19 +185,19 @@ final class DemoSession: Sendable {
         while !engineThread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
         producer = nil
         let totals = engine.metrics.snapshot
-        let decisions = engine.sampling?.metrics.snapshot ?? SamplingMetrics.Counts()
+        let glance = engine.glance
+        let decisions = glance.decisions
         let bytesStored = options.dataDirectory.map { directory in
             (try? FileManager.default.contentsOfDirectory(atPath: directory))?.reduce(0) { total, name in
                 total + ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0)
             } ?? 0
         }
-        let registry = engine.sampling?.spanMetrics.registry
         let result = Summary(
             traces: sent.traces, errorTraces: sent.errorTraces, slowTraces: sent.slowTraces, spansSent: sent.spans,
             spansReceived: totals.spansReceived, distinctTraces: decisions.kept + decisions.dropped, bytesIn: totals.bytesReceived,
             messagesRejected: totals.totalMessagesRejected, keptByPolicy: decisions.keptByPolicy, tracesDropped: decisions.dropped,
             errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
-            redSeries: registry?.seriesCount(.spanMetrics) ?? 0, serviceGraphEdges: registry?.seriesCount(.serviceGraph) ?? 0,
+            redSeries: glance.redSeries, serviceGraphEdges: glance.serviceGraphEdges,
             exampleErrorTrace: kept.exampleErrorTrace, tracesStored: engineSummary.withLock { $0 }?.tracesStored ?? 0,
             sinkFailure: failure ?? engine.sinkFailure)
         return result
