@@ -137,76 +137,190 @@ public struct Redactor: @unchecked Sendable {
         }
     }
 
-    /// One `KeyValue`: copied, dropped, or written again with a new value.
+    /// One `KeyValue`: copied, dropped, or written again with a new value. A rule whose key matches
+    /// applies to the value's strings wherever they are: the string itself, or every string inside an
+    /// array or a map, at any depth (the semantic conventions record HTTP headers as string arrays).
     private func rewriteAttribute(
         _ raw: UnsafeRawBufferPointer, _ range: Range<Int>, field: UInt32, into out: inout ProtoWriter, counts: inout Counts
     ) throws(WireFault) {
         var reader = WireReader(base: raw.baseAddress!, range: range)
         var key: Range<Int>?
-        var value: Range<Int>?
+        var valueRange: Range<Int>?
         while !reader.isAtEnd {
             let (number, wireType) = try reader.readTag()
-            if number == 1 && wireType == 2 {
+            if number == OTLPField.KeyValue.key && wireType == 2 {
                 key = try reader.readLengthDelimited()
-            } else if number == 2 && wireType == 2 {
-                value = try reader.readLengthDelimited()
+            } else if number == OTLPField.KeyValue.value && wireType == 2 {
+                valueRange = try reader.readLengthDelimited()
             } else {
                 try reader.skip(wireType: wireType)
             }
         }
         let keyText = key.map { String(decoding: UnsafeRawBufferPointer(rebasing: raw[$0]), as: UTF8.self) } ?? ""
-        var stringValue: String? = try value.flatMap { (range) throws(WireFault) in try Self.stringValue(raw, range) }
-        var replaced = false
+        // The value as it stands after the rules so far (nil: unchanged, still at `valueRange`).
+        var value: Value? = nil
         for rule in rules where rule.keys.isEmpty || rule.keys.contains(where: { $0.matches(keyText) }) {
+            if value == nil { value = try valueRange.map { (range) throws(WireFault) in try Value(raw, range) } ?? .other([]) }
+            let matches = { (text: String) in rule.values.contains(where: { text.contains($0) }) }
             switch rule.action {
-            case .delete, .hash:
-                if !rule.values.isEmpty {
-                    guard let text = stringValue, rule.values.contains(where: { text.contains($0) }) else { continue }
+            case .delete:
+                if !rule.values.isEmpty && !value!.anyString(matches) { continue }
+                counts.deleted += 1
+                return
+            case .hash:
+                if case .other(let bytes) = value!, rule.values.isEmpty {
+                    // A scalar that is not a string (an int, a double): its encoding, hashed.
+                    value = .string(hashed(bytes), rewritten: true)
+                    counts.hashed += 1
+                    continue
                 }
-                if rule.action == .delete {
-                    counts.deleted += 1
-                    return
-                }
-                let plain: [UInt8] = stringValue.map { Array($0.utf8) }
-                    ?? value.map { Array(UnsafeRawBufferPointer(rebasing: raw[$0])) } ?? []
-                stringValue = hashed(plain)
-                replaced = true
-                counts.hashed += 1
+                let changed = value!.rewriteStrings { text in rule.values.isEmpty || matches(text) ? hashed(Array(text.utf8)) : nil }
+                if changed { counts.hashed += 1 }
             case .mask:
-                guard let text = stringValue else { continue }
-                var masked = text
-                for pattern in rule.values { masked = masked.replacing(pattern, with: rule.replacement) }
-                if masked != text {
-                    stringValue = masked
-                    replaced = true
-                    counts.masked += 1
+                let changed = value!.rewriteStrings { text in
+                    var masked = text
+                    for pattern in rule.values { masked = masked.replacing(pattern, with: rule.replacement) }
+                    return masked == text ? nil : masked
                 }
+                if changed { counts.masked += 1 }
             }
         }
-        guard replaced, let newValue = stringValue else {
+        guard let value, value.isRewritten else {
             out.writeBytesField(field, UnsafeRawBufferPointer(rebasing: raw[range]))
             return
         }
         let marker = out.beginNested(field)
         if let key { out.writeBytesField(OTLPField.KeyValue.key, UnsafeRawBufferPointer(rebasing: raw[key])) }
-        out.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, newValue) }
+        out.writeNested(OTLPField.KeyValue.value) { value.encode(into: &$0) }
         out.endNested(marker)
     }
 
-    /// An `AnyValue`'s `string_value`, if that is what it holds.
-    private static func stringValue(_ raw: UnsafeRawBufferPointer, _ range: Range<Int>) throws(WireFault) -> String? {
-        var reader = WireReader(base: raw.baseAddress!, range: range)
-        var result: String?
-        while !reader.isAtEnd {
-            let (number, wireType) = try reader.readTag()
-            if number == 1 && wireType == 2 {
-                let text = try reader.readLengthDelimited()
-                result = String(decoding: UnsafeRawBufferPointer(rebasing: raw[text]), as: UTF8.self)
-            } else {
-                try reader.skip(wireType: wireType)
+    /// An attribute's `AnyValue` while the rules work on it: strings, arrays and maps opened up (to any
+    /// depth), everything else kept as its encoded bytes.
+    indirect enum Value {
+        case string(String, rewritten: Bool = false)
+        case array([Value])
+        case map([(key: [UInt8], value: Value?)])
+        /// Any other value (int, double, bool, bytes, empty): its `AnyValue` bytes.
+        case other([UInt8])
+
+        init(_ raw: UnsafeRawBufferPointer, _ range: Range<Int>) throws(WireFault) {
+            var reader = WireReader(base: raw.baseAddress!, range: range)
+            var result = Value.other(Array(UnsafeRawBufferPointer(rebasing: raw[range])))
+            while !reader.isAtEnd {
+                let (number, wireType) = try reader.readTag()
+                switch (number, wireType) {
+                case (OTLPField.AnyValue.stringValue, 2):
+                    let text = try reader.readLengthDelimited()
+                    result = .string(String(decoding: UnsafeRawBufferPointer(rebasing: raw[text]), as: UTF8.self))
+                case (OTLPField.AnyValue.arrayValue, 2):
+                    var elements: [Value] = []
+                    var array = WireReader(base: raw.baseAddress!, range: try reader.readLengthDelimited())
+                    while !array.isAtEnd {
+                        let (element, type) = try array.readTag()
+                        if element == OTLPField.ArrayValue.values && type == 2 {
+                            elements.append(try Value(raw, try array.readLengthDelimited()))
+                        } else {
+                            try array.skip(wireType: type)
+                        }
+                    }
+                    result = .array(elements)
+                case (OTLPField.AnyValue.kvlistValue, 2):
+                    var entries: [(key: [UInt8], value: Value?)] = []
+                    var list = WireReader(base: raw.baseAddress!, range: try reader.readLengthDelimited())
+                    while !list.isAtEnd {
+                        let (entry, type) = try list.readTag()
+                        guard entry == OTLPField.KeyValueList.values && type == 2 else {
+                            try list.skip(wireType: type)
+                            continue
+                        }
+                        var keyValue = WireReader(base: raw.baseAddress!, range: try list.readLengthDelimited())
+                        var key: [UInt8] = []
+                        var value: Value?
+                        while !keyValue.isAtEnd {
+                            let (part, partType) = try keyValue.readTag()
+                            if part == OTLPField.KeyValue.key && partType == 2 {
+                                key = Array(UnsafeRawBufferPointer(rebasing: raw[try keyValue.readLengthDelimited()]))
+                            } else if part == OTLPField.KeyValue.value && partType == 2 {
+                                value = try Value(raw, try keyValue.readLengthDelimited())
+                            } else {
+                                try keyValue.skip(wireType: partType)
+                            }
+                        }
+                        entries.append((key, value))
+                    }
+                    result = .map(entries)
+                default:
+                    try reader.skip(wireType: wireType)
+                }
+            }
+            self = result
+        }
+
+        /// Whether any string in it satisfies `test`.
+        func anyString(_ test: (String) -> Bool) -> Bool {
+            switch self {
+            case .string(let text, _): test(text)
+            case .array(let elements): elements.contains { $0.anyString(test) }
+            case .map(let entries): entries.contains { $0.value?.anyString(test) ?? false }
+            case .other: false
             }
         }
-        return result
+
+        /// Replaces every string for which `transform` returns a new text; whether any changed.
+        mutating func rewriteStrings(_ transform: (String) -> String?) -> Bool {
+            switch self {
+            case .string(let text, let rewritten):
+                guard let replacement = transform(text) else { return false }
+                self = .string(replacement, rewritten: rewritten || replacement != text)
+                return true
+            case .array(var elements):
+                var changed = false
+                for index in elements.indices where elements[index].rewriteStrings(transform) { changed = true }
+                self = .array(elements)
+                return changed
+            case .map(var entries):
+                var changed = false
+                for index in entries.indices where entries[index].value?.rewriteStrings(transform) ?? false { changed = true }
+                self = .map(entries)
+                return changed
+            case .other:
+                return false
+            }
+        }
+
+        /// Whether anything in it was replaced (else the original bytes are copied).
+        var isRewritten: Bool {
+            switch self {
+            case .string(_, let rewritten): rewritten
+            case .array(let elements): elements.contains(where: \.isRewritten)
+            case .map(let entries): entries.contains { $0.value?.isRewritten ?? false }
+            case .other: false
+            }
+        }
+
+        /// The `AnyValue` encoding (the body of the field that holds it).
+        func encode(into writer: inout ProtoWriter) {
+            switch self {
+            case .string(let text, _):
+                writer.writeStringField(OTLPField.AnyValue.stringValue, text)
+            case .array(let elements):
+                writer.writeNested(OTLPField.AnyValue.arrayValue) { array in
+                    for element in elements { array.writeNested(OTLPField.ArrayValue.values) { element.encode(into: &$0) } }
+                }
+            case .map(let entries):
+                writer.writeNested(OTLPField.AnyValue.kvlistValue) { list in
+                    for entry in entries {
+                        list.writeNested(OTLPField.KeyValueList.values) { keyValue in
+                            keyValue.writeBytesField(OTLPField.KeyValue.key, entry.key)
+                            if let value = entry.value { keyValue.writeNested(OTLPField.KeyValue.value) { value.encode(into: &$0) } }
+                        }
+                    }
+                }
+            case .other(let bytes):
+                writer.bytes.append(contentsOf: bytes)
+            }
+        }
     }
 }
 

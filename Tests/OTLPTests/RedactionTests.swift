@@ -78,6 +78,71 @@ import Testing
         #expect(json.contains("/checkout"))
     }
 
+    /// Values inside arrays and maps, at any depth, as the semantic conventions record HTTP headers
+    /// (`http.request.header.<name>: ["…"]`): masks and hashes reach every string in them, a delete's
+    /// value filter looks at every string, and nothing else in the value changes. Hashes computed with
+    /// Python's `hmac.new(key, value, sha256)`, first 16 bytes.
+    @Test func redactsStringsInsideArraysAndMapsAtAnyDepth() throws {
+        func keyValue(_ writer: inout ProtoWriter, field: UInt32, _ key: String, _ value: (inout ProtoWriter) -> Void) {
+            writer.writeNested(field) { kv in
+                kv.writeStringField(1, key)
+                kv.writeNested(2, value)
+            }
+        }
+        func strings(_ values: [String]) -> (inout ProtoWriter) -> Void {
+            { any in any.writeNested(5) { array in for value in values { array.writeNested(1) { $0.writeStringField(1, value) } } } }
+        }
+        var writer = ProtoWriter()
+        writer.writeNested(1) { rs in
+            rs.writeNested(2) { ss in
+                ss.writeNested(2) { span in
+                    span.writeBytesField(1, TraceID(high: 1, low: 2).bytes)
+                    span.writeBytesField(2, SpanID(rawValue: 3).bytes)
+                    span.writeStringField(5, "POST /pay")
+                    keyValue(&span, field: 9, "http.request.header.x-card", strings(["4111 1111 1111 1111", "ok"]))
+                    keyValue(&span, field: 9, "billing.email", strings(["rex@dogbook.example", "pup@dogbook.example"]))
+                    keyValue(&span, field: 9, "http.response.header.set-cookie", strings(["theme=dark", "secret=1"]))
+                    keyValue(&span, field: 9, "http.response.header.vary", strings(["accept"]))
+                    keyValue(&span, field: 9, "payment.details") { any in
+                        any.writeNested(6) { list in
+                            list.writeNested(1) { kv in
+                                kv.writeStringField(1, "card")
+                                kv.writeNested(2) { $0.writeStringField(1, "5500 0000 0000 0004") }
+                            }
+                            list.writeNested(1) { kv in
+                                kv.writeStringField(1, "amount")
+                                kv.writeNested(2) { $0.writeVarintField(3, 42) }
+                            }
+                            list.writeNested(1) { kv in
+                                kv.writeStringField(1, "history")
+                                kv.writeNested(2, strings(["paid 4111-1111-1111-1111 twice"]))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let rules = [
+            RedactionRule(action: .delete, keys: ["http.response.header.*"], values: ["secret"]),
+            RedactionRule(action: .hash, keys: ["*.email"]),
+            RedactionRule(action: .mask, values: ["\\b(?:[0-9][ -]?){12,15}[0-9]\\b"], replacement: "[card]"),
+        ]
+        let redactor = try Redactor(rules: rules, hashKey: Array("a key of sixteen bytes or more".utf8))
+        let (redacted, counts) = try redactor.redact(request: writer.bytes)
+        let json = try OTLPJSONWriter.request(redacted, key: "resourceSpans")
+        for raw in ["4111", "5500", "rex@dogbook.example", "pup@dogbook.example", "secret=1", "theme=dark"] {
+            #expect(!json.contains(raw), "\(raw) left in \(json)")
+        }
+        #expect(!json.contains("set-cookie"), "a string in the array matched the delete's filter: the attribute is gone")
+        #expect(json.contains(#"{"stringValue":"[card]"},{"stringValue":"ok"}"#))
+        #expect(json.contains(#"{"stringValue":"hmac:0c2e1a0fdbc8073a3b9c424817799819"},{"stringValue":"hmac:c6ce57ba1fd2863c92947dd3ed880d6c"}"#))
+        #expect(json.contains(#""key":"card","value":{"stringValue":"[card]"}"#))
+        #expect(json.contains(#""key":"amount","value":{"intValue":"42"}"#))
+        #expect(json.contains(#"{"stringValue":"paid [card] twice"}"#))
+        #expect(json.contains(#""key":"http.response.header.vary","value":{"arrayValue":{"values":[{"stringValue":"accept"}]}}"#))
+        #expect(counts == { var c = Redactor.Counts(); c.deleted = 1; c.hashed = 1; c.masked = 2; return c }())
+    }
+
     @Test func noMatchingRuleLeavesTheBytesAsTheyWere() throws {
         let redactor = try Redactor(rules: [RedactionRule(action: .delete, keys: ["nothing.matches"])], hashKey: [])
         let original = request()
