@@ -323,13 +323,23 @@ public final class OTLPHTTPExporter: TraceSink, @unchecked Sendable {
             switch status {
             case 200..<300:
                 return .accepted
-            case 429, 502, 503, 504, 500, 408, 401, 403, 404:
-                // 401/403/404 are configuration errors an operator fixes; until then nothing is lost.
-                return .retry(after: retryAfter(response.headers["Retry-After"].first), reason: "HTTP \(status)")
             case 413:
                 return .tooLarge
+            case 400, 422:
+                // The data itself is refused: halved until the refused trace is alone, then counted.
+                return .rejected(status: status, body: String(decoding: text, as: UTF8.self))
+            case 408, 429:
+                return .retry(after: retryAfter(response.headers["Retry-After"].first), reason: "HTTP \(status)")
+            case 400..<500:
+                // 401, 403, 404, 405, 415, …: the endpoint, its credentials or the encoding is wrong, not
+                // the data. An operator fixes that; until then nothing is dropped: held and retried, the
+                // sink reported failing with the status and what the receiver said.
+                let said = String(decoding: text.prefix(200), as: UTF8.self)
+                return .retry(
+                    after: retryAfter(response.headers["Retry-After"].first),
+                    reason: "HTTP \(status), a configuration error (endpoint, credentials or encoding)\(said.isEmpty ? "" : ": \(said)")")
             default:
-                return status >= 500 ? .retry(after: nil, reason: "HTTP \(status)") : .rejected(status: status, body: String(decoding: text, as: UTF8.self))
+                return .retry(after: retryAfter(response.headers["Retry-After"].first), reason: "HTTP \(status)")
             }
         } catch {
             return .retry(after: nil, reason: "\(error)")

@@ -71,6 +71,27 @@ func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 10)
     }
 
+    /// 415 (the receiver wants another encoding) and 405 say the configuration is wrong, not the data:
+    /// nothing is acknowledged-and-dropped; the sink holds, says it is failing (with the status), and
+    /// delivers everything once the receiver takes it. (Before: acknowledged and dropped.)
+    @Test func aMisconfiguredEndpointHoldsEverythingUntilFixed() throws {
+        let receiver = try TestReceiver(script: [(415, nil), (415, nil), (405, nil)])
+        defer { receiver.shutdown() }
+        var options = OTLPHTTPExporter.Options()
+        options.flushInterval = .milliseconds(20)
+        let exporter = try OTLPHTTPExporter(endpoint: try OTLPEndpoint("http://127.0.0.1:\(receiver.port)"), options: options, logger: quietLogger)
+        defer { exporter.stop() }
+        let stored = Atomic<Int>(0)
+        for trace in 1...5 { exporter.export(request(spans: 2, trace: UInt64(trace))) { stored.add(1, ordering: .relaxed) } }
+        #expect(waitUntil(.seconds(10)) { exporter.statistics.failing?.contains("HTTP 415") ?? false }, "failing, with the status")
+        #expect(stored.load(ordering: .relaxed) == 0, "nothing acknowledged while the receiver refuses the encoding")
+        #expect(waitUntil(.seconds(20)) { stored.load(ordering: .relaxed) == 5 })
+        #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 10, "every span delivered once it is accepted")
+        #expect(exporter.counts.rejectedTraces == 0)
+        #expect(exporter.counts.retries == 3)
+        #expect(exporter.statistics.failing == nil)
+    }
+
     @Test func aPayloadRefusedForGoodIsCountedNotRetried() throws {
         let receiver = try TestReceiver(script: [(400, nil)])
         defer { receiver.shutdown() }
