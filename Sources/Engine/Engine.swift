@@ -217,8 +217,7 @@ public final class Engine: Sendable {
         }
         if let kept { sinks = [kept] }
         let fanOut = KeptTraceFanOut(
-            sinks: sinks, redactor: { rules.rules.redactor },
-            threshold: { trace, policy in rules.rules.keptAnnotation(for: trace, keptBy: policy) }, observer: observeKept,
+            sinks: sinks, redactor: { rules.rules.redactor }, observer: observeKept,
             logger: logger)
         let stage = SamplingStage(
             rules: rules, metrics: samplingMetrics, shardCount: shards,

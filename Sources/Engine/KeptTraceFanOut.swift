@@ -1,7 +1,7 @@
 import Foundation
 public import Logging
 public import OTLP
-public import Sampling
+import Sampling
 import SpanMetrics
 public import Sinks
 import Storage
@@ -15,8 +15,6 @@ public final class KeptTraceFanOut: Sendable {
     public let sinks: [any TraceSink]
     /// The running rules' redaction (it follows reloads); nil: none.
     private let redactor: @Sendable () -> Redactor?
-    /// The `ot=th` a kept trace leaves with (OTEP 235), by the running rules; nil: left as it came.
-    private let threshold: @Sendable (TraceData, String) -> KeptAnnotation
     /// Spans whose tracestate could not carry the threshold (malformed `ot`, no room): sent as they came.
     private let tracestateInvalid = Atomic<Int>(0)
     private let observer: (@Sendable (TraceData, String) -> Void)?
@@ -29,12 +27,10 @@ public final class KeptTraceFanOut: Sendable {
     ///   - observer: sees every kept trace (on a shard thread) before the sinks do.
     public init(
         sinks: [any TraceSink], redactor: @escaping @Sendable () -> Redactor? = { nil },
-        threshold: @escaping @Sendable (TraceData, String) -> KeptAnnotation = { _, _ in KeptAnnotation() },
         observer: (@Sendable (TraceData, String) -> Void)? = nil, logger: Logger
     ) {
         self.sinks = sinks
         self.redactor = redactor
-        self.threshold = threshold
         self.observer = observer
         self.logger = logger
     }
@@ -49,30 +45,34 @@ public final class KeptTraceFanOut: Sendable {
     /// Hands a kept trace to every sink. `acknowledged(sink)` runs once per sink (any thread).
     /// `dryRun`: the rules' decision (`keep`/`drop`), tagged on every span as `tailgate.decision`;
     /// a dry run writes no sampling threshold (nothing was sampled).
+    /// `annotation`: the `ot=th` (OTEP 235) and `SampleRate` the keeping policy gave it (empty: none).
     func keep(
-        _ trace: TraceData, policy: String, dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
+        _ trace: TraceData, policy: String, annotation: KeptAnnotation = KeptAnnotation(), dryRun: DryRunDecision? = nil,
+        acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         if dryRun != .drop { observer?(trace, policy) }
-        send(trace, policy: policy, dryRun: dryRun, acknowledged: acknowledged)
+        send(trace, policy: policy, annotation: annotation, dryRun: dryRun, acknowledged: acknowledged)
     }
 
-    /// Hands a span that arrived after its trace was kept to every sink, with the same policy.
+    /// Hands a span that arrived after its trace was kept to every sink, with the same policy,
+    /// threshold and rate as the trace (remembered with the decision).
     func keepLate(
-        _ span: SpanRecord, from batch: SpanBatch, policy: String, dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
+        _ span: SpanRecord, from batch: SpanBatch, policy: String, annotation: KeptAnnotation = KeptAnnotation(),
+        dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         var single = TraceData(traceID: span.traceID)
         single.append(span, from: batch, batchGeneration: 0)
-        send(single, policy: policy, dryRun: dryRun, acknowledged: acknowledged)
+        send(single, policy: policy, annotation: annotation, dryRun: dryRun, acknowledged: acknowledged)
     }
 
     private func send(
-        _ trace: TraceData, policy: String, dryRun: DryRunDecision?, acknowledged: @escaping @Sendable (Int) -> Void
+        _ trace: TraceData, policy: String, annotation: KeptAnnotation, dryRun: DryRunDecision?, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         guard !sinks.isEmpty else {
             acknowledged(0)
             return
         }
-        guard let request = redacted(encode(trace, policy: policy, dryRun: dryRun), traceID: trace.traceID) else {
+        guard let request = redacted(encode(trace, policy: policy, annotation: annotation, dryRun: dryRun), traceID: trace.traceID) else {
             // Never sent unredacted; acknowledged so that it does not hold its partition forever.
             for index in sinks.indices { acknowledged(index) }
             return
@@ -85,9 +85,8 @@ public final class KeptTraceFanOut: Sendable {
 
     /// The trace's request: spans byte for byte with `tailgate.policy`, and — when a probabilistic
     /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
-    private func encode(_ trace: TraceData, policy: String, dryRun: DryRunDecision?) -> [UInt8] {
+    private func encode(_ trace: TraceData, policy: String, annotation: KeptAnnotation, dryRun: DryRunDecision?) -> [UInt8] {
         if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun.rawValue) }
-        let annotation = threshold(trace, policy)
         guard let threshold = annotation.threshold else { return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) }
         return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) { [self] index in
             let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }

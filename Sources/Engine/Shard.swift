@@ -210,14 +210,16 @@ final class Shard: @unchecked Sendable {
                 break
             case .holding:
                 events.append(.hold(source))
-            case .late(.kept(let policy)):
+            case .late(.kept(let policy, let annotation)):
                 counts.lateKept += 1
                 counts.spansKept += 1
                 // Held until every sink has it, like the trace it belongs to.
                 let token = newToken()
                 events.append(.hold(source))
                 events.append(.deliver(token, source, more: nil))
-                fanOut.keepLate(span, from: work.batch, policy: policy, dryRun: isDryRun ? .keep : nil, acknowledged: acknowledge(token))
+                fanOut.keepLate(
+                    span, from: work.batch, policy: policy, annotation: isDryRun ? KeptAnnotation() : annotation, dryRun: isDryRun ? .keep : nil,
+                    acknowledged: acknowledge(token))
                 spanMetrics.recordLate(span, from: work.batch, kept: true, wallClockMillis: wallClockMillis)
             case .late(.dropped):
                 counts.lateDropped += 1
@@ -263,8 +265,11 @@ final class Shard: @unchecked Sendable {
                 // Noted with the decision time (+1: 0 means "not counted"): the ledger reports it back
                 // when every sink has the trace, for the stored count and the store latency.
                 events.append(.deliver(token, item.firstSource, more: item.otherSources, note: now + 1))
-                fanOut.keep(item.trace, policy: policy, dryRun: dryRun ? .keep : nil, acknowledged: acknowledge(token))
-                window.remember(item.trace.traceID, kept: true, policy: policy)
+                // Asked once, now: an adaptive sampler hands over the rate it kept this trace at. Late
+                // spans get the same from the decision cache.
+                let annotation = dryRun ? KeptAnnotation() : ruleSet.keptAnnotation(for: item.trace, keptBy: policy)
+                fanOut.keep(item.trace, policy: policy, annotation: annotation, dryRun: dryRun ? .keep : nil, acknowledged: acknowledge(token))
+                window.remember(item.trace.traceID, kept: true, policy: policy, annotation: annotation)
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
                 counts.dropped += 1

@@ -11,9 +11,15 @@ public import OTLP
 /// Each side holds two generations: when the young one is full the old one is forgotten — FIFO
 /// eviction at the granularity of half the capacity, without per-entry bookkeeping.
 public struct DecisionCache: Sendable {
-    /// Kept ids with the policy that kept them (late spans carry it to the sinks too).
-    private var keptYoung: [TraceID: String] = [:]
-    private var keptOld: [TraceID: String] = [:]
+    /// Kept ids with the policy that kept them and the threshold and rate it kept them at: late spans
+    /// carry the same to the sinks.
+    private var keptYoung: [TraceID: Kept] = [:]
+    private var keptOld: [TraceID: Kept] = [:]
+
+    struct Kept: Sendable {
+        var policy: String
+        var annotation: KeptAnnotation
+    }
     private var droppedYoung = FingerprintSet()
     private var droppedOld = FingerprintSet()
     public private(set) var keptCapacity: Int
@@ -53,15 +59,15 @@ public struct DecisionCache: Sendable {
     }
 
     public enum Remembered: Sendable, Equatable {
-        /// Kept, by this policy.
-        case kept(String)
+        /// Kept, by this policy, with this threshold and rate (what its spans left with).
+        case kept(String, annotation: KeptAnnotation = KeptAnnotation())
         case dropped
     }
 
-    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "") {
+    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "", annotation: KeptAnnotation = KeptAnnotation()) {
         if kept {
             guard keptCapacity > 0 else { return }
-            keptYoung[traceID] = policy
+            keptYoung[traceID] = Kept(policy: policy, annotation: annotation)
             if keptYoung.count >= max(1, keptCapacity / 2) {
                 keptOld = keptYoung
                 keptYoung = Dictionary(minimumCapacity: keptCapacity / 2)
@@ -80,7 +86,7 @@ public struct DecisionCache: Sendable {
 
     public func lookup(_ traceID: TraceID) -> Remembered? {
         if !keptYoung.isEmpty || !keptOld.isEmpty {
-            if let policy = keptYoung[traceID] ?? keptOld[traceID] { return .kept(policy) }
+            if let kept = keptYoung[traceID] ?? keptOld[traceID] { return .kept(kept.policy, annotation: kept.annotation) }
         }
         let print = Self.fingerprint(traceID)
         if droppedYoung.contains(print) || droppedOld.contains(print) { return .dropped }

@@ -306,8 +306,16 @@ public final class DynamicSampler: Sendable {
     /// Runs the interval ends `now` has passed (a snapshot then holds every finished interval).
     public func advance(to now: UInt64) { table.withLock { $0.advance(to: now) } }
 
-    /// The rate a kept trace was kept at (taken once: the kept trace's encoding asks for it).
+    /// The rate a kept trace was kept at (taken once: the kept trace's annotation asks for it).
     public func keptRate(_ traceID: TraceID) -> Int? { keptRates.withLock { $0.removeValue(forKey: traceID) } }
+
+    /// Forgets the rate of a trace this sampler kept but another policy decided.
+    func forgetKeptRate(_ traceID: TraceID) {
+        keptRates.withLock { rates in if !rates.isEmpty { rates[traceID] = nil } }
+    }
+
+    /// Traces whose kept rate waits to be taken (0 once every kept trace is annotated).
+    public var pendingKeptRates: Int { keptRates.withLock { $0.count } }
 
     /// The sampling threshold of rate N: probability 1/N.
     public static func threshold(rate: Int) -> SamplingThreshold { SamplingThreshold(probability: 1 / Double(max(1, rate))) }

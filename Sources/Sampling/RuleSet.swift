@@ -12,6 +12,8 @@ public final class RuleSet: Sendable {
     public let hash: String
     /// The redaction rules, compiled; nil when the file has none.
     public let redactor: Redactor?
+    /// Each policy's adaptive samplers with the one that decides for it (empty: no adaptive sampler).
+    private let samplers: [(policy: String, all: [DynamicSampler], deciding: DynamicSampler?)]
 
     /// Compiles `configuration`. Regexes were checked by the parser; `previous` lends its attribute
     /// ids and the state of unchanged policies. `requiredKeys` are selected whatever the policies
@@ -36,6 +38,7 @@ public final class RuleSet: Sendable {
             if let carried = previous?.policies.first(where: { $0.spec.sameBehaviour(as: spec) }) { return carried }
             return RuleSet.compile(spec, selection: selection)
         }
+        samplers = policies.compactMap { $0.allSamplers.isEmpty ? nil : ($0.name, $0.allSamplers, $0.decidingSampler) }
     }
 
     /// Decides a whole trace with the collector's precedence; `now` feeds the rate limiters.
@@ -116,7 +119,17 @@ public final class RuleSet: Sendable {
             if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
-        return combiner.result
+        let result = combiner.result
+        if !samplers.isEmpty {
+            // A sampler remembers the rate of each trace it keeps until the keeping policy's
+            // annotation takes it; traces another policy decided would stay there (a leak).
+            var keptBy: String?
+            if case .keep(let name) = result { keptBy = name }
+            for entry in samplers {
+                for sampler in entry.all where !(entry.policy == keptBy && sampler === entry.deciding) { sampler.forgetKeptRate(trace.traceID) }
+            }
+        }
+        return result
     }
 
     /// Every adaptive sampler with the name metrics and snapshots know it by: its top-level policy's,

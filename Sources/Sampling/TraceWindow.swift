@@ -263,8 +263,8 @@ public struct TraceWindow: Sendable {
     }
 
     /// Records a decision so late spans follow it.
-    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "") {
-        cache.remember(traceID, kept: kept, policy: policy)
+    public mutating func remember(_ traceID: TraceID, kept: Bool, policy: String = "", annotation: KeptAnnotation = KeptAnnotation()) {
+        cache.remember(traceID, kept: kept, policy: policy, annotation: annotation)
     }
 
     // MARK: Slots

@@ -140,6 +140,57 @@ import Testing
         #expect(annotation.threshold?.encoded == "c", "ot=th:c is probability 1/4")
     }
 
+    /// A trace the sampler kept but another policy decided (an error, named first) leaves no rate
+    /// behind in the sampler: only the deciding policy's annotation takes one. Before, every such
+    /// trace stayed in the sampler's table of kept rates (up to 100 000, then all dropped at once).
+    @Test func ratesOfTracesAnotherPolicyDecidedAreNotKept() throws {
+        let configuration = try RuleFile.parse(
+            """
+            policies:
+              - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+              - {name: adaptive, type: ema_dynamic, ema_dynamic: {key_fields: [name], goal_sample_rate: 1}}
+            """, file: "t.yaml")
+        let rules = RuleSet(configuration: configuration)
+        let sampler = try #require(rules.policies[1].dynamicSampler)
+        // Rate 1 keeps every trace: the sampler keeps all 50, the errors policy is named for each.
+        for low in 1...50 {
+            let trace = try makeTrace([TestSpan(name: "GET /feed", status: .error)], traceID: TraceID(high: 7, low: UInt64(low)), selection: rules.selection)
+            #expect(rules.decide(trace, now: 0) == .keep(policy: "errors"))
+        }
+        #expect(sampler.pendingKeptRates == 0)
+        // One it decides itself keeps its rate until the annotation takes it.
+        let own = try makeTrace([TestSpan(name: "GET /feed")], traceID: TraceID(high: 7, low: 99), selection: rules.selection)
+        #expect(rules.decide(own, now: 0) == .keep(policy: "adaptive"))
+        #expect(sampler.pendingKeptRates == 1)
+        #expect(rules.keptAnnotation(for: own, keptBy: "adaptive").sampleRate == 1)
+        #expect(sampler.pendingKeptRates == 0)
+    }
+
+    /// Late spans of an adaptive keep leave with the trace's threshold and rate: the window remembers
+    /// them with the decision (before, they were asked of the sampler again for a one-span trace of
+    /// another key, at the rate of the moment).
+    @Test func lateSpansOfAnAdaptiveKeepCarryTheTracesAnnotation() throws {
+        var window = TraceWindow(limits: WindowLimits(), cache: DecisionCache(keptCapacity: 10, droppedCapacity: 10))
+        let id = TraceID(high: 3, low: 0x00c0_0000_0000_0000)
+        let annotation = KeptAnnotation(threshold: DynamicSampler.threshold(rate: 4), sampleRate: 4)
+        window.remember(id, kept: true, policy: "adaptive", annotation: annotation)
+        var request = ProtoWriter()
+        request.writeNested(1) { rs in
+            rs.writeNested(2) { ss in
+                ss.writeNested(2) { span in
+                    span.writeBytesField(1, id.bytes)
+                    span.writeBytesField(2, SpanID(rawValue: 9).bytes)
+                    span.writeStringField(5, "late one")
+                }
+            }
+        }
+        var batch = SpanBatch()
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request.bytes, into: &batch)
+        var ready: [ReadyTrace] = []
+        let result = window.insert(batch.spans[0], from: batch, batchGeneration: 1, source: SourcePosition(lane: 0, offset: 1), now: 1, ready: &ready)
+        #expect(result == .late(.kept("adaptive", annotation: KeptAnnotation(threshold: SamplingThreshold(probability: 0.25), sampleRate: 4))))
+    }
+
     /// Keys: distinct values across the trace in sorted order, `root.` fields from the root span,
     /// the span count last with use_trace_length.
     @Test func keysJoinDistinctValues() throws {
