@@ -211,13 +211,22 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         let decide = revokePolicy == .decide
         for shard in shards { shard.send(.revoke(lanes, decide: decide, done)) }
         for _ in shards { done.wait() }
+        // Waits for the deliveries that hold the revoked lanes only, not the sinks' whole backlog.
         // Bounded: a sink that is down holds the whole group's rebalance up for at most this long;
         // what it has not acknowledged by then stays uncommitted and is replayed by the next owner.
         let bound = min(drainTimeout, Self.revokeFlushLimit)
-        if decide && !fanOut.flush(timeout: bound) {
-            logger.error("sinks did not acknowledge the revoked partitions' kept traces within \(bound); the next owner replays them")
-        }
         collectEvents()
+        if decide {
+            let deadline = ContinuousClock.now + bound
+            while ledger.pendingDeliveries(holding: lanes) > 0 && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.002)
+                collectEvents()
+            }
+            let left = ledger.pendingDeliveries(holding: lanes)
+            if left > 0 {
+                logger.error("sinks did not acknowledge \(left) kept trace(s) of the revoked partitions within \(bound); the next owner replays them")
+            }
+        }
         var safe: [Lane: Int64] = [:]
         var described: [String] = []
         for lane in lanes.sorted() {

@@ -343,6 +343,16 @@ public struct DeliveryLedger: Sendable {
     /// Deliveries not yet acknowledged by every sink.
     public var pendingDeliveries: Int { deliveries.count }
 
+    /// Deliveries not yet acknowledged by every sink that hold a position of one of `lanes`: what a
+    /// revoke of those lanes waits for (not the sinks' whole backlog). O(pending deliveries).
+    public func pendingDeliveries(holding lanes: Set<Lane>) -> Int {
+        deliveries.values.reduce(0) { count, delivery in
+            let holds = delivery.first.map { lanes.contains($0.lane) } ?? false
+                || (delivery.more?.contains { lanes.contains($0.lane) } ?? false)
+            return count + (holds ? 1 : 0)
+        }
+    }
+
     /// True when nothing holds any offset of any assigned lane: everything received may be committed.
     public var isSettled: Bool { polls.isEmpty && lanes.values.allSatisfy { $0.heldOffsets == 0 } }
 
