@@ -38,7 +38,7 @@ final class HoldingSink: TraceSink {
     var statistics: TraceSinkStatistics { TraceSinkStatistics() }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct RevokeTests {
+@Suite(.timeLimit(.minutes(10))) struct RevokeTests {
     /// A revoke waits for the kept traces of the partitions it hands over, not for the sinks' whole
     /// backlog: with another partition's kept traces stuck in a slow sink, revoking this one returns
     /// as soon as its own traces are acknowledged (it used to wait the full 10 s bound, and the whole
