@@ -15,6 +15,20 @@ import TestSupport
 /// Runs the built `tailgate` executable; every process started is terminated when the test ends.
 final class Processes: @unchecked Sendable {
     private var started: [Process] = []
+    /// Each started process's standard error, in a file: what a process that died says (a Swift
+    /// runtime failure names its file and line there) is read back when a test finds it exited badly.
+    private var errorLogs: [ObjectIdentifier: URL] = [:]
+    static let errorLogDirectory: URL = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-test-stderr-\(getpid())")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }()
+
+    /// The end of what `process` wrote to standard error (empty when it wrote nothing).
+    func errorOutput(of process: Process, last characters: Int = 2_000) -> String {
+        guard let url = errorLogs[ObjectIdentifier(process)], let data = try? Data(contentsOf: url) else { return "" }
+        return String(String(decoding: data, as: UTF8.self).suffix(characters))
+    }
 
     static var executable: URL {
         let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -34,9 +48,15 @@ final class Processes: @unchecked Sendable {
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        let errorLog = Self.errorLogDirectory.appendingPathComponent("\(arguments.first ?? "tailgate")-\(UUID().uuidString).log")
+        if FileManager.default.createFile(atPath: errorLog.path, contents: nil), let handle = FileHandle(forWritingAtPath: errorLog.path) {
+            process.standardError = handle
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         started.append(process)
+        errorLogs[ObjectIdentifier(process)] = errorLog
         return (process, output)
     }
 
