@@ -87,8 +87,6 @@ public final class RouterMetrics: Sendable {
     let queue = Atomic<Int>(0)
     let transactional = Atomic<Bool>(false)
     let failing = Mutex<String?>(nil)
-    /// An unrecoverable client error the consumer reported.
-    let fatal = Mutex<KafkaError?>(nil)
 
     public var snapshot: Counts { counts.withLock { $0 } }
 
@@ -219,7 +217,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         var lastProgress = ContinuousClock.now
         var nextStatus = ContinuousClock.now + configuration.statusInterval
         while !stopRequested.load(ordering: .relaxed) {
-            if let error = front.fatalError ?? metrics.fatal.withLock({ $0 }) {
+            if let error = front.fatalError {
                 outcome = "fatal: \(error)"
                 break
             }
@@ -439,7 +437,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     }
 
     public func readiness() -> (ready: Bool, reason: String) {
-        if let error = metrics.fatal.withLock({ $0 }) { return (false, "fatal Kafka error: \(error)") }
+        if let error = front.fatalError { return (false, "fatal Kafka error: \(error)") }
         guard ingest.partitionsAssigned > 0 else { return (false, "no partitions assigned yet (joining the consumer group)") }
         if let failing = metrics.failing.withLock({ $0 }) { return (false, "output failing: \(failing)") }
         return (true, "")
