@@ -203,9 +203,20 @@ final class Shard: @unchecked Sendable {
         _ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts,
         spanMetrics: inout ShardSpanMetrics, wallClockMillis: Int64
     ) {
-        for (spanIndex, source) in zip(work.spans, work.sources) {
+        var runEnd = 0
+        for (position, (spanIndex, source)) in zip(work.spans, work.sources).enumerated() {
             let span = work.batch.spans[Int(spanIndex)]
-            switch window.insert(span, from: work.batch, batchGeneration: work.sequence, source: source, now: now, ready: &ready) {
+            // The spans of one trace that come together (a keyed message holds a whole trace): a new
+            // trace is sized for all of them at once.
+            var expected: TraceRun?
+            if position == runEnd {
+                let measured = TraceRun.measure(work.spans, from: position, in: work.batch)
+                expected = measured.run
+                runEnd = measured.end
+            }
+            switch window.insert(
+                span, from: work.batch, batchGeneration: work.sequence, source: source, now: now, ready: &ready, expected: expected)
+            {
             case .buffered:
                 break
             case .holding:

@@ -22,6 +22,18 @@ public struct ByteRange: Hashable, Sendable {
     @inlinable public var isEmpty: Bool { count == 0 }
     @inlinable public var lowerBound: Int { Int(offset) }
     @inlinable public var upperBound: Int { Int(offset) + Int(count) }
+
+    /// Whether `other` (non-empty) lies within this range.
+    @inlinable public func contains(_ other: ByteRange) -> Bool {
+        other.count > 0 && other.offset >= offset && UInt64(other.offset) + UInt64(other.count) <= UInt64(offset) + UInt64(count)
+    }
+
+    /// `inner`, a range inside `source`, moved to where `source`'s bytes were copied (this range,
+    /// as long as `source`); nil when `inner` is empty or not inside `source`.
+    @inlinable public func relocate(_ inner: ByteRange, from source: ByteRange) -> ByteRange? {
+        guard source.contains(inner), count == source.count else { return nil }
+        return ByteRange(offset: offset + (inner.offset - source.offset), count: inner.count)
+    }
 }
 
 /// OTLP `Span.SpanKind`.

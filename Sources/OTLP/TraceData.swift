@@ -95,42 +95,66 @@ public struct TraceData: Sendable {
     /// Whether a root span (no parent) has arrived.
     public var hasRoot: Bool { spans.contains { !$0.parentSpanID.isValid } }
 
-    /// Copies `span` (and, once per message scope, its resource and scope) out of `batch`.
-    /// - Parameter batchGeneration: distinguishes batches, so envelopes are shared only within one.
+    /// Makes room, exactly, for `spans` more spans holding `attributes` selected attributes and
+    /// `payloadBytes` bytes (see ``appendCost(of:from:)``): a trace whose spans arrive together (one
+    /// message of a keyed topic) is sized once, with no geometric regrowth, copy or slack.
+    public mutating func reserve(spans extraSpans: Int, attributes extraAttributes: Int, payloadBytes: Int) {
+        if payload.capacity < payload.count + payloadBytes { payload.reserveCapacity(payload.count + payloadBytes) }
+        if spans.capacity < spans.count + extraSpans { spans.reserveCapacity(spans.count + extraSpans) }
+        if attributes.capacity < attributes.count + extraAttributes { attributes.reserveCapacity(attributes.count + extraAttributes) }
+        if envelopes.isEmpty && envelopes.capacity == 0 { envelopes.reserveCapacity(1) }
+    }
+
+    /// What appending `span` adds at most: payload bytes (the span, its trace state, and its
+    /// resource and scope when they come first) and selected attributes. For ``reserve(spans:attributes:payloadBytes:)``.
+    public static func appendCost(of span: SpanRecord, from batch: SpanBatch, newEnvelope: Bool) -> (attributes: Int, payloadBytes: Int) {
+        var bytes = Int(span.encoded.count) + Int(span.traceState.count)
+        let scope = batch.scopes[Int(span.scopeIndex)]
+        let resource = batch.resources[Int(scope.resourceIndex)]
+        if newEnvelope {
+            bytes += Int(resource.encoded.count) + Int(resource.schemaURL.count) + Int(scope.encoded.count) + Int(scope.schemaURL.count)
+            if resource.serviceName.count > 0 && !resource.encoded.contains(resource.serviceName) { bytes += Int(resource.serviceName.count) }
+        }
+        return (Int(span.attributeCount) + Int(resource.attributeCount), bytes)
+    }
+
+    /// Copies `span` (and, once per message scope, its resource and scope) out of `batch`. Selected
+    /// string attributes point into the copied span or resource bytes, where they lie: each byte is
+    /// copied once.
     public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) {
+        let scope = batch.scopes[Int(span.scopeIndex)]
+        let resource = batch.resources[Int(scope.resourceIndex)]
         if lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true {
-            let scope = batch.scopes[Int(span.scopeIndex)]
-            let resource = batch.resources[Int(scope.resourceIndex)]
             let resourceCopy = copy(resource.encoded, from: batch)
             // `service.name` lies inside the resource's bytes: point into the copy instead of copying twice.
-            let service: ByteRange
-            if resource.serviceName.count > 0, resource.serviceName.lowerBound >= resource.encoded.lowerBound,
-                resource.serviceName.upperBound <= resource.encoded.upperBound
-            {
-                service = ByteRange(
-                    offset: resourceCopy.offset + (resource.serviceName.offset - resource.encoded.offset), count: resource.serviceName.count)
-            } else {
-                service = copy(resource.serviceName, from: batch)
-            }
+            let service = resourceCopy.relocate(resource.serviceName, from: resource.encoded) ?? copy(resource.serviceName, from: batch)
             envelopes.append(
                 SpanEnvelope(
                     resource: resourceCopy, resourceSchemaURL: copy(resource.schemaURL, from: batch),
                     scope: copy(scope.encoded, from: batch), scopeSchemaURL: copy(scope.schemaURL, from: batch), service: service))
             lastEnvelopeSource = (batchGeneration, span.scopeIndex)
         }
+        let envelope = envelopes.count - 1
+        let resourceCopy = envelopes[envelope].resource
+        let encoded = copy(span.encoded, from: batch)
         let first = attributes.count
         for attribute in batch.attributes(of: span) {
-            attributes.append(TraceAttribute(key: attribute.key, value: convert(attribute.value, from: batch), fromResource: false))
+            attributes.append(
+                TraceAttribute(
+                    key: attribute.key, value: convert(attribute.value, from: batch, within: span.encoded, copiedTo: encoded), fromResource: false))
         }
-        for attribute in batch.attributes(of: batch.resource(of: span)) {
-            attributes.append(TraceAttribute(key: attribute.key, value: convert(attribute.value, from: batch), fromResource: true))
+        for attribute in batch.attributes(of: resource) {
+            attributes.append(
+                TraceAttribute(
+                    key: attribute.key, value: convert(attribute.value, from: batch, within: resource.encoded, copiedTo: resourceCopy),
+                    fromResource: true))
         }
         spans.append(
             BufferedSpan(
                 spanID: span.spanID, parentSpanID: span.parentSpanID, startTimeUnixNano: span.startTimeUnixNano,
                 endTimeUnixNano: span.endTimeUnixNano, flags: span.flags, kind: span.kind, statusCode: span.statusCode,
-                traceState: copy(span.traceState, from: batch), encoded: copy(span.encoded, from: batch),
-                envelope: UInt32(envelopes.count - 1), firstAttribute: UInt32(first),
+                traceState: encoded.relocate(span.traceState, from: span.encoded) ?? copy(span.traceState, from: batch), encoded: encoded,
+                envelope: UInt32(envelope), firstAttribute: UInt32(first),
                 attributeCount: UInt16(clamping: attributes.count - first)))
         encodedBytes += Int(span.encoded.count)
     }
@@ -144,9 +168,11 @@ public struct TraceData: Sendable {
         return ByteRange(offset: offset, count: Int(range.count))
     }
 
-    private mutating func convert(_ value: AttributeValue, from batch: SpanBatch) -> TraceAttributeValue {
+    private mutating func convert(
+        _ value: AttributeValue, from batch: SpanBatch, within source: ByteRange, copiedTo copy: ByteRange
+    ) -> TraceAttributeValue {
         switch value {
-        case .string(let range): .string(copy(range, from: batch))
+        case .string(let range): .string(copy.relocate(range, from: source) ?? self.copy(range, from: batch))
         case .int(let int): .int(int)
         case .double(let double): .double(double)
         case .bool(let bool): .bool(bool)

@@ -52,6 +52,37 @@ public enum SpanDisposition: Sendable, Equatable {
     case late(DecisionCache.Remembered)
 }
 
+/// What a run of spans of one trace (consecutive in one poll, usually one message) adds to it.
+public struct TraceRun: Sendable, Equatable {
+    public var spans = 0
+    public var attributes = 0
+    public var payloadBytes = 0
+
+    public init() {}
+
+    /// Measures the run of spans of `batch` at `indices` that starts at `start` (the spans after it
+    /// with the same trace id); returns it with the index just past it.
+    public static func measure<Indices: RandomAccessCollection>(
+        _ indices: Indices, from start: Indices.Index, in batch: SpanBatch
+    ) -> (run: TraceRun, end: Indices.Index) where Indices.Element: BinaryInteger {
+        var run = TraceRun()
+        let traceID = batch.spans[Int(indices[start])].traceID
+        var position = start
+        var lastScope = UInt32.max
+        while position != indices.endIndex {
+            let span = batch.spans[Int(indices[position])]
+            guard span.traceID == traceID else { break }
+            let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: span.scopeIndex != lastScope)
+            lastScope = span.scopeIndex
+            run.spans += 1
+            run.attributes += cost.attributes
+            run.payloadBytes += cost.payloadBytes
+            position = indices.index(after: position)
+        }
+        return (run, position)
+    }
+}
+
 /// Timing and size bounds of a window.
 public struct WindowLimits: Sendable, Equatable {
     public var decisionWait: Duration
@@ -130,9 +161,12 @@ public struct TraceWindow: Sendable {
 
     /// Offers one span. New traces get their deadline; a root span may bring it forward; a trace at
     /// `max_spans_per_trace` is returned at once in `ready`.
+    /// - Parameter expected: what this span and the ones after it of the same trace (a run of one
+    ///   message) will add (see ``TraceData/appendCost(of:from:newEnvelope:)``): a new trace is sized
+    ///   for them exactly, once. Absent, buffers grow as they fill.
     public mutating func insert(
         _ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, source: SourcePosition, now: UInt64,
-        ready: inout [ReadyTrace]
+        ready: inout [ReadyTrace], expected: TraceRun? = nil
     ) -> SpanDisposition {
         let slot: Int32
         var disposition = SpanDisposition.buffered
@@ -150,6 +184,9 @@ public struct TraceWindow: Sendable {
         // one retained and released every array in it, per span.
         var entry = slots[i].take()!
         let before = entry.residentBytes
+        if disposition == .holding, let expected {
+            entry.trace.reserve(spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes)
+        }
         entry.trace.append(span, from: batch, batchGeneration: batchGeneration)
         let after = entry.trace.residentBytes
         entry.residentBytes = after
