@@ -381,6 +381,18 @@ struct RequestParser {
     /// Parses a `KeyValue`; appends it to the batch when its key is selected; captures `service.name`.
     @inline(__always)
     func parseKeyValue(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch, serviceName: inout ByteRange) throws(WireFault) {
+        // Fast path, the shape every SDK writes: key (field 1) then value (field 2), one-byte
+        // lengths, the value a string, int, bool or double that fills it exactly. Anything else takes
+        // the general walk below, which validates it the same way.
+        if let (key, typed) = Self.plainKeyValue(base: base, range: range) {
+            if key.count == 12, isServiceNameKey(base + key.lowerBound), case .string(let name) = typed {
+                serviceName = name
+            }
+            if let id = selection.match(UnsafeRawBufferPointer(start: base, count: range.upperBound), key) {
+                batch.attributes.append(SelectedAttribute(key: id, value: typed))
+            }
+            return
+        }
         var key = 0..<0
         var value = 0..<0
         var hasValue = false
@@ -407,6 +419,48 @@ struct RequestParser {
         }
         if let id = selection.match(raw, key) {
             batch.attributes.append(SelectedAttribute(key: id, value: typed))
+        }
+    }
+
+    /// A `KeyValue` of the common shape (see ``parseKeyValue(base:range:batch:serviceName:)``), read
+    /// with a handful of byte loads; nil for any other shape.
+    @inline(__always)
+    static func plainKeyValue(base: UnsafeRawPointer, range: Range<Int>) -> (key: Range<Int>, value: AttributeValue)? {
+        let start = range.lowerBound, end = range.upperBound
+        guard end - start >= 4, base.load(fromByteOffset: start, as: UInt8.self) == 0x0A else { return nil }
+        let keyLength = Int(base.load(fromByteOffset: start + 1, as: UInt8.self))
+        let valueTag = start + 2 + keyLength
+        guard keyLength < 0x80, valueTag + 2 <= end, base.load(fromByteOffset: valueTag, as: UInt8.self) == 0x12 else { return nil }
+        let valueLength = Int(base.load(fromByteOffset: valueTag + 1, as: UInt8.self))
+        let valueStart = valueTag + 2
+        guard valueLength < 0x80, valueStart + valueLength == end, valueLength >= 2 else { return nil }
+        let key = (start + 2)..<valueTag
+        let tag = base.load(fromByteOffset: valueStart, as: UInt8.self)
+        let second = base.load(fromByteOffset: valueStart + 1, as: UInt8.self)
+        switch tag {
+        case 0x0A:  // string_value
+            guard second < 0x80, Int(second) == valueLength - 2 else { return nil }
+            return (key, .string(ByteRange(offset: valueStart + 2, count: Int(second))))
+        case 0x18:  // int_value: a varint of up to 9 bytes that ends the value
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            var position = valueStart + 1
+            while position < end && shift < 63 {
+                let byte = base.load(fromByteOffset: position, as: UInt8.self)
+                result |= UInt64(byte & 0x7F) << shift
+                position += 1
+                if byte < 0x80 { return position == end ? (key, .int(Int64(bitPattern: result))) : nil }
+                shift += 7
+            }
+            return nil
+        case 0x10:  // bool_value
+            guard valueLength == 2, second < 0x80 else { return nil }
+            return (key, .bool(second != 0))
+        case 0x21:  // double_value
+            guard valueLength == 9 else { return nil }
+            return (key, .double(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: valueStart + 1, as: UInt64.self)))))
+        default:
+            return nil
         }
     }
 

@@ -1,0 +1,172 @@
+import OTLP
+import Testing
+
+/// The decoder's attribute paths (the one-load fast path for the common shape, the general walk for
+/// the rest, and the key table that picks selected keys) against attributes written here by hand:
+/// the expected values are what the generator wrote, never what a decoder read.
+@Suite struct AttributeDecodingTests {
+    enum Written: Equatable {
+        case string(String), int(Int64), bool(Bool), double(Double), array
+    }
+
+    /// A minimal protobuf writer of this test's own (the project's ProtoWriter is not the reference).
+    struct Wire {
+        var bytes: [UInt8] = []
+        mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                bytes.append(UInt8(value & 0x7F) | 0x80)
+                value >>= 7
+            }
+            bytes.append(UInt8(value))
+        }
+        mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
+        mutating func delimited(_ field: UInt64, _ content: [UInt8]) {
+            tag(field, 2)
+            varint(UInt64(content.count))
+            bytes += content
+        }
+        mutating func fixed64(_ field: UInt64, _ value: UInt64) {
+            tag(field, 1)
+            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        }
+    }
+
+    static func keyValue(_ key: String, _ value: Written, valueFirst: Bool) -> [UInt8] {
+        var any = Wire()
+        switch value {
+        case .string(let text): any.delimited(1, Array(text.utf8))
+        case .bool(let flag): any.tag(2, 0); any.varint(flag ? 1 : 0)
+        case .int(let number): any.tag(3, 0); any.varint(UInt64(bitPattern: number))
+        case .double(let number): any.fixed64(4, number.bitPattern)
+        case .array:
+            var inner = Wire()
+            inner.delimited(1, [0x0A, 0x01, 0x78])  // ["x"]
+            any.delimited(5, inner.bytes)
+        }
+        var kv = Wire()
+        if valueFirst {
+            kv.delimited(2, any.bytes)
+            kv.delimited(1, Array(key.utf8))
+        } else {
+            kv.delimited(1, Array(key.utf8))
+            kv.delimited(2, any.bytes)
+        }
+        return kv.bytes
+    }
+
+    static func request(attributes: [[UInt8]], resourceAttributes: [[UInt8]]) -> [UInt8] {
+        var span = Wire()
+        span.delimited(1, [UInt8](repeating: 0xAB, count: 16))
+        span.delimited(2, [UInt8](repeating: 0xCD, count: 8))
+        span.delimited(5, Array("GET /dogs".utf8))
+        for attribute in attributes { span.delimited(9, attribute) }
+        var resource = Wire()
+        for attribute in resourceAttributes { resource.delimited(1, attribute) }
+        var scopeSpans = Wire()
+        scopeSpans.delimited(1, Array([0x0A, 0x03] + Array("lib".utf8)))
+        scopeSpans.delimited(2, span.bytes)
+        var resourceSpans = Wire()
+        resourceSpans.delimited(1, resource.bytes)
+        resourceSpans.delimited(2, scopeSpans.bytes)
+        var request = Wire()
+        request.delimited(1, resourceSpans.bytes)
+        return request.bytes
+    }
+
+    /// Keys that share a length and their first eight bytes, short keys, long keys (≥ 64 and ≥ 128
+    /// bytes: two-byte lengths), and keys never selected.
+    static let keyPool: [String] = [
+        "a", "ab", "abc", "http.method", "http.methoe", "http.route", "http.status_code", "http.status_text",
+        "service.name", "peer.service", "db.system", "k8s.pod.name", "k8s.pod.uid1",
+        String(repeating: "x", count: 63), String(repeating: "x", count: 64) + "y", String(repeating: "x", count: 64) + "z",
+        String(repeating: "long.key.", count: 16),
+    ]
+
+    static func value(_ random: inout SplitMix) -> Written {
+        switch random.next() % 9 {
+        case 0: .string("")
+        case 1: .string("GET")
+        case 2: .string(String(repeating: "v", count: 127))
+        case 3: .string(String(repeating: "w", count: 128 + Int(random.next() % 300)))  // two-byte lengths
+        case 4: .int(Int64(random.next() % 1000))
+        case 5: .int(-Int64(random.next() % 1000) - 1)  // ten-byte varint
+        case 6: .int(Int64(bitPattern: random.next() >> 1))
+        case 7: .bool(random.next() % 2 == 0)
+        default: random.next() % 4 == 0 ? .array : .double(Double(Int64(random.next() % 10_000)) / 8)
+        }
+    }
+
+    @Test func selectedAttributesDecodeAsWrittenInEveryShape() throws {
+        var random = SplitMix(seed: 25)
+        for round in 0..<300 {
+            let selected = Self.keyPool.filter { _ in random.next() % 2 == 0 }
+            let selection = AttributeSelection(keys: selected)
+            var written: [(String, Written)] = []
+            var encoded: [[UInt8]] = []
+            for _ in 0..<Int(random.next() % 12) {
+                let key = Self.keyPool[Int(random.next() % UInt64(Self.keyPool.count))]
+                let value = Self.value(&random)
+                written.append((key, value))
+                encoded.append(Self.keyValue(key, value, valueFirst: random.next() % 5 == 0))
+            }
+            let request = Self.request(attributes: encoded, resourceAttributes: [Self.keyValue("service.name", .string("dogs"), valueFirst: false)])
+            var batch = SpanBatch(selection: selection)
+            _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+            let span = try #require(batch.spans.first, "round \(round)")
+            let expected = written.filter { selected.contains($0.0) }
+            let decoded = Array(batch.attributes(of: span))
+            #expect(decoded.count == expected.count, "round \(round)")
+            for (attribute, (key, value)) in zip(decoded, expected) {
+                #expect(selection.keys[Int(attribute.key.rawValue)] == key, "round \(round)")
+                switch (attribute.value, value) {
+                case (.string(let range), .string(let text)): #expect(batch.string(range) == text, "round \(round) \(key)")
+                case (.int(let number), .int(let want)): #expect(number == want, "round \(round) \(key)")
+                case (.bool(let flag), .bool(let want)): #expect(flag == want, "round \(round) \(key)")
+                case (.double(let number), .double(let want)): #expect(number == want, "round \(round) \(key)")
+                case (.array, .array): break
+                default: Issue.record("round \(round) \(key): decoded \(attribute.value), wrote \(value)")
+                }
+            }
+            #expect(batch.string(batch.serviceName(of: span)) == "dogs")
+        }
+    }
+
+    /// Selected string attributes of a buffered trace point into its copy of the span (or resource):
+    /// the payload holds each received byte once, and the values still read back as written.
+    @Test func bufferedTracesCopyEachByteOnce() throws {
+        let selection = AttributeSelection(keys: ["http.route", "k8s.pod.name"])
+        let request = Self.request(
+            attributes: [Self.keyValue("http.route", .string("/dogs/{id}"), valueFirst: false)],
+            resourceAttributes: [
+                Self.keyValue("service.name", .string("dogs"), valueFirst: false),
+                Self.keyValue("k8s.pod.name", .string("dogs-7f9c"), valueFirst: false),
+            ])
+        var batch = SpanBatch(selection: selection)
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        let span = try #require(batch.spans.first)
+        var trace = TraceData(traceID: span.traceID)
+        trace.append(span, from: batch, batchGeneration: 1)
+        let resource = batch.resource(of: span)
+        let scope = batch.scopes[Int(span.scopeIndex)]
+        #expect(trace.payload.count == Int(span.encoded.count + resource.encoded.count + scope.encoded.count))
+        let values = trace.attributes.compactMap { attribute -> String? in
+            if case .string(let range) = attribute.value { return trace.string(range) }
+            return nil
+        }
+        #expect(values == ["/dogs/{id}", "dogs-7f9c"])
+        #expect(trace.string(trace.service(of: trace.spans[0])) == "dogs")
+    }
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
