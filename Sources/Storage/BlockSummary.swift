@@ -34,7 +34,7 @@ public struct BlockSummary: Codable, Sendable, Equatable {
     /// block, so it hashes bytes where they lie: strings are made only for keys and values it lists.
     public static func build(offset: UInt32, requests: [[UInt8]]) -> BlockSummary {
         var summary = BlockSummary(offset: offset)
-        var members = Set<UInt64>()
+        var members = HashSet64(capacity: 1024)
         var builder = TagBuilder()
         var batch = SpanBatch()
         for request in requests {
@@ -49,7 +49,7 @@ public struct BlockSummary: Codable, Sendable, Equatable {
                 summary.maxSpanDuration = max(summary.maxSpanDuration, span.durationNanos)
                 if span.statusCode == .error { summary.hasError = true }
                 let hash = batch.withBytes(span.name) { Hash.member("n:", $0) }
-                if members.insert(hash).inserted, summary.names.count < namesLimit { summary.names.append(batch.string(span.name)) }
+                if members.insert(hash), summary.names.count < namesLimit { summary.names.append(batch.string(span.name)) }
                 if !span.parentSpanID.isValid, root == nil || span.startTimeUnixNano < root!.startTimeUnixNano { root = span }
             }
             if root == nil { root = batch.spans.min { $0.startTimeUnixNano < $1.startTimeUnixNano } }
@@ -74,7 +74,7 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         var bits = 4096
         while bits < members.count * 10 { bits *= 2 }
         summary.bloom = [UInt64](repeating: 0, count: bits / 64)
-        for member in members { summary.insert(hash: member) }
+        members.forEach { summary.insert(hash: $0) }
         return summary
     }
 
@@ -83,23 +83,34 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         struct Entry {
             var key: String
             var values: [String] = []
-            var seen = Set<UInt64>()
+            /// The members of `values` (at most ``valuesPerKey``: a scan beats a set).
+            var seen: [UInt64] = []
         }
-        var scopes: [[UInt64: Entry]] = [[:], [:]]
+        /// Entries of both scopes; keys found through `index` (key hash, seeded by scope → entry + 1).
+        var entries: [Entry] = []
+        var scopeOf: [UInt8] = []
+        var keysPerScope = [0, 0]
+        var index = HashTable64()
 
-        mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout Set<UInt64>) {
-            let index = scope == .span ? 0 : 1
-            let keyHash = Hash.bytes(key, seed: index == 0 ? 0x5350 : 0x5245)
-            if scopes[index][keyHash] == nil {
-                guard scopes[index].count < keysPerScope else { return }
-                scopes[index][keyHash] = Entry(key: String(decoding: key, as: UTF8.self))
+        mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout HashSet64) {
+            let scopeIndex = scope == .span ? 0 : 1
+            let keyHash = Hash.bytes(key, seed: scopeIndex == 0 ? 0x5350 : 0x5245)
+            var entry = index[keyHash]
+            if entry < 0 {
+                guard keysPerScope[scopeIndex] < BlockSummary.keysPerScope else { return }
+                keysPerScope[scopeIndex] += 1
+                entry = entries.count
+                entries.append(Entry(key: String(decoding: key, as: UTF8.self)))
+                scopeOf.append(UInt8(scopeIndex))
+                index[keyHash] = entry
             }
             let prefix: StaticString = scope == .span ? "s:" : "r:"
             func record(_ text: UnsafeRawBufferPointer) {
                 let member = Hash.member(prefix, key, text)
                 members.insert(member)
-                if scopes[index][keyHash]!.values.count < valuesPerKey, scopes[index][keyHash]!.seen.insert(member).inserted {
-                    scopes[index][keyHash]!.values.append(String(decoding: text, as: UTF8.self))
+                if entries[entry].values.count < valuesPerKey, !entries[entry].seen.contains(member) {
+                    entries[entry].seen.append(member)
+                    entries[entry].values.append(String(decoding: text, as: UTF8.self))
                 }
             }
             switch value {
@@ -132,10 +143,10 @@ public struct BlockSummary: Codable, Sendable, Equatable {
 
         var tags: [String: [String: [String]]] {
             var result: [String: [String: [String]]] = [:]
-            for (index, name) in ["span", "resource"].enumerated() where !scopes[index].isEmpty {
+            for (scope, name) in ["span", "resource"].enumerated() {
                 var keys: [String: [String]] = [:]
-                for entry in scopes[index].values { keys[entry.key] = entry.values.sorted() }
-                result[name] = keys
+                for (entry, entryScope) in zip(entries, scopeOf) where entryScope == scope { keys[entry.key] = entry.values.sorted() }
+                if !keys.isEmpty { result[name] = keys }
             }
             return result
         }
