@@ -33,7 +33,7 @@ nonisolated(unsafe) let corpus = Corpus.load()
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 2, maxDuration: .seconds(5), maxIterations: 500)
+        metrics: [.wallClock, .cpuTotal, .throughput, .mallocCountTotal], warmupIterations: 2, maxDuration: .seconds(5), maxIterations: 500)
 
     // Compression ratio, once.
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-bench-\(UUID().uuidString)")

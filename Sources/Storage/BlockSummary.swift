@@ -78,51 +78,67 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         return summary
     }
 
-    /// Keys with up to ``valuesPerKey`` of their values, per scope, found by hash.
+    /// Keys with up to ``valuesPerKey`` of their values, per scope, found by hash. Flat: one array of
+    /// keys and one of listed values for the whole block, so a block allocates per listed string,
+    /// not per key.
     struct TagBuilder {
-        struct Entry {
-            var key: String
-            var values: [String] = []
-            /// The members of `values` (at most ``valuesPerKey``: a scan beats a set).
-            var seen: [UInt64] = []
+        struct Key {
+            var name: String
+            var scope: UInt8
+            var listed = 0
         }
-        /// Entries of both scopes; keys found through `index` (key hash, seeded by scope → entry + 1).
-        var entries: [Entry] = []
-        var scopeOf: [UInt8] = []
+        var keys: [Key] = []
+        /// Listed values, with the index of their key.
+        var values: [(key: Int32, text: String)] = []
+        /// Members already listed (a value listed once per key).
+        var listed = HashSet64(capacity: 256)
         var keysPerScope = [0, 0]
+        /// Key hash (FNV of the scope prefix, the key and `=`: where every member of the key starts) → key index.
         var index = HashTable64()
 
         mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout HashSet64) {
             let scopeIndex = scope == .span ? 0 : 1
-            let keyHash = Hash.bytes(key, seed: scopeIndex == 0 ? 0x5350 : 0x5245)
+            var keyHash: UInt64 = 0xcbf2_9ce4_8422_2325
+            Hash.continued(&keyHash, scope == .span ? Self.spanPrefix : Self.resourcePrefix)
+            Hash.continued(&keyHash, key)
+            Hash.continued(&keyHash, Self.equals)
             var entry = index[keyHash]
             if entry < 0 {
                 guard keysPerScope[scopeIndex] < BlockSummary.keysPerScope else { return }
                 keysPerScope[scopeIndex] += 1
-                entry = entries.count
-                entries.append(Entry(key: String(decoding: key, as: UTF8.self)))
-                scopeOf.append(UInt8(scopeIndex))
+                entry = keys.count
+                keys.append(Key(name: String(decoding: key, as: UTF8.self), scope: UInt8(scopeIndex)))
                 index[keyHash] = entry
             }
-            let prefix: StaticString = scope == .span ? "s:" : "r:"
             func record(_ text: UnsafeRawBufferPointer) {
-                let member = Hash.member(prefix, key, text)
+                var member = keyHash
+                Hash.continued(&member, text)
                 members.insert(member)
-                if entries[entry].values.count < valuesPerKey, !entries[entry].seen.contains(member) {
-                    entries[entry].seen.append(member)
-                    entries[entry].values.append(String(decoding: text, as: UTF8.self))
+                if keys[entry].listed < valuesPerKey, listed.insert(member) {
+                    keys[entry].listed += 1
+                    values.append((Int32(entry), String(decoding: text, as: UTF8.self)))
                 }
             }
             switch value {
             case .string(let bytes): record(bytes)
             case .int(let int): Self.withDecimal(int) { record($0) }
-            case .bool(let bool): (bool ? "true" : "false").utf8CString.withUnsafeBytes { record(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+            case .bool(let bool): record(bool ? Self.trueText : Self.falseText)
             case .double(let double):
                 // A whole double is also the integer a query may compare it with (`.x = 500`).
                 if double.rounded() == double, abs(double) < 9e18 { Self.withDecimal(Int64(double)) { record($0) } }
             case .other: break
             }
         }
+
+        @inline(__always)
+        static func bytes(_ text: StaticString) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+        }
+        static var spanPrefix: UnsafeRawBufferPointer { Self.bytes("s:") }
+        static var resourcePrefix: UnsafeRawBufferPointer { Self.bytes("r:") }
+        static var equals: UnsafeRawBufferPointer { Self.bytes("=") }
+        static var trueText: UnsafeRawBufferPointer { Self.bytes("true") }
+        static var falseText: UnsafeRawBufferPointer { Self.bytes("false") }
 
         static func withDecimal(_ value: Int64, _ body: (UnsafeRawBufferPointer) -> Void) {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
@@ -142,15 +158,79 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         }
 
         var tags: [String: [String: [String]]] {
+            var byKey = [[String]](repeating: [], count: keys.count)
+            for (key, text) in values { byKey[Int(key)].append(text) }
             var result: [String: [String: [String]]] = [:]
-            for (scope, name) in ["span", "resource"].enumerated() {
-                var keys: [String: [String]] = [:]
-                for (entry, entryScope) in zip(entries, scopeOf) where entryScope == scope { keys[entry.key] = entry.values.sorted() }
-                if !keys.isEmpty { result[name] = keys }
+            for (key, texts) in zip(keys, byKey) {
+                result[key.scope == 0 ? "span" : "resource", default: [:]][key.name] = texts.sorted()
             }
             return result
         }
     }
+
+    /// The summary as one line of the sidecar: the JSON its `Codable` form reads, written directly
+    /// (Foundation's encoder cost more than the summary it wrote, per block).
+    public func jsonLine() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + bloom.count * 21 + names.count * 24)
+        func raw(_ text: StaticString) { out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
+        func number<N: BinaryInteger>(_ value: N) { out.append(contentsOf: String(value).utf8) }
+        func string(_ text: String) {
+            out.append(UInt8(ascii: "\""))
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): raw("\\\"")
+                case UInt8(ascii: "\\"): raw("\\\\")
+                case 0..<0x20:
+                    raw("\\u00")
+                    out.append(Self.hexDigits[Int(byte >> 4)])
+                    out.append(Self.hexDigits[Int(byte & 0xF)])
+                default: out.append(byte)
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+        }
+        func strings(_ list: [String]) {
+            out.append(UInt8(ascii: "["))
+            for (index, text) in list.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                string(text)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        raw("{\"offset\":"); number(offset)
+        raw(",\"traces\":"); number(traces)
+        raw(",\"minStart\":"); number(minStart)
+        raw(",\"maxEnd\":"); number(maxEnd)
+        raw(",\"maxTraceDuration\":"); number(maxTraceDuration)
+        raw(",\"maxSpanDuration\":"); number(maxSpanDuration)
+        raw(",\"hasError\":"); if hasError { raw("true") } else { raw("false") }
+        raw(",\"rootServices\":"); strings(rootServices)
+        raw(",\"rootNames\":"); strings(rootNames)
+        raw(",\"names\":"); strings(names)
+        raw(",\"tags\":{")
+        for (scopeIndex, (scope, keys)) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            if scopeIndex > 0 { out.append(UInt8(ascii: ",")) }
+            string(scope)
+            raw(":{")
+            for (keyIndex, (key, values)) in keys.sorted(by: { $0.key < $1.key }).enumerated() {
+                if keyIndex > 0 { out.append(UInt8(ascii: ",")) }
+                string(key)
+                out.append(UInt8(ascii: ":"))
+                strings(values)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        raw("},\"bloom\":[")
+        for (index, word) in bloom.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            number(word)
+        }
+        raw("]}")
+        return out
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// FNV-1a 64 over the member's bytes (`n:name`, `s:key=value`, `r:key=value`).
     enum Hash {

@@ -290,7 +290,7 @@ public final class TraceStore: Sendable {
 
     /// Appends a summary line to the sidecar (not synced: a lost line is rebuilt from its block).
     static func appendSummary(_ summary: BlockSummary, to path: String) {
-        guard var line = try? JSONEncoder().encode(summary) else { return }
+        var line = summary.jsonLine()
         line.append(UInt8(ascii: "\n"))
         let fd = open(path, O_RDWR | O_APPEND | O_CREAT, 0o644)
         guard fd >= 0 else { return }
