@@ -62,22 +62,32 @@ public struct TraceRun: Sendable, Equatable {
 
     /// Measures the run of spans of `batch` at `indices` that starts at `start` (the spans after it
     /// with the same trace id); returns it with the index just past it.
-    public static func measure<Indices: RandomAccessCollection>(
-        _ indices: Indices, from start: Indices.Index, in batch: SpanBatch
-    ) -> (run: TraceRun, end: Indices.Index) where Indices.Element: BinaryInteger {
+    public static func measure(_ indices: [Int32], from start: Int, in batch: SpanBatch) -> (run: TraceRun, end: Int) {
+        indices.withUnsafeBufferPointer { indices in measure(count: indices.count, from: start, in: batch) { Int(indices[$0]) } }
+    }
+
+    /// ``measure(_:from:in:)`` over spans `start...` of the batch itself.
+    public static func measure(_ indices: Range<Int>, from start: Int, in batch: SpanBatch) -> (run: TraceRun, end: Int) {
+        measure(count: indices.upperBound, from: start, in: batch) { $0 }
+    }
+
+    // Not generic over the index collection: unspecialised across modules, a generic version boxed
+    // its indices and allocated once per span.
+    @inline(__always)
+    private static func measure(count: Int, from start: Int, in batch: SpanBatch, span index: (Int) -> Int) -> (run: TraceRun, end: Int) {
         var run = TraceRun()
-        let traceID = batch.spans[Int(indices[start])].traceID
+        let traceID = batch.spans[index(start)].traceID
         var position = start
         var lastScope = UInt32.max
-        while position != indices.endIndex {
-            let span = batch.spans[Int(indices[position])]
+        while position < count {
+            let span = batch.spans[index(position)]
             guard span.traceID == traceID else { break }
             let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: span.scopeIndex != lastScope)
             lastScope = span.scopeIndex
             run.spans += 1
             run.attributes += cost.attributes
             run.payloadBytes += cost.payloadBytes
-            position = indices.index(after: position)
+            position += 1
         }
         return (run, position)
     }

@@ -158,12 +158,23 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         }
 
         var tags: [String: [String: [String]]] {
-            var byKey = [[String]](repeating: [], count: keys.count)
-            for (key, text) in values { byKey[Int(key)].append(text) }
-            var result: [String: [String: [String]]] = [:]
-            for (key, texts) in zip(keys, byKey) {
-                result[key.scope == 0 ? "span" : "resource", default: [:]][key.name] = texts.sorted()
+            // One exactly sized array per key, sorted in place.
+            var byKey = keys.map { key -> [String] in
+                var texts: [String] = []
+                texts.reserveCapacity(key.listed)
+                return texts
             }
+            for (key, text) in values { byKey[Int(key)].append(text) }
+            var scopes: [[String: [String]]] = [[:], [:]]
+            scopes[0].reserveCapacity(keysPerScope[0])
+            scopes[1].reserveCapacity(keysPerScope[1])
+            for index in keys.indices {
+                byKey[index].sort()
+                scopes[Int(keys[index].scope)][keys[index].name] = byKey[index]
+            }
+            var result: [String: [String: [String]]] = [:]
+            if !scopes[0].isEmpty { result["span"] = scopes[0] }
+            if !scopes[1].isEmpty { result["resource"] = scopes[1] }
             return result
         }
     }
@@ -174,7 +185,17 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         var out: [UInt8] = []
         out.reserveCapacity(256 + bloom.count * 21 + names.count * 24)
         func raw(_ text: StaticString) { out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
-        func number<N: BinaryInteger>(_ value: N) { out.append(contentsOf: String(value).utf8) }
+        func number<N: BinaryInteger>(_ value: N) {
+            // Digits straight into the line (a String per bloom word allocated, once it had 16 digits).
+            var magnitude = UInt64(value)
+            var divisor: UInt64 = 1
+            while magnitude / divisor >= 10 { divisor *= 10 }
+            repeat {
+                out.append(UInt8(ascii: "0") + UInt8(magnitude / divisor))
+                magnitude %= divisor
+                divisor /= 10
+            } while divisor > 0
+        }
         func string(_ text: String) {
             out.append(UInt8(ascii: "\""))
             for byte in text.utf8 {
