@@ -36,9 +36,12 @@ public enum AttributeWalker {
         try result.get()
     }
 
-    /// The same without allocating: keys and string values point into `request`.
+    /// The same without allocating: keys and string values point into `request`. `skipResource` is
+    /// asked with each `Resource` message's bytes first: true skips its attributes (a caller that has
+    /// seen the same resource already).
     public static func forEachRaw(
-        in request: UnsafeRawBufferPointer, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+        in request: UnsafeRawBufferPointer, skipResource: (UnsafeRawBufferPointer) -> Bool = { _ in false },
+        _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
     ) throws(OTLPDecodeError) {
         let result: Result<Void, WireFault> = { (raw: UnsafeRawBufferPointer) in
             guard let base = raw.baseAddress else { return .success(()) }
@@ -54,7 +57,9 @@ public enum AttributeWalker {
                     while !resourceSpans.isAtEnd {
                         let (field, wire) = try resourceSpans.readTag()
                         if field == OTLPField.ResourceSpans.resource, wire == 2 {
-                            try attributes(base, try resourceSpans.readLengthDelimited(), field: OTLPField.Resource.attributes, scope: .resource, body)
+                            let resource = try resourceSpans.readLengthDelimited()
+                            if skipResource(bytes(base, resource)) { continue }
+                            try attributes(base, resource, field: OTLPField.Resource.attributes, scope: .resource, body)
                         } else if field == OTLPField.ResourceSpans.scopeSpans, wire == 2 {
                             var scopeSpans = WireReader(base: base, range: try resourceSpans.readLengthDelimited())
                             while !scopeSpans.isAtEnd {

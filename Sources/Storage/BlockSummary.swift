@@ -36,6 +36,7 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         var summary = BlockSummary(offset: offset)
         var members = HashSet64(capacity: 1024)
         var builder = TagBuilder()
+        var resources = SeenResources()
         var batch = SpanBatch()
         for request in requests {
             batch.removeAll()
@@ -63,7 +64,9 @@ public struct BlockSummary: Codable, Sendable, Equatable {
             summary.maxEnd = max(summary.maxEnd, end)
             summary.maxTraceDuration = max(summary.maxTraceDuration, end > start ? end - start : 0)
             request.withUnsafeBytes { raw in
-                try? AttributeWalker.forEachRaw(in: raw) { scope, key, value in
+                // Traces of a block share a few resources (one per service): their attributes are
+                // summarised once per block.
+                try? AttributeWalker.forEachRaw(in: raw, skipResource: { resources.seen($0) }) { scope, key, value in
                     builder.add(scope, key, value, members: &members)
                 }
             }
@@ -76,6 +79,42 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         summary.bloom = [UInt64](repeating: 0, count: bits / 64)
         members.forEach { summary.insert(hash: $0) }
         return summary
+    }
+
+    /// Resource messages already summarised in this block, by their bytes.
+    struct SeenResources {
+        private var index = HashTable64()
+        private var bytes: [[UInt8]] = []
+
+        /// True when these exact bytes were seen before; remembers them otherwise.
+        mutating func seen(_ resource: UnsafeRawBufferPointer) -> Bool {
+            guard let base = resource.baseAddress, resource.count > 0 else { return false }
+            var hash = UInt64(resource.count) &* 0x9E37_79B9_7F4A_7C15
+            var offset = 0
+            while offset + 8 <= resource.count {
+                hash = (hash ^ base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+                hash ^= hash >> 29
+                offset += 8
+            }
+            while offset < resource.count {
+                hash = (hash ^ UInt64(base.load(fromByteOffset: offset, as: UInt8.self))) &* 0x94D0_49BB_1331_11EB
+                offset += 1
+            }
+            // Linear probing on the hash; equal hashes are told apart by their bytes.
+            var probe = hash
+            while true {
+                let entry = index[probe]
+                if entry < 0 {
+                    index[probe] = bytes.count
+                    bytes.append(Array(resource))
+                    return false
+                }
+                if bytes[entry].count == resource.count, bytes[entry].withUnsafeBytes({ memcmp($0.baseAddress!, base, resource.count) == 0 }) {
+                    return true
+                }
+                probe &+= 1
+            }
+        }
     }
 
     /// Keys with up to ``valuesPerKey`` of their values, per scope, found by hash. Flat: one array of
