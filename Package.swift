@@ -9,6 +9,9 @@ import class Foundation.ProcessInfo
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    // Release builds skip the runtime exclusivity checks (swift_beginAccess on every class property
+    // access: ~1.5% of the engine's instructions); the compile-time checks and debug builds keep them.
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(
