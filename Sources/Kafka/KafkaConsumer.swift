@@ -386,6 +386,8 @@ final class ConsumerContext: @unchecked Sendable {
         /// prefix) and the assignments revoked inside it, each with how many messages preceded it.
         var polling: (buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>, capacity: Int)?
         var revokedDuringPoll: [(collected: Int, assignment: PartitionAssignment)] = []
+        /// The rebalance protocol librdkafka last named (nil before the first rebalance).
+        var cooperative: Bool?
 
         /// Messages librdkafka has put in the poll's array so far (0 outside a poll).
         var collected: Int {
@@ -413,7 +415,14 @@ private func consumerRebalanceCallback(
 ) {
     guard let handle, let opaque else { return }
     let context = Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue()
-    let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+    // librdkafka answers NULL when the group is being torn down — the revoke inside
+    // rd_kafka_consumer_close at a graceful leave can see that (unwrapping it trapped, signal 4, in the
+    // rebalance-storm test): the protocol seen at the last rebalance answers then.
+    let named: UnsafePointer<CChar>? = rd_kafka_rebalance_protocol(handle)
+    let cooperative = context.state.withLock { state in
+        if let named { state.cooperative = String(cString: named) == "COOPERATIVE" }
+        return state.cooperative ?? false
+    }
     let changed = PartitionList.partitions(partitions)
     switch error {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
