@@ -109,7 +109,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "OTLPTests", dependencies: ["OTLP"], swiftSettings: swiftSettings),
+        .testTarget(name: "OTLPTests", dependencies: ["OTLP", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "OTLP", "Ingest", "Kafka"], swiftSettings: swiftSettings),
         .testTarget(name: "SpanMetricsTests", dependencies: ["SpanMetrics", "OTLP", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], swiftSettings: swiftSettings),

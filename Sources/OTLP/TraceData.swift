@@ -96,7 +96,7 @@ public struct TraceData: Sendable {
     public var hasRoot: Bool { spans.contains { !$0.parentSpanID.isValid } }
 
     /// Makes room, exactly, for `spans` more spans holding `attributes` selected attributes and
-    /// `payloadBytes` bytes (see ``appendCost(of:from:)``): a trace whose spans arrive together (one
+    /// `payloadBytes` bytes (see ``appendCost(of:from:newEnvelope:)``): a trace whose spans arrive together (one
     /// message of a keyed topic) is sized once, with no geometric regrowth, copy or slack.
     public mutating func reserve(spans extraSpans: Int, attributes extraAttributes: Int, payloadBytes: Int) {
         if payload.capacity < payload.count + payloadBytes { payload.reserveCapacity(payload.count + payloadBytes) }

@@ -1,4 +1,5 @@
 import OTLP
+import TestSupport
 import Testing
 
 /// The decoder's attribute paths (the one-load fast path for the common shape, the general walk for
@@ -83,7 +84,7 @@ import Testing
         String(repeating: "long.key.", count: 16),
     ]
 
-    static func value(_ random: inout SplitMix) -> Written {
+    static func value(_ random: inout SplitMix64) -> Written {
         switch random.next() % 9 {
         case 0: .string("")
         case 1: .string("GET")
@@ -98,7 +99,7 @@ import Testing
     }
 
     @Test func selectedAttributesDecodeAsWrittenInEveryShape() throws {
-        var random = SplitMix(seed: 25)
+        var random = SplitMix64(seed: 25)
         for round in 0..<300 {
             let selected = Self.keyPool.filter { _ in random.next() % 2 == 0 }
             let selection = AttributeSelection(keys: selected)
@@ -156,17 +157,5 @@ import Testing
         }
         #expect(values == ["/dogs/{id}", "dogs-7f9c"])
         #expect(trace.string(trace.service(of: trace.spans[0])) == "dogs")
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,23 +1,13 @@
 @testable import Storage
+import TestSupport
 import Testing
 
 /// The store's hash set and table against Swift's own `Set` and `Dictionary` as the reference model,
 /// over seeded random sequences that include 0 (the empty-slot marker), repeats and growth.
 @Suite struct HashSet64Tests {
-    struct Mix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func behavesAsASet() {
         for seed in 0..<50 as Range<UInt64> {
-            var random = Mix(state: seed)
+            var random = SplitMix64(seed: seed)
             var set = HashSet64(capacity: Int(random.next() % 64))
             var model = Set<UInt64>()
             // Small universes repeat values; low-entropy values (multiples of 2^32) stress the probe.
@@ -39,7 +29,7 @@ import Testing
 
     @Test func behavesAsADictionary() {
         for seed in 0..<50 as Range<UInt64> {
-            var random = Mix(state: seed)
+            var random = SplitMix64(seed: seed)
             var table = HashTable64()
             var model: [UInt64: Int] = [:]
             for step in 0..<2000 {
