@@ -44,6 +44,11 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
         KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, name: "_INVALID_ARG", message: message)
     }
 
+    /// A message over a size limit, refused before it is produced (see ``isMessageTooLarge``).
+    public static func messageTooLarge(_ message: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue, name: "MSG_SIZE_TOO_LARGE", message: message)
+    }
+
     public var description: String { "\(message) [\(name)]" }
 
     /// The partition has no more messages for now (consumer `enable.partition.eof`).

@@ -41,6 +41,13 @@ public final class KafkaMockCluster: @unchecked Sendable {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, "create topic \(name)") }
     }
 
+    /// The cluster answers the next `count` produce requests (from any client) with "message too
+    /// large", as a broker whose `max.message.bytes` is below the messages does: fault injection.
+    public func refuseNextProduceRequestsAsTooLarge(_ count: Int) {
+        let errors = [rd_kafka_resp_err_t](repeating: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, count: count)
+        errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, count, $0.baseAddress) }
+    }
+
     /// Takes a broker down (connections closed, new ones refused) or brings it back: fault injection.
     public func setBroker(_ id: Int32, down: Bool) throws(KafkaError) {
         let error = down ? rd_kafka_mock_broker_set_down(cluster, id) : rd_kafka_mock_broker_set_up(cluster, id)

@@ -86,6 +86,8 @@ public final class RouterMetrics: Sendable {
     private let counts = Mutex(Counts())
     let queue = Atomic<Int>(0)
     let transactional = Atomic<Bool>(false)
+    /// The largest message the router produces now (see ``Router``'s output limit).
+    let outputLimit = Atomic<Int>(0)
     let failing = Mutex<String?>(nil)
 
     public var snapshot: Counts { counts.withLock { $0 } }
@@ -109,6 +111,7 @@ public final class RouterMetrics: Sendable {
         out.gauge("tailgate_route_producer_queue_messages", "Messages waiting in the producer's queue.", queue.load(ordering: .relaxed))
         out.gauge("tailgate_route_transactional", "1 when batches commit as Kafka transactions (exactly once), 0 when at least once.", transactional.load(ordering: .relaxed) ? 1 : 0)
         out.gauge("tailgate_route_failing", "1 while the last batch could not be delivered.", failing.withLock { $0 } == nil ? 0 : 1)
+        out.gauge("tailgate_route_output_limit_bytes", "The largest message the router produces: --max-message-bytes, lowered after the output topic refused a message as too large.", outputLimit.load(ordering: .relaxed))
     }
 }
 
@@ -133,10 +136,21 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     private var splitter = TraceSplitter()
     private var polled: [IngestedMessage] = []
     private let throttle = LogThrottle(interval: .seconds(10))
+    /// The largest message produced: `--max-message-bytes` until the output topic refuses one as too
+    /// large (its own `max.message.bytes` is lower), then below what it refused. A trace over it
+    /// leaves split by span; a single span over it is dead-lettered and moved past, never produced
+    /// (the broker would refuse it, and the batch would be read again forever).
+    private var outputLimit: Int
+    /// Sizes of the messages the broker refused as too large since the batch began (delivery reports).
+    private let refusedAsTooLarge = Mutex<[Int]>([])
+    /// The least the output limit is lowered to (the smallest `--max-message-bytes` allowed).
+    static let minimumOutputLimit = 1024
 
     public init(configuration: RouterConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        outputLimit = configuration.maxMessageBytes
+        metrics.outputLimit.store(outputLimit, ordering: .relaxed)
         var consumerProperties = KafkaProperties(["enable.auto.commit": "false"])
         for (name, value) in configuration.kafkaProperties.values where !Self.isProducerOnly(name) { consumerProperties[name] = value }
         consumerProperties["enable.auto.commit"] = "false"
@@ -291,7 +305,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         lastTraceID = nil
         var out = RouterMetrics.Counts()
         var produceError: KafkaError?
-        splitter.forEachTrace(maxBytes: configuration.maxMessageBytes) { id, request in
+        splitter.forEachTrace(maxBytes: outputLimit) { id, request in
             guard produceError == nil else { return }
             do throws(KafkaError) {
                 try produce(id, request, counts: &out)
@@ -340,6 +354,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 }
             }
         }
+        learnOutputLimit()
         out.batches = 1
         if out.produceErrors > 0 || out.rewinds > 0 {
             metrics.failing.withLock { $0 = produceError.map { "\($0)" } ?? "a batch was not delivered" }
@@ -376,14 +391,40 @@ public final class Router: HTTPBackend, @unchecked Sendable {
 
     private var lastTraceID: TraceID?
 
+    /// Lowers the output limit below the smallest message the broker refused as too large in this
+    /// batch (which failed, and is read again: its traces then leave in smaller pieces).
+    private func learnOutputLimit() {
+        let refused = refusedAsTooLarge.withLock { sizes in
+            defer { sizes.removeAll() }
+            return sizes.min()
+        }
+        guard let refused else { return }
+        let lowered = max(Self.minimumOutputLimit, min(outputLimit, refused - refused / 16))
+        guard lowered < outputLimit else { return }
+        logger.error(
+            "the output topic \(configuration.outputTopic) refused a message of \(refused) bytes as too large: its max.message.bytes is below --max-message-bytes (\(configuration.maxMessageBytes)); producing at most \(lowered) bytes per message from now on (the batch is read again). Raise the topic's max.message.bytes or lower --max-message-bytes.")
+        outputLimit = lowered
+        metrics.outputLimit.store(lowered, ordering: .relaxed)
+    }
+
     private func produce(_ id: TraceID, _ request: [UInt8], counts: inout RouterMetrics.Counts) throws(KafkaError) {
         let key = Array(id.hex.utf8)
         do throws(KafkaError) {
+            // The splitter leaves a request over the limit only for a single span: refused here, not
+            // by the broker later (librdkafka's own limit is higher, for the batch's framing).
+            if request.count > outputLimit {
+                throw KafkaError.messageTooLarge("a single span of \(request.count) bytes is over the output limit of \(outputLimit) bytes")
+            }
+            let size = request.count
             let result: Result<Void, KafkaError> = request.withUnsafeBytes { value in
                 key.withUnsafeBytes { keyBytes in
                     do throws(KafkaError) {
                         // A full queue waits here: reading pauses until the output catches up.
-                        try producer.send(topic: configuration.outputTopic, key: keyBytes, value: value, queueFullWait: .seconds(3600))
+                        try producer.send(
+                            topic: configuration.outputTopic, key: keyBytes, value: value, queueFullWait: .seconds(3600)
+                        ) { [self] error in
+                            if let error, error.isMessageTooLarge { refusedAsTooLarge.withLock { $0.append(size) } }
+                        }
                         return .success(())
                     } catch {
                         return .failure(error)
