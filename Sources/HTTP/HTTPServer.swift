@@ -8,8 +8,10 @@ import Synchronization
 /// The HTTP listener: NIO's HTTP/1.1 server with keep-alive, serving ``HTTPRoutes``. Requests are
 /// small, and the listener says so: bodies over 1 MiB get 413; a request line or header field over
 /// 8 KiB, headers over 32 KiB in all or more than 100 fields get 431; a connection that sends
-/// nothing for 30 s is closed (a slow client cannot hold one open); past 512 open connections new
-/// ones are closed at once.
+/// nothing for 30 s is closed. Past 512 open connections, a new one takes the place of the one that
+/// has waited longest without a request in progress (idle, or holding a request line it never
+/// finishes): a flood of held connections cannot keep the probes and the scrapers out. Only when
+/// every connection is busy with a request is the new one closed at once.
 ///
 /// The event loop only parses and writes. Routes that may take time — reading a stored trace (disk
 /// and zstd), rendering `/metrics`, a rule reload — run on a small pool of worker threads, so the
@@ -31,6 +33,9 @@ public final class HTTPServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let workers: NIOThreadPool
     private let channel: any Channel
+    private let connections: ConnectionTable
+    /// Connections closed to make room for a new one (see the type's documentation).
+    public var connectionsEvicted: Int { connections.evicted.load(ordering: .relaxed) }
     /// The bound address (`host:port`; the port is the real one when 0 was asked for).
     public let boundAddress: String
 
@@ -49,7 +54,8 @@ public final class HTTPServer: Sendable {
         decoderLimits.maxHeaderListSize = limits.maximumHeaders
         decoderLimits.maxHeaderFieldCount = limits.maximumHeaderCount
         let headerLimits = decoderLimits  // a constant for the channel initializer (runs on the event loop)
-        let open = ConnectionCount()
+        let open = ConnectionTable()
+        connections = open
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -62,7 +68,7 @@ public final class HTTPServer: Sendable {
                         withErrorHandling: false, withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: headerLimits)
                     try sync.addHandler(ProtocolErrorHandler())
-                    try sync.addHandler(RequestHandler(routes: routes, workers: workers, maximumBody: limits.maximumBody))
+                    try sync.addHandler(RequestHandler(routes: routes, workers: workers, maximumBody: limits.maximumBody, connections: open))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -92,14 +98,16 @@ private final class RequestHandler: ChannelInboundHandler {
     let routes: HTTPRoutes
     let workers: NIOThreadPool
     let maximumBody: Int
+    let connections: ConnectionTable
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(routes: HTTPRoutes, workers: NIOThreadPool, maximumBody: Int) {
+    init(routes: HTTPRoutes, workers: NIOThreadPool, maximumBody: Int, connections: ConnectionTable) {
         self.routes = routes
         self.workers = workers
         self.maximumBody = maximumBody
+        self.connections = connections
     }
 
     /// A connection idle past the read timeout is closed.
@@ -126,6 +134,8 @@ private final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            // Busy from a whole request to its answer: a head whose body never comes stays evictable.
+            connections.setBusy(context.channel, true)
             if tooLarge {
                 write(HTTPResponse(status: 413, body: "request body over \(maximumBody) bytes\n"), for: head, context: context)
                 return
@@ -164,6 +174,7 @@ private final class RequestHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        connections.setBusy(context.channel, false)
         if !keepAlive {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }
@@ -171,32 +182,78 @@ private final class RequestHandler: ChannelInboundHandler {
     }
 }
 
-/// Open connections, across the listener's channels.
-private final class ConnectionCount: Sendable {
-    let value = Atomic<Int>(0)
+/// The open connections, each with whether a request is in progress on it and since when it has
+/// been without one.
+final class ConnectionTable: Sendable {
+    private struct Entry {
+        let channel: any Channel
+        /// When (in admissions and finished responses, a logical clock) it last became idle.
+        var idleSince: UInt64
+        var busy: Bool
+    }
+
+    private let state = Mutex<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
+    let evicted = Atomic<Int>(0)
+
+    /// Admits `channel`. Past `maximum`, returns the connection to close for it: the one idle the
+    /// longest, or `channel` itself when every other has a request in progress.
+    func admit(_ channel: any Channel, maximum: Int) -> (any Channel)? {
+        state.withLock { state in
+            state.clock += 1
+            var victim: (any Channel)?
+            if state.entries.count >= maximum {
+                let oldest = state.entries.values.filter { !$0.busy }.min { $0.idleSince < $1.idleSince }
+                guard let oldest else { return channel }
+                state.entries[ObjectIdentifier(oldest.channel)] = nil
+                victim = oldest.channel
+            }
+            state.entries[ObjectIdentifier(channel)] = Entry(channel: channel, idleSince: state.clock, busy: false)
+            return victim
+        }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// A request arrived (true) or its response was written (false).
+    func setBusy(_ channel: any Channel, _ busy: Bool) {
+        state.withLock { state in
+            let key = ObjectIdentifier(channel)
+            guard state.entries[key] != nil else { return }
+            state.clock += 1
+            state.entries[key]?.busy = busy
+            if !busy { state.entries[key]?.idleSince = state.clock }
+        }
+    }
 }
 
-/// Closes a new connection at once when `maximum` are already open.
+/// Admits each new connection into the table (see ``ConnectionTable/admit(_:maximum:)``).
 private final class ConnectionLimiter: ChannelInboundHandler, Sendable {
     typealias InboundIn = NIOAny
-    let open: ConnectionCount
+    let open: ConnectionTable
     let maximum: Int
 
-    init(open: ConnectionCount, maximum: Int) {
+    init(open: ConnectionTable, maximum: Int) {
         self.open = open
         self.maximum = maximum
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if open.value.add(1, ordering: .relaxed).newValue > maximum {
+        let victim = open.admit(context.channel, maximum: maximum)
+        if let victim, victim === context.channel {
             context.close(promise: nil)
-        } else {
-            context.fireChannelActive()
+            return
         }
+        if let victim {
+            open.evicted.add(1, ordering: .relaxed)
+            victim.close(promise: nil)
+        }
+        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        open.value.subtract(1, ordering: .relaxed)
+        open.remove(context.channel)
         context.fireChannelInactive()
     }
 }
