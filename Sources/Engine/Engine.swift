@@ -204,10 +204,8 @@ public final class Engine: Sendable {
             if let deadLetterTopic = configuration.deadLetterTopic {
                 let copies = try DeadLetterTopic(
                     topic: deadLetterTopic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
-                deadLetter = { traceID, request, reason in
-                    do { try copies.sendOversizeSpan(traceID: traceID, request: request, reason: reason, outputTopic: topic) } catch {
-                        logger.error("copying an oversize span of trace \(traceID.hex) to \(deadLetterTopic) failed: \(error)")
-                    }
+                deadLetter = { traceID, request, reason, copied in
+                    copies.sendOversizeSpan(traceID: traceID, request: request, reason: reason, outputTopic: topic).whenAcknowledged(copied)
                 }
             }
             sinks.append(

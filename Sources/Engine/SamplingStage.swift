@@ -107,6 +107,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         var positions: [SourcePosition] = []
         positions.reserveCapacity(messages.count)
         var repeated = 0
+        var copies: [(SourcePosition, DeadLetterCopy)] = []
         for message in messages {
             let position = SourcePosition(lane: message.lane, offset: message.offset)
             positions.append(position)
@@ -115,6 +116,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
                 repeated += message.spans.count
                 continue
             }
+            if let copy = message.deadLetterCopy { copies.append((position, copy)) }
             for spanIndex in message.spans {
                 let shard = TraceRouting.shard(of: batch.spans[spanIndex].traceID, count: shards.count)
                 perShard[shard].spans.append(Int32(spanIndex))
@@ -125,10 +127,31 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         // Held until every shard has the poll in its window (each shard gets it, empty or not).
         let gaps = ledger.dispatch(poll: sequence, messages: positions, shards: shards.count)
         if !gaps.isEmpty { report(gaps) }
+        holdUntilCopied(copies)
         inFlight.append(sequence: sequence, bytes: batch.bytes.count)
         for (shard, work) in zip(shards, perShard) { shard.send(.spans(work)) }
         applyPressure()
     }
+
+    /// A refused message copied to the dead-letter topic is a delivery of its own: its offset is
+    /// held until the topic acknowledges the copy, which stands in for every sink's acknowledgement.
+    private func holdUntilCopied(_ copies: [(SourcePosition, DeadLetterCopy)]) {
+        for (position, copy) in copies {
+            deadLetterTokens += 1
+            let token = DeliveryLedger.Token(Self.deadLetterIssuer << 48 | deadLetterTokens)
+            ledger.hold(position)
+            ledger.deliver(token, [position])
+            let sinks = ledger.sinks
+            copy.whenAcknowledged { [acknowledgements, clock] in
+                let now = clock.now()
+                for sink in 0..<sinks { acknowledgements.post(.acknowledge(token, sink: sink, at: now)) }
+            }
+        }
+    }
+
+    /// The delivery tokens' issuer for dead-letter copies (shards issue under their index).
+    static let deadLetterIssuer: UInt64 = 0xFFFF
+    private var deadLetterTokens: UInt64 = 0
 
     /// This member owns `owned` of its topics' `total` partitions: adaptive samplers with a
     /// throughput goal aim at that share of it (no configured cluster size).
@@ -248,10 +271,16 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         for shard in shards { shard.send(.drain(done)) }
         for _ in shards { done.wait() }
+        let deadline = ContinuousClock.now + drainTimeout
         if !fanOut.flush(timeout: drainTimeout) {
             logger.error("sinks did not acknowledge every kept trace within \(drainTimeout); their offsets stay uncommitted and will be replayed")
         }
         collectEvents()
+        // Dead-letter copies are acknowledged by the dead-letter topic, not the sinks: waited for here.
+        while !ledger.isSettled && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.002)
+            collectEvents()
+        }
         let settled = ledger.isSettled
         settledAtDrain.withLock { $0 = settled }
     }

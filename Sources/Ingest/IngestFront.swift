@@ -51,11 +51,15 @@ public struct IngestedMessage: Sendable, Equatable {
     public var offset: Int64
     /// Indices into the decoded batch's spans (or the splitter's); empty for a refused message.
     public var spans: Range<Int>
+    /// A refused message's copy to the dead-letter topic: its offset may be committed past only
+    /// once the copy is acknowledged.
+    public var deadLetterCopy: DeadLetterCopy?
 
-    public init(lane: Lane, offset: Int64, spans: Range<Int>) {
+    public init(lane: Lane, offset: Int64, spans: Range<Int>, deadLetterCopy: DeadLetterCopy? = nil) {
         self.lane = lane
         self.offset = offset
         self.spans = spans
+        self.deadLetterCopy = deadLetterCopy
     }
 }
 
@@ -92,6 +96,7 @@ public final class IngestFront: @unchecked Sendable {
     public let consumer: KafkaConsumer
     public let metrics: IngestMetrics
     public let deadLetter: DeadLetterTopic?
+    private var deadLetterFailuresSeen = 0
     private let logger: Logger
     private let throttle = LogThrottle(interval: .seconds(10))
     private let relay: LaneRelay
@@ -198,25 +203,24 @@ public final class IngestFront: @unchecked Sendable {
                         metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
                 }
             } catch {
-                // Refused whole: counted, logged, optionally set aside; its offset still advances so the
-                // partition never stalls behind it.
+                // Refused whole: counted, logged, optionally set aside (its offset advances once the
+                // copy is acknowledged, at once without a dead-letter topic), so the partition never
+                // stalls behind it.
                 counts.messagesRejected[error.reason, default: 0] += 1
-                messages.append(IngestedMessage(lane: lane, offset: message.offset, spans: 0..<0))
+                let copy = deadLetter?.send(
+                    key: message.key, payload: message.payload, source: message.topicPartition, offset: message.offset, error: error)
+                if copy != nil { counts.messagesDeadLettered += 1 }
+                messages.append(IngestedMessage(lane: lane, offset: message.offset, spans: 0..<0, deadLetterCopy: copy))
                 throttle.log(
                     logger, level: .warning, key: "message-\(error.reason.rawValue)",
                     "refused message \(message.topic)[\(message.partition)]@\(message.offset) (\(message.payload.count) bytes): \(error)",
                     metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
-                if let deadLetter {
-                    do {
-                        try deadLetter.send(
-                            key: message.key, payload: message.payload, source: message.topicPartition, offset: message.offset, error: error)
-                        counts.messagesDeadLettered += 1
-                    } catch {
-                        counts.deadLetterFailures += 1
-                        throttle.log(logger, level: .error, key: "dead-letter", "could not copy a refused message to \(deadLetter.topic): \(error)")
-                    }
-                }
             }
+        }
+        if let deadLetter {
+            let failures = deadLetter.failures
+            counts.deadLetterFailures += failures - deadLetterFailuresSeen
+            deadLetterFailuresSeen = failures
         }
         metrics.add(counts)
         if counts.messagesReceived > 0 {

@@ -20,7 +20,9 @@ public final class IngestMetrics: Sendable {
 
         public init() {}
 
-        var isEmpty: Bool { messagesReceived == 0 && messagesRejected.isEmpty && spansRejected.isEmpty && messagesStale == 0 }
+        var isEmpty: Bool {
+            messagesReceived == 0 && messagesRejected.isEmpty && spansRejected.isEmpty && messagesStale == 0 && deadLetterFailures == 0
+        }
 
         mutating func add(_ other: Counts) {
             messagesReceived += other.messagesReceived
@@ -103,7 +105,7 @@ public final class IngestMetrics: Sendable {
             out.sample("tailgate_spans_rejected_total", [("reason", reason.rawValue)], totals.spansRejected[reason] ?? 0)
         }
         out.counter("tailgate_messages_dead_lettered_total", "Rejected messages copied to the dead-letter topic.", totals.messagesDeadLettered)
-        out.counter("tailgate_dead_letter_failures_total", "Rejected messages that could not be copied to the dead-letter topic.", totals.deadLetterFailures)
+        out.counter("tailgate_dead_letter_failures_total", "Attempts to copy a message to the dead-letter topic that failed (each is retried; what it copies stays uncommitted until a copy lands).", totals.deadLetterFailures)
         out.counter(
             "tailgate_messages_stale_total",
             "Messages fetched under a partition assignment that ended before they were handed over (a rebalance inside the poll); neither processed nor committed: the partition's owner reads them again.",

@@ -143,6 +143,8 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     private var outputLimit: Int
     /// Sizes of the messages the broker refused as too large since the batch began (delivery reports).
     private let refusedAsTooLarge = Mutex<[Int]>([])
+    /// Copies of this batch's oversize spans on their way to the dead-letter topic.
+    private var oversizeCopies: [DeadLetterCopy] = []
     /// The least the output limit is lowered to (the smallest `--max-message-bytes` allowed).
     static let minimumOutputLimit = 1024
 
@@ -303,6 +305,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         }
         let failedBefore = producer.counts.failed
         lastTraceID = nil
+        oversizeCopies.removeAll()
         var out = RouterMetrics.Counts()
         var produceError: KafkaError?
         splitter.forEachTrace(maxBytes: outputLimit) { id, request in
@@ -316,6 +319,9 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         if transactional {
             do throws(KafkaError) {
                 if let produceError { throw produceError }
+                guard deadLettersCopied() else {
+                    throw KafkaError(code: -1, name: "_DEAD_LETTER", message: "the dead-letter topic did not acknowledge this batch's copies within 30 s")
+                }
                 try producer.sendOffsetsToTransaction(front.byPartition(batch.next), consumer: consumer, timeout: .seconds(30))
                 try commitTransaction()
                 out.transactionsCommitted = 1
@@ -341,8 +347,8 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                     throttle.log(logger, level: .warning, key: "flush", "the output topic is slow to acknowledge (\(producer.queueLength) messages waiting); not reading meanwhile")
                 }
             }
-            if produceError != nil || producer.counts.failed != failedBefore || producer.queueLength > 0 {
-                logger.warning("not every message of a batch was acknowledged (\(produceError.map { "\($0)" } ?? "delivery failed")); reading it again")
+            if produceError != nil || producer.counts.failed != failedBefore || producer.queueLength > 0 || !deadLettersCopied() {
+                logger.warning("not every message of a batch was acknowledged (\(produceError.map { "\($0)" } ?? "delivery failed, or a dead-letter copy")); reading it again")
                 rewind(batch, counts: &out)
             } else {
                 front.storeOffsets(batch.next)
@@ -391,6 +397,19 @@ public final class Router: HTTPBackend, @unchecked Sendable {
 
     private var lastTraceID: TraceID?
 
+    /// Whether the dead-letter topic has every copy this batch made (refused input, oversize spans),
+    /// waiting at most 30 s: the batch's offsets are committed only behind its copies.
+    private func deadLettersCopied() -> Bool {
+        let copies = polled.compactMap(\.deadLetterCopy) + oversizeCopies
+        guard !copies.isEmpty else { return true }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !copies.allSatisfy(\.isAcknowledged) {
+            if ContinuousClock.now >= deadline || stopRequested.load(ordering: .relaxed) { return false }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        return true
+    }
+
     /// Lowers the output limit below the smallest message the broker refused as too large in this
     /// batch (which failed, and is read again: its traces then leave in smaller pieces).
     private func learnOutputLimit() {
@@ -436,7 +455,9 @@ public final class Router: HTTPBackend, @unchecked Sendable {
             // One span over the output's limit (the splitter already split the trace by span).
             counts.oversizeSpans += 1
             throttle.log(logger, level: .error, key: "oversize", "a span of trace \(id.hex) is larger than the output topic accepts (\(request.count) bytes)\(deadLetter == nil ? "; it is dropped (no --dead-letter-topic)" : "; copied to the dead-letter topic")")
-            try deadLetter?.sendOversizeSpan(traceID: id, request: request, reason: "\(error)", outputTopic: configuration.outputTopic)
+            if let copy = deadLetter?.sendOversizeSpan(traceID: id, request: request, reason: "\(error)", outputTopic: configuration.outputTopic) {
+                oversizeCopies.append(copy)
+            }
             return
         } catch {
             counts.produceErrors += 1

@@ -15,7 +15,8 @@ import Synchronization
 /// a permanent error, never retried: it is split in halves by span (each span under its resource and
 /// scope, bytes unchanged, every piece keyed by the trace id) until the pieces fit. A single span
 /// that alone does not fit is counted (`oversizeSpans`), logged, and handed to `deadLetter` (the
-/// dead-letter topic, when one is set); its trace then counts as stored, so its offsets move on.
+/// dead-letter topic, when one is set); its trace then counts as stored once the copy is
+/// acknowledged (at once without a dead-letter topic), so its offsets move on.
 public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
     public let name = "kafka"
     public let topic: String
@@ -31,7 +32,9 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
     private let splitCount = Atomic<Int>(0)
     private let lastFailure = Mutex<String?>(nil)
     /// Where a span too large to publish alone goes (trace id, its one-span request, why).
-    public typealias DeadLetter = @Sendable (_ traceID: TraceID, _ request: [UInt8], _ reason: String) -> Void
+    /// Copies the span's request to the dead-letter topic and calls `copied` once the topic has it:
+    /// only then does the trace count as delivered (its offsets may be committed).
+    public typealias DeadLetter = @Sendable (_ traceID: TraceID, _ request: [UInt8], _ reason: String, _ copied: @escaping @Sendable () -> Void) -> Void
     private let deadLetter: DeadLetter?
 
     public init(
@@ -112,8 +115,8 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
             oversizeCount.add(1, ordering: .relaxed)
             logger.error(
                 "a span of kept trace \(traceID.hex) is \(payload.count) bytes, over the size \(topic) accepts; not published\(deadLetter == nil ? " (set a dead-letter topic to keep a copy)" : ", copied to the dead-letter topic"): \(error)")
-            deadLetter?(traceID, payload, error.description)
-            return done()
+            guard let deadLetter else { return done() }
+            return deadLetter(traceID, payload, error.description, done)
         }
         splitCount.add(1, ordering: .relaxed)
         let remaining = Atomic<Int>(2)

@@ -91,6 +91,56 @@ import TestSupport
         dlq.close()
     }
 
+    /// Issue 26, item 6: a refused message's offset is committed past only once its dead-letter
+    /// copy is acknowledged. The cluster refuses the copy's first produce requests; while it does,
+    /// the partition's committable offset stays at the refused message though the good trace after
+    /// it is stored (before, the copy was fire-and-forget and the offset moved on at once); once the
+    /// copy lands, the offset moves past everything.
+    @Test func aRefusedMessageIsCommittedPastOnlyOnceItsCopyLands() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1), ("spans.dlq", 1)], logger: quietLogger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        var traffic = DogBookTraffic(seed: 8)
+        for payload in [DogBookTraffic.protobuf([traffic.nextTrace(startUnixNano: 1)]), [0x0F, 0x01], DogBookTraffic.protobuf([traffic.nextTrace(startUnixNano: 1)])] {
+            try producer.send(topic: "spans", key: nil, value: payload)
+        }
+        try producer.flush(timeout: .seconds(10))
+        // The copy's first three attempts are refused (retried after 0.2, 0.4 and 0.8 s).
+        cluster.refuseNextProduceRequestsAsTooLarge(3)
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.deadLetterTopic = "spans.dlq"
+        configuration.rulesPath = try writeRules("decision_wait: 100ms\npolicies: [{name: all, type: always_sample}]")
+        configuration.statusInterval = .seconds(60)
+        let kept = KeptTraces()
+        let running = RunningEngine(try Engine(configuration: configuration, kept: kept, logger: quietLogger))
+        defer { running.stop() }
+        let engine = running.engine
+        let partition = TopicPartition("spans", 0)
+        // Both good traces stored and the copy refused twice: the offset is held at the refused message.
+        #expect(waitUntil(.seconds(30)) { kept.snapshot.count == 2 && engine.metrics.snapshot.deadLetterFailures >= 2 })
+        let polls = engine.metrics.polls
+        #expect(waitUntil(.seconds(10)) { engine.metrics.polls >= polls + 2 })
+        let held = engine.sampling?.lastCommittableOffsets[partition]
+        #expect(held == nil || held == 1, "committable \(String(describing: held)) while the copy of offset 1 is not acknowledged")
+        // The copy lands on its fourth attempt; then the offset moves past everything.
+        #expect(waitUntil(.seconds(30)) { engine.sampling?.lastCommittableOffsets[partition] == 3 })
+        let dlq = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "inspect", topics: ["spans.dlq"], statisticsInterval: nil),
+            logger: quietLogger)
+        defer { dlq.close() }
+        var copies: [[UInt8]] = []
+        #expect(waitUntil(.seconds(30)) {
+            dlq.poll(timeout: .milliseconds(100)) { copies.append(Array($0.payload)) }
+            return !copies.isEmpty
+        })
+        #expect(copies == [[0x0F, 0x01]], "one copy, byte for byte")
+        #expect(engine.metrics.snapshot.deadLetterFailures == 3)
+        let summary = try #require(running.stop())
+        #expect(summary.deadLettered == 1)
+    }
+
     /// The same traffic as OTLP/JSON, several traces per unkeyed message (exporter without
     /// partition_traces_by_id): every span arrives.
     @Test func jsonMultiTraceMessages() throws {

@@ -27,7 +27,10 @@ import TestSupport
         let deadLettered = Mutex<[(TraceID, Int)]>([])
         let sink = try KafkaTraceSink(
             topic: "kept", bootstrapServers: cluster.bootstrapServers, properties: properties,
-            deadLetter: { id, request, _ in deadLettered.withLock { $0.append((id, request.count)) } }, logger: quietLogger)
+            deadLetter: { id, request, _, copied in
+                deadLettered.withLock { $0.append((id, request.count)) }
+                copied()
+            }, logger: quietLogger)
         defer { sink.stop(timeout: .seconds(5)) }
         // 40 spans of ~300 bytes: ~13 KB, 6× the limit. Then a trace with one 5 000-byte span and one small one.
         let big = TraceID(high: 0xB16, low: 1), mixed = TraceID(high: 0xB16, low: 2)
