@@ -114,6 +114,9 @@ public struct DeliveryLedger: Sendable {
             // Lane state is reached through the values view by index: mutated in place, never copied.
             guard let index = lanes.index(forKey: message.lane) else { continue }
             let lane = message.lane
+            // Received before (the consumer went back for a gap): already held or done. Its offset is
+            // below the lane's end, so holding it for the poll would move the committable offset back.
+            let repeated = isRepeat(message)
             if var refetch = lanes.values[index].refetch, poll > refetch.poll, message.offset >= refetch.next {
                 // Since the consumer went back: the hold follows the gap's messages as they come again,
                 // and ends past the gap or at the first message beyond it.
@@ -144,6 +147,7 @@ public struct DeliveryLedger: Sendable {
                 }
                 gaps.append(gap)
             }
+            if repeated { continue }
             lanes.values[index].received(message.offset)
             if let i = lowest.firstIndex(where: { $0.lane == lane }) {
                 lowest[i].offset = min(lowest[i].offset, message.offset)
