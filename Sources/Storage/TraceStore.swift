@@ -182,7 +182,7 @@ public final class TraceStore: Sendable {
         var summary = BlockSummary.build(offset: 0, requests: traces.map(\.request))
 
         let expired = try state.withLock { (state) throws(StorageError) -> [String] in
-            let segment = try activeSegment(&state, now: now, adding: block.count)
+            let segment = try activeSegment(&state, now: now, adding: block.count, sync: sync)
             let path = state.segments[segment].path
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
             guard fd >= 0 else { throw StorageError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -220,7 +220,11 @@ public final class TraceStore: Sendable {
 
     /// The segment to append `bytes` to: the last one while it is young and has room (an empty one
     /// always has room), else a new one. The segment left behind has its index sealed (sorted, tight).
-    private func activeSegment(_ state: inout State, now: Date, adding bytes: Int) throws(StorageError) -> Int {
+    /// A new segment's directory entry is synced before anything is written to it: a block synced
+    /// into a file whose name a crash then loses would be lost with it.
+    private func activeSegment(
+        _ state: inout State, now: Date, adding bytes: Int, sync: (Int32) -> Int32
+    ) throws(StorageError) -> Int {
         if let last = state.segments.indices.last {
             let segment = state.segments[last]
             let young = now.timeIntervalSince(segment.created) < options.segmentAge.seconds
@@ -232,6 +236,14 @@ public final class TraceStore: Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         guard fd >= 0 else { throw StorageError(message: "cannot create segment \(path): \(String(cString: strerror(errno)))") }
         close(fd)
+        let directoryFD = open(directory.path, O_RDONLY | O_DIRECTORY)
+        let synced = directoryFD >= 0 && sync(directoryFD) == 0
+        let reason = String(cString: strerror(errno))
+        if directoryFD >= 0 { close(directoryFD) }
+        guard synced else {
+            _ = Foundation.unlink(path)
+            throw StorageError(message: "syncing the directory \(directory.path) after creating \(path) failed: \(reason)")
+        }
         state.segments.append(Segment(number: number, path: path, size: 0, created: now))
         return state.segments.count - 1
     }

@@ -11,7 +11,7 @@ import TestSupport
 /// dead-lettered, never produced (the broker would refuse it and the batch be read again forever);
 /// when the broker refuses messages as too large, the router lowers its limit below them and the
 /// batch goes through on its next read. Expected values are the requests the test wrote.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct RouterSizeLimitTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct RouterSizeLimitTests {
     struct Output {
         var keyed: [TraceID: Set<SpanID>] = [:]
         var largestKeyed = 0

@@ -252,6 +252,26 @@ import TestSupport
         #expect(try store.trace(next) != nil, "the next write starts a new segment")
     }
 
+    /// A new segment's directory entry is made durable before its first block (issue 26): the sync
+    /// hook sees the store's directory synced, before the segment file is.
+    @Test func aNewSegmentSyncsItsDirectoryFirst() throws {
+        let store = try TraceStore(directory: temporaryDirectory())
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        let synced = Mutex<[String]>([])
+        store.syncFile.withLock {
+            $0 = { fd in
+                var info = stat()
+                fstat(fd, &info)
+                synced.withLock { $0.append((info.st_mode & S_IFMT) == S_IFDIR ? "directory" : "file") }
+                return fdatasync(fd)
+            }
+        }
+        let id = TraceID(high: 11, low: 1)
+        try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))])
+        try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 3...4))])
+        #expect(synced.withLock { $0 } == ["directory", "file", "file"], "one segment: its directory entry once, then each block")
+    }
+
     /// A failed fdatasync leaves no block behind: the next block's offset is still right.
     @Test func aFailedSyncLeavesTheSegmentAsItWas() throws {
         let store = try TraceStore(directory: temporaryDirectory())
