@@ -84,6 +84,15 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
             if error.isMessageTooLarge {
                 return tooLarge(payload, traceID: traceID, key: key, error: error, done: done)
             }
+            if error.isQueueFull {
+                // librdkafka's queue is full (the cluster is slow or away): try again shortly, off the
+                // caller's thread — a shard must not wait here. The bytes stay counted as queued, so
+                // the engine pauses consumption instead of piling more up.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) {
+                    self.send(payload, traceID: traceID, key: key, attempt: attempt, done: done)
+                }
+                return
+            }
             failureCount.add(1, ordering: .relaxed)
             lastFailure.withLock { $0 = error.description }
             throttle.log(logger, level: .error, key: "kafka-sink", "publishing a kept trace to \(topic) failed (attempt \(attempt + 1)); retrying: \(error)")
@@ -95,7 +104,7 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
         let failure: KafkaError? = payload.withUnsafeBytes { value in
             key.withUnsafeBytes { keyBytes in
                 do throws(KafkaError) {
-                    try producer.send(topic: topic, key: keyBytes, value: value, onDelivery: deliver)
+                    try producer.send(topic: topic, key: keyBytes, value: value, queueFullWait: .zero, onDelivery: deliver)
                     return nil
                 } catch {
                     return error

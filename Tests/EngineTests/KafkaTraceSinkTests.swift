@@ -20,6 +20,33 @@ import TestSupport
         otlpTrace(id, spans: spans) { _ in String(repeating: "n", count: nameBytes) }
     }
 
+    /// librdkafka's queue full (the broker away): `send` returns at once — a shard calls it — and
+    /// the traces go out once the broker is back (before, each send waited up to 30 s in the shard).
+    @Test func aFullQueueNeverHoldsTheCaller() throws {
+        let cluster = try KafkaMockCluster(topics: [("kept", 1)], logger: quietLogger)
+        var properties = KafkaProperties()
+        properties["queue.buffering.max.messages"] = "2"
+        let sink = try KafkaTraceSink(topic: "kept", bootstrapServers: cluster.bootstrapServers, properties: properties, logger: quietLogger)
+        defer { sink.stop(timeout: .seconds(5)) }
+        try cluster.setBroker(1, down: true)
+        let acknowledged = Atomic<Int>(0)
+        let returned = DispatchSemaphore(value: 0)
+        Thread {
+            for low in UInt64(1)...6 {
+                let id = TraceID(high: 0xF011, low: low)
+                sink.send(StoredTrace(traceID: id, policy: "p", request: self.trace(id, spans: 1...2, nameBytes: 10))) {
+                    acknowledged.add(1, ordering: .relaxed)
+                }
+            }
+            returned.signal()
+        }.start()
+        #expect(returned.wait(timeout: .now() + 5) == .success, "six sends into a queue of two returned while the broker was away")
+        #expect(acknowledged.load(ordering: .relaxed) == 0)
+        try cluster.setBroker(1, down: false)
+        #expect(sink.flush(timeout: .seconds(60)), "every trace acknowledged once the broker is back")
+        #expect(acknowledged.load(ordering: .relaxed) == 6)
+    }
+
     @Test func anOversizeTraceIsSplitAndAnOversizeSpanDeadLettered() throws {
         let cluster = try KafkaMockCluster(topics: [("kept", 1)], logger: quietLogger)
         var properties = KafkaProperties()
