@@ -224,7 +224,6 @@ public final class Engine: Sendable {
             logger: logger)
         stage.drainTimeout = configuration.drainTimeout
         stage.revokePolicy = configuration.revokePolicy
-        stage.refetchesGaps = (configuration.kafkaProperties["partition.assignment.strategy"] ?? "").contains("cooperative")
         try self.init(configuration: configuration, sink: stage, sampling: stage, logger: logger)
         self.sinks.withLock { $0 = fanOut }
         // Weakly: the loop holds the stage (its sink), which holds this handler.

@@ -37,8 +37,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     static let revokeFlushLimit: Duration = .seconds(10)
     /// What a revoke does with the traces only revoked partitions hold.
     public var revokePolicy = RevokePolicy.decide
-    /// Whether offset gaps are read again to check them (see ``DeliveryLedger/refetchesGaps``): under
-    /// a cooperative assignment strategy only.
+    /// Whether offset gaps are read again to check them (see ``DeliveryLedger/refetchesGaps``): on,
+    /// under either assignment protocol.
     public var refetchesGaps: Bool {
         get { ledger.refetchesGaps }
         set { ledger.refetchesGaps = newValue }
@@ -329,15 +329,22 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
                     counts.pending -= 1
                     counts.accepted += 1
                 case .accepted: counts.accepted += 1
-                case .extended: break
+                case .extended: counts.pending += 1
+                case .again: break
                 }
             }
         }
         for gap in gaps {
             guard let partition = partitionOf[gap.lane] else { continue }
             switch gap.kind {
-            case .refetch:
-                seeks[gap.lane] = gap.from
+            case .refetch, .again:
+                seeks[gap.lane] = min(seeks[gap.lane] ?? .max, gap.from)
+                if gap.kind == .again {
+                    gapLog.log(
+                        logger, level: .warning, key: "again-\(partition)",
+                        "offsets from \(gap.from) of \(partition) did not come when read again; going back once more before taking them not to exist")
+                    continue
+                }
                 gapLog.log(
                     logger, level: .warning, key: "gap-\(partition)",
                     "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered by the consumer; going back for them (their offsets are held)")
@@ -346,7 +353,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             case .extended:
                 gapLog.log(
                     logger, level: .warning, key: "gap-\(partition)",
-                    "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered either; the consumer is already going back before them")
+                    "offsets \(gap.from)..<\(gap.to) of \(partition) were not delivered either; the consumer is about to go back before them")
             case .absent, .accepted:
                 gapLog.log(
                     logger, level: .info, key: "accepted-\(partition)",

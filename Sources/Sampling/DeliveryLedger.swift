@@ -53,11 +53,12 @@ public struct DeliveryLedger: Sendable {
     /// shard's events reach the owner); consumed when it is.
     private var early: [Token: (acknowledged: UInt64, at: UInt64)] = [:]
     private var polls: [UInt64: Poll] = [:]
-    /// Whether a gap is gone back for at all. Only a cooperative rebalance keeps a partition across an
-    /// assignment change, which is when librdkafka 2.0 skips messages; under the eager protocol every
-    /// partition restarts from its committed offset, and the gaps a consumer sees are the topic's own
-    /// (transaction markers after every transaction of a transactional producer such as `tailgate
-    /// route`, aborted messages, compaction), so checking them would only read everything again.
+    /// Whether a gap is gone back for at all (off: every gap is accepted at once). On in the engine
+    /// under either protocol: librdkafka 2.0 skips messages of partitions kept through a cooperative
+    /// rebalance, and a client that can skip there may skip after a pause and resume too (backpressure
+    /// pauses often). What the topic itself leaves out costs little: a gap is read again twice, then
+    /// let go; after three one-offset gaps found empty (transaction markers), a lane's one-offset
+    /// gaps are accepted at once.
     public var refetchesGaps = true
 
     /// Events that named something unknown (a lane no longer assigned is not one of them): should stay 0.
@@ -101,11 +102,15 @@ public struct DeliveryLedger: Sendable {
     /// Offsets skipped between a lane's end and its next message are a *gap*: legitimate on compacted
     /// or transactional topics (removed records, transaction markers), otherwise messages the client
     /// never delivered (librdkafka 2.0 does, in cooperative rebalances) — committing past them would
-    /// lose them. So a gap is an obligation at its first offset, and the consumer is asked to go back
-    /// there (``OffsetGap/Kind/refetch``). From the next poll on, the hold follows the gap's messages as
-    /// they come again; it ends past the gap's end (`refetched`), or at the first message beyond it when
-    /// they do not come (`absent`: the offsets do not exist). After three absent gaps a lane's gaps are accepted at once (a
-    /// compacted or transactional topic: going back each time would only re-read).
+    /// lose them. So a gap holds its lowest missing offset, and the consumer is asked to go back there
+    /// (``OffsetGap/Kind/refetch``; a gap found before that re-read starts is covered by it:
+    /// ``OffsetGap/Kind/extended``). Missing offsets that arrive fill the gap (the hold moves to the
+    /// next missing one); it ends when none is missing (`refetched`). When the stream read again
+    /// passes missing offsets without delivering them, the consumer goes back once more
+    /// (``OffsetGap/Kind/again``: a re-read can skip too); after that second look they are taken not
+    /// to exist (`absent`). Messages received before and delivered again are repeats: not held, not
+    /// processed again. After three absent gaps of one offset (transaction markers), a lane's
+    /// one-offset gaps are accepted at once; larger gaps are always read again.
     @discardableResult
     public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) -> [OffsetGap] {
         var lowest: [SourcePosition] = []
@@ -114,43 +119,25 @@ public struct DeliveryLedger: Sendable {
             // Lane state is reached through the values view by index: mutated in place, never copied.
             guard let index = lanes.index(forKey: message.lane) else { continue }
             let lane = message.lane
+            let offset = message.offset
             // Received before (the consumer went back for a gap): already held or done. Its offset is
             // below the lane's end, so holding it for the poll would move the committable offset back.
             let repeated = isRepeat(message)
-            if var refetch = lanes.values[index].refetch, poll > refetch.poll, message.offset >= refetch.next {
-                // Since the consumer went back: the hold follows the gap's messages as they come again,
-                // and ends past the gap or at the first message beyond it.
-                release(SourcePosition(lane: lane, offset: refetch.next))
-                if message.offset + 1 < refetch.gap.to {
-                    refetch.next = message.offset + 1
-                    hold(SourcePosition(lane: lane, offset: refetch.next))
-                    lanes.values[index].refetch = refetch
-                } else {
-                    lanes.values[index].refetch = nil
-                    let filled = message.offset < refetch.gap.to
-                    if !filled { lanes.values[index].acceptedGaps += 1 }
-                    var settled = refetch.gap
-                    settled.kind = filled ? .refetched : .absent
-                    gaps.append(settled)
-                }
+            if !repeated, let end = lanes.values[index].end, offset < end {
+                // A missing offset came (on a re-read, or late in the stream it was skipped in).
+                fill(offset, index: index, lane: lane, into: &gaps)
             }
-            if let end = lanes.values[index].end, message.offset > end {
-                var gap = OffsetGap(lane: lane, from: end, to: message.offset, kind: .accepted)
-                if lanes.values[index].refetch != nil {
-                    // Going back to the earlier gap reads this one again too: its offsets join it.
-                    lanes.values[index].refetch!.gap.to = message.offset
-                    gap.kind = .extended
-                } else if refetchesGaps && lanes.values[index].acceptedGaps < 3 {
-                    gap.kind = .refetch
-                    hold(SourcePosition(lane: lane, offset: end))
-                    lanes.values[index].refetch = (poll, gap, end)
-                }
-                gaps.append(gap)
+            if let refetch = lanes.values[index].refetch, poll > refetch.poll, offset >= refetch.from {
+                // The stream read again from `refetch.from` is at `offset`: what it passed is not there.
+                pass(offset, index: index, lane: lane, poll: poll, into: &gaps)
+            }
+            if let end = lanes.values[index].end, offset > end {
+                open(from: end, to: offset, index: index, lane: lane, poll: poll, into: &gaps)
             }
             if repeated { continue }
-            lanes.values[index].received(message.offset)
+            lanes.values[index].received(offset)
             if let i = lowest.firstIndex(where: { $0.lane == lane }) {
-                lowest[i].offset = min(lowest[i].offset, message.offset)
+                lowest[i].offset = min(lowest[i].offset, offset)
             } else {
                 lowest.append(message)
             }
@@ -161,17 +148,100 @@ public struct DeliveryLedger: Sendable {
         return gaps
     }
 
-    /// Whether `position` was received before on its lane and is not in a gap being read again: a
+    /// How many times a gap's missing offsets are read again before the ones that never come are
+    /// taken not to exist: a re-read can skip too (the client's fault that made the gap), so one look
+    /// is not enough; transaction markers and compacted records take the second look to let go.
+    static let looksPerGap = 2
+    /// After this many gaps of one offset found not to exist (transaction markers: a transactional
+    /// producer such as `tailgate route` leaves one after each transaction), a lane's one-offset gaps
+    /// are accepted at once. Larger gaps are always read again.
+    static let markerGapsBeforeAccepting = 3
+
+    /// A skip: offsets `from..<to` did not arrive before `to`. Held at `from` and read again, unless
+    /// the lane's gaps are not checked or it is a transaction marker's.
+    private mutating func open(from: Int64, to: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
+        var gap = OffsetGap(lane: lane, from: from, to: to, kind: .accepted)
+        if !refetchesGaps || (to - from == 1 && lanes.values[index].markerGaps >= Self.markerGapsBeforeAccepting) {
+            reports.append(gap)
+            return
+        }
+        hold(SourcePosition(lane: lane, offset: from))
+        lanes.values[index].gaps.append(OpenGap(from: from, to: to))
+        if let refetch = lanes.values[index].refetch, refetch.poll == poll {
+            // The consumer is about to go back below it (a gap this poll found, or a second look):
+            // that re-read covers this one too.
+            gap.kind = .extended
+        } else {
+            gap.kind = .refetch
+            lanes.values[index].refetch = (poll, from)
+        }
+        reports.append(gap)
+    }
+
+    /// `offset`, missing in one of the lane's gaps, arrived.
+    private mutating func fill(_ offset: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, into reports: inout [OffsetGap]) {
+        guard let g = lanes.values[index].gaps.firstIndex(where: { $0.missing.contains { $0.contains(offset) } }) else { return }
+        let held = lanes.values[index].gaps[g].lowestMissing
+        lanes.values[index].gaps[g].remove(offset..<(offset + 1))
+        settle(g, heldAt: held, index: index, lane: lane, into: &reports)
+    }
+
+    /// The re-read stream reached `offset`: missing offsets below it did not come on this look. Each
+    /// gap with some gets another look (the consumer goes back to the lowest of them), or, looked at
+    /// enough, lets them go as not existing.
+    private mutating func pass(_ offset: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
+        var again: Int64?
+        var g = 0
+        while g < lanes.values[index].gaps.count {
+            let gap = lanes.values[index].gaps[g]
+            guard gap.lowestMissing < offset else { break }  // sorted: the rest lie beyond
+            if gap.looks < Self.looksPerGap {
+                lanes.values[index].gaps[g].looks += 1
+                again = min(again ?? .max, gap.lowestMissing)
+                g += 1
+                continue
+            }
+            lanes.values[index].gaps[g].remove(gap.from..<offset)
+            lanes.values[index].gaps[g].absent = true
+            if settle(g, heldAt: gap.lowestMissing, index: index, lane: lane, into: &reports) { continue }
+            g += 1
+        }
+        if let again {
+            lanes.values[index].refetch = (poll, again)
+            reports.append(OffsetGap(lane: lane, from: again, to: offset, kind: .again))
+        } else if lanes.values[index].gaps.isEmpty {
+            lanes.values[index].refetch = nil
+        }
+    }
+
+    /// Moves gap `g`'s hold to its lowest missing offset, or ends it and reports it when nothing is
+    /// missing any more. Returns whether the gap was removed.
+    @discardableResult
+    private mutating func settle(_ g: Int, heldAt held: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, into reports: inout [OffsetGap]) -> Bool {
+        let gap = lanes.values[index].gaps[g]
+        guard gap.missing.isEmpty else {
+            if gap.lowestMissing != held {
+                release(SourcePosition(lane: lane, offset: held))
+                hold(SourcePosition(lane: lane, offset: gap.lowestMissing))
+            }
+            return false
+        }
+        release(SourcePosition(lane: lane, offset: held))
+        lanes.values[index].gaps.remove(at: g)
+        if gap.absent && gap.to - gap.from == 1 { lanes.values[index].markerGaps += 1 }
+        reports.append(OffsetGap(lane: lane, from: gap.from, to: gap.to, kind: gap.absent ? .absent : .refetched))
+        if lanes.values[index].gaps.isEmpty { lanes.values[index].refetch = nil }
+        return true
+    }
+
+    /// Whether `position` was received before on its lane and is not missing in one of its gaps: a
     /// message delivered again after the consumer went back for a gap, whose spans are already in a
     /// window or decided. Ask before ``dispatch(poll:messages:shards:)`` records the poll.
     public func isRepeat(_ position: SourcePosition) -> Bool {
         guard let index = lanes.index(forKey: position.lane), let end = lanes.values[index].end, position.offset < end else {
             return false
         }
-        if let refetch = lanes.values[index].refetch, position.offset >= refetch.gap.from, position.offset < refetch.gap.to {
-            return false
-        }
-        return true
+        return !lanes.values[index].gaps.contains { gap in gap.missing.contains { $0.contains(position.offset) } }
     }
 
     /// Offsets `from..<to` of `lane` that did not arrive before its next message, and what became of them.
@@ -183,8 +253,11 @@ public struct DeliveryLedger: Sendable {
             case refetched
             /// Going back found nothing there: the offsets do not exist.
             case absent
-            /// Seen while going back for an earlier gap of the lane, which now reaches past it.
+            /// Seen while the consumer is about to go back below it: that re-read covers it. Held.
             case extended
+            /// Some of the lane's missing offsets did not come on a re-read: the consumer must go back
+            /// to `from` once more (they are held still).
+            case again
             /// Not gone back for (the lane's gaps are accepted, or another is being fetched): nothing
             /// to wait for.
             case accepted
@@ -406,9 +479,12 @@ public enum DeliveryEvent: Sendable, Equatable {
 struct LaneState: Sendable {
     /// The next offset after the highest received (nil: nothing received and no committed offset known).
     private(set) var end: Int64?
-    /// A gap the consumer was sent back for, and the poll that found it.
-    var refetch: (poll: UInt64, gap: DeliveryLedger.OffsetGap, next: Int64)?
-    var acceptedGaps = 0
+    /// Gaps with offsets still missing, in offset order; each holds its lowest missing offset.
+    var gaps: [OpenGap] = []
+    /// Where the consumer was sent back to, and the poll after which it reads from there.
+    var refetch: (poll: UInt64, from: Int64)?
+    /// Gaps of one offset found not to exist (transaction markers).
+    var markerGaps = 0
     private var counts: [Int64: Int32] = [:]
     private var heap: [Int64] = []
 
@@ -473,5 +549,35 @@ struct LaneState: Sendable {
             heap.swapAt(smallest, parent)
             parent = smallest
         }
+    }
+}
+
+/// Offsets `from..<to` skipped on a lane, and those of them still missing.
+struct OpenGap: Sendable {
+    let from: Int64
+    let to: Int64
+    /// Still missing: sorted, disjoint, never empty while the gap is open.
+    private(set) var missing: [Range<Int64>]
+    /// Some offsets were let go as not existing.
+    var absent = false
+    /// Times the consumer has been sent back over it.
+    var looks = 1
+
+    init(from: Int64, to: Int64) {
+        self.from = from
+        self.to = to
+        missing = [from..<to]
+    }
+
+    var lowestMissing: Int64 { missing[0].lowerBound }
+
+    /// Takes `range` out of what is missing.
+    mutating func remove(_ range: Range<Int64>) {
+        var kept: [Range<Int64>] = []
+        for part in missing {
+            if part.lowerBound < range.lowerBound { kept.append(part.lowerBound..<min(part.upperBound, range.lowerBound)) }
+            if part.upperBound > range.upperBound { kept.append(max(part.lowerBound, range.upperBound)..<part.upperBound) }
+        }
+        missing = kept
     }
 }

@@ -139,10 +139,8 @@ import Testing
 
     /// A message the client never delivered (librdkafka 2.0 skips some in cooperative rebalances) is
     /// an obligation until the consumer, sent back, delivers it; offsets that do not exist
-    /// (compacted or transactional topics) are let go after one look, and after three such gaps a
-    /// lane's gaps are accepted without going back.
-    /// Under the eager protocol (`refetchesGaps` off) a gap is the topic's own — a transaction marker
-    /// after each of `tailgate route`'s transactions — and is committed past at once, never re-read.
+    /// (compacted or transactional topics) are let go after two looks (below).
+    /// With `refetchesGaps` off every gap is accepted at once, never read again.
     @Test func gapsAreAcceptedWhenNotRefetched() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.refetchesGaps = false
@@ -172,26 +170,101 @@ import Testing
     @Test func skippedOffsetsAreHeldUntilReadAgain() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
-        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap] {
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
             let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
             ledger.inserted(poll: id)
-            return gaps
+            return gaps.map(\.kind)
         }
-        #expect(poll(1, [10, 11, 14]).map(\.kind) == [.refetch], "12 and 13 skipped")
+        #expect(poll(1, [10, 11, 14]) == [.refetch], "12 and 13 skipped")
         #expect(ledger.committable(0) == 12)
         #expect(poll(3, [12]).isEmpty && ledger.committable(0) == 13, "the hold follows the re-read")
-        #expect(poll(4, [13, 14, 15]).map(\.kind) == [.refetched])
+        #expect(poll(4, [13, 14, 15]) == [.refetched])
         #expect(ledger.committable(0) == 16)
-        // Offsets that are not there: one look, then let go.
-        for (round, id) in [(0, UInt64(10)), (1, 20), (2, 30)] {
+        // Offsets that are not there: two looks (a re-read can skip too), then let go; a gap of
+        // more than one offset is always read again.
+        for (round, id) in [(0, UInt64(10)), (1, 20), (2, 30), (3, 40)] {
             let start = Int64(16 + round * 6)
-            #expect(poll(id, [start + 5]).map(\.kind) == [.refetch])
+            #expect(poll(id, [start + 5]) == [.refetch])
             #expect(ledger.committable(0) == start)
-            #expect(poll(id + 1, [start + 5]).map(\.kind) == [.absent])
+            #expect(poll(id + 1, [start + 5]) == [.again], "a second look")
+            #expect(ledger.committable(0) == start)
+            #expect(poll(id + 2, [start + 5]) == [.absent])
             #expect(ledger.committable(0) == start + 6)
         }
-        #expect(poll(50, [60]).map(\.kind) == [.accepted], "three absent gaps: a compacted or transactional topic")
-        #expect(ledger.committable(0) == 61)
+        #expect(ledger.size.total == 0)
+    }
+
+    /// Transaction markers (one offset after each transaction of a transactional producer such as
+    /// `tailgate route`): three found not to exist, then a lane's one-offset gaps are accepted at
+    /// once; larger gaps are still read again (before, three absent gaps of any size made a lane
+    /// accept every gap, real skips included).
+    @Test func markerGapsAreAcceptedAfterThreeLargerOnesNever() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0, committed: 0)
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
+            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
+            ledger.inserted(poll: id)
+            return gaps.map(\.kind)
+        }
+        var id: UInt64 = 0
+        var next: Int64 = 0
+        for _ in 0..<3 {
+            // Messages, then a marker's offset, then the next transaction's first message.
+            id += 1
+            #expect(poll(id, [next, next + 1, next + 3]) == [.refetch])
+            id += 1
+            #expect(poll(id, [next + 3]) == [.again])
+            id += 1
+            #expect(poll(id, [next + 3]) == [.absent])
+            next += 4
+        }
+        #expect(ledger.committable(0) == next)
+        id += 1
+        #expect(poll(id, [next, next + 2]) == [.accepted], "a marker: accepted at once")
+        #expect(ledger.committable(0) == next + 3)
+        id += 1
+        #expect(poll(id, [next + 5]) == [.refetch], "a skip of two offsets is read again")
+        #expect(ledger.committable(0) == next + 3)
+    }
+
+    /// A message skipped again when the consumer reads a gap again gets a second look instead of
+    /// being let go (before, the hold moved past it: a second skip lost it).
+    @Test func aSecondSkipInAReReadIsReadAgain() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0, committed: 10)
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
+            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
+            ledger.inserted(poll: id)
+            return gaps.map(\.kind)
+        }
+        #expect(poll(1, [10, 11, 16]) == [.refetch], "12 to 15 skipped")
+        #expect(poll(2, [12, 14, 15, 16]) == [.again], "13 skipped again")
+        #expect(ledger.committable(0) == 13)
+        #expect(!ledger.isRepeat(SourcePosition(lane: 0, offset: 13)))
+        #expect(ledger.isRepeat(SourcePosition(lane: 0, offset: 14)))
+        #expect(poll(3, [13, 14]) == [.refetched])
+        #expect(ledger.committable(0) == 17)
+        #expect(ledger.size.total == 0)
+    }
+
+    /// A second skip found before the consumer has gone back for the first is a gap of its own:
+    /// the messages between the two, received, stay repeats (before, the first gap was stretched
+    /// over them, and they were processed twice).
+    @Test func aSecondGapBeforeTheReReadKeepsTheMessagesBetweenAsRepeats() {
+        var ledger = DeliveryLedger(sinks: 1)
+        ledger.assign(0, committed: 10)
+        let gaps = ledger.dispatch(poll: 1, messages: [10, 11, 14, 17].map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
+        ledger.inserted(poll: 1)
+        #expect(gaps.map(\.kind) == [.refetch, .extended])
+        #expect(gaps.map(\.from) == [12, 15])
+        #expect(ledger.isRepeat(SourcePosition(lane: 0, offset: 14)), "received between the gaps")
+        #expect(!ledger.isRepeat(SourcePosition(lane: 0, offset: 15)) && !ledger.isRepeat(SourcePosition(lane: 0, offset: 16)))
+        #expect(ledger.committable(0) == 12)
+        // The re-read from 12 brings both gaps' messages.
+        let again = ledger.dispatch(poll: 2, messages: [12, 13, 14, 15, 16, 17].map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
+        ledger.inserted(poll: 2)
+        #expect(again.map(\.kind) == [.refetched, .refetched])
+        #expect(ledger.committable(0) == 18)
         #expect(ledger.size.total == 0)
     }
 
@@ -343,6 +416,8 @@ struct LedgerSimulation {
     /// Offsets the client skipped and has not delivered since.
     var notDelivered: [Lane: Set<Int64>] = [:]
     var refetching: Set<Lane> = []
+    /// Per lane, the ledger's gaps not yet settled (from its reports).
+    var openGaps: [Lane: Int] = [:]
     var finishing = false
     var pollMessages: [UInt64: (remaining: Int, refs: [(Lane, Int64)])] = [:]
     var everComplete: [Set<Int64>]
@@ -513,10 +588,14 @@ struct LedgerSimulation {
         }
         for gap in ledger.dispatch(poll: nextPoll, messages: positions, shards: shards) {
             note("gap \(gap)")
-            guard gap.kind == .refetch else {
-                if gap.kind == .refetched || gap.kind == .absent { refetching.remove(gap.lane) }
-                continue
+            switch gap.kind {
+            case .refetch, .extended: openGaps[gap.lane, default: 0] += 1
+            case .refetched, .absent:
+                openGaps[gap.lane, default: 0] -= 1
+                if openGaps[gap.lane] == 0 { refetching.remove(gap.lane) }
+            case .again, .accepted: break
             }
+            guard gap.kind == .refetch || gap.kind == .again else { continue }
             refetching.insert(gap.lane)
             // The engine sends the consumer back to the gap.
             if let partition = partitionOf[gap.lane] { readPosition[partition] = gap.from }
@@ -693,6 +772,7 @@ struct LedgerSimulation {
         laneOf[partition] = nil
         partitionOf[lane] = nil
         refetching.remove(lane)
+        openGaps[lane] = nil
         outstanding[lane] = nil
         received[lane] = nil
         notDelivered[lane] = nil
@@ -727,6 +807,7 @@ struct LedgerSimulation {
         partitionOf = [:]
         lanes = LaneTable()
         refetching = []
+        openGaps = [:]
         for partition in 0..<partitions { assign(partition) }
     }
 
