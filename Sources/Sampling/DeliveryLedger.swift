@@ -56,9 +56,8 @@ public struct DeliveryLedger: Sendable {
     /// Whether a gap is gone back for at all (off: every gap is accepted at once). On in the engine
     /// under either protocol: librdkafka 2.0 skips messages of partitions kept through a cooperative
     /// rebalance, and a client that can skip there may skip after a pause and resume too (backpressure
-    /// pauses often). What the topic itself leaves out costs little: a gap is read again twice, then
-    /// let go; after three one-offset gaps found empty (transaction markers), a lane's one-offset
-    /// gaps are accepted at once.
+    /// pauses often). What the topic itself leaves out (transaction markers, aborted or compacted
+    /// records) costs two re-reads from the gap, then is let go.
     public var refetchesGaps = true
 
     /// Events that named something unknown (a lane no longer assigned is not one of them): should stay 0.
@@ -109,8 +108,7 @@ public struct DeliveryLedger: Sendable {
     /// passes missing offsets without delivering them, the consumer goes back once more
     /// (``OffsetGap/Kind/again``: a re-read can skip too); after that second look they are taken not
     /// to exist (`absent`). Messages received before and delivered again are repeats: not held, not
-    /// processed again. After three absent gaps of one offset (transaction markers), a lane's
-    /// one-offset gaps are accepted at once; larger gaps are always read again.
+    /// processed again. No gap is accepted unread: a transaction marker costs two re-reads.
     @discardableResult
     public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) -> [OffsetGap] {
         var lowest: [SourcePosition] = []
@@ -152,16 +150,13 @@ public struct DeliveryLedger: Sendable {
     /// taken not to exist: a re-read can skip too (the client's fault that made the gap), so one look
     /// is not enough; transaction markers and compacted records take the second look to let go.
     static let looksPerGap = 2
-    /// After this many gaps of one offset found not to exist (transaction markers: a transactional
-    /// producer such as `tailgate route` leaves one after each transaction), a lane's one-offset gaps
-    /// are accepted at once. Larger gaps are always read again.
-    static let markerGapsBeforeAccepting = 3
-
     /// A skip: offsets `from..<to` did not arrive before `to`. Held at `from` and read again, unless
-    /// the lane's gaps are not checked or it is a transaction marker's.
+    /// gaps are not checked. Never accepted unread, not even one offset after transaction markers
+    /// were found: a skipped message looks just like a marker (the model test showed a lane that had
+    /// learnt to accept one-offset gaps lose a skipped message).
     private mutating func open(from: Int64, to: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
         var gap = OffsetGap(lane: lane, from: from, to: to, kind: .accepted)
-        if !refetchesGaps || (to - from == 1 && lanes.values[index].markerGaps >= Self.markerGapsBeforeAccepting) {
+        if !refetchesGaps {
             reports.append(gap)
             return
         }
@@ -228,7 +223,6 @@ public struct DeliveryLedger: Sendable {
         }
         release(SourcePosition(lane: lane, offset: held))
         lanes.values[index].gaps.remove(at: g)
-        if gap.absent && gap.to - gap.from == 1 { lanes.values[index].markerGaps += 1 }
         reports.append(OffsetGap(lane: lane, from: gap.from, to: gap.to, kind: gap.absent ? .absent : .refetched))
         if lanes.values[index].gaps.isEmpty { lanes.values[index].refetch = nil }
         return true
@@ -483,8 +477,6 @@ struct LaneState: Sendable {
     var gaps: [OpenGap] = []
     /// Where the consumer was sent back to, and the poll after which it reads from there.
     var refetch: (poll: UInt64, from: Int64)?
-    /// Gaps of one offset found not to exist (transaction markers).
-    var markerGaps = 0
     private var counts: [Int64: Int32] = [:]
     private var heap: [Int64] = []
 

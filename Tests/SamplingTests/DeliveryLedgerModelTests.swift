@@ -195,10 +195,11 @@ import Testing
     }
 
     /// Transaction markers (one offset after each transaction of a transactional producer such as
-    /// `tailgate route`): three found not to exist, then a lane's one-offset gaps are accepted at
-    /// once; larger gaps are still read again (before, three absent gaps of any size made a lane
-    /// accept every gap, real skips included).
-    @Test func markerGapsAreAcceptedAfterThreeLargerOnesNever() {
+    /// `tailgate route`) are read again twice, every time: a lane never learns to accept one-offset
+    /// gaps (before, three absent gaps made it accept every gap, real skips included; and the model
+    /// test showed that even accepting only one-offset gaps after three markers loses a skipped
+    /// message).
+    @Test func markerGapsAreNeverAcceptedUnread() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 0)
         func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
@@ -208,23 +209,19 @@ import Testing
         }
         var id: UInt64 = 0
         var next: Int64 = 0
-        for _ in 0..<3 {
+        for _ in 0..<5 {
             // Messages, then a marker's offset, then the next transaction's first message.
             id += 1
             #expect(poll(id, [next, next + 1, next + 3]) == [.refetch])
+            #expect(ledger.committable(0) == next + 2)
             id += 1
             #expect(poll(id, [next + 3]) == [.again])
             id += 1
             #expect(poll(id, [next + 3]) == [.absent])
+            #expect(ledger.committable(0) == next + 4)
             next += 4
         }
-        #expect(ledger.committable(0) == next)
-        id += 1
-        #expect(poll(id, [next, next + 2]) == [.accepted], "a marker: accepted at once")
-        #expect(ledger.committable(0) == next + 3)
-        id += 1
-        #expect(poll(id, [next + 5]) == [.refetch], "a skip of two offsets is read again")
-        #expect(ledger.committable(0) == next + 3)
+        #expect(ledger.size.total == 0)
     }
 
     /// A message skipped again when the consumer reads a gap again gets a second look instead of
@@ -416,8 +413,14 @@ struct LedgerSimulation {
     /// Offsets the client skipped and has not delivered since.
     var notDelivered: [Lane: Set<Int64>] = [:]
     var refetching: Set<Lane> = []
-    /// Per lane, the ledger's gaps not yet settled (from its reports).
+    /// Per lane, the ledger's gaps not yet settled (from its reports), and which look the consumer's
+    /// current re-read is (1: the first, 2: the second).
     var openGaps: [Lane: Int] = [:]
+    var openRanges: [Lane: [Range<Int64>]] = [:]
+    var looks: [Lane: Int] = [:]
+    /// Partitions written by a transactional producer: a commit marker every sixth offset.
+    var transactional: [Bool] = []
+    func isMarker(_ partition: Int, _ offset: Int64) -> Bool { transactional[partition] && offset % 6 == 5 }
     var finishing = false
     var pollMessages: [UInt64: (remaining: Int, refs: [(Lane, Int64)])] = [:]
     var everComplete: [Set<Int64>]
@@ -437,6 +440,9 @@ struct LedgerSimulation {
         shards = 1 + random.below(3)
         sinks = 1 + random.below(3)
         logs = Array(repeating: [], count: partitions)
+        var transactional: [Bool] = []
+        for _ in 0..<partitions { transactional.append(random.chance(40)) }
+        self.transactional = transactional
         readPosition = Array(repeating: 0, count: partitions)
         committed = Array(repeating: 0, count: partitions)
         everComplete = Array(repeating: [], count: partitions)
@@ -471,7 +477,7 @@ struct LedgerSimulation {
         for partition in 0..<partitions where laneOf[partition] == nil { assign(partition) }
         // The consumer catches up with what it was sent back for (no more skips).
         finishing = true
-        for _ in 0..<20 where !refetching.isEmpty { poll() }
+        for _ in 0..<400 where !refetching.isEmpty { poll() }
         for shard in 0..<shards { while !queues[shard].isEmpty { shardWorks(shard) } }
         for shard in 0..<shards { for trace in Array(windows[shard].keys) { decide(trace, in: shard, keep: random.chance(50)) } }
         for shard in 0..<shards { applyOutbox(shard) }
@@ -536,7 +542,15 @@ struct LedgerSimulation {
             guard !assigned.isEmpty else { continue }
             let partition = assigned[random.below(assigned.count)]
             let lane = laneOf[partition]!
-            if random.chance(4) && !refetching.contains(lane) && !finishing {
+            // A transactional partition's commit markers: offsets with no message, never delivered.
+            while isMarker(partition, readPosition[partition]) {
+                everComplete[partition].insert(readPosition[partition])
+                readPosition[partition] += 1
+            }
+            // The client skips on a first read, and on a first re-read too; the second look is
+            // taken as reliable (were it not, no consumer could tell a skipped offset from one that
+            // does not exist).
+            if random.chance(4) && (!refetching.contains(lane) || looks[lane] == 1) && !finishing {
                 // The client skips a message (librdkafka 2.0 in a cooperative rebalance): outstanding
                 // until it is delivered. (A read after going back is taken as reliable: were it not,
                 // no consumer could tell a skipped offset from one that does not exist.)
@@ -589,13 +603,17 @@ struct LedgerSimulation {
         for gap in ledger.dispatch(poll: nextPoll, messages: positions, shards: shards) {
             note("gap \(gap)")
             switch gap.kind {
-            case .refetch, .extended: openGaps[gap.lane, default: 0] += 1
+            case .refetch, .extended:
+                openGaps[gap.lane, default: 0] += 1
+                openRanges[gap.lane, default: []].append(gap.from..<gap.to)
             case .refetched, .absent:
                 openGaps[gap.lane, default: 0] -= 1
+                if let index = openRanges[gap.lane]?.firstIndex(of: gap.from..<gap.to) { openRanges[gap.lane]!.remove(at: index) }
                 if openGaps[gap.lane] == 0 { refetching.remove(gap.lane) }
             case .again, .accepted: break
             }
             guard gap.kind == .refetch || gap.kind == .again else { continue }
+            looks[gap.lane] = gap.kind == .again ? 2 : 1
             refetching.insert(gap.lane)
             // The engine sends the consumer back to the gap.
             if let partition = partitionOf[gap.lane] { readPosition[partition] = gap.from }
@@ -773,6 +791,8 @@ struct LedgerSimulation {
         partitionOf[lane] = nil
         refetching.remove(lane)
         openGaps[lane] = nil
+        openRanges[lane] = nil
+        looks[lane] = nil
         outstanding[lane] = nil
         received[lane] = nil
         notDelivered[lane] = nil
@@ -808,6 +828,8 @@ struct LedgerSimulation {
         lanes = LaneTable()
         refetching = []
         openGaps = [:]
+        openRanges = [:]
+        looks = [:]
         for partition in 0..<partitions { assign(partition) }
     }
 
@@ -850,8 +872,18 @@ struct LedgerSimulation {
 
     /// The reference answer: the first message with something outstanding, else the end.
     func reference(_ lane: Lane) -> Int64? {
-        if let lowest = outstanding[lane]?.keys.min() { return lowest }
-        return received[lane]
+        var lowest = outstanding[lane]?.keys.min()
+        // A marker inside a gap the ledger has open is rightly held: it cannot tell one from a
+        // skipped message until it has looked twice.
+        if let partition = partitionOf[lane] {
+            for range in openRanges[lane] ?? [] {
+                if let marker = range.first(where: { isMarker(partition, $0) }) { lowest = min(lowest ?? marker, marker) }
+            }
+        }
+        // Nothing past what was delivered can be known complete: beyond it lie markers the consumer
+        // passed (nothing to lose, but nothing a ledger could tell from a skip yet).
+        guard let end = received[lane] else { return lowest }
+        return min(lowest ?? end, end)
     }
 
     mutating func check(exact: Bool) {
