@@ -65,6 +65,34 @@ import TestSupport
         #expect(result.messages == 6000 && result.tracesKept == 6000)
     }
 
+    /// Issue 26, item 7, through the engine: the OTLP receiver answers 415 (it expects another
+    /// encoding: a configuration fault, not bad data) to its first 6 requests while traffic flows,
+    /// then 200. The sink is marked failing meanwhile and holds what it was given; once the receiver
+    /// accepts, every span of every kept trace arrives (before, a 415 was acknowledged and dropped:
+    /// 509 of 1 001 traces never arrived in the issue's run).
+    @Test func aReceiverAnswering415HoldsEverythingUntilItAccepts() throws {
+        // Six: the exporter backs off exponentially (0.25 s doubling), about 8 s in all.
+        let receiver = try TestReceiver(script: Array(repeating: (status: 415, retryAfter: nil), count: 6))
+        defer { receiver.shutdown() }
+        let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
+        let sent = try produceTraffic(to: "spans", on: cluster, traces: 600, seed: 26)
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules("decision_wait: 200ms\npolicies: [{name: all, type: always_sample}]")
+        configuration.otlpEndpoint = "http://127.0.0.1:\(receiver.port)"
+        configuration.statusInterval = .seconds(60)
+        let running = RunningEngine(try Engine(configuration: configuration, logger: quietLogger))
+        defer { running.stop() }
+        let engine = running.engine
+        #expect(waitUntil(.seconds(60)) { engine.prometheusText().contains("tailgate_sink_failing{sink=\"otlp\"} 1") }, "the sink says it is failing")
+        #expect(waitUntil(.seconds(180)) { receiver.acceptedSpans.load(ordering: .relaxed) >= sent.spans })
+        let traces = receiver.spansByTrace.withLock { $0 }
+        #expect(traces.count == sent.traces, "every kept trace arrived: \(traces.count) of \(sent.traces)")
+        #expect(traces.values.reduce(0) { $0 + $1.count } == sent.spans, "every span")
+        #expect(receiver.requests.load(ordering: .relaxed) > 6, "the 415s were retried")
+        #expect(waitUntil(.seconds(30)) { engine.prometheusText().contains("tailgate_sink_failing{sink=\"otlp\"} 0") }, "and the sink recovered")
+    }
+
     /// The field report behind the delivery ledger: every trace kept and sent to an OTLP receiver;
     /// rootless traces are decided at `decision_wait` (3 s), after hundreds of later traces with roots
     /// (300 ms); the receiver refuses (503) meanwhile, `kill -9` lands during the refusal, and tailgate
