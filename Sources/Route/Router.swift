@@ -157,7 +157,10 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         for (name, value) in configuration.kafkaProperties.values where !Self.isProducerOnly(name) { consumerProperties[name] = value }
         consumerProperties["enable.auto.commit"] = "false"
         let deadLetter = try configuration.deadLetterTopic.map { (topic) throws(KafkaError) in
-            try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+            // The user's properties serve both clients; the dead-letter producer gets the producer's.
+            var properties = KafkaProperties()
+            for (name, value) in configuration.kafkaProperties.values where !Self.isConsumerOnly(name) { properties[name] = value }
+            return try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: properties, logger: logger)
         }
         front = try IngestFront(
             consumer: KafkaConsumerConfiguration(
