@@ -27,10 +27,13 @@ public protocol IngestSink: RebalanceListener {
     /// How many of the batches handed to ``ingest(_:messages:)`` (counted from 1) the sink has let go
     /// of: the loop decodes into those again, in place. nil: unknown (the loop keeps four back).
     var batchesReleased: UInt64? { get }
+    /// Consumption of some partitions resumed after a pause (on the polling thread).
+    func consumptionResumed()
 }
 
 extension IngestSink {
     public var batchesReleased: UInt64? { nil }
+    public func consumptionResumed() {}
     public var headroom: Int? { nil }
     public func takeSeeks() -> [Lane: Int64] { [:] }
 }
@@ -233,6 +236,7 @@ public final class IngestLoop: @unchecked Sendable {
             let toResume = pausedApplied.intersection(assignment).subtracting(target)
             try consumer.pause(Array(toPause))
             try consumer.resume(Array(toResume))
+            if !toResume.isEmpty { sink.consumptionResumed() }
             pausedApplied = target
             metrics.record(paused: target.count)
             if !toPause.isEmpty || !toResume.isEmpty {

@@ -95,6 +95,10 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
 
     public var attributeSelection: AttributeSelection { rules.rules.selection }
 
+    /// Consumption resumed after a pause: a resumed partition may skip too (see
+    /// ``DeliveryLedger/suspectSkips(sincePoll:)``).
+    public func consumptionResumed() { ledger.suspectSkips(sincePoll: sequence + 1) }
+
     /// Every shard has finished with the batches of this many polls (they hold none of them).
     public var batchesReleased: UInt64? { shards.map { $0.completedSequence.load(ordering: .acquiring) }.min() ?? 0 }
 
@@ -201,6 +205,8 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// New lanes: the ledger starts keeping their offsets (only here: a message of a lane it does not
     /// know is neither held nor committed).
     public func assigned(_ lanes: [Lane: TopicPartition], committed: [Lane: Int64]) {
+        // A rebalance: the partitions kept through it may resume past a skip (librdkafka 2.0).
+        ledger.suspectSkips(sincePoll: sequence + 1)
         for (lane, partition) in lanes {
             partitionOf[lane] = partition
             ledger.assign(lane, committed: committed[lane])
@@ -210,6 +216,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// Lanes another member may already own: their traces are forgotten (their new owner decides them
     /// from the committed offset) and nothing is committed for them.
     public func lost(_ lost: [Lane]) {
+        ledger.suspectSkips(sincePoll: sequence + 1)
         let lanes = Set(lost.filter { partitionOf[$0] != nil })
         guard !lanes.isEmpty else { return }
         let done = DispatchSemaphore(value: 0)
@@ -228,6 +235,7 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     /// and forgets them. Traces that also hold partitions this member keeps stay, and keep holding
     /// those (see ``TraceWindow/forget(partitions:)``).
     public func revoked(_ revoked: [Lane]) -> [Lane: Int64] {
+        ledger.suspectSkips(sincePoll: sequence + 1)
         let lanes = Set(revoked.filter { partitionOf[$0] != nil })
         guard !lanes.isEmpty else { return [:] }
         let done = DispatchSemaphore(value: 0)

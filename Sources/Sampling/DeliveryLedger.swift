@@ -53,11 +53,8 @@ public struct DeliveryLedger: Sendable {
     /// shard's events reach the owner); consumed when it is.
     private var early: [Token: (acknowledged: UInt64, at: UInt64)] = [:]
     private var polls: [UInt64: Poll] = [:]
-    /// Whether a gap is gone back for at all (off: every gap is accepted at once). On in the engine
-    /// under either protocol: librdkafka 2.0 skips messages of partitions kept through a cooperative
-    /// rebalance, and a client that can skip there may skip after a pause and resume too (backpressure
-    /// pauses often). What the topic itself leaves out (transaction markers, aborted or compacted
-    /// records) costs two re-reads from the gap, then is let go.
+    /// Whether a suspect lane's gap is gone back for at all (off: every gap is accepted at once). On
+    /// in the engine under either protocol (see ``suspectSkips(sincePoll:)``).
     public var refetchesGaps = true
 
     /// Events that named something unknown (a lane no longer assigned is not one of them): should stay 0.
@@ -108,7 +105,8 @@ public struct DeliveryLedger: Sendable {
     /// passes missing offsets without delivering them, the consumer goes back once more
     /// (``OffsetGap/Kind/again``: a re-read can skip too); after that second look they are taken not
     /// to exist (`absent`). Messages received before and delivered again are repeats: not held, not
-    /// processed again. No gap is accepted unread: a transaction marker costs two re-reads.
+    /// processed again. Only a suspect lane's gaps are read again (``suspectSkips(sincePoll:)``): the
+    /// others are the topic's own (`accepted`).
     @discardableResult
     public mutating func dispatch(poll: UInt64, messages: [SourcePosition], shards: Int) -> [OffsetGap] {
         var lowest: [SourcePosition] = []
@@ -132,6 +130,8 @@ public struct DeliveryLedger: Sendable {
             if let end = lanes.values[index].end, offset > end {
                 open(from: end, to: offset, index: index, lane: lane, poll: poll, into: &gaps)
             }
+            // A message of a poll after the one the event came in: a skip shows by then or not at all.
+            if let since = lanes.values[index].suspectSince, poll > since { lanes.values[index].suspectSince = nil }
             if repeated { continue }
             lanes.values[index].received(offset)
             if let i = lowest.firstIndex(where: { $0.lane == lane }) {
@@ -150,13 +150,14 @@ public struct DeliveryLedger: Sendable {
     /// taken not to exist: a re-read can skip too (the client's fault that made the gap), so one look
     /// is not enough; transaction markers and compacted records take the second look to let go.
     static let looksPerGap = 2
-    /// A skip: offsets `from..<to` did not arrive before `to`. Held at `from` and read again, unless
-    /// gaps are not checked. Never accepted unread, not even one offset after transaction markers
-    /// were found: a skipped message looks just like a marker (the model test showed a lane that had
-    /// learnt to accept one-offset gaps lose a skipped message).
+    /// A skip: offsets `from..<to` did not arrive before `to`. Held at `from` and read again when the
+    /// lane is suspect (see ``suspectSkips(sincePoll:)``); otherwise the topic's own (a transaction marker,
+    /// aborted or compacted records) and accepted. Learning from the gaps themselves is no way to
+    /// tell: a skipped message looks just like a marker (the model test showed a lane that had learnt
+    /// to accept one-offset gaps lose a skipped message).
     private mutating func open(from: Int64, to: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
         var gap = OffsetGap(lane: lane, from: from, to: to, kind: .accepted)
-        if !refetchesGaps {
+        if !refetchesGaps || lanes.values[index].suspectSince == nil {
             reports.append(gap)
             return
         }
@@ -190,7 +191,9 @@ public struct DeliveryLedger: Sendable {
         while g < lanes.values[index].gaps.count {
             let gap = lanes.values[index].gaps[g]
             guard gap.lowestMissing < offset else { break }  // sorted: the rest lie beyond
-            if gap.looks < Self.looksPerGap {
+            // A look taken while the lane is suspect (a rebalance or resume since) does not count: the
+            // client may have skipped in it again.
+            if gap.looks < Self.looksPerGap || lanes.values[index].suspectSince != nil {
                 lanes.values[index].gaps[g].looks += 1
                 again = min(again ?? .max, gap.lowestMissing)
                 g += 1
@@ -226,6 +229,18 @@ public struct DeliveryLedger: Sendable {
         reports.append(OffsetGap(lane: lane, from: gap.from, to: gap.to, kind: gap.absent ? .absent : .refetched))
         if lanes.values[index].gaps.isEmpty { lanes.values[index].refetch = nil }
         return true
+    }
+
+    /// librdkafka skips messages at one moment: when it resumes fetching a partition after a
+    /// rebalance (2.0 does, for the partitions a member keeps in a cooperative rebalance) — and a
+    /// client that can skip there may skip after a pause and resume too. The engine calls this at
+    /// every rebalance and every resume, with the poll it happens in (a rebalance runs inside the
+    /// poll that collects messages from before and after it): each lane is *suspect* until it
+    /// receives a message in a later poll, and a gap found meanwhile is read again. Gaps found
+    /// anywhere else are the topic's own and accepted at once, so a transactional topic's markers
+    /// cost nothing. A new lane is suspect until its first message.
+    public mutating func suspectSkips(sincePoll poll: UInt64) {
+        for index in lanes.indices { lanes.values[index].suspectSince = max(lanes.values[index].suspectSince ?? 0, poll) }
     }
 
     /// Whether `position` was received before on its lane and is not missing in one of its gaps: a
@@ -477,6 +492,10 @@ struct LaneState: Sendable {
     var gaps: [OpenGap] = []
     /// Where the consumer was sent back to, and the poll after which it reads from there.
     var refetch: (poll: UInt64, from: Int64)?
+    /// The poll of the last rebalance or resume, until the lane receives a message in a later poll:
+    /// a gap found meanwhile is checked (see ``DeliveryLedger/suspectSkips(sincePoll:)``). 0 for a
+    /// new lane: its first message clears it.
+    var suspectSince: UInt64? = 0
     private var counts: [Int64: Int32] = [:]
     private var heap: [Int64] = []
 
