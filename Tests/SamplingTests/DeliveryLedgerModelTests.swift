@@ -778,11 +778,26 @@ struct LedgerSimulation {
         mayskip = Set(0..<partitions)
     }
 
-    /// An orderly revoke: the ledger answers what to commit, then forgets the lane.
+    /// An orderly revoke: the ledger answers what to commit, then forgets the lane. Half the time
+    /// with `--on-revoke decide`: the traces only this lane holds are decided now, and the sinks get
+    /// a bounded time to acknowledge what is kept — some answer, the rest time out (their offsets
+    /// stay uncommitted, and the next owner replays them).
     mutating func revoke(_ partition: Int) {
         guard let lane = laneOf[partition] else { return }
         rebalanceEvent()
         finishSentWork()
+        if random.chance(50) {
+            note("decide on revoke of lane \(lane)")
+            for shard in 0..<shards {
+                for trace in windows[shard].keys.sorted() where windows[shard][trace]!.held.allSatisfy({ $0.lane == lane }) {
+                    decide(trace, in: shard, keep: random.chance(50))
+                }
+                applyOutbox(shard)
+            }
+            for token in Array(pending.keys).sorted() where random.chance(60) {
+                for sink in pending[token]!.sinksLeft.sorted() { acknowledge(token, sink: sink) }
+            }
+        }
         if let offset = ledger.revoke(lane) {
             verifyCommit(partition: partition, offset: offset)
             committed[partition] = offset
