@@ -255,7 +255,7 @@ public struct DeliveryLedger: Sendable {
 
     /// Offsets `from..<to` of `lane` that did not arrive before its next message, and what became of them.
     public struct OffsetGap: Sendable, Equatable {
-        public enum Kind: Sendable, Equatable {
+        public enum Kind: Sendable, Hashable {
             /// Just seen: held; the consumer must go back to `from`.
             case refetch
             /// Going back brought the missing messages.

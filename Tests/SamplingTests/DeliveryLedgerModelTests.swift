@@ -25,6 +25,7 @@ import Testing
         var stale = 0
         var rebalances = 0
         var strays = 0
+        var gapKinds: [DeliveryLedger.OffsetGap.Kind: Int] = [:]
         for seed in UInt64(batch * 500)..<UInt64(batch * 500 + 500) {
             var simulation = LedgerSimulation(seed: seed)
             simulation.run(steps: 300)
@@ -36,6 +37,13 @@ import Testing
             stale += simulation.staleDropped
             rebalances += simulation.rebalancesInsidePolls
             strays += simulation.strayAcknowledgements
+            gapKinds.merge(simulation.gapKinds, uniquingKeysWith: +)
+        }
+        // Every outcome of the gap logic is reached: checked (refetch), covered by a re-read under
+        // way (extended), looked at again (again), filled (refetched), let go after two looks
+        // (absent), the topic's own (accepted).
+        for kind in [DeliveryLedger.OffsetGap.Kind.refetch, .extended, .again, .refetched, .absent, .accepted] {
+            #expect((gapKinds[kind] ?? 0) > 10, "gaps ending \(kind): \(gapKinds[kind] ?? 0)")
         }
         #expect(strays > 500, "duplicate and stray acknowledgements happen: \(strays)")
         #expect(commits > 5_000, "the sequences commit often enough to test something")
@@ -427,6 +435,8 @@ struct LedgerSimulation {
     /// collecting messages (a rebalance then runs inside it).
     var mayskip: Set<Int> = []
     var collecting = false
+    /// How the ledger's gaps came out, by kind (to show the model reaches every branch).
+    var gapKinds: [DeliveryLedger.OffsetGap.Kind: Int] = [:]
     var looks: [Lane: Int] = [:]
     /// Partitions written by a transactional producer: a commit marker every sixth offset.
     var transactional: [Bool] = []
@@ -615,6 +625,7 @@ struct LedgerSimulation {
         }
         for gap in ledger.dispatch(poll: nextPoll, messages: positions, shards: shards) {
             note("gap \(gap)")
+            gapKinds[gap.kind, default: 0] += 1
             switch gap.kind {
             case .refetch, .extended:
                 openGaps[gap.lane, default: 0] += 1
