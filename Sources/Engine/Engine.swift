@@ -203,14 +203,15 @@ public final class Engine: Sendable {
             var deadLetter: KafkaTraceSink.DeadLetter?
             if let deadLetterTopic = configuration.deadLetterTopic {
                 let copies = try DeadLetterTopic(
-                    topic: deadLetterTopic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+                    topic: deadLetterTopic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties.producerShare,
+                    logger: logger)
                 deadLetter = { traceID, request, reason, copied in
                     copies.sendOversizeSpan(traceID: traceID, request: request, reason: reason, outputTopic: topic).whenAcknowledged(copied)
                 }
             }
             sinks.append(
                 try KafkaTraceSink(
-                    topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
+                    topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties.producerShare,
                     deadLetter: deadLetter, logger: logger))
         }
         if let kept { sinks = [kept] }
@@ -244,11 +245,12 @@ public final class Engine: Sendable {
         var deadLetter: DeadLetterTopic?
         if let topic = configuration.deadLetterTopic {
             deadLetter = try DeadLetterTopic(
-                topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, logger: logger)
+                topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties.producerShare, logger: logger)
         }
         // Under a buffer limit, Kafka's prefetch and the polls take their share of it (unless the
         // user set the prefetch explicitly).
-        var properties = configuration.kafkaProperties
+        // The user's properties serve every client here; the consumer takes all but the producers' own.
+        var properties = configuration.kafkaProperties.consumerShare
         let budget = sampling.map { MemoryBudget(bufferLimit: $0.bufferLimit) }
         if let budget, properties["queued.max.messages.kbytes"] == nil {
             properties["queued.max.messages.kbytes"] = String(budget.prefetchKiB)

@@ -60,3 +60,29 @@ func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(KafkaErro
 
 /// The text librdkafka's version reports, e.g. `2.0.2`.
 public var librdkafkaVersion: String { String(cString: rd_kafka_version_str()) }
+
+extension KafkaProperties {
+    /// The properties only a consumer takes (librdkafka warns when a producer is given one).
+    public static func isConsumerOnly(_ property: String) -> Bool {
+        ["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy",
+         "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
+         "isolation.level", "enable.partition.eof", "check.crcs", "group.instance.id", "group.protocol.type",
+         "coordinator.query.interval.ms", "queued.min.messages", "queued.max.messages.kbytes", "group.id"].contains(property)
+            || property.hasPrefix("fetch.")
+    }
+
+    /// The properties only a producer takes (librdkafka warns when a consumer is given one).
+    public static func isProducerOnly(_ property: String) -> Bool {
+        ["acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "queue.buffering.max.messages",
+         "queue.buffering.max.kbytes", "batch.size", "batch.num.messages", "compression.codec", "compression.type",
+         "compression.level", "enable.idempotence", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
+         "transactional.id", "transaction.timeout.ms", "retries", "message.send.max.retries", "retry.backoff.ms",
+         "max.in.flight.requests.per.connection", "max.in.flight", "sticky.partitioning.linger.ms"].contains(property)
+    }
+
+    /// What a producer of the user's `--kafka-property` set takes: all but the consumer's own.
+    public var producerShare: KafkaProperties { KafkaProperties(values.filter { !Self.isConsumerOnly($0.key) }) }
+
+    /// What a consumer of the user's `--kafka-property` set takes: all but the producer's own.
+    public var consumerShare: KafkaProperties { KafkaProperties(values.filter { !Self.isProducerOnly($0.key) }) }
+}

@@ -154,13 +154,12 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         outputLimit = configuration.maxMessageBytes
         metrics.outputLimit.store(outputLimit, ordering: .relaxed)
         var consumerProperties = KafkaProperties(["enable.auto.commit": "false"])
-        for (name, value) in configuration.kafkaProperties.values where !Self.isProducerOnly(name) { consumerProperties[name] = value }
+        for (name, value) in configuration.kafkaProperties.consumerShare.values { consumerProperties[name] = value }
         consumerProperties["enable.auto.commit"] = "false"
         let deadLetter = try configuration.deadLetterTopic.map { (topic) throws(KafkaError) in
             // The user's properties serve both clients; the dead-letter producer gets the producer's.
-            var properties = KafkaProperties()
-            for (name, value) in configuration.kafkaProperties.values where !Self.isConsumerOnly(name) { properties[name] = value }
-            return try DeadLetterTopic(topic: topic, bootstrapServers: configuration.brokers, properties: properties, logger: logger)
+            try DeadLetterTopic(
+                topic: topic, bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties.producerShare, logger: logger)
         }
         front = try IngestFront(
             consumer: KafkaConsumerConfiguration(
@@ -175,22 +174,6 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         if let address = configuration.httpAddress {
             http = try HTTPServer(address: address, routes: HTTPRoutes(backend: self, adminToken: nil), logger: logger)
         }
-    }
-
-    static func isConsumerOnly(_ property: String) -> Bool {
-        ["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy",
-         "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
-         "isolation.level", "enable.partition.eof", "check.crcs", "group.instance.id", "group.protocol.type",
-         "coordinator.query.interval.ms", "queued.min.messages", "queued.max.messages.kbytes", "group.id"].contains(property)
-            || property.hasPrefix("fetch.")
-    }
-
-    static func isProducerOnly(_ property: String) -> Bool {
-        ["acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "queue.buffering.max.messages",
-         "queue.buffering.max.kbytes", "batch.size", "batch.num.messages", "compression.codec", "compression.type",
-         "compression.level", "enable.idempotence", "message.timeout.ms", "delivery.timeout.ms", "partitioner",
-         "transactional.id", "transaction.timeout.ms", "retries", "message.send.max.retries", "retry.backoff.ms",
-         "max.in.flight.requests.per.connection", "max.in.flight", "sticky.partitioning.linger.ms"].contains(property)
     }
 
     /// The bound HTTP address (`--http 127.0.0.1:0` picks a port).
@@ -208,7 +191,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
             "message.timeout.ms": "0",
         ])
         // The user's properties serve both clients; each gets those it knows (librdkafka warns about the rest).
-        for (name, value) in configuration.kafkaProperties.values where !Self.isConsumerOnly(name) { properties[name] = value }
+        for (name, value) in configuration.kafkaProperties.producerShare.values { properties[name] = value }
         if configuration.delivery != .atLeastOnce {
             var transactionalProperties = properties
             transactionalProperties["transactional.id"] = configuration.transactionalID

@@ -169,6 +169,18 @@ import TestSupport
         }
     }
 
+    /// One `--kafka-property` set serves the consumer and the producers (dead-letter topic, Kafka
+    /// sink, the router's output): each client gets its share, so librdkafka has nothing to warn
+    /// about ("… is a consumer property and will be ignored by this producer instance").
+    @Test func eachClientGetsItsShareOfTheProperties() {
+        let all = KafkaProperties([
+            "session.timeout.ms": "6000", "fetch.max.bytes": "1048576", "acks": "all", "linger.ms": "5",
+            "security.protocol": "SASL_SSL", "client.id": "dogbook"])
+        #expect(all.producerShare.values == ["acks": "all", "linger.ms": "5", "security.protocol": "SASL_SSL", "client.id": "dogbook"])
+        #expect(all.consumerShare.values == [
+            "session.timeout.ms": "6000", "fetch.max.bytes": "1048576", "security.protocol": "SASL_SSL", "client.id": "dogbook"])
+    }
+
     @Test func offsetStoreStaysManualWhateverTheUserSets() {
         let config = KafkaConsumerConfiguration(
             bootstrapServers: "b:9092", properties: KafkaProperties(["enable.auto.offset.store": "true", "sasl.password": "hunter2"]))
