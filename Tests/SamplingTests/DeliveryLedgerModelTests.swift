@@ -180,11 +180,7 @@ import Testing
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
         ledger.suspectSkips(sincePoll: 1)  // a rebalance inside the first poll: its gaps are checked
-        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
-            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
-            ledger.inserted(poll: id)
-            return gaps.map(\.kind)
-        }
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] { ledger.pollLaneZero(id, offsets) }
         #expect(poll(1, [10, 11, 14]) == [.refetch], "12 and 13 skipped")
         #expect(ledger.committable(0) == 12)
         #expect(poll(3, [12]).isEmpty && ledger.committable(0) == 13, "the hold follows the re-read")
@@ -214,11 +210,7 @@ import Testing
     @Test func gapsAreCheckedWhereTheClientSkipsAndAcceptedElsewhere() {
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 0)
-        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
-            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
-            ledger.inserted(poll: id)
-            return gaps.map(\.kind)
-        }
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] { ledger.pollLaneZero(id, offsets) }
         #expect(poll(1, [2, 3]) == [.refetch], "a new lane's first message: checked")
         #expect(poll(2, [0, 1, 2, 3]) == [.refetched])
         #expect(poll(3, [4, 6, 7]) == [.accepted], "steady state: a marker at 5, accepted")
@@ -241,11 +233,7 @@ import Testing
         var ledger = DeliveryLedger(sinks: 1)
         ledger.assign(0, committed: 10)
         ledger.suspectSkips(sincePoll: 1)  // a rebalance inside the first poll: its gaps are checked
-        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] {
-            let gaps = ledger.dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
-            ledger.inserted(poll: id)
-            return gaps.map(\.kind)
-        }
+        func poll(_ id: UInt64, _ offsets: [Int64]) -> [DeliveryLedger.OffsetGap.Kind] { ledger.pollLaneZero(id, offsets) }
         #expect(poll(1, [10, 11, 16]) == [.refetch], "12 to 15 skipped")
         #expect(poll(2, [12, 14, 15, 16]) == [.again], "13 skipped again")
         #expect(ledger.committable(0) == 13)
@@ -959,5 +947,15 @@ struct LedgerSimulation {
 
     mutating func fail(_ message: String) {
         if failure == nil { failure = message + "; last steps: " + log.joined(separator: " | ") }
+    }
+}
+
+extension DeliveryLedger {
+    /// The gap tests' poll: `offsets` of lane 0 dispatched to one shard and put in its window at
+    /// once; the kinds of the gaps it found.
+    mutating func pollLaneZero(_ id: UInt64, _ offsets: [Int64]) -> [OffsetGap.Kind] {
+        let gaps = dispatch(poll: id, messages: offsets.map { SourcePosition(lane: 0, offset: $0) }, shards: 1)
+        inserted(poll: id)
+        return gaps.map(\.kind)
     }
 }
