@@ -284,8 +284,9 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
             logger.error("sinks did not acknowledge every kept trace within \(drainTimeout); their offsets stay uncommitted and will be replayed")
         }
         collectEvents()
-        // Dead-letter copies are acknowledged by the dead-letter topic, not the sinks: waited for here.
-        while !ledger.isSettled && ContinuousClock.now < deadline {
+        // Dead-letter copies are acknowledged by the dead-letter topic, not the sinks: waited for here
+        // (only deliveries: a gap still open cannot close without more polls).
+        while ledger.pendingDeliveries > 0 && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.002)
             collectEvents()
         }
