@@ -422,10 +422,6 @@ import TestSupport
                  "--log-level", "error", "--status-interval", "1h"])
             return (process, port)
         }
-        func metric(_ port: UInt16, _ name: String) -> Double? {
-            guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
-            return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-        }
         // The idle process: same binary and flags, an empty topic.
         let (idleEngine, idlePort) = try start(topic: "idle")
         #expect(waitUntil(.seconds(60)) { metric(idlePort, "tailgate_kafka_partitions_assigned") == 12 })

@@ -7,11 +7,6 @@ import TestSupport
 /// (`precondition failure`) once each shard's table filled past its first size; it must keep
 /// deciding and leave cleanly. Expected counts are what loadgen sent.
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ReloadEndToEndTests {
-    private func metric(_ port: UInt16, _ name: String) -> Double? {
-        guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
-        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-    }
-
     @Test func aReloadThatGrowsTheDecisionCacheKeepsDeciding() throws {
         let processes = Processes()
         let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])

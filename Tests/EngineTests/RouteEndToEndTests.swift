@@ -32,11 +32,6 @@ import Traffic
         return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
 
-    private func metric(_ port: UInt16, _ name: String) -> Double? {
-        guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
-        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-    }
-
     private func ready(_ port: UInt16) -> Bool {
         (try? rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))?.hasPrefix("HTTP/1.1 200") ?? false
     }

@@ -160,3 +160,9 @@ final class RunningEngine: Sendable {
         return result.withLock { $0 }
     }
 }
+
+/// One unlabelled sample of a process's `/metrics` on 127.0.0.1:`port` (nil: no answer, or no such sample).
+func metric(_ port: UInt16, _ name: String) -> Double? {
+    guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
+    return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+}
