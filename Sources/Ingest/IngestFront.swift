@@ -302,7 +302,8 @@ final class LaneRelay: @unchecked Sendable {
 
     func lost(_ assignments: [PartitionAssignment]) {
         let listener = self.listener
-        forget(assignments)
+        state.withLock { $0.lanes.end(assignments) }
+        metrics.record(lost: assignments.map(\.partition))
         listener?.lost(assignments.map(\.id))
         reportOwnership(listener)
     }

@@ -44,6 +44,7 @@ public final class IngestMetrics: Sendable {
     private let lag = Mutex<[TopicPartition: Int64]>([:])
     private let assigned = Mutex<Set<TopicPartition>>([])
     private let pausedPartitions = Atomic<Int>(0)
+    private let partitionsLost = Atomic<Int>(0)
     private let pollCount = Atomic<Int>(0)
 
     public init() {}
@@ -70,6 +71,15 @@ public final class IngestMetrics: Sendable {
         // A revoked partition's lag is another member's to report now.
         lag.withLock { lag in for partition in partitions { lag[partition] = nil } }
     }
+
+    /// Partitions taken away without a hand-over (the session timed out, the member was fenced).
+    func record(lost partitions: [TopicPartition]) {
+        partitionsLost.add(partitions.count, ordering: .relaxed)
+        record(revoked: partitions)
+    }
+
+    /// Partitions lost so far (see ``record(lost:)``).
+    public var lostPartitions: Int { partitionsLost.load(ordering: .relaxed) }
 
     public func record(paused count: Int) { pausedPartitions.store(count, ordering: .relaxed) }
 
@@ -115,6 +125,10 @@ public final class IngestMetrics: Sendable {
             out.sample("tailgate_kafka_consumer_lag", [("topic", partition.topic), ("partition", String(partition.partition))], Int(value))
         }
         out.gauge("tailgate_kafka_partitions_assigned", "Partitions this member owns.", assigned.withLock { $0.count })
+        out.counter(
+            "tailgate_kafka_partitions_lost_total",
+            "Partitions taken from this member without a hand-over (its session timed out or it was fenced): their buffered traces were forgotten, undecided, and their next owner reads them again from the committed offset.",
+            partitionsLost.load(ordering: .relaxed))
         out.gauge("tailgate_kafka_partitions_paused", "Partitions paused for backpressure.", pausedPartitions.load(ordering: .relaxed))
     }
 }

@@ -252,6 +252,92 @@ import TestSupport
         #expect(storedByTwo > 0, "traces did spread over members")
     }
 
+    /// A lost assignment is not a hand-over. A member holding every trace in its buffer is frozen
+    /// (SIGSTOP) past its session timeout; a second member takes all the partitions and reads them
+    /// from the committed offset. When the first resumes, librdkafka reports its assignment lost: it
+    /// must forget those traces undecided (another member owns them now), not decide and store them
+    /// as a revoke would (`--on-revoke decide`: the old code stored every one of them, and the new
+    /// owner stored them again). Every kept trace still reaches a store whole (the second member, and
+    /// a last one that reads to the end of the topic).
+    @Test func aLostAssignmentIsForgottenNotDecided() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "6"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let directories = (0..<3).map {
+            FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-lost-\($0)-\(UUID().uuidString)")
+        }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        // Nothing is decided by the clock in this test: only the lost assignment, a drain or the end
+        // of the topic decide. (With waits shorter than the freeze, a frozen member's shards wake
+        // with the decisions already due and may make them before librdkafka reports the loss: a
+        // zombie's duplicates, which the README admits; first seen here with the default wait after
+        // the root, 141 of 300 decided that way.)
+        let rulesPath = try writeRules(
+            "decision_wait: 600s\ndecision_wait_after_root_received: 600s\npolicies: [{name: all, type: always_sample}]")
+        let ports = try (0..<2).map { _ in try freePort() }
+        func member(_ slot: Int, _ extra: [String] = []) -> [String] {
+            ["run", "--brokers", bootstrap, "--rules", rulesPath, "--data", directories[slot].path,
+             "--http", slot < 2 ? "127.0.0.1:\(ports[slot])" : "127.0.0.1:0", "--on-revoke", "decide",
+             "--log-level", "error", "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
+             "--kafka-property", "partition.assignment.strategy=cooperative-sticky"] + extra
+        }
+        let (first, _) = try processes.start(member(0))
+        #expect(waitUntil(.seconds(60)) { metric(ports[0], "tailgate_kafka_partitions_assigned") == 6 })
+        let produced = try processes.run(
+            ["loadgen", "--brokers", bootstrap, "--traces", "300", "--rate", "1000", "--seed", "71", "--log-level", "error"],
+            timeout: .seconds(60))
+        #expect(produced.status == 0)
+        let sent = try JSONDecoder().decode(TrafficProducer.Totals.self, from: Data(produced.output.utf8))
+        #expect(waitUntil(.seconds(60)) { metric(ports[0], "tailgate_messages_received_total") == Double(sent.messages) })
+        #expect(metricSum(ports[0], "tailgate_traces_kept_total") == 0, "every trace waits in the buffer")
+
+        // Frozen past its session: the group gives the second member every partition.
+        kill(first.processIdentifier, SIGSTOP)
+        let (second, _) = try processes.start(member(1))
+        let handedOver = waitUntil(.seconds(90)) { metric(ports[1], "tailgate_kafka_partitions_assigned") == 6 }
+        kill(first.processIdentifier, SIGCONT)
+        #expect(handedOver, "the group gave the frozen member's partitions away")
+        #expect(waitUntil(.seconds(60)) { (metric(ports[0], "tailgate_kafka_partitions_lost_total") ?? 0) >= 6 },
+                "the first member learns it lost all six partitions")
+        let keptByFirst = metricSum(ports[0], "tailgate_traces_kept_total")
+        // Killed, not stopped: a drain would decide whatever it reads again after rejoining.
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(keptByFirst == 0, "nothing decided on partitions another member owns")
+
+        #expect(waitUntil(.seconds(60)) { (metric(ports[1], "tailgate_messages_received_total") ?? 0) >= Double(sent.messages) })
+        second.terminate()
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        let last = try processes.run(member(2, ["--exit-on-eof"]), timeout: .seconds(120))
+        #expect(last.status == 0)
+
+        var traffic = DogBookTraffic(seed: 71, errorRate: 0.02, slowRate: 0.03)
+        var expected: [TraceID: Int] = [:]
+        for _ in 0..<sent.traces {
+            let trace = traffic.nextTrace(startUnixNano: 1)
+            expected[trace.traceID] = trace.spanCount
+        }
+        let stores = try directories.map { try TraceStore(directory: $0, readOnly: true) }
+        var whole = 0
+        var storedByFirst = 0
+        for (id, spans) in expected {
+            var found = Set<SpanID>()
+            for (slot, store) in stores.enumerated() {
+                guard let request = try store.trace(id, policyAttribute: false) else { continue }
+                if slot == 0 { storedByFirst += 1 }
+                var batch = SpanBatch()
+                _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+                found.formUnion(batch.spans.map(\.spanID))
+            }
+            if found.count == spans { whole += 1 }
+        }
+        print("fault lost assignment: \(sent.traces) traces buffered by a member frozen past its session; after it resumed it had kept \(keptByFirst.map { Int($0) } ?? -1) and stored \(storedByFirst); \(whole) stored whole by the others")
+        #expect(storedByFirst == 0)
+        #expect(whole == sent.traces, "every trace stored whole")
+        #expect(sent.traces == 300)
+    }
+
     /// One broker of three goes down for 15 s in the middle of consumption: no crash, and every trace
     /// is decided and kept exactly as if nothing had happened.
     @Test func aBrokerOfThreeDownForFifteenSeconds() throws {

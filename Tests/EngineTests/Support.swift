@@ -166,3 +166,12 @@ func metric(_ port: UInt16, _ name: String) -> Double? {
     guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
     return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
 }
+
+/// The sum of every sample of `name` (labelled or not) on 127.0.0.1:`port`'s `/metrics` (nil: no answer).
+func metricSum(_ port: UInt16, _ name: String) -> Double? {
+    guard let text = try? prometheusGET(port: port, "/metrics") else { return nil }
+    return text.split(separator: "\n")
+        .filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+        .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+        .reduce(0, +)
+}
