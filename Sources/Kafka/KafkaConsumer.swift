@@ -173,14 +173,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         batchCapacity = max(1, maxBatch)
         batchBuffer = .allocate(capacity: batchCapacity)
 
+        // No topics: a consumer that never joins the group (it reads the group's committed offsets).
+        guard !configuration.topics.isEmpty else { return }
         let topics = PartitionList.make(configuration.topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), nil) })
         defer { rd_kafka_topic_partition_list_destroy(topics) }
         let error = rd_kafka_subscribe(handle, topics)
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            rd_kafka_queue_destroy(queue)
-            rd_kafka_destroy(handle)
-            unmanagedContext.release()
-            batchBuffer.deallocate()
+            // Every stored property is set: throwing runs `deinit`, which destroys the handle, the
+            // queue and the buffer and releases the context (doing it here too destroyed them twice).
             throw KafkaError(error, "subscribe to \(configuration.topics.joined(separator: ","))")
         }
     }

@@ -97,8 +97,11 @@ import Traffic
         #expect(firstBurst.terminationStatus == 0)
         #expect(waitUntil(.seconds(60)) { metric(routePort, "tailgate_route_traces_out_total") == Double(perBurst) })
         #expect(waitUntil(.seconds(60)) { read([first, second]) == Double(perBurst) })
-        // Decided (300 ms) and committed (every second) before the join.
-        Thread.sleep(forTimeInterval: 2.5)
+        // Decided (300 ms) and committed (every second) before the join: the group's committed
+        // offsets reach the end of the first burst's 1 000 keyed messages.
+        #expect(waitUntil(.seconds(60)) {
+            committedMessages(bootstrap: bootstrap, group: "members", topic: "otlp_keyed", partitions: 6) == Int64(perBurst)
+        }, "the first burst is committed before the join")
         let third = try member(2)
         // A cooperative join on the mock cluster: seconds alone, but once over 30 s while the whole
         // suite loaded both cores (the rest of this test then passed); a positive signal, so a wide bound.

@@ -172,10 +172,29 @@ extension SpanMetricsHub.Totals {
         #expect(p99.count >= 5)
         #expect(p99.allSatisfy { $0.value > 0 && $0.value <= 16.384 }, "\(p99)")
 
-        let edges = query("sum by (client, server) (traces_service_graph_request_total{connection_type=\"\"})")
-        let engineEdges = Set(engine.sampling!.spanMetrics.totals().requestsByEdge.keys.filter { $0[2] == "" }.map { "\($0[0])→\($0[1])" })
-        #expect(Set(edges.map { "\($0.labels["client"] ?? "")→\($0.labels["server"] ?? "")" }) == engineEdges)
-        #expect(engineEdges.contains("frontend→api-gateway"))
+        // The edges, against the generator's traces paired by hand (a CLIENT span's SERVER child):
+        // every edge its first 300 traces make, and none it never makes (over 20 000).
+        func generatedEdges(traces count: Int) throws -> Set<String> {
+            var generator = DogBookTraffic(seed: trafficOptions.seed, errorRate: trafficOptions.errorRate, slowRate: trafficOptions.slowRate)
+            var edges = Set<String>()
+            for _ in 0..<count {
+                var batch = SpanBatch()
+                _ = try SpanDecoder(encoding: .otlpProto).decode(DogBookTraffic.protobuf([generator.nextTrace(startUnixNano: 1)]), into: &batch)
+                var byID: [SpanID: (service: String, kind: SpanKind)] = [:]
+                for span in batch.spans { byID[span.spanID] = (batch.string(batch.serviceName(of: span)), span.kind) }
+                for span in batch.spans where span.kind == .server {
+                    guard let parent = byID[span.parentSpanID], parent.kind == .client else { continue }
+                    edges.insert("\(parent.service)→\(batch.string(batch.serviceName(of: span)))")
+                }
+            }
+            return edges
+        }
+        let early = try generatedEdges(traces: 300), possible = try generatedEdges(traces: 20_000)
+        let edges = Set(query("sum by (client, server) (traces_service_graph_request_total{connection_type=\"\"})")
+            .map { "\($0.labels["client"] ?? "")→\($0.labels["server"] ?? "")" })
+        #expect(edges.isSuperset(of: early), "missing edges: \(early.subtracting(edges))")
+        #expect(edges.isSubset(of: possible), "edges the generator never makes: \(edges.subtracting(possible))")
+        #expect(early.contains("frontend→api-gateway") && early.count >= 5)
 
         // The whole exposition (span metrics, self-metrics, sink metrics) passes promtool's checks.
         let exposition = try rawHTTP(port: enginePort, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")

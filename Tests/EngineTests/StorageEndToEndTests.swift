@@ -161,10 +161,15 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
                      "--kafka-property", "max.poll.interval.ms=10000"]
 
         // Traffic keeps flowing while the engine is killed.
-        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "1500", "--rate", "300", "--error-rate", "0.1", "--seed", "77"])
+        let (loadgen, _) = try processes.start(["loadgen", "--brokers", bootstrap, "--traces", "1500", "--rate", "100", "--error-rate", "0.1", "--seed", "77"])
         let (victim, _) = try processes.start(
             ["run", "--brokers", bootstrap, "--rules", rulesPath, "--data", data.path, "--http", "127.0.0.1:0", "--log-level", "warning"] + group)
-        Thread.sleep(forTimeInterval: 6)
+        // The victim has worked: it stored kept traces and committed offsets past them, and traffic is
+        // still flowing (the kill falls mid-stream, with traces buffered and deliveries in flight).
+        #expect(waitUntil(.seconds(60)) { storeHasData(data) && committedMessages(bootstrap: bootstrap, partitions: 4) > 0 },
+                "the victim stored and committed before the kill")
+        let committedBeforeKill = committedMessages(bootstrap: bootstrap, partitions: 4)
+        #expect(loadgen.isRunning, "the kill falls while traffic flows")
         kill(victim.processIdentifier, SIGKILL)
         victim.waitUntilExit()
         loadgen.waitUntilExit()
@@ -181,6 +186,7 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         for (id, spans) in expected where try storedSpanCount(store, id) != spans { missing.append(id) }
         #expect(missing.isEmpty, "\(missing.count) of \(expected.count) kept traces missing or partial after kill -9")
         #expect(expected.count > 100)
+        #expect(committedBeforeKill > 0 && committedBeforeKill < 1500, "killed mid-stream: \(committedBeforeKill) of 1500 messages committed")
     }
 
     /// Two `tailgate run` processes in one group; the second joins mid-stream (a rebalance), the

@@ -175,3 +175,15 @@ func metricSum(_ port: UInt16, _ name: String) -> Double? {
         .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
         .reduce(0, +)
 }
+
+/// The sum of `group`'s committed offsets over `topic`'s `partitions` partitions, read from the broker
+/// by a consumer that does not join the group (0: nothing committed). A kill -9 test waits for this to
+/// be positive before the kill: the victim worked, so the restart has something to resume from.
+func committedMessages(bootstrap: String, group: String = "tailgate", topic: String = "otlp_spans", partitions: Int) -> Int64 {
+    guard let reader = try? KafkaConsumer(
+        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: group, topics: [], statisticsInterval: nil),
+        logger: quietLogger)
+    else { return 0 }
+    defer { reader.close() }
+    return reader.committedOffsets((0..<partitions).map { TopicPartition(topic, Int32($0)) }).values.reduce(0, +)
+}

@@ -78,7 +78,8 @@ import Testing
 
     /// ema_throughput: initial_sample_rate until the first table, then a goal of
     /// goal_throughput_per_sec × the interval (10/s × 15 s = 150 spans) over the same log shares:
-    /// EMA 500, 50, 5, 0.5 → a ⌈500 / 64.x⌉ = 7, the rest kept whole.
+    /// EMA 500, 50, 5, 0.5 (counted as 1) → log10 sum 5.0969, 29.43 spans per unit of log; a's share
+    /// 2.699 × 29.43 = 79.43 → ⌈500 / 79.43⌉ = 7, the rest kept whole.
     @Test func emaThroughputAimsAtSpansPerSecond() {
         var t = table(.emaThroughput) { $0.goalThroughputPerSecond = 10; $0.initialSampleRate = 25 }
         #expect(t.rate(for: "a", spans: 1000, now: 0) == 25)
@@ -92,7 +93,10 @@ import Testing
         half.goalShare = 0.5
         for (key, spans) in [("a", 1000), ("b", 100), ("c", 10), ("d", 1)] { _ = half.rate(for: key, spans: spans, now: 0) }
         half.advance(to: 15 * Self.second)
-        #expect(half.rates == DynamicRateTable.logShareRates(goal: 75, counts: ["a": 500, "b": 50, "c": 5, "d": 0.5]))
+        // By hand: 75 / 5.0969 = 14.715 per unit of log. a: 2.699 × 14.715 = 39.71 → ⌈500 / 39.71⌉ = 13,
+        // passing on 39.71 − 500/13 = 1.25; b: 25.00 + 1.25/3 = 25.42 → ⌈50 / 25.42⌉ = 2; c (share
+        // 10.9 ≥ 5) and d whole.
+        #expect(half.rates == ["a": 13, "b": 2, "c": 1, "d": 1])
         #expect(half.rates["a"]! > t.rates["a"]!)
     }
 

@@ -214,20 +214,43 @@ import TestSupport
         let ids = (0..<50).map { TraceID(high: 0xFEED, low: UInt64($0)) }
         for id in ids { try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...4))]) }
         let wrong = Mutex(0)
-        DispatchQueue.concurrentPerform(iterations: 5) { worker in
-            if worker == 0 {
-                for n in 0..<100 {
-                    let id = TraceID(high: 0xBEEF, low: UInt64(n))
-                    try? store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))])
-                }
-            } else {
-                for round in 0..<200 {
+        // The race must happen: the writer starts once every reader is reading, and the readers go
+        // on until it is done; reads that start and end while it writes are counted.
+        let readersStarted = Atomic<Int>(0)
+        let writerDone = Atomic<Bool>(false)
+        let readsDuringWrites = Atomic<Int>(0)
+        let written = Atomic<Int>(0)
+        let finished = DispatchSemaphore(value: 0)
+        for worker in 1...4 {
+            Thread {
+                readersStarted.add(1, ordering: .relaxed)
+                var round = 0
+                while round < 200 || !writerDone.load(ordering: .acquiring) {
+                    let writing = !writerDone.load(ordering: .acquiring) && written.load(ordering: .acquiring) > 0
                     let id = ids[(round * worker) % ids.count]
                     if (try? spanCount(store.trace(id, policyAttribute: false))) != 4 { wrong.withLock { $0 += 1 } }
+                    // One of the writer's traces written so far reads back whole too.
+                    let done = written.load(ordering: .acquiring)
+                    if done > 0 {
+                        let fresh = TraceID(high: 0xBEEF, low: UInt64(round % done))
+                        if (try? spanCount(store.trace(fresh, policyAttribute: false))) != 2 { wrong.withLock { $0 += 1 } }
+                    }
+                    if writing && !writerDone.load(ordering: .acquiring) { readsDuringWrites.add(1, ordering: .relaxed) }
+                    round += 1
                 }
-            }
+                finished.signal()
+            }.start()
         }
+        #expect(waitUntil(.seconds(10)) { readersStarted.load(ordering: .relaxed) == 4 })
+        for n in 0..<100 {
+            let id = TraceID(high: 0xBEEF, low: UInt64(n))
+            try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))])
+            written.store(n + 1, ordering: .releasing)
+        }
+        writerDone.store(true, ordering: .releasing)
+        for _ in 1...4 { finished.wait() }
         #expect(wrong.withLock { $0 } == 0)
+        #expect(readsDuringWrites.load(ordering: .relaxed) > 0, "reads ran while the writer wrote")
         #expect(store.traceCount == 150)
     }
 
