@@ -23,7 +23,9 @@ public enum Gzip {
         return output
     }
 
-    /// Decompresses a gzip stream (for tests and the receiving side); nil when it is not gzip.
+    /// Decompresses a gzip stream (for tests and the receiving side); nil when it is not gzip. A
+    /// stream of several members (what `cat a.gz b.gz` makes) is their concatenation (RFC 1952 2.2,
+    /// as gzip(1) and Python's `gzip` read it).
     public static func decompress(_ input: [UInt8], limit: Int = 64 << 20) -> [UInt8]? {
         var stream = z_stream()
         guard tailgate_inflate_init_gzip(&stream) == Z_OK else { return nil }
@@ -41,7 +43,12 @@ public enum Gzip {
                     return inflate(&stream, Z_NO_FLUSH)
                 }
                 output += chunk[0..<(chunk.count - Int(stream.avail_out))]
-                if status == Z_STREAM_END { return output }
+                if status == Z_STREAM_END {
+                    if stream.avail_in == 0 { return output }
+                    // Another member follows.
+                    guard inflateReset(&stream) == Z_OK else { return nil }
+                    continue
+                }
                 if status != Z_OK || output.count > limit { return nil }
             }
         }

@@ -31,6 +31,8 @@ public struct DogBookTraffic: Sendable {
         public var isSlow: Bool
         /// Sent without its root span.
         public var isRootless = false
+        /// A Kubernetes probe: the API gateway's `GET /healthz`, its root span alone.
+        public var isHealthCheck = false
         fileprivate var spans: [GeneratedSpan]
     }
 
@@ -40,6 +42,7 @@ public struct DogBookTraffic: Sendable {
         var isError = random.unit() < errorRate
         var isSlow = random.unit() < slowRate
         let pick = random.unit()
+        let isHealthCheck = pick < 0.05
         switch pick {
         case ..<0.05:
             // Probes neither fail nor stall here: they are what rule files drop.
@@ -59,7 +62,7 @@ public struct DogBookTraffic: Sendable {
         }
         return Trace(
             traceID: builder.traceID, spanCount: builder.spans.count, isError: isError, isSlow: isSlow, isRootless: isRootless,
-            spans: builder.spans)
+            isHealthCheck: isHealthCheck, spans: builder.spans)
     }
 
     /// Encodes traces as one OTLP `ExportTraceServiceRequest` (protobuf), grouped by service as an SDK

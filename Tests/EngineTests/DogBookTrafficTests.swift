@@ -97,7 +97,23 @@ import Testing
             if route.hasSuffix("/healthz") { #expect(line.decision == "drop") }
         }
         #expect(uploadLoginErrors > 10)
-        let kept = decided.filter { $0.decision == "keep" }.count
-        #expect(kept > 150 && kept < 1200, "kept \(kept) of 3000")
+        // What the file must keep, from the generator's truth: the policies without a budget keep
+        // every slow trace (≥ 2.5 s, over slow-anything's 1.5 s) and the 2% baseline (the collector's
+        // hash), never a health check. What it may keep beyond that: errors (up to their span budget)
+        // and traces that touch auth-service (up to its budget) — nothing else.
+        var touchesAuth = Set<String>()
+        for trace in assembler.traces where trace.spans.contains(where: { trace.string(trace.service(of: $0)) == "auth-service" }) {
+            touchesAuth.insert(trace.traceID.hex)
+        }
+        let kept = Set(decided.filter { $0.decision == "keep" }.map(\.traceId))
+        var mustKeep = Set<String>(), mayKeep = Set<String>()
+        for (id, trace) in generated where !trace.isHealthCheck {
+            if trace.isSlow || baselineKeeps(trace.traceID, percent: 2) { mustKeep.insert(id) }
+            if trace.isError || touchesAuth.contains(id) { mayKeep.insert(id) }
+        }
+        #expect(mustKeep.count > 100)
+        #expect(kept.isSuperset(of: mustKeep), "\(mustKeep.subtracting(kept).count) slow or baseline traces not kept")
+        #expect(kept.isSubset(of: mustKeep.union(mayKeep)), "\(kept.subtracting(mustKeep.union(mayKeep)).count) kept for no reason")
+        #expect(kept.allSatisfy { generated[$0]?.isHealthCheck == false })
     }
 }

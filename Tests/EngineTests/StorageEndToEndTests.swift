@@ -43,15 +43,16 @@ func expectedKept(count: Int, seed: UInt64, errorRate: Double, slowRate: Double)
     expectedDecisions(count: count, seed: seed, errorRate: errorRate, slowRate: slowRate).mapValues(\.spans)
 }
 
-/// The collector's probabilistic policy at 10% with the default salt, written out from its README.
-func baselineKeeps(_ id: TraceID) -> Bool {
+/// The collector's probabilistic policy at `percent`% (10 by default) with the default salt,
+/// written out from its README.
+func baselineKeeps(_ id: TraceID, percent: Double = 10) -> Bool {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     let bytes = Array("default-hash-seed".utf8) + id.bytes
     for byte in bytes {
         hash ^= UInt64(byte)
         hash = hash &* 0x0000_0100_0000_01b3
     }
-    return hash <= UInt64(Double(UInt64.max) * 0.10)
+    return hash <= UInt64(Double(UInt64.max) * percent / 100)
 }
 
 func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
@@ -216,9 +217,11 @@ func storedSpanCount(_ store: TraceStore, _ hex: String) throws -> Int? {
         first.waitUntilExit()
         #expect(first.terminationStatus == 0)
         loadgen.waitUntilExit()
+        #expect(loadgen.terminationStatus == 0)
         // The second finishes the topic.
         second.terminate()
         second.waitUntilExit()
+        #expect(second.terminationStatus == 0, "the second member leaves cleanly too")
         let tail = try processes.run(["run", "--brokers", bootstrap, "--data", dataB.path, "--exit-on-eof"] + group, timeout: .seconds(120))
         #expect(tail.status == 0)
 

@@ -47,14 +47,31 @@ import Testing
         let all = "policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 100}}]"
         #expect(try decide(none, [TestSpan()]) == .drop)
         #expect(try decide(all, [TestSpan()]) == .keep(policy: "p"))
-        // About 10% of many ids.
-        let ten = try rules("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 10, hash_salt: dogbook}}]")
-        var kept = 0
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<4000 {
-            let trace = try makeTrace([TestSpan()], traceID: TraceID(high: generator.next(), low: generator.next()), selection: ten.selection)
-            if ten.decide(trace, now: 0).isKeep { kept += 1 }
+        // Each of 4 000 seeded ids decided as the collector's formula decides it, written out here:
+        // keep when FNV-1a-64(salt ‖ the 16 id bytes) ≤ ratio × 2^64−1.
+        func collectorKeeps(_ id: TraceID, salt: String, percent: Double) -> Bool {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in Array(salt.utf8) + id.bytes {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            return hash <= UInt64(Double(UInt64.max) * percent / 100)
         }
+        let ten = try rules("policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 10, hash_salt: dogbook}}]")
+        var kept = 0, disagreements = 0
+        var state: UInt64 = 0x5EED
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state
+        }
+        for _ in 0..<4000 {
+            let id = TraceID(high: next(), low: next())
+            let trace = try makeTrace([TestSpan()], traceID: id, selection: ten.selection)
+            let keeps = ten.decide(trace, now: 0).isKeep
+            if keeps { kept += 1 }
+            if keeps != collectorKeeps(id, salt: "dogbook", percent: 10) { disagreements += 1 }
+        }
+        #expect(disagreements == 0, "\(disagreements) of 4000 decided otherwise than the collector's formula")
         #expect((300...500).contains(kept), "kept \(kept) of 4000 at 10%")
     }
 

@@ -233,6 +233,18 @@ import Testing
         let seeds = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
             .map { [UInt8](try Data(contentsOf: folder.appendingPathComponent($0))) }
         try #require(!seeds.isEmpty)
+        // Every reproducer kept in Fuzz/crashes/rules first (a crash libFuzzer found stays found).
+        let crashes = folder.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("crashes/rules")
+        let reproducers = try FileManager.default.contentsOfDirectory(atPath: crashes.path).filter { !$0.hasPrefix(".") }.sorted()
+        for name in reproducers {
+            let text = String(decoding: try Data(contentsOf: crashes.appendingPathComponent(name)), as: UTF8.self)
+            do {
+                _ = try RuleFile.parse(text, file: name)
+            } catch {
+                #expect(error.errors.allSatisfy { $0.file == name && !$0.message.isEmpty }, "\(name): \(error.errors.map(\.description))")
+            }
+        }
+        #expect(reproducers.count >= 2, "the kept reproducers: \(reproducers)")
         var state: UInt64 = 3
         func next() -> Int {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407

@@ -238,8 +238,13 @@ import Testing
         #expect(cache.lookup(TraceID(high: 1, low: 1)) == .kept("p"), "growing keeps what is remembered")
         for i in 5...60 { cache.remember(TraceID(high: 1, low: UInt64(i)), kept: true, policy: "p") }
         #expect(cache.count.kept == 60, "and holds more than the old capacity of 10")
+        // By hand: at capacity 100 a generation holds 50, so the 60 are an old generation (1...50)
+        // and a young one (51...60). Shrinking to 10 forgets the old one; the young one (10, over
+        // the new half-capacity of 5) becomes the old one: 51...60 remain, 1...50 are gone.
         cache.resize(keptCapacity: 10, droppedCapacity: 10)
-        #expect(cache.count.kept <= 60 && cache.count.kept >= 0)
+        #expect(cache.count.kept == 10)
+        #expect((51...60).allSatisfy { cache.lookup(TraceID(high: 1, low: UInt64($0))) == .kept("p") })
+        #expect((1...50).allSatisfy { cache.lookup(TraceID(high: 1, low: UInt64($0))) == nil })
         for i in 61...80 { cache.remember(TraceID(high: 1, low: UInt64(i)), kept: true, policy: "p") }
         #expect(cache.count.kept <= 10, "back within the new capacity after one turn: \(cache.count.kept)")
         #expect(cache.lookup(TraceID(high: 1, low: 80)) == .kept("p"))

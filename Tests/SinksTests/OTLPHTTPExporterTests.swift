@@ -147,7 +147,9 @@ func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
         #expect(receiver.acceptedSpans.load(ordering: .relaxed) == 30)
     }
 
-    @Test func endpointsParseAndTLSIsRefusedClearly() throws {
+    /// Endpoints parse as the collector's otlphttp exporter reads them (default port 4318, or 443 for
+    /// https; `/v1/traces` unless a path is given); other schemes and bare host:port are refused clearly.
+    @Test func endpointsParseAndOtherSchemesAreRefusedClearly() throws {
         #expect(try OTLPEndpoint("http://tempo:4318").path == "/v1/traces")
         #expect(try OTLPEndpoint("http://tempo:4318/otlp/v1/traces").path == "/otlp/v1/traces")
         #expect(try OTLPEndpoint("http://tempo").port == 4318)
@@ -205,5 +207,54 @@ func request(spans: Int, trace: UInt64, name: String = "op") -> [UInt8] {
         #expect(packed.count < data.count / 10)
         #expect(packed.prefix(2) == [0x1F, 0x8B])
         #expect(Gzip.decompress(packed) == data)
+    }
+}
+
+/// gzip against an implementation that is not ours: Python's `gzip` module (zlib) reads what
+/// `Gzip.compress` writes, and `Gzip.decompress` reads what Python writes, multi-member included.
+@Suite struct GzipInteropTests {
+    /// Runs `python3 -c code` with `input` on stdin; its stdout.
+    private func python(_ code: String, input: [UInt8]) throws -> (status: Int32, output: [UInt8]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", code]
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        let writer = Thread {
+            stdin.fileHandleForWriting.write(Data(input))
+            try? stdin.fileHandleForWriting.close()
+        }
+        writer.start()
+        let output = [UInt8](stdout.fileHandleForReading.readDataToEndOfFile())
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    @Test func pythonsGzipReadsOursAndWeReadPythons() throws {
+        // Span-like text, and bytes that do not compress.
+        var state: UInt64 = 42
+        let noise = (0..<50_000).map { _ -> UInt8 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        let text = Array(String(repeating: #"{"service.name":"feed-service","http.route":"/api/v1/feed"} "#, count: 2_000).utf8)
+        for data in [text, noise, [UInt8]()] {
+            let ours = Gzip.compress(data)
+            let read = try python("import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))", input: ours)
+            let readBack = read.status == 0 && read.output == data
+            #expect(readBack, "Python could not read our gzip of \(data.count) bytes")
+            let theirs = try python("import gzip,sys; sys.stdout.buffer.write(gzip.compress(sys.stdin.buffer.read(), 9))", input: data)
+            #expect(theirs.status == 0)
+            let ok = Gzip.decompress(theirs.output) == data
+            #expect(ok, "we could not read Python's gzip of \(data.count) bytes")
+        }
+        // Two gzip members back to back (what `cat a.gz b.gz` makes) are one stream (RFC 1952 2.2).
+        let twoMembers = try python(
+            "import gzip,sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(gzip.compress(d[:100])+gzip.compress(d[100:]))",
+            input: text)
+        let concatenated = Gzip.decompress(twoMembers.output) == text
+        #expect(concatenated, "two members read as one stream")
     }
 }
