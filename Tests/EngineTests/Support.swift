@@ -39,9 +39,12 @@ final class Processes: @unchecked Sendable {
         return URL(fileURLWithPath: ".build/debug/tailgate")
     }
 
-    /// Starts `tailgate args…` with stdout piped.
-    func start(_ arguments: [String]) throws -> (Process, Pipe) {
+    /// Starts `tailgate args…` with stdout piped (`environment`: added to this process's own).
+    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, Pipe) {
         let process = Process()
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         // TAILGATE_TEST_RUN_EXECUTABLE: run members from another build (to see a fault test fail on it).
         let other = ProcessInfo.processInfo.environment["TAILGATE_TEST_RUN_EXECUTABLE"].flatMap { $0.isEmpty ? nil : $0 }
         process.executableURL = arguments.first == "run" && other != nil ? URL(fileURLWithPath: other!) : Self.executable
