@@ -136,6 +136,67 @@ import Traffic
         #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?minDuration=soon")).status == 400)
     }
 
+    /// The rest of what the README's HTTP API table promises for search, against the generator's
+    /// truth: `maxDuration`, `=~`/`!~` evaluated (whole-value matches), `scope=`, `partial: true`
+    /// when the time budget runs out, `404` without a store, and short trace ids zero-padded.
+    @Test func maxDurationRegexesScopesBudgetAndShortIDs() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-search-more-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (store, truth) = try storedTraffic(directory, traces: 400)
+        let routes = HTTPRoutes(backend: StoreBackend(store), adminToken: nil)
+        let end = UInt64(Date().timeIntervalSince1970) + 60
+        let start = end - 15 * 60 - 60
+        func search(_ query: String, _ extra: String = "") throws -> Set<String> {
+            let encoded = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? query
+            let response = routes.respond(to: HTTPRequest(method: "GET", path: "/api/search?q=\(encoded)&start=\(start)&end=\(end)&limit=1000\(extra)"))
+            try #require(response.status == 200, "\(query): \(response.status) \(response.text)")
+            return try ids(response.text)
+        }
+        // DogBook's slow traces take 2.5 s and more, every other well under 1.5 s.
+        #expect(try search("{ }", "&maxDuration=2s") == truth.all.subtracting(truth.slow))
+        #expect(try search("{ }", "&minDuration=2s&maxDuration=1h") == truth.slow)
+        // Regular expressions match the whole value.
+        #expect(try search(#"{ rootName =~ "GET /heal.*" }"#) == truth.health)
+        #expect(try search(#"{ rootName =~ "GET /heal" }"#).isEmpty, "a prefix alone is no whole-value match")
+        #expect(try search(#"{ rootName !~ "GET /heal.*" }"#) == truth.all.subtracting(truth.health))
+
+        // Tags by scope: only the scope asked for.
+        for scope in ["span", "resource", "intrinsic"] {
+            let text = routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/search/tags?scope=\(scope)")).text
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            let scopes = try #require(json["scopes"] as? [[String: Any]])
+            #expect(scopes.compactMap { $0["name"] as? String } == [scope], "scope=\(scope): \(text.prefix(200))")
+        }
+
+        // The budget: none at all leaves the search partial, and says so.
+        var request = TraceSearchRequest(query: nil)
+        request.limit = 1000
+        request.budget = .zero
+        let partial = try store.search(request)
+        #expect(partial.partial && partial.traces.count < 400)
+        #expect(partial.json.contains(#""partial":true"#))
+
+        // Without a store: 404 for search and tags.
+        final class NoStore: HTTPBackend {
+            func metricsText(format: MetricsFormat) -> String { "" }
+            func readiness() -> (ready: Bool, reason: String) { (true, "") }
+            func reloadRules() -> String? { nil }
+            func storedTrace(_ id: TraceID) throws -> [UInt8]? { nil }
+        }
+        let bare = HTTPRoutes(backend: NoStore(), adminToken: nil)
+        #expect(bare.respond(to: HTTPRequest(method: "GET", path: "/api/search?q=%7B%7D")).status == 404)
+        #expect(bare.respond(to: HTTPRequest(method: "GET", path: "/api/search/tags")).status == 404)
+
+        // A trace id with leading zeros, asked for without them (Tempo pads to 32 hex digits).
+        let short = TraceID(high: 0, low: 0xABC_DEF0_1234)
+        try store.write([StoredTrace(traceID: short, policy: "p", request: otlpTrace(short, spans: 1...2))])
+        let found = routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/traces/abcdef01234"))
+        #expect(found.status == 200, "\(found.status) \(found.text.prefix(200))")
+        #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/traces/\(short.hex)")).text == found.text)
+        #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/traces/abcdef01235")).status == 404)
+        #expect(routes.respond(to: HTTPRequest(method: "GET", path: "/api/v2/traces/xyz")).status == 400)
+    }
+
     /// End to end: DogBook traffic through the engine into the store, then the query Grafana's search
     /// builder writes for "feed-service, status error, duration > 1s, last 15 minutes". Expected: the
     /// stored traces with such a span, found by decoding each one (not through the query code).
