@@ -18,7 +18,11 @@ extension EngineConfiguration {
         if !kafkaProperties.values.isEmpty {
             metadata["kafka_properties"] = "\(kafkaProperties.redacted.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))"
         }
-        if let dataDirectory { metadata["data"] = "\(dataDirectory)" }
+        if let dataDirectory {
+            metadata["data"] = "\(dataDirectory)"
+            metadata["retention"] = "\(storeOptions.retentionAge.map { "\($0.components.seconds)s" } ?? "none")"
+            if let bytes = storeOptions.retentionBytes { metadata["retention_size"] = "\(bytes)" }
+        }
         if let outputTopic { metadata["output_topic"] = "\(outputTopic)" }
         if let deadLetterTopic { metadata["dead_letter_topic"] = "\(deadLetterTopic)" }
         if let otlpEndpoint { metadata["otlp_endpoint"] = "\(Self.withoutUserinfo(otlpEndpoint))" }

@@ -130,15 +130,19 @@ import Traffic
             "TAILGATE_KAFKA_SESSION_TIMEOUT_MS": "7000", "TAILGATE_KAFKA_HEARTBEAT_INTERVAL_MS": "900",
             "TAILGATE_KAFKA_SASL_PASSWORD": "dog-s3cret", "TAILGATE_ADMIN_TOKEN": "t0ken",
         ]
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-env-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
         let (member, _) = try processes.start(
             ["run", "--brokers", bootstrap, "--rules", try writeRules(rules), "--http", "127.0.0.1:\(port)", "--log-level", "info",
-             "--kafka-property", "heartbeat.interval.ms=600"],
+             "--kafka-property", "heartbeat.interval.ms=600", "--data", data.path, "--retention", "36h", "--retention-size", "2GiB"],
             environment: environment)
         #expect(waitUntil(.seconds(30)) { processes.errorOutput(of: member).contains("kafka_properties=") })
         let log = processes.errorOutput(of: member, last: 20_000)
         #expect(log.contains("session.timeout.ms=7000"), "the environment's property")
         #expect(log.contains("heartbeat.interval.ms=600") && !log.contains("heartbeat.interval.ms=900"), "the flag wins")
         #expect(log.contains("sasl.password=***") && !log.contains("dog-s3cret"), "a secret is never logged")
+        // The store's retention flags reach the store's options (36 h, 2 GiB), shown in the same line.
+        #expect(log.contains("retention=129600s") && log.contains("retention_size=2147483648"))
 
         func reload(_ token: String?) -> String {
             let authorization = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""

@@ -254,6 +254,30 @@ import TestSupport
         #expect(store.traceCount == 150)
     }
 
+    /// What the README says the store does by default: segments roll at 64 MiB or one hour, traces
+    /// are kept 72 h; and a segment older than the hour rolls at the next write (clock injected).
+    @Test func segmentsRollAtTheREADMEsSizeAndAge() throws {
+        let defaults = TraceStoreOptions()
+        #expect(defaults.segmentBytes == 64 * 1024 * 1024)
+        #expect(defaults.segmentAge == .seconds(3600))
+        #expect(defaults.retentionAge == .seconds(72 * 3600) && defaults.retentionBytes == nil)
+        let store = try TraceStore(directory: temporaryDirectory())
+        defer { try? FileManager.default.removeItem(at: store.directory) }
+        let t0 = Date(timeIntervalSince1970: 1_764_000_000)
+        for (n, offset) in [0.0, 1800, 3599].enumerated() {
+            let id = TraceID(high: 0xA9E, low: UInt64(n))
+            try store.write([StoredTrace(traceID: id, policy: "p", request: smallTrace(id, spans: 1...2))], now: t0 + offset)
+        }
+        #expect(store.segmentPaths.count == 1, "within the hour: one segment")
+        let late = TraceID(high: 0xA9E, low: 9)
+        try store.write([StoredTrace(traceID: late, policy: "p", request: smallTrace(late, spans: 1...2))], now: t0 + 3601)
+        #expect(store.segmentPaths.count == 2, "past the hour: a new segment")
+        // The index of a sealed segment: 12 bytes a (trace, block) pair, as tailgate_store_index_bytes says.
+        let index = store.indexSize
+        #expect(index.entries == 4)
+        #expect(index.bytes >= 3 * 12, "\(index)")
+    }
+
     /// A store nothing is written to still expires: retention runs on the writer's timer, and the
     /// active segment goes once even its newest block is past the retention age.
     @Test func anIdleStoreExpires() throws {
