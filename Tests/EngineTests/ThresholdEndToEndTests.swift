@@ -31,7 +31,8 @@ final class CapturedRequests: TraceSink {
 /// `ot=th:8;rv:d3f00000000000` (Tests/Fixtures/head_sampled.*): a probabilistic policy's kept spans
 /// leave with the raised threshold and everything else as it came; other policies leave the
 /// tracestate alone; span metrics weight by the incoming adjusted count when asked.
-@Suite(.timeLimit(.minutes(5))) struct ThresholdEndToEndTests {
+// Ten minutes, as the other engine suites (see DryRunTests).
+@Suite(.timeLimit(.minutes(10))) struct ThresholdEndToEndTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 

@@ -45,6 +45,24 @@ import Testing
         return (dispositions, ready)
     }
 
+    /// Under memory pressure the heaviest trace by bytes × age goes first — not the largest, not the
+    /// oldest. By hand (span payloads of 200 bytes dominate): A, 1 span for 10 s, weighs ~10; B, 40
+    /// spans for 1 s, ~40; C, 10 spans for 8 s, ~80. Asked to shed one byte, the window decides C
+    /// alone; asked for more, B next, A last.
+    @Test func memoryPressureDecidesTheHeaviestByBytesTimesAge() throws {
+        var w = window(wait: .seconds(600), afterRoot: .seconds(600))
+        _ = insertAll(&w, try batch([(1, 1, 9)], payload: 200), now: 0)
+        _ = insertAll(&w, try batch((1...10).map { (3, $0, 99) }, payload: 200), now: 2_000 * ms)
+        _ = insertAll(&w, try batch((1...40).map { (2, $0, 99) }, payload: 200), now: 9_000 * ms)
+        var ready: [ReadyTrace] = []
+        w.releaseHeaviest(until: w.bufferedBytes - 1, now: 10_000 * ms, into: &ready)
+        #expect(ready.map(\.trace.traceID.low) == [3], "C first")
+        #expect(ready.first?.reason == .memoryPressure)
+        w.releaseHeaviest(until: 0, now: 10_000 * ms, into: &ready)
+        #expect(ready.map(\.trace.traceID.low) == [3, 2, 1], "then B, then A")
+        #expect(w.traceCount == 0)
+    }
+
     @Test func decidedDecisionWaitAfterTheFirstSpan() throws {
         var w = window(wait: .milliseconds(250))
         _ = insertAll(&w, try batch([(1, 1, 9), (1, 2, 9)]), now: 1_000 * ms)
