@@ -43,8 +43,19 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
     /// The cluster answers the next `count` produce requests (from any client) with "message too
     /// large", as a broker whose `max.message.bytes` is below the messages does: fault injection.
-    public func refuseNextProduceRequestsAsTooLarge(_ count: Int) {
-        let errors = [rd_kafka_resp_err_t](repeating: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, count: count)
+    public func refuseNextProduceRequestsAsTooLarge(_ count: Int) { refuseNextProduceRequests(count, as: .messageTooLarge) }
+
+    /// Why the mock refuses a produce request (both are permanent: librdkafka does not retry them).
+    public enum ProduceRefusal: Sendable {
+        case messageTooLarge
+        /// The principal may not write the topic (an ACL missing, or removed).
+        case topicAuthorizationFailed
+    }
+
+    /// The next `count` produce requests, to any broker, fail with `refusal`.
+    public func refuseNextProduceRequests(_ count: Int, as refusal: ProduceRefusal) {
+        let code = refusal == .messageTooLarge ? RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE : RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+        let errors = [rd_kafka_resp_err_t](repeating: code, count: count)
         errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, count, $0.baseAddress) }
     }
 

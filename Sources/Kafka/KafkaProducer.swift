@@ -150,6 +150,9 @@ public final class KafkaProducer: @unchecked Sendable {
     public var counts: (sent: Int, delivered: Int, failed: Int) {
         (context.sent.load(ordering: .relaxed), context.delivered.load(ordering: .relaxed), context.failed.load(ordering: .relaxed))
     }
+
+    /// Why the last failed delivery failed (nil while none has).
+    public var lastDeliveryError: KafkaError? { context.lastFailure.withLock { $0 } }
 }
 
 final class ProducerContext: Sendable, ClientCallbackContext {
@@ -158,6 +161,7 @@ final class ProducerContext: Sendable, ClientCallbackContext {
     let sent = Atomic<Int>(0)
     let delivered = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    let lastFailure = Mutex<KafkaError?>(nil)
 
     init(logger: Logger) { self.logger = logger }
 
@@ -184,6 +188,7 @@ private func producerDeliveryCallback(_ handle: OpaquePointer?, _ message: Unsaf
     } else {
         context.failed.add(1, ordering: .relaxed)
         let error = KafkaError(message.pointee.err, "deliver")
+        context.lastFailure.withLock { $0 = error }
         context.throttle.log(context.logger, level: .error, key: "delivery-\(error.code)", "Kafka delivery failed: \(error)")
     }
 }

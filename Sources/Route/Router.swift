@@ -349,7 +349,8 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         learnOutputLimit()
         out.batches = 1
         if out.produceErrors > 0 || out.rewinds > 0 {
-            metrics.failing.withLock { $0 = produceError.map { "\($0)" } ?? "a batch was not delivered" }
+            let reason = produceError ?? (producer.counts.failed != failedBefore ? producer.lastDeliveryError : nil)
+            metrics.failing.withLock { $0 = reason.map { "\($0)" } ?? "a batch was not delivered" }
         } else {
             metrics.failing.withLock { $0 = nil }
         }

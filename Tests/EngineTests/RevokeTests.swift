@@ -77,4 +77,35 @@ final class HoldingSink: TraceSink {
         #expect(sink.received.load(ordering: .relaxed) == 2)
         sink.release()
     }
+
+    /// The README's bound on a revoke's wait for a sink that is down: at most 10 s, or the drain
+    /// timeout (80% of `--shutdown-timeout`) if shorter — the whole group's rebalance waits with it.
+    /// What the sink has not acknowledged by then stays uncommitted (the next owner replays it).
+    @Test(arguments: [(drain: Duration.milliseconds(1500), expected: Duration.milliseconds(1500)), (.seconds(30), .seconds(10))])
+    func aRevokeWaitsForADownSinkAtMostItsBound(drain: Duration, expected: Duration) throws {
+        let sink = HoldingSink(holding: 1)
+        let clock = ManualClock()
+        let metrics = SamplingMetrics(shards: 1)
+        let rules = try RuleStore(path: nil, metrics: metrics, logger: quietLogger, fallback: Engine.keepEverything)
+        let stage = SamplingStage(
+            rules: rules, metrics: metrics, shardCount: 1, bufferLimit: 64 << 20,
+            fanOut: KeptTraceFanOut(sinks: [sink], logger: quietLogger), decisionWaitOverride: .seconds(1), clock: clock,
+            logger: quietLogger)
+        stage.drainTimeout = drain
+        defer {
+            sink.release()
+            stage.stop()
+        }
+        stage.assigned([1: TopicPartition("spans", 0)], committed: [1: 0])
+        var batch = SpanBatch(selection: stage.attributeSelection)
+        let outcome = try SpanDecoder(encoding: .otlpProto).decode(otlpTrace(TraceID(high: 1, low: 1), spans: 1...3), into: &batch)
+        stage.ingest(batch, messages: [IngestedMessage(lane: 1, offset: 0, spans: outcome.spans)])
+        #expect(waitUntil(.seconds(10)) { stage.metrics.buffered.traces == 1 })
+        let started = ContinuousClock.now
+        let safe = stage.revoked([1])
+        let took = ContinuousClock.now - started
+        #expect(sink.heldCount == 1, "decided and handed to the sink, which never answers")
+        #expect(took >= expected && took < expected + .seconds(2), "waited \(took), bound \(expected)")
+        #expect(safe == [1: 0], "nothing committed past the unacknowledged trace")
+    }
 }

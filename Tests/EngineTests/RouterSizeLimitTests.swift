@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import Ingest
 import Kafka
 import OTLP
@@ -130,5 +131,43 @@ import TestSupport
             #expect(output.keyed[id]?.isSuperset(of: (first...(first + 19)).map { SpanID(rawValue: $0) }) == true, "every span of \(id.hex) arrived")
         }
         #expect(output.deadLetters.isEmpty)
+    }
+
+    /// An output that refuses to be written (the principal lost its ACL): the batch is read again
+    /// (`tailgate_route_rewinds_total`), `/-/ready` answers 503 naming the failure while it lasts, and
+    /// once the topic accepts again every span arrives and the router is ready.
+    @Test func anOutputThatRefusesIsNotReadyAndLosesNothing() throws {
+        let cluster = try KafkaMockCluster(topics: [("otlp_spans", 1), ("otlp_keyed", 1), ("dead", 1)], logger: quietLogger)
+        let ids = (1...3).map { TraceID(high: 0xACE, low: UInt64($0)) }
+        var request: [UInt8] = []
+        for (index, id) in ids.enumerated() { request += otlpTrace(id, spans: UInt64(index * 10 + 1)...UInt64(index * 10 + 4)) }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        try producer.send(topic: "otlp_spans", key: nil, value: request)
+        try producer.flush(timeout: .seconds(10))
+        cluster.refuseNextProduceRequests(8, as: .topicAuthorizationFailed)
+
+        let router = try Router(configuration: configuration(cluster, delivery: .atLeastOnce, maxMessageBytes: 1_000_000), logger: quietLogger)
+        let routes = HTTPRoutes(backend: router, adminToken: nil)
+        let done = DispatchSemaphore(value: 0)
+        let summary = Mutex<RouteSummary?>(nil)
+        Thread {
+            summary.withLock { $0 = router.run() }
+            done.signal()
+        }.start()
+        let failing = Mutex("")
+        #expect(waitUntil(.seconds(60)) {
+            let answer = routes.respond(to: HTTPRequest(method: "GET", path: "/-/ready"))
+            if answer.status == 503 && answer.text.contains("output failing") { failing.withLock { $0 = answer.text } }
+            return !failing.withLock { $0 }.isEmpty
+        }, "not ready while the output refuses")
+        #expect(failing.withLock { $0 }.lowercased().contains("authoriz"), "the reason names the refusal: \(failing.withLock { $0 })")
+        #expect(done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
+        #expect(summary.withLock { $0 }?.outcome == "end_of_input")
+        #expect(router.metrics.snapshot.rewinds >= 1)
+        let output = readOutput(cluster, keyedMessages: 3, deadLetters: 0)
+        for (index, id) in ids.enumerated() {
+            #expect(output.keyed[id] == Set((1...4).map { SpanID(rawValue: UInt64(index * 10) + $0) }), "\(id.hex) arrived whole")
+        }
+        #expect(output.deadLetters.isEmpty, "a refused output is not bad data: nothing dead-lettered")
     }
 }

@@ -88,6 +88,31 @@ import Traffic
         #expect(arrived == generated(count: 20, seed: 82), "nothing lost: the next run delivers every trace")
     }
 
+    /// `--shutdown-timeout`: with a sink that never acknowledges, SIGTERM gives the sinks 80% of it,
+    /// then commits what is safe and exits 1 (the rest is replayed) — within the timeout, not later.
+    @Test func shutdownGivesUpWithinItsTimeoutAndExitsOne() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let receiver = try TestReceiver()
+        defer { receiver.shutdown() }
+        receiver.refusing.store(true, ordering: .relaxed)
+        let port = try freePort()
+        let (member, _) = try processes.start([
+            "run", "--brokers", bootstrap, "--rules", try writeRules(rules), "--otlp-endpoint", "http://127.0.0.1:\(receiver.port)",
+            "--shutdown-timeout", "5s", "--http", "127.0.0.1:\(port)", "--log-level", "error",
+            "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+        let loadgen = try processes.run(["loadgen", "--brokers", bootstrap, "--traces", "10", "--seed", "83", "--log-level", "error"], timeout: .seconds(60))
+        #expect(loadgen.status == 0)
+        #expect(waitUntil(.seconds(60)) { metricSum(port, "tailgate_traces_kept_total") == 10 })
+        let signalled = ContinuousClock.now
+        member.terminate()
+        member.waitUntilExit()
+        let took = ContinuousClock.now - signalled
+        #expect(member.terminationStatus == 1, "exit 1: not everything was stored")
+        #expect(took >= .seconds(4) && took < .seconds(7), "exited \(took) after SIGTERM (timeout 5 s, sinks 4 s)")
+    }
+
     /// `route`: SIGTERM finishes the batch and commits; while that waits (the output's broker is
     /// down), a second SIGTERM exits at once with 130.
     @Test func aSecondSignalExitsRouteAtOnceWith130() throws {
