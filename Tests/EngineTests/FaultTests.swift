@@ -345,6 +345,62 @@ import TestSupport
         #expect(sent.traces == 300)
     }
 
+    /// `--on-revoke replay`: at a revoke the member forgets the buffered traces of the partitions it
+    /// hands over — it decides none of them (with `decide` it would keep them all here) — and their
+    /// new owner reads them from the committed offset. Between the two members every trace is buffered
+    /// once, then stored whole once.
+    @Test func onRevokeReplayForgetsWhatItHandsOver() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "4"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let directories = (0..<2).map {
+            FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-replay-\($0)-\(UUID().uuidString)")
+        }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let rulesPath = try writeRules(
+            "decision_wait: 600s\ndecision_wait_after_root_received: 600s\npolicies: [{name: all, type: always_sample}]")
+        let ports = try (0..<2).map { _ in try freePort() }
+        func member(_ slot: Int) throws -> Process {
+            try processes.start([
+                "run", "--brokers", bootstrap, "--rules", rulesPath, "--data", directories[slot].path, "--http", "127.0.0.1:\(ports[slot])",
+                "--on-revoke", "replay", "--log-level", "error", "--kafka-property", "session.timeout.ms=6000",
+                "--kafka-property", "heartbeat.interval.ms=500", "--kafka-property", "partition.assignment.strategy=cooperative-sticky",
+            ]).0
+        }
+        func value(_ slot: Int, _ name: String) -> Double { metricSum(ports[slot], name) ?? -1 }
+        let first = try member(0)
+        #expect(waitUntil(.seconds(60)) { value(0, "tailgate_kafka_partitions_assigned") == 4 })
+        let sent = try processes.run(["loadgen", "--brokers", bootstrap, "--traces", "200", "--seed", "72", "--log-level", "error"], timeout: .seconds(60))
+        #expect(sent.status == 0)
+        #expect(waitUntil(.seconds(60)) { value(0, "tailgate_buffer_traces") == 200 }, "all 200 buffered by the first member")
+
+        let second = try member(1)
+        #expect(waitUntil(.seconds(90)) {
+            value(0, "tailgate_kafka_partitions_assigned") == 2 && value(1, "tailgate_kafka_partitions_assigned") == 2
+                && value(0, "tailgate_buffer_traces") + value(1, "tailgate_buffer_traces") == 200
+        }, "the second member reads again what the first forgot: \(value(0, "tailgate_buffer_traces")) + \(value(1, "tailgate_buffer_traces"))")
+        let firstBuffered = value(0, "tailgate_buffer_traces")
+        #expect(firstBuffered > 0 && firstBuffered < 200, "the first kept the traces of its remaining partitions")
+        #expect(value(0, "tailgate_traces_kept_total") == 0 && value(0, "tailgate_traces_dropped_total") == 0,
+                "nothing decided at the revoke")
+
+        for process in [first, second] {
+            process.terminate()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+        var traffic = DogBookTraffic(seed: 72)
+        let stores = try directories.map { try TraceStore(directory: $0, readOnly: true) }
+        var notOnce: [String] = []
+        for _ in 0..<200 {
+            let trace = traffic.nextTrace(startUnixNano: 1)
+            let found = try stores.compactMap { try storedSpanCount($0, trace.traceID.hex) }
+            if found != [trace.spanCount] { notOnce.append("\(trace.traceID.hex): \(found) of \(trace.spanCount)") }
+        }
+        print("fault on-revoke replay: 200 traces buffered, \(Int(firstBuffered)) stayed with the first member, the rest replayed by the second")
+        #expect(notOnce.isEmpty, "\(notOnce.count) traces not stored whole exactly once: \(notOnce.prefix(5))")
+    }
+
     /// One broker of three goes down for 15 s in the middle of consumption: no crash, and every trace
     /// is decided and kept exactly as if nothing had happened.
     @Test func aBrokerOfThreeDownForFifteenSeconds() throws {
