@@ -88,9 +88,10 @@ public final class KeptTraceFanOut: Sendable {
     private func encode(_ trace: TraceData, policy: String, annotation: KeptAnnotation, dryRun: DryRunDecision?) -> [UInt8] {
         if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun.rawValue) }
         guard let threshold = annotation.threshold else { return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) }
+        let randomness = trace.samplingRandomness
         return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) { [self] index in
             let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }
-            switch TraceStateThreshold.raise(current, to: threshold) {
+            switch TraceStateThreshold.raise(current, to: threshold, randomness: randomness) {
             case .changed(let raised): return raised
             case .unchanged: return nil
             case .invalid:

@@ -20,7 +20,9 @@ public struct SamplingThreshold: Sendable, Hashable, Comparable, CustomStringCon
         self.value = value
     }
 
-    /// Parses a `th` value: 1 to 14 lowercase hex digits, the missing trailing digits zero.
+    /// Parses a `th` value: 1 to 14 hex digits, the missing trailing digits zero. Upper case is
+    /// accepted as the collector's `pkg/sampling` accepts it (the specification writes lower case,
+    /// and tailgate writes nothing else).
     public init?(encoded text: Substring) {
         guard (1...14).contains(text.utf8.count) else { return nil }
         var value: UInt64 = 0
@@ -31,12 +33,33 @@ public struct SamplingThreshold: Sendable, Hashable, Comparable, CustomStringCon
         self.value = value << (4 * UInt64(14 - text.utf8.count))
     }
 
-    /// The threshold for sampling probability `probability` (in [2^-56, 1]), encoded with
-    /// `precision` significant hex digits, raised by the leading `0`s or `f`s as the specification's
-    /// algorithm does (so 1-in-a-million keeps its precision), rounded to nearest.
+    /// The threshold for sampling probability `probability` (in [2^-56, 1]) with `precision`
+    /// significant hex digits (0: all 14), as the OpenTelemetry Collector's `pkg/sampling` computes it
+    /// (`ProbabilityToThresholdWithPrecision`), so tailgate and the collector write the same `th` to
+    /// the last digit: T = 2^56 − round(p × 2^56), then rounded half up to the precision, raised by
+    /// one digit for each leading hex `0` or `f` of p or 1 − p (1-in-a-million keeps its precision).
     public init(probability: Double, precision: Int = 4) {
-        self = Self.encodedDigits(probability: probability, precision: precision)
-            .flatMap { SamplingThreshold(encoded: Substring($0)) } ?? .alwaysSample
+        guard probability.isFinite, probability > 0 else {
+            self.init(unchecked: Self.limit - 1)
+            return
+        }
+        guard probability < 1 else {
+            self = .alwaysSample
+            return
+        }
+        // Go's math.Frexp exponent (fraction in [0.5, 1)) is Swift's exponent + 1; Go's integer
+        // division truncates toward zero.
+        let requested = precision <= 0 ? 14 : precision
+        let expF = Int(probability.exponent) + 1
+        let expR = Int((1 - probability).exponent) + 1
+        let digits = min(14, max(requested + expF / -4, requested + expR / -4))
+        let scaled = UInt64((probability * Double(Self.limit)).rounded(.toNearestOrAwayFromZero))
+        var threshold = Self.limit - min(scaled, Self.limit)
+        let shift = UInt64(4 * (14 - digits))
+        if shift > 0 {
+            threshold = ((threshold + (1 << (shift - 1))) >> shift) << shift
+        }
+        self.init(unchecked: min(threshold, Self.limit - 1))
     }
 
     /// The `th` value: 14 hex digits with trailing zeros removed (`0` for T = 0).
@@ -63,52 +86,19 @@ public struct SamplingThreshold: Sendable, Hashable, Comparable, CustomStringCon
     public func keeps(_ randomness: SamplingRandomness) -> Bool { randomness.value >= value }
 
     /// This threshold followed by a stage keeping a fraction `p` of what passed it: the product of
-    /// the probabilities (the collector's `proportional` mode). Never lower than `self`.
-    public func scaled(by p: Double, precision: Int = 4) -> SamplingThreshold {
+    /// the probabilities (the collector's `proportional` mode). Never lower than `self`; nil when the
+    /// product is below 2^-56, the smallest probability a threshold can say (nothing is kept then,
+    /// as the collector keeps nothing).
+    public func scaled(by p: Double, precision: Int = 4) -> SamplingThreshold? {
         guard p < 1 else { return self }
-        let combined = SamplingThreshold(probability: max(probability * p, 1 / Double(Self.limit)), precision: precision)
-        return max(combined, self)
+        let product = probability * p
+        guard product >= 1 / Double(Self.limit) else { return nil }
+        return max(SamplingThreshold(probability: product, precision: precision), self)
     }
 
     public static func < (a: SamplingThreshold, b: SamplingThreshold) -> Bool { a.value < b.value }
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// The specification's conversion (tracestate-probability-sampling, "Converting floating-point
-    /// probability to threshold value"), exactly: 2 − p in hex floating point, `precision` digits
-    /// after the point (raised for leading 0s or fs), rounded to nearest even, trailing zeros removed.
-    static func encodedDigits(probability p: Double, precision: Int) -> String? {
-        guard p > 0, p <= 1, p.isFinite else { return nil }
-        if p == 1 { return "0" }
-        // Go's math.Frexp exponent (fraction in [0.5, 1)) is Swift's exponent + 1; Go's integer
-        // division truncates toward zero.
-        let expF = Int(p.exponent) + 1
-        let expR = Int((1 - p).exponent) + 1
-        let digits = min(14, max(precision + (-expF) / 4, precision + (-expR) / 4))
-        let x = 2 - p
-        guard x < 2 else { return "ffffffffffffff" }
-        // x in [1, 2): its 52 fraction bits are 13 hex digits.
-        let fraction = x.significandBitPattern
-        var value: UInt64
-        if digits >= 13 {
-            value = fraction << (4 * UInt64(digits - 13))
-        } else {
-            let shift = UInt64(4 * (13 - digits))
-            value = fraction >> shift
-            let remainder = fraction & ((1 << shift) - 1)
-            let half: UInt64 = 1 << (shift - 1)
-            if remainder > half || (remainder == half && value & 1 == 1) { value += 1 }
-            let top: UInt64 = 1 << (4 * UInt64(digits))
-            if value >= top { value = top - 1 }
-        }
-        var text = Array(repeating: UInt8(ascii: "0"), count: digits)
-        for index in stride(from: digits - 1, through: 0, by: -1) {
-            text[index] = hex[Int(value & 0xF)]
-            value >>= 4
-        }
-        while text.last == UInt8(ascii: "0") { text.removeLast() }
-        return text.isEmpty ? "0" : String(decoding: text, as: UTF8.self)
-    }
 }
 
 /// A trace's 56 bits of sampling randomness: the `rv` sub-key of its `ot` tracestate entry when
@@ -118,7 +108,7 @@ public struct SamplingRandomness: Sendable, Hashable {
 
     public init(value: UInt64) { self.value = value & (SamplingThreshold.limit - 1) }
 
-    /// Parses an `rv` value: exactly 14 hex digits.
+    /// Parses an `rv` value: exactly 14 hex digits (upper case accepted, as the collector does).
     public init?(encoded text: Substring) {
         guard text.utf8.count == 14 else { return nil }
         var value: UInt64 = 0
@@ -201,41 +191,47 @@ public enum TraceStateThreshold {
         return nil
     }
 
-    /// `tracestate` with `ot=th` at least `threshold` (never lowered): the `th` sub-key replaced in
-    /// place (or added first in the `ot` entry), the `ot` entry kept where it is (or added at the
-    /// front, as W3C adds new entries); other entries untouched. A threshold of 0 (probability 1)
-    /// changes nothing, as the specification requires.
-    public static func raise(_ tracestate: Substring, to threshold: SamplingThreshold) -> Outcome {
-        guard threshold.value > 0 else { return .unchanged }
+    /// `tracestate` as a sampler that keeps the span at `threshold` leaves it, the way the
+    /// collector's probabilistic sampler serializes it: the `ot` entry first (W3C: a modified entry
+    /// moves to the front), holding `rv` as it came, then `th`, then its other sub-keys in order;
+    /// every other entry untouched, in order. `th` is the arriving one when it is consistent with the
+    /// randomness (R ≥ T) and at least `threshold` (never lowered), else `threshold` — an arriving
+    /// `th` the span could not have been sampled at is erased, as the collector erases it. `th:0`
+    /// (probability 1) is written too. A span whose consistent `th` already says what would be written
+    /// is left byte for byte. `randomness`: the trace's, for a span without its own `rv`.
+    public static func raise(_ tracestate: Substring, to threshold: SamplingThreshold, randomness: SamplingRandomness? = nil) -> Outcome {
         let members = tracestate.isEmpty ? [] : tracestate.split(separator: ",").map { $0.drop { $0 == " " || $0 == "\t" } }
         guard members.count <= 32 else { return .invalid }
-        var output: [String] = []
-        var found = false
+        var others: [Substring] = []
+        var entry: OTelTraceState?
         for member in members {
             guard let equals = member.firstIndex(of: "="), equals != member.startIndex else { return .invalid }
-            guard member[..<equals] == "ot" else {
-                output.append(String(member))
+            guard member[..<equals] == "ot", entry == nil else {
+                others.append(member)
                 continue
             }
             var value = member[member.index(after: equals)...]
             while value.last == " " || value.last == "\t" { value = value.dropLast() }
-            guard var entry = OTelTraceState(value: value) else { return .invalid }
-            found = true
-            if let current = entry.threshold, current >= threshold { return .unchanged }
-            let th = Substring(threshold.encoded)
-            if let index = entry.fields.firstIndex(where: { $0.key == "th" }) {
-                entry.fields[index].value = th
-            } else {
-                entry.fields.insert(("th", th), at: 0)
-            }
-            guard entry.value.utf8.count <= 256 else { return .invalid }
-            output.append("ot=" + entry.value)
+            guard let parsed = OTelTraceState(value: value) else { return .invalid }
+            entry = parsed
         }
-        if !found {
-            guard members.count < 32 else { return .invalid }
-            output.insert("ot=th:" + threshold.encoded, at: 0)
-        }
-        return .changed(output.joined(separator: ","))
+        guard entry != nil || others.count < 32 else { return .invalid }
+        let fields = entry?.fields ?? []
+        var arriving = entry?.threshold
+        if let th = arriving, let r = entry?.randomness ?? randomness, !th.keeps(r) { arriving = nil }
+        let written = max(arriving ?? threshold, threshold)
+        // What the span says already: its bytes stay as they came (the collector would re-serialize
+        // them, `th:80000000000000` as `th:8`, `rv` before `th`; tailgate keeps spans byte for byte
+        // unless it has something to change).
+        if let arriving, arriving == written { return .unchanged }
+        var parts: [String] = []
+        if let rv = fields.first(where: { $0.key == "rv" }) { parts.append("rv:\(rv.value)") }
+        parts.append("th:\(written.encoded)")
+        for field in fields where field.key != "rv" && field.key != "th" { parts.append("\(field.key):\(field.value)") }
+        let ot = parts.joined(separator: ";")
+        guard ot.utf8.count <= 256 else { return .invalid }
+        let result = (["ot=" + ot] + others.map(String.init)).joined(separator: ",")
+        return result == tracestate ? .unchanged : .changed(result)
     }
 }
 
@@ -246,6 +242,7 @@ func hexDigit(_ byte: UInt8) -> UInt8? {
     switch byte {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
     default: nil
     }
 }
@@ -260,11 +257,18 @@ extension TraceData {
     }
 
     /// The threshold the trace arrived with: its root span's `th`, else the highest `th` among its
-    /// spans (the most selective earlier stage), else 0 (sampled with probability 1).
+    /// spans (the most selective earlier stage), else 0 (sampled with probability 1). A `th` the
+    /// span could not have been sampled at (its randomness below it) counts as absent: the
+    /// collector erases it as inconsistent.
     public var incomingThreshold: SamplingThreshold {
         var highest = SamplingThreshold.alwaysSample
+        let traceRandomness = samplingRandomness
         for span in spans where span.traceState.count > 0 {
-            guard let th = withBytes(span.traceState, { TraceStateThreshold.threshold(Substring(decoding: $0, as: UTF8.self)) }) else { continue }
+            let entry = withBytes(span.traceState) { bytes -> OTelTraceState? in
+                if case .success(let entry?) = TraceStateThreshold.otEntry(Substring(decoding: bytes, as: UTF8.self)) { return entry }
+                return nil
+            }
+            guard let entry, let th = entry.threshold, th.keeps(entry.randomness ?? traceRandomness) else { continue }
             if span.parentSpanID == .zero { return th }
             highest = max(highest, th)
         }

@@ -106,8 +106,11 @@ indirect enum Evaluator: @unchecked Sendable {
 
         case .consistent(let mode, let probability, let precision):
             guard probability > 0 else { return .notSampled }
-            let own = SamplingThreshold(probability: probability, precision: precision)
-            let threshold = mode == .proportional ? trace.incomingThreshold.scaled(by: probability, precision: precision) : own
+            let threshold = mode == .proportional
+                ? trace.incomingThreshold.scaled(by: probability, precision: precision)
+                : SamplingThreshold(probability: probability, precision: precision)
+            // nil: the product of the probabilities is below what a threshold can say (underflow).
+            guard let threshold else { return .notSampled }
             return threshold.keeps(trace.samplingRandomness) ? .sampled : .notSampled
 
         case .statusCode(let codes):

@@ -56,7 +56,8 @@ public final class RuleSet: Sendable {
         guard let compiled = policies.first(where: { $0.name == policy }) else { return KeptAnnotation() }
         if let sampler = compiled.decidingSampler {
             let rate = sampler.keptRate(trace.traceID) ?? sampler.peek(trace).rate
-            return KeptAnnotation(threshold: DynamicSampler.threshold(rate: rate), sampleRate: rate)
+            // At rate 1 the spans keep their tracestate as it came (Refinery writes nothing either).
+            return KeptAnnotation(threshold: rate > 1 ? DynamicSampler.threshold(rate: rate) : nil, sampleRate: rate)
         }
         return KeptAnnotation(threshold: probabilisticThreshold(for: trace, spec: compiled.spec))
     }

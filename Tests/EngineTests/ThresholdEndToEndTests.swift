@@ -73,7 +73,8 @@ final class CapturedRequests: TraceSink {
         let kept = try spans(try #require(requests.first))
         #expect(kept.map(\.spanID) == sdk.map { $0["spanId"] as! String }, "every span, in order")
         #expect(kept.map(\.name) == sdk.map { $0["name"] as! String })
-        #expect(kept.allSatisfy { $0.traceState == "ot=th:c;rv:d3f00000000000,dogbook=tier-gold" }, "\(kept.map(\.traceState))")
+        // Written as the collector's probabilistic sampler writes it: rv, then th.
+        #expect(kept.allSatisfy { $0.traceState == "ot=rv:d3f00000000000;th:c,dogbook=tier-gold" }, "\(kept.map(\.traceState))")
         // Every received byte is still there: each span's SDK bytes are a prefix of what leaves.
         var original = SpanBatch()
         _ = try SpanDecoder(encoding: .otlpProto).decode([UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("head_sampled.pb"))), into: &original)

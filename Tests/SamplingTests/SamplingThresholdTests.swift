@@ -41,7 +41,7 @@ import Testing
         #expect(SamplingThreshold(encoded: "0") == .alwaysSample)
         #expect(SamplingThreshold.alwaysSample.encoded == "0", "p = 1 is th:0")
         #expect(SamplingThreshold(encoded: "fffffffffffffff") == nil, "15 digits")
-        #expect(SamplingThreshold(encoded: "C") == nil, "uppercase is not valid")
+        #expect(SamplingThreshold(encoded: "C") == c, "upper case is read, as the collector reads it")
         #expect(SamplingThreshold(encoded: "") == nil)
         #expect(SamplingThreshold(value: 1 << 56) == nil)
         // R ≥ T keeps: at the threshold itself, and not one below.
@@ -53,7 +53,9 @@ import Testing
         let id = try #require(TraceID(hex: "0af7651916cd43dd8448eb211c80319c"))
         #expect(SamplingRandomness(traceID: id).value == 0x48_eb21_1c80_319c)
         // A later stage keeping half of what th:8 (1/2) kept: 1/4, th:c.
-        #expect(try #require(SamplingThreshold(encoded: "8")).scaled(by: 0.5).encoded == "c")
+        #expect(try #require(SamplingThreshold(encoded: "8")).scaled(by: 0.5)?.encoded == "c")
+        // Below 2^-56 no threshold can say the product: nothing is kept (the collector's underflow).
+        #expect(try #require(SamplingThreshold(encoded: "fffffffffffff8")).scaled(by: 0x1p-4 / 100) == nil)
         #expect(c.scaled(by: 1) == c)
     }
 
@@ -63,16 +65,18 @@ import Testing
         #expect(TraceStateThreshold.raise("", to: c) == .changed("ot=th:c"))
         // Other vendors' entries stay, in order; a new ot entry goes first (W3C adds on the left).
         #expect(TraceStateThreshold.raise("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", to: c) == .changed("ot=th:c,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"))
-        // An existing ot entry keeps its place and its other sub-keys; th is replaced in place.
-        #expect(TraceStateThreshold.raise("congo=x,ot=th:8;rv:7f000000000000;x:y", to: c) == .changed("congo=x,ot=th:c;rv:7f000000000000;x:y"))
-        // th is added first when the entry had none.
-        #expect(TraceStateThreshold.raise("ot=rv:7f000000000000", to: c) == .changed("ot=th:c;rv:7f000000000000"))
-        // Never lowered: th:e (1/8) stays against c (1/4); equal stays.
-        #expect(TraceStateThreshold.raise("ot=th:e", to: c) == .unchanged)
-        #expect(TraceStateThreshold.raise("ot=th:c", to: c) == .unchanged)
-        // Probability 1 sets nothing.
-        #expect(TraceStateThreshold.raise("ot=th:8", to: .alwaysSample) == .unchanged)
-        #expect(TraceStateThreshold.raise("", to: .alwaysSample) == .unchanged)
+        // A modified ot entry moves to the front (W3C), written as the collector writes it: rv, th,
+        // then its other sub-keys.
+        #expect(TraceStateThreshold.raise("congo=x,ot=th:8;rv:8f000000000000;x:y", to: c) == .changed("ot=rv:8f000000000000;th:c;x:y,congo=x"))
+        #expect(TraceStateThreshold.raise("ot=rv:7f000000000000", to: c) == .changed("ot=rv:7f000000000000;th:c"))
+        // Never lowered: th:e (1/8) stays against c (1/4); equal stays (randomness f…: consistent).
+        #expect(TraceStateThreshold.raise("ot=th:e", to: c, randomness: SamplingRandomness(value: 0xFF_0000_0000_0000)) == .unchanged)
+        #expect(TraceStateThreshold.raise("ot=th:c", to: c, randomness: SamplingRandomness(value: 0xFF_0000_0000_0000)) == .unchanged)
+        // An arriving th the span could not have been sampled at (R below it) is erased, then set.
+        #expect(TraceStateThreshold.raise("ot=th:e", to: c, randomness: SamplingRandomness(value: 0xD0_0000_0000_0000)) == .changed("ot=th:c"))
+        // Probability 1 writes th:0 where nothing was, never lowers what was.
+        #expect(TraceStateThreshold.raise("ot=th:8", to: .alwaysSample, randomness: SamplingRandomness(value: 0x90_0000_0000_0000)) == .unchanged)
+        #expect(TraceStateThreshold.raise("", to: .alwaysSample) == .changed("ot=th:0"))
         // Malformed ot values are left alone.
         #expect(TraceStateThreshold.raise("ot=th:zz", to: c) == .invalid)
         #expect(TraceStateThreshold.raise("ot=rv:123", to: c) == .invalid)
