@@ -30,17 +30,26 @@ struct Eval: ParsableCommand {
             throw ExitCode(2)
         }
         var output = Data()
+        // What each input held that was not decided, on stderr (stdout stays one JSON line a trace).
+        let note: (String) -> Void = { FileHandle.standardError.write(Data("eval: \($0)\n".utf8)) }
+        var traces = 0
         if explain {
-            for (line, explanation) in try OfflineEvaluation.explain(rules: ruleSet, inputs: inputs) {
+            for (line, explanation) in try OfflineEvaluation.explain(rules: ruleSet, inputs: inputs, notes: note) {
                 output += Data((line.jsonLine(explanation: explanation) + "\n").utf8)
+                traces += 1
             }
         } else {
             // Field order of the contract: traceId, decision, policy, spans.
-            for line in try OfflineEvaluation.run(rules: ruleSet, inputs: inputs) {
+            for line in try OfflineEvaluation.run(rules: ruleSet, inputs: inputs, notes: note) {
                 output += Data((line.jsonLine() + "\n").utf8)
+                traces += 1
             }
         }
         FileHandle.standardOutput.write(output)
+        if traces == 0 && !inputs.isEmpty {
+            note("nothing to decide: no span with a valid trace id in \(inputs.count == 1 ? inputs[0] : "\(inputs.count) inputs")")
+            throw ExitCode.failure
+        }
     }
 }
 

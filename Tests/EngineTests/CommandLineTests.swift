@@ -1,4 +1,5 @@
 import HTTP
+import OTLP
 import Ingest
 import Route
 import Sampling
@@ -222,6 +223,42 @@ import TestSupport
             ["eval", "--explain", "--rules", pipelines.path, fixtures.appendingPathComponent("single_trace.json").path], timeout: .seconds(20))
         #expect(explained.status == 0)
         #expect(explained.output == #"{"traceId":"d95bafc8f2a4d27bdcf4bb99f4bea973","decision":"keep","policy":"errors","spans":18,"policies":[{"name":"errors","decision":"Sampled"},{"name":"slow","decision":"NotSampled"},{"name":"baseline","decision":"NotSampled"},{"name":"drop-health-checks","decision":"NotSampled"}],"rule":"Sampled keeps"}"# + "\n")
+    }
+
+    /// eval says on stderr, per input, what it skipped (spans without a valid trace id, requests
+    /// without spans); the decisions on stdout are unchanged; exit 1 only when nothing at all could
+    /// be decided.
+    @Test func evalNamesWhatItSkipped() throws {
+        let processes = Processes()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-eval-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let rules = try writeRules("policies: [{name: all, type: always_sample}]")
+        // Protobuf: one good trace of 3 spans, and 2 spans whose trace id is all zero.
+        let mixed = directory.appendingPathComponent("mixed.pb")
+        try Data(otlpTrace(TraceID(high: 0xE, low: 1), spans: 1...3) + otlpTrace(TraceID(high: 0, low: 0), spans: 4...5)).write(to: mixed)
+        // JSON lines: an empty request on line 1, a good trace on line 2.
+        let lines = directory.appendingPathComponent("lines.json")
+        try Data(("{\"resourceSpans\":[]}\n" + (try OTLPJSONWriter.request(otlpTrace(TraceID(high: 0xE, low: 2), spans: 1...2))) + "\n").utf8).write(to: lines)
+        // Nothing decidable at all.
+        let none = directory.appendingPathComponent("none.pb")
+        try Data(otlpTrace(TraceID(high: 0, low: 0), spans: 1...2)).write(to: none)
+
+        func eval(_ files: [URL]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let (process, pipe) = try processes.start(["eval", "--rules", rules] + files.map(\.path))
+            let stdout = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, stdout, processes.errorOutput(of: process))
+        }
+        let both = try eval([mixed, lines])
+        #expect(both.status == 0)
+        #expect(both.stdout.split(separator: "\n").count == 2, "the two good traces are decided: \(both.stdout)")
+        #expect(both.stderr.contains("eval: \(mixed.path): skipped 2 of 5 span(s) without a valid trace or span id"), "\(both.stderr)")
+        #expect(both.stderr.contains("eval: \(lines.path): 1 of 2 requests (line 1) held no spans"), "\(both.stderr)")
+        let nothing = try eval([none])
+        #expect(nothing.status == 1)
+        #expect(nothing.stdout.isEmpty)
+        #expect(nothing.stderr.contains("skipped 2 of 2 span(s)") && nothing.stderr.contains("nothing to decide"), "\(nothing.stderr)")
     }
 
     @Test func helpListsEveryContractCommand() throws {
