@@ -196,7 +196,10 @@ struct Run: ParsableCommand {
             return state.stopRequested
         }
         if stopEarly { engine.requestStop() }
+        // A batch job over a topic: progress on a terminal, nothing extra otherwise.
+        let progress = configuration.exitOnEOF ? ProgressLine.startIfTerminal(engine) : nil
         let summary = engine.run()
+        progress?.stop()
         withExtendedLifetime(trap) {}
         printJSON(summary)
         if summary.outcome.hasPrefix("fatal") || summary.outcome == "end_of_input_unstored" { throw ExitCode.failure }

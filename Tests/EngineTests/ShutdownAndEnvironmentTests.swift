@@ -143,6 +143,48 @@ import Traffic
         try cluster.setBroker(1, down: false)
     }
 
+    /// `run --exit-on-eof` shows a refreshing progress line when standard error is a terminal (run
+    /// here under a pseudo-terminal, Python's `pty`), and writes nothing extra when it is not.
+    @Test func exitOnEOFShowsProgressOnATerminalOnly() throws {
+        let processes = Processes()
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let loadgen = try processes.run(["loadgen", "--brokers", bootstrap, "--traces", "3000", "--seed", "84", "--log-level", "error"], timeout: .seconds(120))
+        #expect(loadgen.status == 0)
+        let run = ["run", "--brokers", bootstrap, "--rules", try writeRules(rules), "--exit-on-eof", "--http", "127.0.0.1:0",
+                   "--log-level", "error", "--kafka-property", "session.timeout.ms=6000"]
+        let capture = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-pty-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: capture) }
+        let script = """
+            import os, pty, sys
+            out = open(sys.argv[1], 'wb')
+            def read(fd):
+                data = os.read(fd, 4096)
+                out.write(data)
+                return data
+            sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[2:], read)))
+            """
+        let terminal = Process()
+        terminal.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        terminal.arguments = ["python3", "-c", script, capture.path, Processes.executable.path] + run
+        terminal.standardInput = FileHandle.nullDevice
+        terminal.standardOutput = FileHandle.nullDevice
+        try terminal.run()
+        terminal.waitUntilExit()
+        #expect(terminal.terminationStatus == 0)
+        let shown = String(decoding: try Data(contentsOf: capture), as: UTF8.self)
+        #expect(shown.contains("\rread ") && shown.contains(" messages") && shown.contains("spans/s") && shown.contains("kept "),
+                "\(shown.suffix(600))")
+        #expect(shown.contains(#""outcome":"end_of_input""#), "the summary follows")
+
+        // Not a terminal (pipes, as in a job's logs): no progress line. A new group reads it all again.
+        let (plain, output) = try processes.start(run + ["--group", "plain"])
+        plain.waitUntilExit()
+        #expect(plain.terminationStatus == 0)
+        #expect(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains(#""outcome":"end_of_input""#))
+        #expect(!processes.errorOutput(of: plain).contains("spans/s"), "\(processes.errorOutput(of: plain))")
+    }
+
     /// `TAILGATE_KAFKA_<PROPERTY>` reaches librdkafka (`_` becomes `.`): shown, secrets redacted, in
     /// the startup line; a value librdkafka refuses is named; `--kafka-property` wins over it.
     /// `TAILGATE_ADMIN_TOKEN` turns `POST /-/reload` on for that token only.
