@@ -46,33 +46,35 @@ public final class KeptTraceFanOut: Sendable {
     /// `dryRun`: the rules' decision (`keep`/`drop`), tagged on every span as `tailgate.decision`;
     /// a dry run writes no sampling threshold (nothing was sampled).
     /// `annotation`: the `ot=th` (OTEP 235) and `SampleRate` the keeping policy gave it (empty: none).
+    /// `integrity`: stamped on the trace's root span (``TraceData/integrity``).
     func keep(
-        _ trace: TraceData, policy: String, annotation: KeptAnnotation = KeptAnnotation(), dryRun: DryRunDecision? = nil,
-        acknowledged: @escaping @Sendable (Int) -> Void
+        _ trace: TraceData, policy: String, annotation: KeptAnnotation = KeptAnnotation(), integrity: TraceIntegrity? = nil,
+        dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         if dryRun != .drop { observer?(trace, policy) }
-        send(trace, policy: policy, annotation: annotation, dryRun: dryRun, acknowledged: acknowledged)
+        send(trace, policy: policy, annotation: annotation, integrity: integrity, late: false, dryRun: dryRun, acknowledged: acknowledged)
     }
 
     /// Hands a span that arrived after its trace was kept to every sink, with the same policy,
-    /// threshold and rate as the trace (remembered with the decision).
+    /// threshold and rate as the trace (remembered with the decision), marked `tailgate.late`.
     func keepLate(
         _ span: SpanRecord, from batch: SpanBatch, policy: String, annotation: KeptAnnotation = KeptAnnotation(),
         dryRun: DryRunDecision? = nil, acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         var single = TraceData(traceID: span.traceID)
         single.append(span, from: batch, batchGeneration: 0)
-        send(single, policy: policy, annotation: annotation, dryRun: dryRun, acknowledged: acknowledged)
+        send(single, policy: policy, annotation: annotation, integrity: nil, late: true, dryRun: dryRun, acknowledged: acknowledged)
     }
 
     private func send(
-        _ trace: TraceData, policy: String, annotation: KeptAnnotation, dryRun: DryRunDecision?, acknowledged: @escaping @Sendable (Int) -> Void
+        _ trace: TraceData, policy: String, annotation: KeptAnnotation, integrity: TraceIntegrity?, late: Bool, dryRun: DryRunDecision?,
+        acknowledged: @escaping @Sendable (Int) -> Void
     ) {
         guard !sinks.isEmpty else {
             acknowledged(0)
             return
         }
-        guard let request = redacted(encode(trace, policy: policy, annotation: annotation, dryRun: dryRun), traceID: trace.traceID) else {
+        guard let request = redacted(encode(trace, policy: policy, annotation: annotation, integrity: integrity, late: late, dryRun: dryRun), traceID: trace.traceID) else {
             // Never sent unredacted; acknowledged so that it does not hold its partition forever.
             for index in sinks.indices { acknowledged(index) }
             return
@@ -85,11 +87,15 @@ public final class KeptTraceFanOut: Sendable {
 
     /// The trace's request: spans byte for byte with `tailgate.policy`, and — when a probabilistic
     /// policy kept it — each span's tracestate raised to the policy's `ot=th` (never lowered).
-    private func encode(_ trace: TraceData, policy: String, annotation: KeptAnnotation, dryRun: DryRunDecision?) -> [UInt8] {
-        if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun.rawValue) }
-        guard let threshold = annotation.threshold else { return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) }
+    private func encode(
+        _ trace: TraceData, policy: String, annotation: KeptAnnotation, integrity: TraceIntegrity?, late: Bool, dryRun: DryRunDecision?
+    ) -> [UInt8] {
+        if let dryRun { return trace.exportRequest(policy: policy, decision: dryRun.rawValue, integrity: integrity, late: late) }
+        guard let threshold = annotation.threshold else {
+            return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate, integrity: integrity, late: late)
+        }
         let randomness = trace.samplingRandomness
-        return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate) { [self] index in
+        return trace.exportRequest(policy: policy, sampleRate: annotation.sampleRate, integrity: integrity, late: late) { [self] index in
             let current = trace.withBytes(trace.spans[index].traceState) { Substring(decoding: $0, as: UTF8.self) }
             switch TraceStateThreshold.raise(current, to: threshold, randomness: randomness) {
             case .changed(let raised): return raised

@@ -11,6 +11,8 @@ public final class SamplingMetrics: Sendable {
         public var lateDropped = 0
         public var decisionsByReason: [DecisionReason: Int] = [:]
         public var spansKept = 0
+        /// Kept traces without their root, or with spans naming a parent that never came.
+        public var keptIncomplete = 0
         /// Per trace decided this cycle: nanoseconds from its first span's arrival to its decision.
         var decisionLatencies: [UInt64] = []
         public init() {}
@@ -24,6 +26,7 @@ public final class SamplingMetrics: Sendable {
             lateDropped += other.lateDropped
             decisionsByReason.merge(other.decisionsByReason, uniquingKeysWith: +)
             spansKept += other.spansKept
+            keptIncomplete += other.keptIncomplete
         }
     }
 
@@ -148,6 +151,10 @@ public final class SamplingMetrics: Sendable {
         }
         out.counter("tailgate_traces_dropped_total", "Traces dropped by the rules.", totals.dropped)
         out.counter("tailgate_spans_kept_total", "Spans of kept traces (late spans included).", totals.spansKept)
+        out.counter(
+            "tailgate_traces_kept_incomplete_total",
+            "Kept traces that left incomplete: no root span, or spans naming a parent that never came (stamped tailgate.trace.complete=false on the root, or first, span).",
+            totals.keptIncomplete)
         out.family("tailgate_late_spans_total", .counter, "Spans that arrived after their trace was decided, by that decision.")
         out.sample("tailgate_late_spans_total", [("decision", "keep")], totals.lateKept)
         out.sample("tailgate_late_spans_total", [("decision", "drop")], totals.lateDropped)

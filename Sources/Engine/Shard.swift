@@ -279,7 +279,11 @@ final class Shard: @unchecked Sendable {
                 // Asked once, now: an adaptive sampler hands over the rate it kept this trace at. Late
                 // spans get the same from the decision cache.
                 let annotation = dryRun ? KeptAnnotation() : ruleSet.keptAnnotation(for: item.trace, keptBy: policy)
-                fanOut.keep(item.trace, policy: policy, annotation: annotation, dryRun: dryRun ? .keep : nil, acknowledged: acknowledge(token))
+                let integrity = item.trace.integrity
+                if !integrity.complete { counts.keptIncomplete += 1 }
+                fanOut.keep(
+                    item.trace, policy: policy, annotation: annotation, integrity: integrity, dryRun: dryRun ? .keep : nil,
+                    acknowledged: acknowledge(token))
                 window.remember(item.trace.traceID, kept: true, policy: policy, annotation: annotation)
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
@@ -290,7 +294,7 @@ final class Shard: @unchecked Sendable {
                     // until the sinks have it, like a kept trace.
                     let token = newToken()
                     events.append(.deliver(token, item.firstSource, more: item.otherSources))
-                    fanOut.keep(item.trace, policy: dropPolicy, dryRun: .drop, acknowledged: acknowledge(token))
+                    fanOut.keep(item.trace, policy: dropPolicy, integrity: item.trace.integrity, dryRun: .drop, acknowledged: acknowledge(token))
                 } else {
                     release(item)
                     window.recycle(item.trace)

@@ -280,6 +280,53 @@ public struct TraceData: Sendable {
     }
 }
 
+/// Whether a trace arrived whole, as far as its own spans can tell: its root came, and no span
+/// names a parent that never came.
+public struct TraceIntegrity: Sendable, Equatable {
+    public var rootSeen: Bool
+    /// Spans whose parent id is set but is no span of the trace.
+    public var orphanSpans: Int
+    public var complete: Bool { rootSeen && orphanSpans == 0 }
+
+    public init(rootSeen: Bool, orphanSpans: Int) {
+        self.rootSeen = rootSeen
+        self.orphanSpans = orphanSpans
+    }
+
+    /// The attributes stamped on the trace's root span (its first span when rootless).
+    public static let completeKey = "tailgate.trace.complete"
+    public static let orphanSpansKey = "tailgate.trace.orphan_spans"
+    /// The attribute on a span that arrived after its trace was decided (and kept).
+    public static let lateKey = "tailgate.late"
+}
+
+extension TraceData {
+    /// The trace's integrity (sorted ids and a binary search per parent: no hashing).
+    public var integrity: TraceIntegrity {
+        var ids = spans.map(\.spanID.rawValue)
+        ids.sort()
+        var rootSeen = false
+        var orphans = 0
+        for span in spans {
+            guard span.parentSpanID.isValid else {
+                rootSeen = true
+                continue
+            }
+            let parent = span.parentSpanID.rawValue
+            var low = 0, high = ids.count
+            while low < high {
+                let middle = (low + high) / 2
+                if ids[middle] < parent { low = middle + 1 } else { high = middle }
+            }
+            if low == ids.count || ids[low] != parent { orphans += 1 }
+        }
+        return TraceIntegrity(rootSeen: rootSeen, orphanSpans: orphans)
+    }
+
+    /// The span the integrity is stamped on: the root, else the first span.
+    public var integritySpanIndex: Int { spans.firstIndex { !$0.parentSpanID.isValid } ?? 0 }
+}
+
 extension TraceData {
     /// The trace's spans as one OTLP `ExportTraceServiceRequest`, each span byte for byte under the
     /// resource and scope it was sent with; with `policy`, each span also carries the attribute
@@ -288,13 +335,21 @@ extension TraceData {
     /// appended as a second `trace_state` field, which protobuf readers take over the first (the last
     /// occurrence of a singular field wins), so every received byte of the span stays as it was.
     /// `decision`: a dry run's `tailgate.decision` (`keep`/`drop`) appended to every span too.
+    /// `integrity`: `tailgate.trace.complete` and `tailgate.trace.orphan_spans` on the root span (the
+    /// first when rootless); `late`: `tailgate.late` = true on every span (it came after the decision).
     public func exportRequest(
-        policy: String? = nil, decision: String? = nil, sampleRate: Int? = nil, traceState: ((Int) -> String?)? = nil
+        policy: String? = nil, decision: String? = nil, sampleRate: Int? = nil, integrity: TraceIntegrity? = nil, late: Bool = false,
+        traceState: ((Int) -> String?)? = nil
     ) -> [UInt8] {
         var attribute: [UInt8] = []
         if let policy, !policy.isEmpty { attribute = Self.policyAttribute(policy) }
         if let decision { attribute += Self.stringAttribute(Self.decisionAttributeKey, decision) }
         if let sampleRate { attribute += Self.intAttribute(Self.sampleRateAttributeKey, Int64(sampleRate)) }
+        if late { attribute += Self.boolAttribute(TraceIntegrity.lateKey, true) }
+        let integritySpan = integrity == nil ? -1 : integritySpanIndex
+        let integrityAttributes = integrity.map {
+            Self.boolAttribute(TraceIntegrity.completeKey, $0.complete) + Self.intAttribute(TraceIntegrity.orphanSpansKey, Int64($0.orphanSpans))
+        } ?? []
         var writer = ProtoWriter()
         writer.bytes.reserveCapacity(payload.count + spans.count * (8 + attribute.count) + envelopes.count * 16 + 64)
         var index = 0
@@ -307,6 +362,7 @@ extension TraceData {
             let current = spans[index].envelope
             while index < spans.count && spans[index].envelope == current {
                 var suffix = attribute
+                if index == integritySpan { suffix += integrityAttributes }
                 if let replacement = traceState?(index) {
                     var field = ProtoWriter()
                     field.writeStringField(OTLPField.Span.traceState, replacement)
@@ -347,6 +403,16 @@ extension TraceData {
         writer.writeNested(OTLPField.Span.attributes) { kv in
             kv.writeStringField(OTLPField.KeyValue.key, key)
             kv.writeNested(OTLPField.KeyValue.value) { $0.writeStringField(OTLPField.AnyValue.stringValue, value) }
+        }
+        return writer.bytes
+    }
+
+    /// Span field 9 (attributes) holding `key` = `value` (a bool), encoded.
+    public static func boolAttribute(_ key: String, _ value: Bool) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.writeNested(OTLPField.Span.attributes) { kv in
+            kv.writeStringField(OTLPField.KeyValue.key, key)
+            kv.writeNested(OTLPField.KeyValue.value) { $0.writeVarintField(OTLPField.AnyValue.boolValue, value ? 1 : 0) }
         }
         return writer.bytes
     }

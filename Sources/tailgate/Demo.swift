@@ -99,7 +99,7 @@ struct Demo: ParsableCommand {
         if let stored = summary.bytesStored, stored > 0 {
             text += "\n            \(DemoDisplay.bytes(stored)) on disk after zstd, \(String(format: "%.0f", Double(summary.bytesIn) / Double(stored)))× less than what came in"
         }
-        text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable"
+        text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable, \(summary.keptIncomplete) incomplete (no root, or a parent missing: { span.tailgate.trace.complete = false })"
         text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"
         print(text)
         if let id = summary.exampleErrorTrace, summary.tracesStored > 0 {

@@ -77,6 +77,8 @@ final class DemoSession: Sendable {
         var exampleErrorTrace: String?
         /// Kept traces every sink acknowledged; fewer than kept when a sink failed to the end.
         var tracesStored: Int
+        /// Kept traces stored incomplete (no root, or spans naming a parent that never came).
+        var keptIncomplete: Int = 0
         /// Why kept traces were left unstored, when some were.
         var sinkFailure: String?
     }
@@ -199,7 +201,7 @@ final class DemoSession: Sendable {
             errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
             redSeries: glance.redSeries, serviceGraphEdges: glance.serviceGraphEdges,
             exampleErrorTrace: kept.exampleErrorTrace, tracesStored: engineSummary.withLock { $0 }?.tracesStored ?? 0,
-            sinkFailure: failure ?? engine.sinkFailure)
+            keptIncomplete: decisions.keptIncomplete, sinkFailure: failure ?? engine.sinkFailure)
         return result
     }
 }
