@@ -301,26 +301,30 @@ public struct TraceIntegrity: Sendable, Equatable {
 }
 
 extension TraceData {
-    /// The trace's integrity (sorted ids and a binary search per parent: no hashing).
+    /// The trace's integrity: the span ids sorted in a temporary buffer (on the stack for usual
+    /// traces) and a binary search per parent — no hashing, no allocation on the decision path.
     public var integrity: TraceIntegrity {
-        var ids = spans.map(\.spanID.rawValue)
-        ids.sort()
-        var rootSeen = false
-        var orphans = 0
-        for span in spans {
-            guard span.parentSpanID.isValid else {
-                rootSeen = true
-                continue
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: spans.count) { buffer in
+            var ids = buffer
+            for index in spans.indices { ids[index] = spans[index].spanID.rawValue }
+            ids.sort()
+            var rootSeen = false
+            var orphans = 0
+            for span in spans {
+                guard span.parentSpanID.isValid else {
+                    rootSeen = true
+                    continue
+                }
+                let parent = span.parentSpanID.rawValue
+                var low = 0, high = ids.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if ids[middle] < parent { low = middle + 1 } else { high = middle }
+                }
+                if low == ids.count || ids[low] != parent { orphans += 1 }
             }
-            let parent = span.parentSpanID.rawValue
-            var low = 0, high = ids.count
-            while low < high {
-                let middle = (low + high) / 2
-                if ids[middle] < parent { low = middle + 1 } else { high = middle }
-            }
-            if low == ids.count || ids[low] != parent { orphans += 1 }
+            return TraceIntegrity(rootSeen: rootSeen, orphanSpans: orphans)
         }
-        return TraceIntegrity(rootSeen: rootSeen, orphanSpans: orphans)
     }
 
     /// The span the integrity is stamped on: the root, else the first span.
