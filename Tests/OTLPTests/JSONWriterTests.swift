@@ -75,7 +75,7 @@ import Testing
                     s.writeVarintField(6, 3)
                     s.writeFixed64Field(7, 1_700_000_000_000_000_000)
                     s.writeFixed64Field(8, 1_700_000_000_123_456_789)
-                    for (key, value) in [("nan", Double.nan), ("inf", .infinity), ("-inf", -.infinity), ("pi", 3.141592653589793), ("tiny", 5e-324)] {
+                    for (key, value) in [("nan", Double.nan), ("inf", .infinity), ("-inf", -.infinity), ("pi", 3.141592653589793), ("tiny", Double.leastNonzeroMagnitude)] {
                         s.writeNested(9) { kv in
                             kv.writeStringField(1, key)
                             kv.writeNested(2) { $0.writeDoubleField(4, value) }
