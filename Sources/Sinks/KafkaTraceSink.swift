@@ -23,7 +23,11 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
     private let producer: KafkaProducer
     private let logger: Logger
     private let throttle = LogThrottle(interval: .seconds(10))
-    private let polling = Atomic<Bool>(true)
+    /// Whether the poll thread goes on. An object of its own, so the thread holds it and the
+    /// producer, never the sink: a sink nobody holds any more (an engine built and never run) is
+    /// released and stops polling, instead of living as long as the process.
+    private final class Poller: Sendable { let running = Atomic<Bool>(true) }
+    private let poller = Poller()
     private let pending = Atomic<Int>(0)
     private let pendingBytes = Atomic<Int>(0)
     private let deliveredCount = Atomic<Int>(0)
@@ -47,12 +51,15 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
         effective["acks"] = "all"
         producer = try KafkaProducer(bootstrapServers: bootstrapServers, properties: effective, logger: logger)
         // Delivery reports (our acknowledgements) are served by polling.
-        let thread = Thread { [self] in
-            while polling.load(ordering: .relaxed) { producer.poll(timeout: .milliseconds(50)) }
+        let producer = self.producer, poller = self.poller
+        let thread = Thread {
+            while poller.running.load(ordering: .relaxed) { producer.poll(timeout: .milliseconds(50)) }
         }
         thread.name = "tailgate-kafka-sink"
         thread.start()
     }
+
+    deinit { poller.running.store(false, ordering: .relaxed) }
 
     /// Publishes `trace` as it is (it carries `tailgate.policy` already); `acknowledged` runs once the
     /// broker has it.
@@ -142,7 +149,7 @@ public final class KafkaTraceSink: TraceSink, @unchecked Sendable {
 
     public func stop(timeout: Duration) {
         flush(timeout: timeout)
-        polling.store(false, ordering: .relaxed)
+        poller.running.store(false, ordering: .relaxed)
     }
 
     public var statistics: TraceSinkStatistics {
