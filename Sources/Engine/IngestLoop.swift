@@ -167,6 +167,15 @@ public final class IngestLoop: @unchecked Sendable {
         sink.drain()
         if let firstMessageAt = front.firstMessageAt { processing.withLock { $0 = ContinuousClock.now - firstMessageAt } }
         storeCommittableOffsets()
+        // Committed now, while this member still owns its partitions: the commit librdkafka makes
+        // while closing can come after the member has begun leaving the group, be refused, and leave
+        // the next owner to read again what was decided here (seen on the dev broker: the leaver's
+        // partitions read again from their last background commit).
+        do {
+            try consumer.commit()
+        } catch {
+            logger.warning("final commit before leaving the group failed (the next owner reads the rest again): \(error)")
+        }
         consumer.close()
         front.flushDeadLetters()
         return outcome
