@@ -39,6 +39,16 @@ final class HoldingSink: TraceSink {
 }
 
 @Suite(.timeLimit(.minutes(10))) struct RevokeTests {
+    /// One shard keeping every trace, a 1 s decision wait on `clock`, kept traces to `sink`.
+    func stage(sink: HoldingSink, clock: ManualClock) throws -> SamplingStage {
+        let metrics = SamplingMetrics(shards: 1)
+        let rules = try RuleStore(path: nil, metrics: metrics, logger: quietLogger, fallback: Engine.keepEverything)
+        return SamplingStage(
+            rules: rules, metrics: metrics, shardCount: 1, bufferLimit: 64 << 20,
+            fanOut: KeptTraceFanOut(sinks: [sink], logger: quietLogger), decisionWaitOverride: .seconds(1), clock: clock,
+            logger: quietLogger)
+    }
+
     /// A revoke waits for the kept traces of the partitions it hands over, not for the sinks' whole
     /// backlog: with another partition's kept traces stuck in a slow sink, revoking this one returns
     /// as soon as its own traces are acknowledged (it used to wait the full 10 s bound, and the whole
@@ -46,12 +56,7 @@ final class HoldingSink: TraceSink {
     @Test func aRevokeWaitsOnlyForTheTracesItHandsOver() throws {
         let sink = HoldingSink(holding: 2)
         let clock = ManualClock()
-        let metrics = SamplingMetrics(shards: 1)
-        let rules = try RuleStore(path: nil, metrics: metrics, logger: quietLogger, fallback: Engine.keepEverything)
-        let stage = SamplingStage(
-            rules: rules, metrics: metrics, shardCount: 1, bufferLimit: 64 << 20,
-            fanOut: KeptTraceFanOut(sinks: [sink], logger: quietLogger), decisionWaitOverride: .seconds(1), clock: clock,
-            logger: quietLogger)
+        let stage = try stage(sink: sink, clock: clock)
         defer { stage.stop() }
         stage.assigned([1: TopicPartition("spans", 0), 2: TopicPartition("spans", 1)], committed: [1: 0, 2: 0])
         func hand(_ lane: Lane, offset: Int64, trace: UInt64) throws {
@@ -85,12 +90,7 @@ final class HoldingSink: TraceSink {
     func aRevokeWaitsForADownSinkAtMostItsBound(drain: Duration, expected: Duration) throws {
         let sink = HoldingSink(holding: 1)
         let clock = ManualClock()
-        let metrics = SamplingMetrics(shards: 1)
-        let rules = try RuleStore(path: nil, metrics: metrics, logger: quietLogger, fallback: Engine.keepEverything)
-        let stage = SamplingStage(
-            rules: rules, metrics: metrics, shardCount: 1, bufferLimit: 64 << 20,
-            fanOut: KeptTraceFanOut(sinks: [sink], logger: quietLogger), decisionWaitOverride: .seconds(1), clock: clock,
-            logger: quietLogger)
+        let stage = try stage(sink: sink, clock: clock)
         stage.drainTimeout = drain
         defer {
             sink.release()

@@ -10,6 +10,15 @@ import Traffic
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ShutdownAndEnvironmentTests {
     let rules = "decision_wait: 200ms\npolicies: [{name: all, type: always_sample}]"
 
+    /// A dev broker of two partitions, and an OTLP receiver that answers 503 until told otherwise.
+    func brokerAndRefusingReceiver(_ processes: Processes) throws -> (bootstrap: String, receiver: TestReceiver) {
+        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
+        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
+        let receiver = try TestReceiver()
+        receiver.refusing.store(true, ordering: .relaxed)
+        return (bootstrap, receiver)
+    }
+
     /// The span counts of the first `count` traces loadgen sends with `seed` (its defaults otherwise).
     func generated(count: Int, seed: UInt64) -> [TraceID: Int] {
         var traffic = DogBookTraffic(seed: seed)
@@ -54,11 +63,8 @@ import Traffic
     /// was not committed is read again by the next run (nothing lost).
     @Test func aSecondSignalExitsRunAtOnceWith130() throws {
         let processes = Processes()
-        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
-        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
-        let receiver = try TestReceiver()
+        let (bootstrap, receiver) = try brokerAndRefusingReceiver(processes)
         defer { receiver.shutdown() }
-        receiver.refusing.store(true, ordering: .relaxed)
         let port = try freePort()
         let rulesPath = try writeRules(rules)
         func run(_ extra: [String]) -> [String] {
@@ -92,11 +98,8 @@ import Traffic
     /// then commits what is safe and exits 1 (the rest is replayed) — within the timeout, not later.
     @Test func shutdownGivesUpWithinItsTimeoutAndExitsOne() throws {
         let processes = Processes()
-        let (_, pipe) = try processes.start(["dev-broker", "--partitions", "2"])
-        let bootstrap = try #require(processes.firstLine(of: pipe, timeout: .seconds(20)))
-        let receiver = try TestReceiver()
+        let (bootstrap, receiver) = try brokerAndRefusingReceiver(processes)
         defer { receiver.shutdown() }
-        receiver.refusing.store(true, ordering: .relaxed)
         let port = try freePort()
         let (member, _) = try processes.start([
             "run", "--brokers", bootstrap, "--rules", try writeRules(rules), "--otlp-endpoint", "http://127.0.0.1:\(receiver.port)",

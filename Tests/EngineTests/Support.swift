@@ -124,7 +124,7 @@ extension Duration {
 @discardableResult
 func produceTraffic(
     to topic: String, on cluster: KafkaMockCluster, traces: Int, errorRate: Double = 0.02, slowRate: Double = 0.03,
-    seed: UInt64 = 1, encoding: OTLPEncoding = .otlpProto, tracesPerMessage: Int = 1
+    seed: UInt64 = 1, encoding: OTLPEncoding = .otlpProto, tracesPerMessage: Int = 1, rootlessRate: Double = 0
 ) throws -> TrafficProducer.Totals {
     let generator = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
     var options = TrafficProducer.Options()
@@ -135,6 +135,7 @@ func produceTraffic(
     options.seed = seed
     options.encoding = encoding
     options.tracesPerMessage = tracesPerMessage
+    options.rootlessRate = rootlessRate
     return try generator.run(options)
 }
 

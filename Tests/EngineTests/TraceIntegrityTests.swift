@@ -82,13 +82,7 @@ import Traffic
     /// each stamped with the number of spans whose parent (the root) never came; the metric counts them.
     @Test func storedTracesSayWhetherTheyAreWhole() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: quietLogger)
-        let producer = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        var options = TrafficProducer.Options()
-        options.topic = "spans"
-        options.traces = 300
-        options.rootlessRate = 0.3
-        options.seed = 85
-        _ = try producer.run(options)
+        try produceTraffic(to: "spans", on: cluster, traces: 300, seed: 85, rootlessRate: 0.3)
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-integrity-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: data) }
         var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
@@ -101,7 +95,7 @@ import Traffic
         #expect(summary.outcome == "end_of_input")
 
         // The truth: rootless traces with spans, and per trace the spans whose parent is not in it.
-        var generator = DogBookTraffic(seed: 85, errorRate: options.errorRate, slowRate: options.slowRate, rootlessRate: 0.3)
+        var generator = DogBookTraffic(seed: 85, errorRate: 0.02, slowRate: 0.03, rootlessRate: 0.3)
         var expectedOrphans: [String: Int] = [:]
         for _ in 0..<300 {
             let trace = generator.nextTrace(startUnixNano: 1)
