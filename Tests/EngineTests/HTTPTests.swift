@@ -257,7 +257,9 @@ final class SlowSearchBackend: HTTPBackend, Sendable {
         defer { server.shutdown() }
         let first = try TestSocket(port: port)
         let second = try TestSocket(port: port)
-        // The first answers a request after the second connected: the second has been idle longer.
+        // Each answers a request, the second before the first: the second has been idle longer. (A
+        // connect returns before the server accepted; an answer proves it did, and orders the two.)
+        #expect(second.request("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
         #expect(first.request("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
         let third = try TestSocket(port: port)
         #expect(second.readUntilClosed() == .closed, "the connection idle longest made room")
