@@ -53,11 +53,15 @@ printf '%-4s %-9s %12s %14s %10s %s\n' run consumer seconds spans/s MB/s notes
 quick=(--kafka-property session.timeout.ms=6000 --kafka-property heartbeat.interval.ms=500)
 ratios=()
 for run in $(seq "$RUNS"); do
-    bare=$(.build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
+    bare=$(/usr/bin/time -f '%M %U %S %R' -o "$work/rss-bare-$run" .build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
     read -r bare_seconds bare_messages < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["messages"])' "$bare")
     [[ "$bare_messages" == "$messages" ]] || { echo "the bare consumer read $bare_messages of $messages messages (broker retention?)"; exit 1; }
-    printf '%-4s %-9s %12.3f %14.0f %10.1f\n' "$run" bare "$bare_seconds" \
-        "$(python3 -c "print($spans / $bare_seconds)")" "$(python3 -c "print($bytes / $bare_seconds / 1e6)")"
+    # The bare read's CPU too: what librdkafka alone costs per span here (the floor under tailgate's).
+    read -r cpu faults < <(python3 -c "import sys; m, u, s, f = open(sys.argv[1]).read().split(); print((float(u) + float(s)) / $spans * 1e6, int(f) / $spans)" "$work/rss-bare-$run")
+    echo "bare $cpu $faults $(python3 -c "print($spans / $bare_seconds)")" >>"$work/figures"
+    printf '%-4s %-9s %12.3f %14.0f %10.1f %s\n' "$run" bare "$bare_seconds" \
+        "$(python3 -c "print($spans / $bare_seconds)")" "$(python3 -c "print($bytes / $bare_seconds / 1e6)")" \
+        "CPU $(python3 -c "print(f'{$cpu:.2f}')") µs/span"
 
     for build in ${BASE:+base} tailgate; do
         binary=$tailgate
@@ -86,7 +90,7 @@ print("tailgate / bare consumer throughput: " + ", ".join(f"{r:.2f}" for r in ra
 python3 -c '
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-for build in ("base", "tailgate"):
+for build in ("bare", "base", "tailgate"):
     mine = [r for r in rows if r[0] == build]
     if not mine: continue
     med = lambda i: statistics.median(float(r[i]) for r in mine)
