@@ -20,7 +20,8 @@ public enum RuleLoader {
                 file: path, line: 0, column: 0, policy: "redaction",
                 message: "a `hash` rule needs a secret key of at least 16 bytes in TAILGATE_REDACTION_KEY (equal values hash alike only under one key; keep it in a Secret)")])
         }
-        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data), requiredKeys: requiredKeys, redactionKey: key)
+        return RuleSet(configuration: configuration, previous: previous, hash: contentHash(data), requiredKeys: requiredKeys, redactionKey: key,
+            source: String(decoding: data, as: UTF8.self))
     }
 
     /// A short, stable hash of the file's bytes (FNV-1a 64, hex).

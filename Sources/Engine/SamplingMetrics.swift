@@ -6,6 +6,13 @@ import Synchronization
 public final class SamplingMetrics: Sendable {
     public struct Counts: Sendable, Equatable {
         public var keptByPolicy: [String: Int] = [:]
+        /// Encoded span bytes of kept traces, by the policy that kept them (what goes to storage).
+        public var keptBytesByPolicy: [String: Int] = [:]
+        /// Encoded span bytes of dropped traces.
+        public var droppedBytes = 0
+        /// Each policy's own decisions (before precedence combines them), by policy name: counts in
+        /// ``PolicyTally/Column`` order.
+        public var policyDecisions: [String: [Int]] = [:]
         public var dropped = 0
         public var lateKept = 0
         public var lateDropped = 0
@@ -21,6 +28,9 @@ public final class SamplingMetrics: Sendable {
 
         mutating func add(_ other: Counts) {
             keptByPolicy.merge(other.keptByPolicy, uniquingKeysWith: +)
+            keptBytesByPolicy.merge(other.keptBytesByPolicy, uniquingKeysWith: +)
+            droppedBytes += other.droppedBytes
+            policyDecisions.merge(other.policyDecisions) { a, b in zip(a, b).map(+) }
             dropped += other.dropped
             lateKept += other.lateKept
             lateDropped += other.lateDropped
@@ -150,6 +160,21 @@ public final class SamplingMetrics: Sendable {
             out.sample("tailgate_traces_kept_total", [("policy", policy)], count)
         }
         out.counter("tailgate_traces_dropped_total", "Traces dropped by the rules.", totals.dropped)
+        out.family(
+            "tailgate_kept_bytes_total", .counter,
+            "Encoded span bytes (OTLP protobuf, as received) of kept traces, by the policy that kept them: what goes to storage.")
+        for (policy, bytes) in totals.keptBytesByPolicy.sorted(by: { $0.key < $1.key }) {
+            out.sample("tailgate_kept_bytes_total", [("policy", policy)], bytes)
+        }
+        out.counter("tailgate_dropped_bytes_total", "Encoded span bytes of dropped traces.", totals.droppedBytes)
+        out.family(
+            "tailgate_policy_decisions_total", .counter,
+            "Each policy's own decision per trace it evaluated, before precedence combines them (the collector's count_traces_sampled): sampled, not_sampled, dropped (a drop policy matched), inverted_sampled, inverted_not_sampled.")
+        for (policy, columns) in totals.policyDecisions.sorted(by: { $0.key < $1.key }) {
+            for column in PolicyTally.Column.allCases {
+                out.sample("tailgate_policy_decisions_total", [("policy", policy), ("decision", column.label)], columns[column.rawValue])
+            }
+        }
         out.counter("tailgate_spans_kept_total", "Spans of kept traces (late spans included).", totals.spansKept)
         out.counter(
             "tailgate_traces_kept_incomplete_total",

@@ -145,6 +145,7 @@ final class Shard: @unchecked Sendable {
                             // The user chose to lose partial traces rather than decide them early.
                             counts.dropped += ready.count
                             for item in ready {
+                                counts.droppedBytes += item.trace.encodedBytes
                                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
                                 release(item)
                             }
@@ -224,6 +225,7 @@ final class Shard: @unchecked Sendable {
             case .late(.kept(let policy, let annotation)):
                 counts.lateKept += 1
                 counts.spansKept += 1
+                counts.keptBytesByPolicy[policy, default: 0] += Int(span.encoded.count)
                 // Held until every sink has it, like the trace it belongs to.
                 let token = newToken()
                 events.append(.hold(source))
@@ -252,6 +254,18 @@ final class Shard: @unchecked Sendable {
         guard !ready.isEmpty else { return }
         let ruleSet = rules.rules
         let dryRun = dryRunOverride || ruleSet.configuration.settings.dryRun
+        var tally = PolicyTally(policies: ruleSet.policies.count)
+        defer {
+            // Once per cycle, by name (positions change with a reload).
+            for (index, policy) in ruleSet.configuration.policies.enumerated() where index < ruleSet.policies.count {
+                let columns = tally.columns(of: index)
+                if let sum = counts.policyDecisions[policy.name] {
+                    counts.policyDecisions[policy.name] = zip(sum, columns).map(+)
+                } else {
+                    counts.policyDecisions[policy.name] = columns
+                }
+            }
+        }
         for item in ready {
             counts.decisionsByReason[item.reason, default: 0] += 1
             counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
@@ -262,15 +276,19 @@ final class Shard: @unchecked Sendable {
             if dryRun {
                 let explanation = ruleSet.explain(item.trace, now: now)
                 decision = explanation.decision
+                for (index, policy) in explanation.policies.enumerated() {
+                    if let own = policy.decision { tally.count(own, policy: index) }
+                }
                 let culprit: PolicyDecision? = explanation.rule == .dropped ? .dropped : explanation.rule == .invertNotSampled ? .invertNotSampled : nil
                 if let culprit { dropPolicy = explanation.policies.first { $0.decision == culprit }?.name ?? "" }
             } else {
-                decision = ruleSet.decide(item.trace, now: now)
+                decision = ruleSet.decide(item.trace, now: now, tally: &tally)
             }
             switch decision {
             case .keep(let policy):
                 spanMetrics.record(item.trace, kept: true, wallClockMillis: wallClockMillis)
                 counts.keptByPolicy[policy, default: 0] += 1
+                counts.keptBytesByPolicy[policy, default: 0] += item.trace.encodedBytes
                 counts.spansKept += item.trace.spans.count
                 let token = newToken()
                 // Noted with the decision time (+1: 0 means "not counted"): the ledger reports it back
@@ -288,6 +306,7 @@ final class Shard: @unchecked Sendable {
             case .drop:
                 spanMetrics.record(item.trace, kept: false, wallClockMillis: wallClockMillis)
                 counts.dropped += 1
+                counts.droppedBytes += item.trace.encodedBytes
                 window.remember(item.trace.traceID, kept: false)
                 if dryRun {
                     // Would be dropped; a dry run sends it anyway, tagged, and holds its offsets

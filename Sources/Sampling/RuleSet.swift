@@ -10,6 +10,8 @@ public final class RuleSet: Sendable {
     public let selection: AttributeSelection
     /// A short content hash of the rule file (for `tailgate_rules_info{hash}` and logs).
     public let hash: String
+    /// The rule file's text as it was loaded (empty for rules built in code).
+    public let source: String
     /// The redaction rules, compiled; nil when the file has none.
     public let redactor: Redactor?
     /// Each policy's adaptive samplers with the one that decides for it (empty: no adaptive sampler).
@@ -21,10 +23,11 @@ public final class RuleSet: Sendable {
     /// `redactionKey`: the secret of `hash` redaction rules (the loader reads it from the environment).
     public init(
         configuration: RuleConfiguration, previous: RuleSet? = nil, hash: String = "", requiredKeys: [String] = [],
-        redactionKey: [UInt8] = []
+        redactionKey: [UInt8] = [], source: String = ""
     ) {
         self.configuration = configuration
         self.hash = hash
+        self.source = source
         // Patterns were checked by the parser.
         redactor = configuration.redaction.isEmpty ? nil : try? Redactor(rules: configuration.redaction, hashKey: redactionKey)
         var keys = previous?.selection.keys ?? []
@@ -114,9 +117,18 @@ public final class RuleSet: Sendable {
     }
 
     public func decide(_ trace: TraceData, now: UInt64) -> TraceDecision {
+        var tally = PolicyTally.none
+        return decide(trace, now: now, tally: &tally)
+    }
+
+    /// ``decide(_:now:)``, counting each policy's own decision in `tally` (sized for these policies;
+    /// an empty tally counts nothing).
+    public func decide(_ trace: TraceData, now: UInt64, tally: inout PolicyTally) -> TraceDecision {
         var combiner = DecisionCombiner()
-        for policy in policies {
-            combiner.add(policy.evaluate(trace, now: now), policy: policy.name)
+        for (index, policy) in policies.enumerated() {
+            let decision = policy.evaluate(trace, now: now)
+            tally.count(decision, policy: index)
+            combiner.add(decision, policy: policy.name)
             if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
@@ -216,4 +228,54 @@ public struct KeptAnnotation: Sendable, Equatable {
         self.threshold = threshold
         self.sampleRate = sampleRate
     }
+}
+
+/// Each policy's own decisions over some traces, by policy position in one ``RuleSet``: what the
+/// console and `tailgate_policy_decisions_total` show (the collector's `count_traces_sampled`).
+public struct PolicyTally: Sendable, Equatable {
+    public enum Column: Int, CaseIterable, Sendable {
+        case sampled, notSampled, dropped, invertSampled, invertNotSampled
+
+        init(_ decision: PolicyDecision) {
+            switch decision {
+            case .sampled: self = .sampled
+            case .notSampled: self = .notSampled
+            case .dropped: self = .dropped
+            case .invertSampled: self = .invertSampled
+            case .invertNotSampled: self = .invertNotSampled
+            }
+        }
+
+        public var label: String {
+            switch self {
+            case .sampled: "sampled"
+            case .notSampled: "not_sampled"
+            case .dropped: "dropped"
+            case .invertSampled: "inverted_sampled"
+            case .invertNotSampled: "inverted_not_sampled"
+            }
+        }
+    }
+
+    /// Counts, `Column.allCases.count` per policy.
+    public private(set) var counts: [Int]
+
+    /// Counts nothing.
+    public static let none = PolicyTally(policies: 0)
+
+    public init(policies: Int) { counts = Array(repeating: 0, count: policies * Column.allCases.count) }
+
+    @inline(__always)
+    public mutating func count(_ decision: PolicyDecision, policy index: Int) {
+        let slot = index * Column.allCases.count + Column(decision).rawValue
+        if slot < counts.count { counts[slot] &+= 1 }
+    }
+
+    /// Policy `index`'s counts, in `Column` order.
+    public func columns(of index: Int) -> [Int] {
+        let width = Column.allCases.count
+        return Array(counts[(index * width)..<((index + 1) * width)])
+    }
+
+    public var isEmpty: Bool { counts.allSatisfy { $0 == 0 } }
 }

@@ -176,6 +176,40 @@ import Testing
         #expect(try decide(drop, [TestSpan(attributes: [("http.route", .string("/feed"))])]) == .keep(policy: "keep-all"))
     }
 
+    /// Each policy's own decision per trace, counted by hand: the drop policy stops evaluation of
+    /// the policies after it, an inverted match counts as such, and a plain decide counts nothing.
+    @Test func theTallyCountsEachPolicysOwnDecision() throws {
+        let set = try rules("""
+            policies:
+              - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+              - {name: not-feed, type: string_attribute, string_attribute: {key: service.name, values: [feed], invert_match: true}}
+              - name: drop-health
+                type: drop
+                drop: {drop_sub_policy: [{name: health, type: string_attribute, string_attribute: {key: http.route, values: [/healthz]}}]}
+              - {name: all, type: always_sample}
+            """)
+        let traces: [[TestSpan]] = [
+            [TestSpan(service: "feed", status: .error)],  // errors sampled; not-feed inverted not sampled; drop-health not; all sampled
+            [TestSpan(service: "checkout")],  // errors not; not-feed inverted sampled; drop-health not; all sampled
+            [TestSpan(service: "feed", attributes: [("http.route", .string("/healthz"))])],  // errors not; inverted not; dropped; all never evaluated
+        ]
+        var tally = PolicyTally(policies: 4)
+        var decisions: [TraceDecision] = []
+        for spans in traces { decisions.append(set.decide(try makeTrace(spans, selection: set.selection), now: 0, tally: &tally)) }
+        // The collector's precedence: an inverted not-sampled drops the first trace despite its error;
+        // a plain sampled beats an inverted sampled for the credit of the second.
+        #expect(decisions == [.drop, .keep(policy: "all"), .drop])
+        // Columns: sampled, not sampled, dropped, inverted sampled, inverted not sampled.
+        #expect(tally.columns(of: 0) == [1, 2, 0, 0, 0])
+        #expect(tally.columns(of: 1) == [0, 0, 0, 1, 2])
+        #expect(tally.columns(of: 2) == [0, 2, 1, 0, 0])
+        #expect(tally.columns(of: 3) == [2, 0, 0, 0, 0])
+        #expect(PolicyTally.Column.allCases.map(\.label) == ["sampled", "not_sampled", "dropped", "inverted_sampled", "inverted_not_sampled"])
+        var none = PolicyTally.none
+        _ = set.decide(try makeTrace(traces[0], selection: set.selection), now: 0, tally: &none)
+        #expect(none.isEmpty)
+    }
+
     @Test func compositeAllocatesPerSecondBudgetsInPolicyOrder() throws {
         let yaml = """
             policies:
