@@ -514,6 +514,26 @@ extension Engine: HTTPBackend {
         return nil
     }
 
+    /// Read when the console asks (a browser polling), never kept up to date on the ingest path.
+    public func consoleState() -> ConsoleState {
+        var state = ConsoleState(role: "run", store: store != nil, dryRun: configuration.dryRun)
+        if let sampling {
+            let rules = sampling.rules.rules
+            state.dryRun = state.dryRun || rules.configuration.settings.dryRun
+            state.rules = ConsoleState.Rules(
+                path: sampling.rules.path, hash: rules.hash, source: rules.source, lastError: sampling.rules.lastError,
+                policies: rules.configuration.policies.map(\.name))
+            state.samplers = RuleSet.namedSamplers(rules).map { name, sampler in
+                let summary = sampler.summary(limit: 20)
+                return ConsoleState.Sampler(policy: name, keys: summary.keys, rates: summary.top.map { ConsoleState.Sampler.Rate(key: $0.key, rate: $0.rate) })
+            }
+        }
+        if let sinks = sinks.withLock({ $0 })?.sinks {
+            state.sinks = sinks.map { ConsoleState.Sink(name: $0.name, failing: $0.statistics.failing) }
+        }
+        return state
+    }
+
     public func reloadRules() -> String? {
         guard let sampling else { return "this engine runs without rules" }
         guard sampling.rules.path != nil else { return "no --rules file to reload" }

@@ -24,17 +24,40 @@ public struct HTTPRequest: Sendable {
     }
 }
 
+/// One response header beyond `Content-Type` and `Content-Length`.
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
 /// An HTTP response.
 public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// Further headers (the console's Content-Security-Policy and friends).
+    public var headers: [HTTPHeader] = []
 
-    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String, headers: [HTTPHeader] = []) {
         self.status = status
         self.contentType = contentType
         self.body = Array(body.utf8)
+        self.headers = headers
     }
+
+    public init(status: Int, contentType: String, bytes: [UInt8], headers: [HTTPHeader] = []) {
+        self.status = status
+        self.contentType = contentType
+        body = bytes
+        self.headers = headers
+    }
+
+    public func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
 
     public var text: String { String(decoding: body, as: UTF8.self) }
 }
@@ -49,6 +72,8 @@ public protocol HTTPBackend: Sendable {
     func reloadRules() -> String?
     /// A stored trace as an OTLP `ExportTraceServiceRequest`; nil when unknown.
     func storedTrace(_ id: TraceID) throws -> [UInt8]?
+    /// What the console shows beside the metrics: rules, samplers' tables, sinks, whether there is a store.
+    func consoleState() -> ConsoleState
     /// Tempo's search over the stored traces; nil when there is no store (`--data`).
     func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse?
     /// The stored blocks' search summaries (the tag lists); nil when there is no store.
@@ -56,6 +81,7 @@ public protocol HTTPBackend: Sendable {
 }
 
 extension HTTPBackend {
+    public func consoleState() -> ConsoleState { ConsoleState() }
     public func search(_ request: TraceSearchRequest) throws -> TraceSearchResponse? { nil }
     public func searchSummaries() throws -> [BlockSummary]? { nil }
 }
@@ -305,6 +331,7 @@ public struct HTTPRoutes: Sendable {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch path {
         case "/-/healthy", "/-/ready", "/api/echo", "/api/status/buildinfo": return false
+        case _ where Console.isAsset(path): return false
         default: return true
         }
     }
@@ -339,6 +366,10 @@ public struct HTTPRoutes: Sendable {
             return tags(v2: path.hasPrefix("/api/v2/"), request: request)
         case ("GET", _) where (path.hasPrefix("/api/search/tag/") || path.hasPrefix("/api/v2/search/tag/")) && path.hasSuffix("/values"):
             return tagValues(path: path)
+        case ("GET", _) where Console.isAsset(path), ("HEAD", _) where Console.isAsset(path):
+            return Console.asset(path)
+        case ("GET", "/api/console/state"):
+            return Console.state(backend)
         case ("GET", "/api/echo"):
             return HTTPResponse(status: 200, body: "echo")
         case ("GET", "/api/status/buildinfo"):

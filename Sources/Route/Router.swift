@@ -494,5 +494,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
 
     public func reloadRules() -> String? { "tailgate route has no rules to reload" }
 
+    public func consoleState() -> ConsoleState { ConsoleState(role: "route") }
+
     public func storedTrace(_ id: TraceID) throws -> [UInt8]? { nil }
 }

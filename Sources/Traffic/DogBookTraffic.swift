@@ -34,6 +34,21 @@ public struct DogBookTraffic: Sendable {
         /// A Kubernetes probe: the API gateway's `GET /healthz`, its root span alone.
         public var isHealthCheck = false
         fileprivate var spans: [GeneratedSpan]
+
+        /// What a reader of the trace checks it against: each span's ids, service, name and status.
+        public struct SpanSummary: Sendable, Equatable {
+            public var spanID: SpanID
+            public var parentSpanID: SpanID
+            public var service: String
+            public var name: String
+            public var kind: SpanKind
+            public var isError: Bool
+        }
+
+        /// The spans as generated (the order they are encoded in).
+        public var spanSummaries: [SpanSummary] {
+            spans.map { SpanSummary(spanID: $0.spanID, parentSpanID: $0.parentSpanID, service: $0.service.rawValue, name: $0.name, kind: $0.kind, isError: $0.status == .error) }
+        }
     }
 
     /// Generates the next trace, starting at `startUnixNano`.

@@ -69,7 +69,8 @@ struct Demo: ParsableCommand {
         let summary = try demo.run { status in
             if !announced, let address = status.httpAddress {
                 announced = true
-                let open = "open      http://\(address)/metrics   http://\(address)/api/v2/traces/<trace id>\n"
+                let open = "console   http://\(address)/   (live overview, rules, trace search and waterfalls, service graph)\n"
+                    + "open      http://\(address)/metrics   http://\(address)/api/v2/traces/<trace id>\n"
                 if interactive { drawn = 0 }
                 emit(open)
             }

@@ -133,6 +133,14 @@ import TestSupport
             return (try? rawHTTP(port: port, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) ?? ""
         }
         #expect(ready().hasPrefix("HTTP/1.1 200"), "ready while the store works")
+        // "console   http://127.0.0.1:PORT/   (…)": the status block names the console, and it answers.
+        let consoleLine = output.value.split(separator: "\n").first(where: { $0.hasPrefix("console ") }).map(String.init) ?? ""
+        let consolePort = consoleLine.split(separator: ":").dropFirst(2).first?.split(separator: "/").first.flatMap { UInt16($0) }
+        #expect(consolePort != nil, "the status block names the console: \(consoleLine)")
+        if let consolePort {
+            let page = try rawHTTP(port: consolePort, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(page.hasPrefix("HTTP/1.1 200") && page.contains("<script src=\"/console/app.js\" defer></script>"), "\(page.prefix(300))")
+        }
         // Moved away in one step (a recursive delete races the store's writes: a file created between
         // listing and unlinking fails the delete); the directory is gone from where the store writes.
         let gone = data.appendingPathExtension("gone")
