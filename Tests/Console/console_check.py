@@ -4,6 +4,7 @@ Selenium against a running tailgate. Run by Tests/EngineTests/ConsoleBrowserTest
 
   console_check.py overview URL SCREENSHOTS          the overview's counters advance while traffic flows
   console_check.py pages URL SCREENSHOTS EXPECT.json rules, search, waterfall, hostile input, service graph
+  console_check.py nostore URL SCREENSHOTS           an engine without --data: the trace pages say so
 
 Every phase also fails on any browser console error (a CSP violation, a script error), any failed
 request, and any dialog a script opened. Prints what it checked; exits 1 with the reason otherwise.
@@ -214,6 +215,22 @@ def pages(driver, url, screenshots, expect):
     print(f"exemplar {trace_id} opened its stored trace")
 
 
+def without_store(driver, url, screenshots):
+    """An engine without --data: the trace pages say so; the overview works."""
+    for page in ("#/traces", "#/trace/0123456789abcdef0123456789abcdef"):
+        driver.get(url + "/" + page)
+        notice = wait(driver, 20, lambda d: d.find_elements(By.CSS_SELECTOR, "main .notice"), f"the notice on {page}")
+        text = notice[0].text
+        check(text.startswith("Search needs the embedded store: start tailgate with --data DIR."), f"{page} says: {text!r}")
+        check(not driver.find_elements(By.ID, "search-form"), f"{page} offers no search without a store")
+    shot(driver, screenshots, "no-store")
+    driver.get(url + "/#/overview")
+    wait(driver, 30, lambda d: (number(d, "#spans-in .value") or 0) > 0, "the overview without a store")
+    check(not driver.find_elements(By.CSS_SELECTOR, "#exemplars a"), "recent kept traces are not links without a store")
+    clean_logs(driver, "without a store")
+    print("without a store: the trace pages say search needs --data; the overview works")
+
+
 def main():
     phase, url, screenshots = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
     os.makedirs(screenshots, exist_ok=True)
@@ -221,6 +238,8 @@ def main():
     try:
         if phase == "overview":
             overview(driver, url, screenshots)
+        elif phase == "nostore":
+            without_store(driver, url, screenshots)
         else:
             with open(sys.argv[4]) as f:
                 pages(driver, url, screenshots, json.load(f))

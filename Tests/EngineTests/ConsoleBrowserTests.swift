@@ -263,6 +263,20 @@ import Traffic
         let pages = try Self.browse(["pages", url, screenshots, expectFile.path], timeout: .seconds(240))
         #expect(pages.status == 0, "the pages in Chromium:\n\(pages.output)")
         print(pages.output)
+
+        // A second member without --data (its own group, the same topic): no search, the rest works.
+        var storeless = EngineConfiguration(brokers: cluster.bootstrapServers)
+        storeless.topics = ["spans"]
+        storeless.group = "console-without-store"
+        storeless.rulesPath = configuration.rulesPath
+        storeless.httpAddress = "127.0.0.1:0"
+        storeless.statusInterval = .seconds(60)
+        let second = RunningEngine(try Engine(configuration: storeless, logger: quietLogger))
+        defer { second.stop(timeout: .seconds(30)) }
+        #expect(waitUntil(.seconds(30)) { second.engine.boundHTTPAddress != nil })
+        let withoutStore = try Self.browse(["nostore", "http://\(try #require(second.engine.boundHTTPAddress))", screenshots], timeout: .seconds(120))
+        #expect(withoutStore.status == 0, "without a store, in Chromium:\n\(withoutStore.output)")
+        print(withoutStore.output)
         print("console screenshots in \(screenshots)")
     }
 
