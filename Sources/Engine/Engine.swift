@@ -438,6 +438,17 @@ public final class Engine: Sendable {
                 status["buffered_traces"] = "\(sampling.metrics.buffered.traces)"
             }
             logger.info("status", metadata: status)
+            if let rules = sampling?.rules.rules {
+                for (name, sampler) in RuleSet.namedSamplers(rules) {
+                    guard let figures = Engine.budgetFigures(sampler), figures.exceeded > 0 else { continue }
+                    logger.warning(
+                        "byte budget exceeded by what other policies must keep: the sampler keeps nothing extra",
+                        metadata: [
+                            "policy": "\(name)", "goal_bytes_per_s": "\(Int(figures.goal))", "must_keep_bytes_per_s": "\(Int(figures.mustKeep))",
+                            "over_bytes_per_s": "\(Int(figures.exceeded))",
+                        ])
+                }
+            }
             previous = now
             previousAt = .now
         }
@@ -560,6 +571,48 @@ extension Engine {
         }
         out.family("tailgate_sampler_goal_share", .gauge, "This member's share of throughput goals: its partitions over its topics' partitions.")
         out.sample("tailgate_sampler_goal_share", [], share)
+        let budgets = samplers.compactMap { name, sampler in Engine.budgetFigures(sampler).map { (name, $0) } }
+        guard !budgets.isEmpty else { return }
+        let families: [(String, String, KeyPath<BudgetFigures, Double>)] = [
+            ("tailgate_budget_goal_bytes_per_second", "A byte_budget policy's goal: kept bytes per second, every policy's keeps included (this member's share).", \.goal),
+            ("tailgate_budget_must_keep_bytes_per_second", "Bytes per second of kept traces another policy also kept (errors, latency, …), over the last interval.", \.mustKeep),
+            ("tailgate_budget_sampler_share_bytes_per_second", "What the goal left to the sampler for this interval: the goal minus the last interval's must-keeps, at least the floor.", \.share),
+            ("tailgate_budget_sampler_bytes_per_second", "Bytes per second of traces only the sampler kept, over the last interval.", \.own),
+            ("tailgate_budget_kept_bytes_per_second", "Bytes per second kept in all (must-keeps and the sampler's), over the last interval.", \.kept),
+            ("tailgate_budget_forecast_bytes_per_day", "The day's kept bytes at the last interval's pace (this member).", \.forecastPerDay),
+            ("tailgate_budget_exceeded_bytes_per_second", "How far the must-keeps alone went over the goal in the last interval (0: within it).", \.exceeded),
+        ]
+        for (family, help, value) in families {
+            out.family(family, .gauge, help)
+            for (name, figures) in budgets { out.sample(family, [("policy", name)], figures[keyPath: value]) }
+        }
+    }
+
+    /// A `byte_budget` sampler's figures, per second, over its last interval.
+    public struct BudgetFigures: Sendable, Codable, Equatable {
+        public var goal: Double
+        public var mustKeep: Double
+        public var own: Double
+        public var share: Double
+        public var exceeded: Double
+        /// Intervals finished (0: the figures above are not in yet).
+        public var intervals: Int
+        public var kept: Double { mustKeep + own }
+        public var forecastPerDay: Double { kept * 86_400 }
+    }
+
+    /// Each `byte_budget` policy's figures.
+    public var budgets: [(policy: String, figures: BudgetFigures)] {
+        guard let rules = sampling?.rules.rules else { return [] }
+        return RuleSet.namedSamplers(rules).compactMap { name, sampler in Engine.budgetFigures(sampler).map { (name, $0) } }
+    }
+
+    static func budgetFigures(_ sampler: DynamicSampler) -> BudgetFigures? {
+        guard let (configuration, goal, budget) = sampler.budget else { return nil }
+        let seconds = Double(configuration.adjustmentInterval) / 1e9
+        return BudgetFigures(
+            goal: goal / seconds, mustKeep: budget.lastMustKeep / seconds, own: budget.lastOwn / seconds,
+            share: budget.samplerShare / seconds, exceeded: budget.exceeded / seconds, intervals: budget.intervals)
     }
 
     /// Series of `tailgate_sampler_rate` per policy.

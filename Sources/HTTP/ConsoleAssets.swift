@@ -361,7 +361,8 @@ enum ConsoleAssets {
               card('Buffer', bytes(buffer), [count(now('tailgate_buffer_traces')), ' traces · ', count(now('tailgate_buffer_spans')), ' spans',
                 limit ? ' · limit ' + bytes(limit) : ''],
                 limit ? el('div', { class: 'meter' + (buffer / limit > 0.8 ? ' hot' : '') }, meterBar(buffer / limit)) : null, 'buffer', buffer),
-              rulesCard(state));
+              rulesCard(state),
+              labelValues('tailgate_budget_goal_bytes_per_second', 'policy').map(budgetCard));
             main.append(el('h1', { text: 'Overview' }),
               el('p', { class: 'muted' }, 'RED and service-graph metrics count every span before sampling; kept and dropped are whole-trace decisions.',
                 state.dryRun ? el('span', { class: 'pill warn', text: ' dry run: everything goes to the sinks, tagged with its decision ' }) : null),
@@ -393,6 +394,20 @@ enum ConsoleAssets {
             lower.append(el('div', {}, el('h2', { text: 'Kafka' }), lagTable()));
             main.append(lower);
             main.append(el('h2', { text: 'Recently kept traces (RED exemplars)' }), exemplarTable(state));
+          }
+          function budgetCard(policy) {
+            const labels = { policy };
+            const goal = now('tailgate_budget_goal_bytes_per_second', labels) || 0;
+            const kept = now('tailgate_budget_kept_bytes_per_second', labels) || 0;
+            const exceeded = now('tailgate_budget_exceeded_bytes_per_second', labels) || 0;
+            return el('div', { class: 'card', 'data-budget': policy },
+              el('div', { class: 'label', text: 'Budget · ' + policy }),
+              el('div', { class: 'value', 'data-value': kept, text: bytes(kept) + '/s' }),
+              el('div', { class: 'sub' }, 'of ', bytes(goal), '/s · ', bytes(now('tailgate_budget_forecast_bytes_per_day', labels)), ' a day at this pace'),
+              el('div', { class: 'sub' }, 'must-keeps ', bytes(now('tailgate_budget_must_keep_bytes_per_second', labels)), '/s · sampler ',
+                bytes(now('tailgate_budget_sampler_bytes_per_second', labels)), '/s of its ', bytes(now('tailgate_budget_sampler_share_bytes_per_second', labels)), '/s'),
+              exceeded > 0 ? el('div', { class: 'sub' }, el('span', { class: 'pill bad', text: 'must-keeps over the budget by ' + bytes(exceeded) + '/s' })) : null,
+              goal > 0 ? el('div', { class: 'meter' + (kept > goal * 1.1 ? ' hot' : '') }, meterBar(kept / goal)) : null);
           }
           function meterBar(fraction) {
             const bar = el('div');

@@ -49,7 +49,10 @@ public struct CollectorDifference: Sendable, Equatable, CustomStringConvertible 
         case .not(let sub):
             visit(sub, path: path + "/" + sub.name, into: &found)
         case .dynamic(let configuration):
-            note("\(configuration.algorithm.rawValue) is tailgate's (Refinery's dynamic sampler, consistent by trace id): the collector refuses this policy type")
+            let what = configuration.algorithm == .byteBudget
+                ? "a budget in kept bytes that counts the other policies' keeps, consistent by trace id"
+                : "Refinery's dynamic sampler, consistent by trace id"
+            note("\(configuration.algorithm.rawValue) is tailgate's (\(what)): the collector refuses this policy type")
         default:
             break
         }

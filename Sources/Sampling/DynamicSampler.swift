@@ -2,8 +2,9 @@ public import Foundation
 public import OTLP
 import Synchronization
 
-/// The settings of one adaptive sampler (`ema_dynamic`, `ema_throughput`, `windowed_throughput`):
-/// Refinery's dynamic samplers (honeycombio/dynsampler-go), decided consistently by trace id.
+/// The settings of one adaptive sampler (`ema_dynamic`, `ema_throughput`, `windowed_throughput`,
+/// `byte_budget`): Refinery's dynamic samplers (honeycombio/dynsampler-go) and tailgate's budget in
+/// bytes, decided consistently by trace id.
 public struct DynamicSamplerConfiguration: Sendable, Equatable {
     public enum Algorithm: String, Sendable, Equatable {
         /// Aims at an average sample rate over all spans (`goal_sample_rate`).
@@ -12,6 +13,9 @@ public struct DynamicSamplerConfiguration: Sendable, Equatable {
         case emaThroughput = "ema_throughput"
         /// The same goal, counted over a sliding `lookback` window, split evenly over the keys.
         case windowedThroughput = "windowed_throughput"
+        /// Aims at kept bytes per second, every keeping policy's included (`goal_bytes_per_sec`): the
+        /// EMA table weighted by bytes, given what the other policies leave of the budget.
+        case byteBudget = "byte_budget"
     }
 
     public var algorithm: Algorithm
@@ -34,6 +38,14 @@ public struct DynamicSamplerConfiguration: Sendable, Equatable {
     /// The windowed sampler's window, and how often its table is recomputed (nanoseconds).
     public var lookback: UInt64 = 30_000_000_000
     public var updateInterval: UInt64 = 1_000_000_000
+    /// `byte_budget`: kept bytes per second across the deployment, must-keeps included.
+    public var goalBytesPerSecond = 0.0
+    /// `byte_budget`: what the sampler may keep per second even when the must-keeps fill the budget
+    /// (0: nothing then).
+    public var floorBytesPerSecond = 0.0
+    /// `byte_budget`: how many times per interval the table is planned again from what the interval
+    /// has kept so far.
+    public static let budgetCheckpoints = 16
 
     public init(algorithm: Algorithm, keyFields: [String]) {
         self.algorithm = algorithm
@@ -64,6 +76,30 @@ public struct DynamicRateTable: Sendable, Equatable {
     private var nextAdjustment: UInt64?
     /// The windowed sampler's buckets, oldest first: (start of the bucket, counts in it).
     private var buckets: [(start: UInt64, counts: [String: Double])] = []
+    /// The byte budget's bookkeeping.
+    public private(set) var budget = Budget()
+
+    /// What a `byte_budget` sampler's interval kept and planned, in bytes per interval.
+    public struct Budget: Sendable, Equatable {
+        /// Bytes of kept traces another policy also kept (errors, latency, …), this interval so far.
+        public var mustKeep = 0.0
+        /// Bytes of traces only this sampler kept, this interval so far.
+        public var own = 0.0
+        /// The last finished interval's figures.
+        public var lastMustKeep = 0.0
+        public var lastOwn = 0.0
+        /// What the sampler was given at the last interval end: the goal minus the must-keeps, at
+        /// least the floor.
+        public var samplerShare = 0.0
+        /// How much the last interval's must-keeps alone went over the goal (0: they did not).
+        public var exceeded = 0.0
+        /// Intervals finished (0: no figures yet).
+        public var intervals = 0
+        /// Checkpoints of the current interval already planned.
+        var checkpoint = 0
+        /// The sampler's bytes in the plan in force (for the rest of the interval).
+        public var planned = 0.0
+    }
 
     public init(configuration: DynamicSamplerConfiguration) { self.configuration = configuration }
 
@@ -76,10 +112,20 @@ public struct DynamicRateTable: Sendable, Equatable {
     public var keyCount: Int { configuration.algorithm == .windowedThroughput ? rates.count : movingAverage.count }
 
     /// Counts `spans` spans of `key` at `now` and returns the key's sample rate (keep 1 in N).
-    public mutating func rate(for key: String, spans: Int, now: UInt64) -> Int {
+    public mutating func rate(for key: String, spans: Int, now: UInt64) -> Int { rate(for: key, weight: spans, now: now) }
+
+    /// Counts `weight` (spans; bytes for `byte_budget`) of `key` at `now` and returns the key's
+    /// sample rate (keep 1 in N).
+    public mutating func rate(for key: String, weight count: Int, now: UInt64) -> Int {
         advance(to: now)
-        let weight = Double(spans)
+        let weight = Double(count)
         switch configuration.algorithm {
+        case .byteBudget:
+            if counts[key] != nil || counts.count < configuration.maxKeys { counts[key, default: 0] += weight }
+            planIfDue(now: now)
+            if !haveData { return configuration.initialSampleRate }
+            // A key new since the last plan is kept whole (it is rare so far) while the plan has bytes to give.
+            return rates[key] ?? (budget.planned >= 1 ? 1 : Self.nothingRate)
         case .windowedThroughput:
             if buckets.isEmpty || now >= buckets[buckets.count - 1].start + configuration.updateInterval {
                 buckets.append((now, [:]))
@@ -126,6 +172,8 @@ public struct DynamicRateTable: Sendable, Equatable {
         let missed = (now - next) / interval
         if configuration.algorithm == .windowedThroughput {
             recomputeWindow(now: now)
+        } else if configuration.algorithm == .byteBudget {
+            adjustBudget(idle: missed > 0)
         } else {
             adjust()
             intervals += 1 + Int(min(missed, 1_000))
@@ -161,6 +209,90 @@ public struct DynamicRateTable: Sendable, Equatable {
         }
         rates = Self.logShareRates(goal: goal, counts: next)
         haveData = true
+    }
+
+    // MARK: The byte budget
+
+    /// The goal for one interval, in bytes (this member's share of the deployment's).
+    public var goalBytesPerInterval: Double {
+        configuration.goalBytesPerSecond * goalShare * Double(configuration.adjustmentInterval) / 1e9
+    }
+
+    private var floorBytesPerInterval: Double {
+        configuration.floorBytesPerSecond * goalShare * Double(configuration.adjustmentInterval) / 1e9
+    }
+
+    /// A kept trace's bytes: `mustKeep` when another policy kept it too (it would be kept anyway),
+    /// else this sampler's own keep.
+    public mutating func account(keptBytes: Int, mustKeep: Bool, now: UInt64) {
+        advance(to: now)
+        if mustKeep { budget.mustKeep += Double(keptBytes) } else { budget.own += Double(keptBytes) }
+    }
+
+    /// An interval's end: the must-keeps it saw decide what the next interval leaves to the sampler.
+    private mutating func adjustBudget(idle: Bool) {
+        budget.lastMustKeep = idle ? 0 : budget.mustKeep
+        budget.lastOwn = idle ? 0 : budget.own
+        budget.mustKeep = 0
+        budget.own = 0
+        budget.checkpoint = 0
+        budget.intervals += 1
+        let goal = goalBytesPerInterval
+        budget.exceeded = max(0, budget.lastMustKeep - goal)
+        budget.samplerShare = max(floorBytesPerInterval, goal - budget.lastMustKeep)
+        if !counts.isEmpty {
+            let alpha = configuration.weight
+            let ageOut = configuration.ageOutValue ?? configuration.weight
+            var next: [String: Double] = [:]
+            for (key, average) in movingAverage {
+                let updated = (counts[key] ?? 0) * alpha + (1 - alpha) * average
+                if updated >= ageOut { next[key] = updated }
+            }
+            for (key, count) in counts where movingAverage[key] == nil {
+                let updated = count * alpha
+                if updated >= ageOut { next[key] = updated }
+            }
+            movingAverage = next
+            counts = [:]
+        }
+        budget.planned = budget.samplerShare
+        guard !movingAverage.isEmpty else { return }
+        rates = Self.budgetRates(goal: budget.samplerShare, counts: movingAverage)
+        haveData = true
+    }
+
+    /// Plans the rest of the interval again at each of its checkpoints: the bytes left of the goal,
+    /// after what was kept so far and the must-keeps expected at their pace so far, shared over each
+    /// key's bytes expected at its pace so far. So a surge of errors shrinks the sampler's keeps
+    /// within the interval, not one interval late.
+    private mutating func planIfDue(now: UInt64) {
+        guard let next = nextAdjustment, configuration.adjustmentInterval > 0 else { return }
+        let interval = configuration.adjustmentInterval
+        let start = next > interval ? next - interval : 0
+        guard now > start else { return }
+        let checkpoints = UInt64(Self.budgetCheckpointCount)
+        let reached = Int(min(checkpoints - 1, (now - start) * checkpoints / interval))
+        guard reached > budget.checkpoint, !counts.isEmpty else { return }
+        budget.checkpoint = reached
+        let elapsed = Double(now - start) / Double(interval)
+        let rest = 1 - elapsed
+        let expectedMustKeep = budget.mustKeep / elapsed * rest
+        let left = goalBytesPerInterval - budget.mustKeep - budget.own - expectedMustKeep
+        let goal = max(floorBytesPerInterval * rest, left)
+        budget.planned = goal
+        rates = Self.budgetRates(goal: goal, counts: counts.mapValues { $0 / elapsed * rest })
+        haveData = true
+    }
+
+    static var budgetCheckpointCount: Int { DynamicSamplerConfiguration.budgetCheckpoints }
+
+    /// The rate of a key with nothing to give: one trace in a trillion (2^40).
+    static let nothingRate = 1 << 40
+
+    /// ``logShareRates(goal:counts:)`` in bytes; with nothing to give, every key gets ``nothingRate``.
+    static func budgetRates(goal: Double, counts: [String: Double]) -> [String: Int] {
+        guard goal >= 1 else { return counts.mapValues { _ in nothingRate } }
+        return logShareRates(goal: goal, counts: counts)
     }
 
     /// The windowed sampler: the lookback window's counts, the goal split evenly over its keys.
@@ -286,7 +418,8 @@ public final class DynamicSampler: Sendable {
     /// The trace's key and rate (counting its spans) and whether it is kept.
     func decide(_ trace: TraceData, now: UInt64) -> (key: String, rate: Int, kept: Bool) {
         let key = SamplerKey.make(trace, fields: fields, useTraceLength: configuration.useTraceLength)
-        let rate = table.withLock { $0.rate(for: key, spans: trace.spans.count, now: now) }
+        let weight = configuration.algorithm == .byteBudget ? trace.encodedBytes : trace.spans.count
+        let rate = table.withLock { $0.rate(for: key, weight: weight, now: now) }
         let kept = Self.threshold(rate: rate).keeps(trace.samplingRandomness)
         if kept {
             keptRates.withLock { rates in
@@ -295,6 +428,17 @@ public final class DynamicSampler: Sendable {
             }
         }
         return (key, rate, kept)
+    }
+
+    /// A kept trace's bytes, for a `byte_budget` sampler (see ``DynamicRateTable/account(keptBytes:mustKeep:now:)``).
+    func account(keptBytes: Int, mustKeep: Bool, now: UInt64) {
+        table.withLock { $0.account(keptBytes: keptBytes, mustKeep: mustKeep, now: now) }
+    }
+
+    /// A `byte_budget` sampler's figures (nil for the others).
+    public var budget: (configuration: DynamicSamplerConfiguration, goalPerInterval: Double, budget: DynamicRateTable.Budget)? {
+        guard configuration.algorithm == .byteBudget else { return nil }
+        return table.withLock { ($0.configuration, $0.goalBytesPerInterval, $0.budget) }
     }
 
     /// The trace's key and the rate it would get now, counting nothing (`eval --explain`).

@@ -94,6 +94,7 @@ extension RuleFileParser {
         case .emaDynamic: allowed += ["GoalSampleRate", "AdjustmentInterval", "Weight", "AgeOutValue", "BurstMultiple", "BurstDetectionDelay"]
         case .emaThroughput: allowed += ["GoalThroughputPerSec", "InitialSampleRate", "AdjustmentInterval", "Weight", "AgeOutValue", "BurstMultiple", "BurstDetectionDelay", "UseClusterSize"]
         case .windowedThroughput: allowed += ["GoalThroughputPerSec", "UpdateFrequency", "LookbackFrequency", "UseClusterSize"]
+        case .byteBudget: break  // tailgate's own; Refinery has none
         }
         guard let map = settings.mapping else {
             error(settings, policy: policy, "\(kind) needs its settings (FieldList, ...)")

@@ -37,7 +37,7 @@ public enum RuleFile {
     public static let policyTypes = [
         "always_sample", "latency", "numeric_attribute", "probabilistic", "status_code", "string_attribute",
         "rate_limiting", "bytes_limiting", "span_count", "trace_state", "trace_flags", "boolean_attribute", "and", "not",
-        "drop", "composite", "ema_dynamic", "ema_throughput", "windowed_throughput",
+        "drop", "composite", "ema_dynamic", "ema_throughput", "windowed_throughput", "byte_budget",
     ]
 
     /// Parses and validates `text` (named `file` in messages). A Honeycomb Refinery rules file
@@ -382,7 +382,7 @@ struct RuleFileParser {
             }
             return .probabilistic(samplingPercentage: percentage, hashSalt: salt, mode: mode, precision: Int(precision))
 
-        case "ema_dynamic", "ema_throughput", "windowed_throughput":
+        case "ema_dynamic", "ema_throughput", "windowed_throughput", "byte_budget":
             return parseDynamic(type, map: map, config: config, name: name)
 
         case "status_code":
@@ -550,6 +550,7 @@ struct RuleFileParser {
         case .emaDynamic: allowed += ["goal_sample_rate", "adjustment_interval", "weight", "age_out_value", "burst_multiple", "burst_detection_delay"]
         case .emaThroughput: allowed += ["goal_throughput_per_sec", "initial_sample_rate", "adjustment_interval", "weight", "age_out_value", "burst_multiple", "burst_detection_delay"]
         case .windowedThroughput: allowed += ["goal_throughput_per_sec", "lookback", "update_interval"]
+        case .byteBudget: allowed += ["goal_bytes_per_sec", "goal_bytes_per_day", "floor_bytes_per_sec", "initial_sample_rate", "adjustment_interval", "weight", "age_out_value"]
         }
         for (key, _) in map where !allowed.contains(key.string ?? "") { unknownKey(key, policy: name, allowed: allowed) }
         guard let fields = stringList(map["key_fields"], key: "key_fields", config: config, policy: name) else { return nil }
@@ -562,7 +563,31 @@ struct RuleFileParser {
         if let keys = integer(map["max_keys"], key: "max_keys", policy: name, minimum: 1) { result.maxKeys = Int(keys) }
         if let rate = integer(map["goal_sample_rate"], key: "goal_sample_rate", policy: name, minimum: 1) { result.goalSampleRate = Int(rate) }
         if let rate = integer(map["initial_sample_rate"], key: "initial_sample_rate", policy: name, minimum: 1) { result.initialSampleRate = Int(rate) }
-        if algorithm != .emaDynamic {
+        if algorithm == .byteBudget {
+            let perSecond = map["goal_bytes_per_sec"], perDay = map["goal_bytes_per_day"]
+            if perSecond != nil && perDay != nil {
+                error(perDay!, policy: name, "give goal_bytes_per_sec or goal_bytes_per_day, not both")
+                return nil
+            }
+            guard let node = perSecond ?? perDay else {
+                error(config, policy: name, "byte_budget needs goal_bytes_per_day (e.g. 50GB) or goal_bytes_per_sec (e.g. 600KB): kept bytes across the deployment, every policy's keeps included")
+                return nil
+            }
+            let key = perSecond != nil ? "goal_bytes_per_sec" : "goal_bytes_per_day"
+            guard let goal = byteSize(node, key: key, policy: name), goal > 0 else {
+                if byteSize(node, key: key, policy: nil) == 0 { error(node, policy: name, "\(key) must be above 0") }
+                return nil
+            }
+            result.goalBytesPerSecond = perSecond != nil ? goal : goal / 86_400
+            if let node = map["floor_bytes_per_sec"] {
+                guard let floor = byteSize(node, key: "floor_bytes_per_sec", policy: name) else { return nil }
+                guard floor <= result.goalBytesPerSecond else {
+                    error(node, policy: name, "floor_bytes_per_sec (\(Int(floor))) must not exceed the goal (\(Int(result.goalBytesPerSecond)) bytes per second)")
+                    return nil
+                }
+                result.floorBytesPerSecond = floor
+            }
+        } else if algorithm != .emaDynamic {
             guard let node = map["goal_throughput_per_sec"] else {
                 error(config, policy: name, "\(type) needs goal_throughput_per_sec: kept spans per second across the deployment")
                 return nil
@@ -646,6 +671,22 @@ struct RuleFileParser {
 
     func number(_ node: Node) -> Double? {
         node.string.flatMap { Double($0.replacingUnderscores) }
+    }
+
+    /// Bytes: a number, or a size with its unit (`600KB`, `50GB`, `1.5GiB`). `policy` nil: no error
+    /// reported (a second look at a value already reported).
+    mutating func byteSize(_ node: Node, key: String, policy: String?) -> Double? {
+        guard let text = node.string else {
+            if policy != nil { error(node, policy: policy, "\(key) must be a size, e.g. 600KB or 50GB") }
+            return nil
+        }
+        if let plain = Double(text.replacingUnderscores), plain >= 0 { return plain }
+        do {
+            return Double(try parseByteSize(text, option: key))
+        } catch {
+            if policy != nil { self.error(node, policy: policy, "\(key): \"\(text)\" is not a size; write e.g. 600KB, 50GB or 1.5GiB") }
+            return nil
+        }
     }
 
     mutating func boolean(_ node: Node?, key: String, policy: String?) -> Bool? {

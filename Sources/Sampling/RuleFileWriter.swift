@@ -96,11 +96,17 @@ public enum RuleFileWriter {
                 lines.append("goal_throughput_per_sec: \(c.goalThroughputPerSecond)")
                 lines.append("lookback: \(nanos(c.lookback))")
                 lines.append("update_interval: \(nanos(c.updateInterval))")
+            case .byteBudget:
+                lines.append("goal_bytes_per_sec: \(c.goalBytesPerSecond)")
+                if c.floorBytesPerSecond > 0 { lines.append("floor_bytes_per_sec: \(c.floorBytesPerSecond)") }
+                lines.append("initial_sample_rate: \(c.initialSampleRate)")
             }
             if c.algorithm != .windowedThroughput {
                 lines.append("adjustment_interval: \(nanos(c.adjustmentInterval))")
                 lines.append("weight: \(c.weight)")
                 if let ageOut = c.ageOutValue { lines.append("age_out_value: \(ageOut)") }
+            }
+            if c.algorithm == .emaDynamic || c.algorithm == .emaThroughput {
                 lines.append("burst_multiple: \(c.burstMultiple)")
                 lines.append("burst_detection_delay: \(c.burstDetectionDelay)")
             }

@@ -16,6 +16,8 @@ public final class RuleSet: Sendable {
     public let redactor: Redactor?
     /// Each policy's adaptive samplers with the one that decides for it (empty: no adaptive sampler).
     private let samplers: [(policy: String, all: [DynamicSampler], deciding: DynamicSampler?)]
+    /// The `byte_budget` samplers (at most 64), with the position of the policy each decides for.
+    private let budgets: [(index: Int, sampler: DynamicSampler)]
 
     /// Compiles `configuration`. Regexes were checked by the parser; `previous` lends its attribute
     /// ids and the state of unchanged policies. `requiredKeys` are selected whatever the policies
@@ -42,6 +44,9 @@ public final class RuleSet: Sendable {
             return RuleSet.compile(spec, selection: selection)
         }
         samplers = policies.compactMap { $0.allSamplers.isEmpty ? nil : ($0.name, $0.allSamplers, $0.decidingSampler) }
+        budgets = Array(policies.enumerated().compactMap { index, policy in
+            policy.decidingSampler.flatMap { $0.configuration.algorithm == .byteBudget ? (index, $0) : nil }
+        }.prefix(64))
     }
 
     /// Decides a whole trace with the collector's precedence; `now` feeds the rate limiters.
@@ -97,14 +102,17 @@ public final class RuleSet: Sendable {
     public func explain(_ trace: TraceData, now: UInt64) -> Explanation {
         var combiner = DecisionCombiner()
         var decisions: [(name: String, decision: PolicyDecision?)] = policies.map { ($0.name, nil) }
+        var sampling = BudgetSampling()
         for (index, policy) in policies.enumerated() {
             let decision = policy.evaluate(trace, now: now)
             decisions[index].decision = decision
             combiner.add(decision, policy: policy.name)
+            if !budgets.isEmpty { sampling.note(decision, policy: index, budgets: budgets) }
             if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
         let (decision, rule) = combiner.explained
+        if !budgets.isEmpty { account(decision, trace: trace, sampling: sampling, now: now) }
         var threshold: SamplingThreshold?
         var sampler: (key: String, rate: Int)?
         if case .keep(let policy) = decision {
@@ -125,14 +133,17 @@ public final class RuleSet: Sendable {
     /// an empty tally counts nothing).
     public func decide(_ trace: TraceData, now: UInt64, tally: inout PolicyTally) -> TraceDecision {
         var combiner = DecisionCombiner()
+        var sampling = BudgetSampling()
         for (index, policy) in policies.enumerated() {
             let decision = policy.evaluate(trace, now: now)
             tally.count(decision, policy: index)
             combiner.add(decision, policy: policy.name)
+            if !budgets.isEmpty { sampling.note(decision, policy: index, budgets: budgets) }
             if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }
         }
         let result = combiner.result
+        if !budgets.isEmpty { account(result, trace: trace, sampling: sampling, now: now) }
         if !samplers.isEmpty {
             // A sampler remembers the rate of each trace it keeps until the keeping policy's
             // annotation takes it; traces another policy decided would stay there (a leak).
@@ -143,6 +154,28 @@ public final class RuleSet: Sendable {
             }
         }
         return result
+    }
+
+    /// Which policies sampled a trace, as the byte budgets need it: how many, and which budgets.
+    struct BudgetSampling {
+        var count = 0
+        var budgets: UInt64 = 0
+
+        mutating func note(_ decision: PolicyDecision, policy index: Int, budgets list: [(index: Int, sampler: DynamicSampler)]) {
+            guard decision == .sampled || decision == .invertSampled else { return }
+            count += 1
+            for (slot, budget) in list.enumerated() where budget.index == index { budgets |= 1 << UInt64(slot) }
+        }
+    }
+
+    /// Tells each byte budget what a kept trace cost it: a must-keep when another policy kept the
+    /// trace too, else its own keep.
+    private func account(_ decision: TraceDecision, trace: TraceData, sampling: BudgetSampling, now: UInt64) {
+        guard case .keep = decision else { return }
+        for (slot, budget) in budgets.enumerated() {
+            let own = sampling.budgets & (1 << UInt64(slot)) != 0
+            budget.sampler.account(keptBytes: trace.encodedBytes, mustKeep: sampling.count > (own ? 1 : 0), now: now)
+        }
     }
 
     /// Every adaptive sampler with the name metrics and snapshots know it by: its top-level policy's,

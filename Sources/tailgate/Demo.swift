@@ -100,6 +100,15 @@ struct Demo: ParsableCommand {
         if let stored = summary.bytesStored, stored > 0 {
             text += "\n            \(DemoDisplay.bytes(stored)) on disk after zstd, \(String(format: "%.0f", Double(summary.bytesIn) / Double(stored)))× less than what came in"
         }
+        for (policy, budget) in summary.budgets.sorted(by: { $0.key < $1.key }) {
+            guard budget.intervals > 0 else {
+                text += "\n  budget    \(policy): a \(DemoDisplay.bytes(Int(budget.goal)))/s goal; no adjustment interval finished yet (run longer to see it kept)"
+                continue
+            }
+            text += "\n  budget    \(policy): kept \(DemoDisplay.bytes(Int(budget.kept)))/s of a \(DemoDisplay.bytes(Int(budget.goal)))/s goal"
+                + " (must-keeps \(DemoDisplay.bytes(Int(budget.mustKeep)))/s, the sampler \(DemoDisplay.bytes(Int(budget.own)))/s), \(DemoDisplay.bytes(Int(budget.forecastPerDay))) a day at that pace"
+                + (budget.exceeded > 0 ? "; the must-keeps alone exceed it by \(DemoDisplay.bytes(Int(budget.exceeded)))/s" : "")
+        }
         text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable, \(summary.keptIncomplete) incomplete (no root, or a parent missing: { span.tailgate.trace.complete = false })"
         text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"
         print(text)

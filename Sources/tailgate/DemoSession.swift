@@ -81,6 +81,8 @@ final class DemoSession: Sendable {
         var keptIncomplete: Int = 0
         /// Why kept traces were left unstored, when some were.
         var sinkFailure: String?
+        /// Each `byte_budget` policy's last interval, when the rules have one.
+        var budgets: [String: Engine.BudgetFigures] = [:]
     }
 
     private let options: Options
@@ -182,6 +184,8 @@ final class DemoSession: Sendable {
             Thread.sleep(forTimeInterval: 0.1)
         }
         let failure = engine.sinkFailure
+        // Read while the engine owns its partitions (its goal share is 0 once they are revoked).
+        let budgets = Dictionary(engine.budgets.map { ($0.policy, $0.figures) }, uniquingKeysWith: { a, _ in a })
         engine.requestStop()
         engineDone.wait()
         while !engineThread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
@@ -201,7 +205,8 @@ final class DemoSession: Sendable {
             errorTracesKept: kept.errorTraces, bytesKept: kept.bytes, bytesStored: bytesStored,
             redSeries: glance.redSeries, serviceGraphEdges: glance.serviceGraphEdges,
             exampleErrorTrace: kept.exampleErrorTrace, tracesStored: engineSummary.withLock { $0 }?.tracesStored ?? 0,
-            keptIncomplete: decisions.keptIncomplete, sinkFailure: failure ?? engine.sinkFailure)
+            keptIncomplete: decisions.keptIncomplete, sinkFailure: failure ?? engine.sinkFailure,
+            budgets: budgets)
         return result
     }
 }

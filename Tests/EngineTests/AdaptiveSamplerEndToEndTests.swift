@@ -70,38 +70,10 @@ import TestSupport
             let store = try TraceStore(directory: directory, readOnly: true)
             var everything = TraceSearchRequest(query: nil)
             everything.limit = 300
-            for id in try store.search(everything).traces.map(\.traceID) {
-                guard let request = try store.trace(id, policyAttribute: false) else { continue }
-                var batch = SpanBatch(selection: AttributeSelection(keys: ["SampleRate"]))
-                _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
-                for span in batch.spans {
-                    spans += 1
-                    guard case .int(let rate) = batch.value(of: AttributeKeyID(rawValue: 0), for: span), rate >= 1 else {
-                        wrong.append("\(id.hex): no SampleRate")
-                        continue
-                    }
-                    let traceState = batch.string(span.traceState)
-                    // At rate 1 (probability 1) the tracestate is left as it came (the specification:
-                    // th:0 changes nothing); DogBook's spans come without one.
-                    if rate == 1 {
-                        if !traceState.isEmpty { wrong.append("\(id.hex): rate 1 changed the tracestate to '\(traceState)'") }
-                        continue
-                    }
-                    sampledAbove1 += 1
-                    guard let th = traceState.split(separator: ";").first(where: { $0.hasPrefix("ot=th:") || $0.contains("th:") })
-                        .flatMap({ $0.components(separatedBy: "th:").last }),
-                        let threshold = UInt64(th.padding(toLength: 14, withPad: "0", startingAt: 0), radix: 16)
-                    else {
-                        wrong.append("\(id.hex): tracestate '\(traceState)'")
-                        continue
-                    }
-                    // th encodes the rejection threshold T = (1 − 1/N) × 2^56 (to its precision).
-                    let probability = 1 - Double(threshold) / Double(UInt64(1) << 56)
-                    if abs(probability - 1 / Double(rate)) > 0.001 { wrong.append("\(id.hex): th:\(th) for SampleRate \(rate)") }
-                    let randomness = id.low & 0x00FF_FFFF_FFFF_FFFF
-                    if randomness < threshold { wrong.append("\(id.hex): randomness below th:\(th)") }
-                }
-            }
+            let checked = try checkSampleRates(store, traces: try store.search(everything).traces.map(\.traceID))
+            spans += checked.spans
+            sampledAbove1 += checked.sampledAbove1
+            wrong += checked.wrong
         }
         print("adaptive end to end: \(spans) stored spans checked, \(sampledAbove1) at a rate above 1")
         #expect(spans > 100)

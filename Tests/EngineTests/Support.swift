@@ -11,6 +11,7 @@ import Engine
 import Traffic
 import OTLP
 import TestSupport
+import Storage
 
 /// Runs the built `tailgate` executable; every process started is terminated when the test ends.
 final class Processes: @unchecked Sendable {
@@ -190,4 +191,47 @@ func committedMessages(bootstrap: String, group: String = "tailgate", topic: Str
     else { return 0 }
     defer { reader.close() }
     return reader.committedOffsets((0..<partitions).map { TopicPartition(topic, Int32($0)) }).values.reduce(0, +)
+}
+
+
+/// Every stored span of `traces`: `SampleRate` = N ≥ 1, and for N > 1 an `ot=th` for 1/N (to 0.1 %)
+/// that its trace id's randomness (the low 56 bits) reaches; at N = 1 the tracestate left as it came
+/// (DogBook's spans come without one). Read from the store, checked by hand, not by the sampler.
+func checkSampleRates(_ store: TraceStore, traces: [TraceID]) throws -> (spans: Int, sampledAbove1: Int, wrong: [String]) {
+    var spans = 0, sampledAbove1 = 0
+    var wrong: [String] = []
+    for id in traces {
+        guard let request = try store.trace(id, policyAttribute: false) else {
+            wrong.append("\(id.hex): not stored")
+            continue
+        }
+        var batch = SpanBatch(selection: AttributeSelection(keys: ["SampleRate"]))
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        for span in batch.spans {
+            spans += 1
+            guard case .int(let rate) = batch.value(of: AttributeKeyID(rawValue: 0), for: span), rate >= 1 else {
+                wrong.append("\(id.hex): no SampleRate")
+                continue
+            }
+            let traceState = batch.string(span.traceState)
+            if rate == 1 {
+                if !traceState.isEmpty { wrong.append("\(id.hex): rate 1 changed the tracestate to '\(traceState)'") }
+                continue
+            }
+            sampledAbove1 += 1
+            guard let th = traceState.split(separator: ";").first(where: { $0.hasPrefix("ot=th:") || $0.contains("th:") })
+                .flatMap({ $0.components(separatedBy: "th:").last }),
+                let threshold = UInt64(th.padding(toLength: 14, withPad: "0", startingAt: 0), radix: 16)
+            else {
+                wrong.append("\(id.hex): tracestate '\(traceState)'")
+                continue
+            }
+            // th encodes the rejection threshold T = (1 − 1/N) × 2^56 (to its precision).
+            let probability = 1 - Double(threshold) / Double(UInt64(1) << 56)
+            if abs(probability - 1 / Double(rate)) > 0.001 { wrong.append("\(id.hex): th:\(th) for SampleRate \(rate)") }
+            let randomness = id.low & 0x00FF_FFFF_FFFF_FFFF
+            if randomness < threshold { wrong.append("\(id.hex): randomness below th:\(th)") }
+        }
+    }
+    return (spans, sampledAbove1, wrong)
 }
