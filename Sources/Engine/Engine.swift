@@ -150,6 +150,9 @@ public final class Engine: Sendable {
     private let logger: Logger
     private let httpAddress = Mutex<String?>(nil)
     private let sinks = Mutex<KeptTraceFanOut?>(nil)
+    /// Estimated against true RED per service over the last five minutes (from the engine's start).
+    private let fidelity = Mutex(SampleFidelityWindow(start: 0))
+    private let fidelityOrigin = ContinuousClock.now
 
     /// The file store, when `dataDirectory` is set.
     public var store: TraceStore? {
@@ -361,6 +364,7 @@ public final class Engine: Sendable {
             out.gauge("tailgate_kafka_offset_gaps_pending", "Gaps the consumer was sent back for and that are not settled yet (their offsets are held).", gaps.pending)
         }
         sinks.withLock { $0 }?.write(into: &out)
+        writeFidelityMetrics(into: &out)
         if let store {
             let index = store.indexSize
             out.gauge("tailgate_store_index_entries", "(trace, block) pairs in the file store's in-memory index.", index.entries)
@@ -412,11 +416,16 @@ public final class Engine: Sendable {
         var nextStatus = ContinuousClock.now + configuration.statusInterval
         var memoryReturn = MemoryReturnPolicy()
         var nextSnapshot = ContinuousClock.now + .seconds(15)
+        var nextFidelitySample = ContinuousClock.now + .seconds(10)
         defer { saveSamplerTables() }
         while finished.wait(timeout: .now() + tick) == .timedOut {
             if ContinuousClock.now >= nextSnapshot {
                 saveSamplerTables()
                 nextSnapshot = ContinuousClock.now + .seconds(15)
+            }
+            if ContinuousClock.now >= nextFidelitySample {
+                _ = sampleFidelity()
+                nextFidelitySample = ContinuousClock.now + .seconds(10)
             }
             if let sampling, memoryReturn.shouldReturn(held: sampling.metrics.buffered.bytes + sampling.queuedBytes, now: .now) {
                 let (before, after) = returnFreedMemory()
@@ -599,6 +608,45 @@ extension Engine {
         public var intervals: Int
         public var kept: Double { mustKeep + own }
         public var forecastPerDay: Double { kept * 86_400 }
+    }
+
+    /// How representative the kept traces are, per service, busiest first: the calls, errors and
+    /// latency quantiles counted from every span against those estimated from the kept traces alone,
+    /// over the last five minutes (less just after the start: `coverage` says how many seconds).
+    public func sampleFidelity() -> (coverage: Double, services: [ServiceFidelity])? {
+        guard let sampling else { return nil }
+        let current = SampleFidelity.services(sampling.spanMetrics.totals())
+        let now = UInt64((ContinuousClock.now - fidelityOrigin).timeInterval * 1e9)
+        let bounds = sampling.spanMetrics.configuration.latencyBuckets
+        return fidelity.withLock { window in
+            window.observe(current, at: now)
+            return (window.coverage(at: now), window.report(current: current, at: now, bounds: bounds))
+        }
+    }
+
+    /// Services with a fidelity series (the busiest; the rest are left out of the exposition).
+    static let fidelitySeries = 50
+
+    func writeFidelityMetrics(into out: inout MetricsWriter) {
+        guard let (coverage, services) = sampleFidelity(), !services.isEmpty else { return }
+        let shown = services.prefix(Engine.fidelitySeries)
+        out.gauge("tailgate_sample_fidelity_window_seconds", "Seconds the sample fidelity figures cover (five minutes once running that long).", coverage)
+        out.family("tailgate_sample_fidelity_calls_ratio", .gauge, "Calls estimated from the kept traces alone (each span weighted by its trace's adjusted count) over the calls counted from every span, per service, in the window: 1 is exact.")
+        for entry in shown { out.sample("tailgate_sample_fidelity_calls_ratio", [("service", entry.service)], entry.estimatedCalls / entry.calls) }
+        out.family("tailgate_sample_fidelity_errors_ratio", .gauge, "Error calls estimated from the kept traces over those counted from every span, per service with errors in the window.")
+        for entry in shown where entry.errors > 0 { out.sample("tailgate_sample_fidelity_errors_ratio", [("service", entry.service)], entry.estimatedErrors / entry.errors) }
+        for (name, quantile) in [("p50", 0.5), ("p99", 0.99)] {
+            let family = "tailgate_sample_fidelity_latency_\(name)_ratio"
+            out.family(family, .gauge, "The latency \(name) estimated from the kept traces over the one from every span (same histogram buckets), per service.")
+            for entry in shown {
+                let (truth, estimate) = quantile == 0.5 ? (entry.p50, entry.estimatedP50) : (entry.p99, entry.estimatedP99)
+                if let truth, let estimate, truth > 0 { out.sample(family, [("service", entry.service)], estimate / truth) }
+            }
+        }
+        out.family("tailgate_sample_fidelity_kept_traces", .gauge, "Kept traces touching the service in the window: the sample its estimates come from.")
+        for entry in shown { out.sample("tailgate_sample_fidelity_kept_traces", [("service", entry.service)], entry.keptTraces) }
+        out.family("tailgate_sample_fidelity_sample_too_small", .gauge, "1 when fewer than 30 kept traces touch the service in the window: too few to estimate its RED from.")
+        for entry in shown { out.sample("tailgate_sample_fidelity_sample_too_small", [("service", entry.service)], entry.tooSmall ? 1 : 0) }
     }
 
     /// Each `byte_budget` policy's figures.

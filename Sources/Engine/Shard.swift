@@ -97,6 +97,19 @@ final class Shard: @unchecked Sendable {
         nextToken = UInt64(index) << 48
     }
 
+    /// Span metrics weigh each span by its incoming adjusted count (`enable_tracestate_span_multiplier`).
+    private var spanMetricsWeighted: Bool { spanMetrics.configuration.spanMultiplier == .tracestate }
+
+    /// A kept trace's adjusted count — what it stands for in the estimate from kept traces: the
+    /// adaptive rate it was kept at, or 1/p of the probability this stage kept it with (its threshold's
+    /// adjusted count over the incoming one's, unless span metrics already weigh by the incoming one),
+    /// else 1 (kept for its content, or by a rate limit whose probability nobody knows).
+    static func adjustedCount(_ annotation: KeptAnnotation, _ trace: TraceData, weighted: Bool) -> Double {
+        if let rate = annotation.sampleRate { return Double(max(1, rate)) }
+        guard let threshold = annotation.threshold else { return 1 }
+        return weighted ? threshold.adjustedCount : threshold.adjustedCount / trace.incomingThreshold.adjustedCount
+    }
+
     func send(_ command: Command) {
         inbox.withLock { $0.append(command) }
         wake.signal()
@@ -273,6 +286,7 @@ final class Shard: @unchecked Sendable {
             // policy that dropped it.
             var dropPolicy = ""
             let decision: TraceDecision
+            var mustKeep = false
             if dryRun {
                 let explanation = ruleSet.explain(item.trace, now: now)
                 decision = explanation.decision
@@ -282,11 +296,17 @@ final class Shard: @unchecked Sendable {
                 let culprit: PolicyDecision? = explanation.rule == .dropped ? .dropped : explanation.rule == .invertNotSampled ? .invertNotSampled : nil
                 if let culprit { dropPolicy = explanation.policies.first { $0.decision == culprit }?.name ?? "" }
             } else {
-                decision = ruleSet.decide(item.trace, now: now, tally: &tally)
+                decision = ruleSet.decide(item.trace, now: now, tally: &tally, mustKeep: &mustKeep)
             }
             switch decision {
             case .keep(let policy):
-                spanMetrics.record(item.trace, kept: true, wallClockMillis: wallClockMillis)
+                // Asked once, now: an adaptive sampler hands over the rate it kept this trace at. Late
+                // spans get the same from the decision cache. A trace some policy keeps for its
+                // content was kept with probability 1, whichever policy is credited: it leaves with
+                // its tracestate as it came and SampleRate 1 where a rate would have been written.
+                var annotation = dryRun ? KeptAnnotation() : ruleSet.keptAnnotation(for: item.trace, keptBy: policy)
+                if mustKeep { annotation = KeptAnnotation(threshold: nil, sampleRate: annotation.sampleRate == nil ? nil : 1) }
+                spanMetrics.record(item.trace, kept: true, weight: Self.adjustedCount(annotation, item.trace, weighted: spanMetricsWeighted), wallClockMillis: wallClockMillis)
                 counts.keptByPolicy[policy, default: 0] += 1
                 counts.keptBytesByPolicy[policy, default: 0] += item.trace.encodedBytes
                 counts.spansKept += item.trace.spans.count
@@ -294,9 +314,6 @@ final class Shard: @unchecked Sendable {
                 // Noted with the decision time (+1: 0 means "not counted"): the ledger reports it back
                 // when every sink has the trace, for the stored count and the store latency.
                 events.append(.deliver(token, item.firstSource, more: item.otherSources, note: now + 1))
-                // Asked once, now: an adaptive sampler hands over the rate it kept this trace at. Late
-                // spans get the same from the decision cache.
-                let annotation = dryRun ? KeptAnnotation() : ruleSet.keptAnnotation(for: item.trace, keptBy: policy)
                 let integrity = item.trace.integrity
                 if !integrity.complete { counts.keptIncomplete += 1 }
                 fanOut.keep(

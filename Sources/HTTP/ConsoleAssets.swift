@@ -394,6 +394,32 @@ enum ConsoleAssets {
             lower.append(el('div', {}, el('h2', { text: 'Kafka' }), lagTable()));
             main.append(lower);
             main.append(el('h2', { text: 'Recently kept traces (RED exemplars)' }), exemplarTable(state));
+            const fidelity = fidelityTable();
+            if (fidelity) main.append(el('h2', { text: 'How representative the kept traces are' }), fidelity);
+          }
+          function fidelityTable() {
+            const services = labelValues('tailgate_sample_fidelity_kept_traces', 'service');
+            if (!services.length) return null;
+            const ratio = (value) => value == null ? el('span', { class: 'muted', text: '—' })
+              : el('span', { class: Math.abs(value - 1) <= 0.1 ? 'pill ok' : 'pill warn', text: (value * 100).toFixed(0) + ' %' });
+            const seconds = now('tailgate_sample_fidelity_window_seconds');
+            return el('div', {},
+              el('p', { class: 'muted', text: 'Per service over the last ' + (seconds ? Math.round(seconds) + ' s' : 'minutes') +
+                ': what a backend holding only the kept traces would estimate (each weighted by its adjusted count: 1 for a must-keep, 1/p for a chance keep), as a share of what tailgate counted from every span. 100 % is exact.' }),
+              el('div', { class: 'panel' }, el('table', { id: 'fidelity' },
+                el('thead', {}, el('tr', {}, ['service', 'calls', 'errors', 'p50', 'p99', 'kept traces'].map((t, i) => el('th', { class: i > 0 ? 'num' : null, text: t })))),
+                el('tbody', {}, services.map(service => {
+                  const labels = { service };
+                  const small = now('tailgate_sample_fidelity_sample_too_small', labels) === 1;
+                  return el('tr', { 'data-service': service },
+                    el('td', { text: service }),
+                    el('td', { class: 'num' }, ratio(now('tailgate_sample_fidelity_calls_ratio', labels))),
+                    el('td', { class: 'num' }, ratio(now('tailgate_sample_fidelity_errors_ratio', labels))),
+                    el('td', { class: 'num' }, ratio(now('tailgate_sample_fidelity_latency_p50_ratio', labels))),
+                    el('td', { class: 'num' }, ratio(now('tailgate_sample_fidelity_latency_p99_ratio', labels))),
+                    el('td', { class: 'num' }, count(now('tailgate_sample_fidelity_kept_traces', labels)),
+                      small ? [' ', el('span', { class: 'pill bad', text: 'too few' })] : null));
+                })))));
           }
           function budgetCard(policy) {
             const labels = { policy };

@@ -7,10 +7,14 @@ public final class Policy: @unchecked Sendable {
     let evaluator: Evaluator
 
     var name: String { spec.name }
+    /// Whether a trace this policy samples is kept for its content alone (an error, a latency, an
+    /// attribute…), with probability 1: not by chance (probabilistic, adaptive) nor by a rate limit.
+    public let isMustKeep: Bool
 
     init(spec: PolicySpec, evaluator: Evaluator) {
         self.spec = spec
         self.evaluator = evaluator
+        isMustKeep = evaluator.isMustKeep
     }
 
     /// The adaptive sampler behind a top-level `ema_dynamic`/`ema_throughput`/`windowed_throughput`.
@@ -56,6 +60,17 @@ struct StringMatcher: @unchecked Sendable {
         }
         return trace.withBytes(range) { bytes in
             exact.contains { candidate in candidate.count == bytes.count && candidate.elementsEqual(bytes) }
+        }
+    }
+}
+
+extension Evaluator {
+    var isMustKeep: Bool {
+        switch self {
+        case .alwaysSample, .latency, .numeric, .statusCode, .string, .spanCount, .traceState, .traceFlags, .boolean: true
+        case .probabilistic, .consistent, .rateLimiting, .bytesLimiting, .dynamic, .composite, .drop: false
+        case .and(let subs): subs.allSatisfy(\.isMustKeep)
+        case .not(let sub): sub.isMustKeep
         }
     }
 }

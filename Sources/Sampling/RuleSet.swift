@@ -132,12 +132,22 @@ public final class RuleSet: Sendable {
     /// ``decide(_:now:)``, counting each policy's own decision in `tally` (sized for these policies;
     /// an empty tally counts nothing).
     public func decide(_ trace: TraceData, now: UInt64, tally: inout PolicyTally) -> TraceDecision {
+        var mustKeep = false
+        return decide(trace, now: now, tally: &tally, mustKeep: &mustKeep)
+    }
+
+    /// ``decide(_:now:tally:)``; `mustKeep` says whether a policy that keeps for content alone
+    /// (``Policy/isMustKeep``) sampled the trace: then it was kept with probability 1, whichever
+    /// policy is credited.
+    public func decide(_ trace: TraceData, now: UInt64, tally: inout PolicyTally, mustKeep: inout Bool) -> TraceDecision {
         var combiner = DecisionCombiner()
         var sampling = BudgetSampling()
+        mustKeep = false
         for (index, policy) in policies.enumerated() {
             let decision = policy.evaluate(trace, now: now)
             tally.count(decision, policy: index)
             combiner.add(decision, policy: policy.name)
+            if !mustKeep && policy.isMustKeep && (decision == .sampled || decision == .invertSampled) { mustKeep = true }
             if !budgets.isEmpty { sampling.note(decision, policy: index, budgets: budgets) }
             if combiner.isDropped { break }
             if configuration.settings.sampleOnFirstMatch && combiner.hasSample { break }

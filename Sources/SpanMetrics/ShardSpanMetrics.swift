@@ -43,6 +43,22 @@ public struct ShardSpanMetrics: Sendable {
     var weightedSizes: [Double] = []
     var weightedLatencyCounts: [Double] = []
     var latencyExemplars: [Exemplar?] = []
+    /// The same from kept traces only, each span weighted by its trace's adjusted count (1 for a
+    /// trace some policy had to keep, 1/p for a keep with probability p): the Horvitz–Thompson
+    /// estimate of calls and latency that a backend holding only the kept traces would compute.
+    var estimatedCalls: [Double] = []
+    var estimatedLatencyCounts: [Double] = []
+    /// Kept traces per service they touch (a trace counts once per service): service names → index
+    /// into the counts (never emptied: services are few).
+    private var keptServices = ByteKeyTable()
+    var keptServiceCounts: [UInt64] = []
+    var keptTracesByService: [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for (index, count) in keptServiceCounts.enumerated() {
+            result[String(decoding: keptServices.key(at: Int32(index)), as: UTF8.self), default: 0] &+= count
+        }
+        return result
+    }
 
     // Service graph, by global edge index.
     private var edgeCache = IntKeyTable()
@@ -101,14 +117,40 @@ public struct ShardSpanMetrics: Sendable {
 
     /// Counts every span of a decided trace and pairs its service-graph edges. `kept` traces lend
     /// their id to exemplars.
-    public mutating func record(_ trace: TraceData, kept: Bool, wallClockMillis: Int64) {
+    /// `weight`: a kept trace's adjusted count, for the estimate from kept traces.
+    public mutating func record(_ trace: TraceData, kept: Bool, weight: Double = 1, wallClockMillis: Int64) {
         guard !trace.spans.isEmpty else { return }
         TraceView.with(trace) { view in
             internServices(view)
             for index in 0..<view.spans.count {
-                recordSpan(view, index, kept: kept, wallClockMillis: wallClockMillis)
+                recordSpan(view, index, kept: kept, wallClockMillis: wallClockMillis, estimateWeight: kept ? weight : 0)
             }
             recordGraph(view, kept: kept, wallClockMillis: wallClockMillis)
+            if kept { countKeptTrace(view) }
+        }
+    }
+
+    /// One more kept trace for each service it touches (no allocation once the services are known).
+    private mutating func countKeptTrace(_ view: TraceView) {
+        let envelopes = view.envelopes.count
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, envelopes)) { seen in
+            var distinct = 0
+            for envelope in 0..<envelopes {
+                let node = envelopeNodes[envelope]
+                if (0..<distinct).contains(where: { seen[$0] == node }) { continue }
+                seen[distinct] = node
+                distinct += 1
+                let range = view.envelopes[envelope].service
+                guard Int(range.offset) + Int(range.count) <= view.payload.count else { continue }
+                let name = UnsafeRawBufferPointer(rebasing: view.payload[Int(range.offset)..<(Int(range.offset) + Int(range.count))])
+                let hash = hashBytes(name)
+                if let index = keptServices.find(name, hash: hash) {
+                    keptServiceCounts[Int(index)] &+= 1
+                } else {
+                    keptServices.insert(name, hash: hash, value: Int32(keptServiceCounts.count))
+                    keptServiceCounts.append(1)
+                }
+            }
         }
     }
 
@@ -120,7 +162,7 @@ public struct ShardSpanMetrics: Sendable {
         let trace = lateTrace
         TraceView.with(trace) { view in
             internServices(view)
-            recordSpan(view, 0, kept: kept, wallClockMillis: wallClockMillis)
+            recordSpan(view, 0, kept: kept, wallClockMillis: wallClockMillis, estimateWeight: 0)
         }
     }
 
@@ -156,7 +198,7 @@ public struct ShardSpanMetrics: Sendable {
     @inline(__always)
     private func serviceNode(of span: BufferedSpan) -> Int32 { envelopeNodes[Int(span.envelope)] }
 
-    private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64) {
+    private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64, estimateWeight: Double) {
         let span = view.spans[index]
         key.reset()
         key.append(UInt32(bitPattern: serviceNode(of: span)))
@@ -183,6 +225,10 @@ public struct ShardSpanMetrics: Sendable {
             stats[series].latencySum += weight * Double(duration) / 1e9
         } else {
             stats[series].latencySum += Double(duration) / 1e9
+        }
+        if estimateWeight > 0 {
+            estimatedCalls[series] += estimateWeight
+            estimatedLatencyCounts[base + bucket] += estimateWeight
         }
         if kept {
             latencyExemplars[base + bucket] = Exemplar(
@@ -385,6 +431,8 @@ public struct ShardSpanMetrics: Sendable {
                     weightedLatencyCounts.append(contentsOf: repeatElement(0, count: bucketCount))
                 }
                 latencyExemplars.append(contentsOf: repeatElement(nil, count: bucketCount))
+                estimatedCalls.append(0)
+                estimatedLatencyCounts.append(contentsOf: repeatElement(0, count: bucketCount))
             }
         case .serviceGraph:
             while requests.count <= index {

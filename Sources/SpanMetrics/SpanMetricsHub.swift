@@ -41,6 +41,11 @@ public final class SpanMetricsHub: Sendable {
         public var weightedCalls: [Double] = []
         public var weightedSizes: [Double] = []
         public var weightedLatencyCounts: [Double] = []
+        /// The estimate from kept traces (see ``ShardSpanMetrics``): calls and bucket counts weighted
+        /// by each kept trace's adjusted count, and kept traces per service.
+        public var estimatedCalls: [Double] = []
+        public var estimatedLatencyCounts: [Double] = []
+        public var keptTracesByService: [String: UInt64] = [:]
         public var requests: [UInt64] = []
         public var failed: [UInt64] = []
         public var clientCounts: [UInt64] = []
@@ -99,6 +104,8 @@ public final class SpanMetricsHub: Sendable {
             totals.weightedSizes = Array(repeating: 0, count: spanSeries)
             totals.weightedLatencyCounts = Array(repeating: 0, count: spanSeries * bucketCount)
         }
+        totals.estimatedCalls = Array(repeating: 0, count: spanSeries)
+        totals.estimatedLatencyCounts = Array(repeating: 0, count: spanSeries * bucketCount)
         totals.requests = Array(repeating: 0, count: edges)
         totals.failed = Array(repeating: 0, count: edges)
         totals.clientSums = Array(repeating: 0, count: edges)
@@ -122,6 +129,9 @@ public final class SpanMetricsHub: Sendable {
                     add(shard.weightedLatencyCounts, into: &totals.weightedLatencyCounts)
                 }
                 latest(shard.latencyExemplars, into: &totals.latencyExemplars)
+                add(shard.estimatedCalls, into: &totals.estimatedCalls)
+                add(shard.estimatedLatencyCounts, into: &totals.estimatedLatencyCounts)
+                totals.keptTracesByService.merge(shard.keptTracesByService, uniquingKeysWith: &+)
                 add(shard.requests, into: &totals.requests)
                 add(shard.failed, into: &totals.failed)
                 add(shard.clientSums, into: &totals.clientSums)

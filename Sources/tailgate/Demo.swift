@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Sampling
+import SpanMetrics
 import Synchronization
 
 struct Demo: ParsableCommand {
@@ -108,6 +109,14 @@ struct Demo: ParsableCommand {
             text += "\n  budget    \(policy): kept \(DemoDisplay.bytes(Int(budget.kept)))/s of a \(DemoDisplay.bytes(Int(budget.goal)))/s goal"
                 + " (must-keeps \(DemoDisplay.bytes(Int(budget.mustKeep)))/s, the sampler \(DemoDisplay.bytes(Int(budget.own)))/s), \(DemoDisplay.bytes(Int(budget.forecastPerDay))) a day at that pace"
                 + (budget.exceeded > 0 ? "; the must-keeps alone exceed it by \(DemoDisplay.bytes(Int(budget.exceeded)))/s" : "")
+        }
+        if !summary.fidelity.isEmpty {
+            let sized = summary.fidelity.filter { !$0.tooSmall }
+            let close = sized.filter { abs($0.estimatedCalls - $0.calls) <= 0.1 * $0.calls }
+            let exactErrors = summary.fidelity.allSatisfy { $0.estimatedErrors == $0.errors }
+            text += "\n  fidelity  calls estimated from the kept traces alone within 10% of the truth for \(close.count) of \(sized.count) services"
+                + (sized.count < summary.fidelity.count ? " (\(summary.fidelity.count - sized.count) more with too few kept traces)" : "")
+                + (exactErrors ? "; errors exact" : "")
         }
         text += "\n  stored    \(summary.tracesStored) of \(kept) kept traces durable, \(summary.keptIncomplete) incomplete (no root, or a parent missing: { span.tailgate.trace.complete = false })"
         text += "\n  metrics   \(summary.redSeries) RED series, \(summary.serviceGraphEdges) service-graph edges, from every span (before sampling)"

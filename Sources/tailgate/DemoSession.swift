@@ -4,6 +4,7 @@ import Traffic
 import Kafka
 import OTLP
 import Sampling
+import SpanMetrics
 import Logging
 import Synchronization
 
@@ -83,6 +84,8 @@ final class DemoSession: Sendable {
         var sinkFailure: String?
         /// Each `byte_budget` policy's last interval, when the rules have one.
         var budgets: [String: Engine.BudgetFigures] = [:]
+        /// Per service, the RED counted from every span against the estimate from the kept traces.
+        var fidelity: [ServiceFidelity] = []
     }
 
     private let options: Options
@@ -206,7 +209,7 @@ final class DemoSession: Sendable {
             redSeries: glance.redSeries, serviceGraphEdges: glance.serviceGraphEdges,
             exampleErrorTrace: kept.exampleErrorTrace, tracesStored: engineSummary.withLock { $0 }?.tracesStored ?? 0,
             keptIncomplete: decisions.keptIncomplete, sinkFailure: failure ?? engine.sinkFailure,
-            budgets: budgets)
+            budgets: budgets, fidelity: engine.sampleFidelity()?.services ?? [])
         return result
     }
 }

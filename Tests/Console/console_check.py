@@ -204,8 +204,12 @@ def pages(driver, url, screenshots, expect):
     shot(driver, screenshots, "graph")
     clean_logs(driver, "service graph")
 
-    # Back to the overview: the recent kept traces open their trace.
+    # Back to the overview: how representative the kept traces are, per service; then the recent
+    # kept traces open their trace.
     driver.get(url + "/#/overview")
+    wait(driver, 20, lambda d: d.find_elements(By.CSS_SELECTOR, "#fidelity tr[data-service]"), "the fidelity table")
+    fidelity = set(driver.execute_script("return [...document.querySelectorAll('#fidelity tr[data-service]')].map(r => r.dataset.service)"))
+    check(set(expect["spanServices"]) <= fidelity, f"fidelity rows {sorted(fidelity)} lack {sorted(set(expect['spanServices']) - fidelity)}")
     wait(driver, 20, lambda d: d.find_elements(By.CSS_SELECTOR, "#exemplars a"), "recent kept traces")
     # Clicked in the same script that finds it (the overview redraws every second).
     trace_id = driver.execute_script("const a = document.querySelector('#exemplars a'); a.click(); return a.textContent")

@@ -253,6 +253,7 @@ import Traffic
                 "eventName": Hostile.eventName,
             ],
             "services": services.sorted(),
+            "spanServices": Set(generated.flatMap { $0.spanSummaries.map(\.service) }).sorted(),
             "edges": edges.sorted(),
         ]
         let expectFile = data.appendingPathComponent("expect.json")

@@ -94,6 +94,21 @@ final class CapturedRequests: TraceSink {
         #expect(kept.allSatisfy { $0.traceState == "ot=th:8;rv:d3f00000000000,dogbook=tier-gold" })
     }
 
+    /// A probabilistic policy listed first is credited, but a content policy keeps the trace too: it
+    /// was kept with probability 1, so it leaves as it came — not with the proportional keep's th:c,
+    /// which would make a backend count it four times.
+    @Test func aTraceAContentPolicyAlsoKeepsLeavesAsAMustKeep() throws {
+        let (requests, _, summary) = try run(rules: """
+            policies:
+              - {name: half, type: probabilistic, probabilistic: {sampling_percentage: 50, mode: proportional}}
+              - {name: all, type: always_sample}
+            """)
+        #expect(summary.keptByPolicy == ["half": 1], "credited to the first policy that sampled")
+        let kept = try spans(try #require(requests.first))
+        #expect(kept.count == 3)
+        #expect(kept.allSatisfy { $0.traceState == "ot=th:8;rv:d3f00000000000,dogbook=tier-gold" }, "\(kept.map(\.traceState))")
+    }
+
     @Test func equalizingBelowTheIncomingProbabilityChangesNothing() throws {
         // 75% here (th:4) is less selective than the incoming 50% (th:8): never lowered.
         let (requests, _, summary) = try run(rules: "policies: [{name: most, type: probabilistic, probabilistic: {sampling_percentage: 75, mode: equalizing}}]")
