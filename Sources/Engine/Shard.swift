@@ -105,9 +105,11 @@ final class Shard: @unchecked Sendable {
     /// adjusted count over the incoming one's, unless span metrics already weigh by the incoming one),
     /// else 1 (kept for its content, or by a rate limit whose probability nobody knows).
     static func adjustedCount(_ annotation: KeptAnnotation, _ trace: TraceData, weighted: Bool) -> Double {
+        if let threshold = annotation.threshold {
+            return weighted ? threshold.adjustedCount : threshold.adjustedCount / trace.incomingThreshold.adjustedCount
+        }
         if let rate = annotation.sampleRate { return Double(max(1, rate)) }
-        guard let threshold = annotation.threshold else { return 1 }
-        return weighted ? threshold.adjustedCount : threshold.adjustedCount / trace.incomingThreshold.adjustedCount
+        return 1
     }
 
     func send(_ command: Command) {

@@ -67,7 +67,15 @@ public final class RuleSet: Sendable {
             // At rate 1 the spans keep their tracestate as it came (Refinery writes nothing either).
             return KeptAnnotation(threshold: rate > 1 ? DynamicSampler.threshold(rate: rate) : nil, sampleRate: rate)
         }
-        return KeptAnnotation(threshold: probabilisticThreshold(for: trace, spec: compiled.spec))
+        return KeptAnnotation(threshold: probabilisticThreshold(for: trace, spec: compiled.spec), sampleRate: probabilisticSampleRate(compiled.spec))
+    }
+
+    /// A probabilistic keep's `SampleRate`: 100 ÷ its percentage when that is a whole number (5 % →
+    /// 20); otherwise none (Refinery's attribute is a whole number; the `th` carries the exact one).
+    private func probabilisticSampleRate(_ spec: PolicySpec) -> Int? {
+        guard case .probabilistic(let percentage, _, _, _) = spec.kind, percentage > 0, percentage < 100 else { return nil }
+        let rate = 100 / percentage
+        return abs(rate - rate.rounded()) < 1e-9 ? Int(rate.rounded()) : nil
     }
 
     private func probabilisticThreshold(for trace: TraceData, spec: PolicySpec) -> SamplingThreshold? {

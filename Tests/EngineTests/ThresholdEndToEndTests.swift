@@ -58,6 +58,16 @@ final class CapturedRequests: TraceSink {
         return (sink.requests.withLock { $0 }, engine, summary)
     }
 
+    /// Each span's `SampleRate` attribute (nil: none).
+    func sampleRates(_ request: [UInt8]) throws -> [Int64?] {
+        var batch = SpanBatch(selection: AttributeSelection(keys: ["SampleRate"]))
+        _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+        return batch.spans.map { span in
+            if case .int(let rate) = batch.value(of: AttributeKeyID(rawValue: 0), for: span) { return rate }
+            return nil
+        }
+    }
+
     func spans(_ request: [UInt8]) throws -> [(name: String, spanID: String, traceState: String)] {
         var batch = SpanBatch()
         _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
@@ -75,6 +85,8 @@ final class CapturedRequests: TraceSink {
         #expect(kept.map(\.name) == sdk.map { $0["name"] as! String })
         // Written as the collector's probabilistic sampler writes it: rv, then th.
         #expect(kept.allSatisfy { $0.traceState == "ot=rv:d3f00000000000;th:c,dogbook=tier-gold" }, "\(kept.map(\.traceState))")
+        // SampleRate: this stage's 1 in 2 (the th carries the whole 1 in 4).
+        #expect(try sampleRates(requests[0]) == [2, 2, 2])
         // Every received byte is still there: each span's SDK bytes are a prefix of what leaves.
         var original = SpanBatch()
         _ = try SpanDecoder(encoding: .otlpProto).decode([UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("head_sampled.pb"))), into: &original)
@@ -107,6 +119,7 @@ final class CapturedRequests: TraceSink {
         let kept = try spans(try #require(requests.first))
         #expect(kept.count == 3)
         #expect(kept.allSatisfy { $0.traceState == "ot=th:8;rv:d3f00000000000,dogbook=tier-gold" }, "\(kept.map(\.traceState))")
+        #expect(try sampleRates(try #require(requests.first)) == [1, 1, 1], "SampleRate 1, not the 50 % keep's 2")
     }
 
     @Test func equalizingBelowTheIncomingProbabilityChangesNothing() throws {
