@@ -431,7 +431,7 @@ public final class DynamicSampler: Sendable {
     }
 
     /// A kept trace's bytes, for a `byte_budget` sampler (see ``DynamicRateTable/account(keptBytes:mustKeep:now:)``).
-    func account(keptBytes: Int, mustKeep: Bool, now: UInt64) {
+    public func account(keptBytes: Int, mustKeep: Bool, now: UInt64) {
         table.withLock { $0.account(keptBytes: keptBytes, mustKeep: mustKeep, now: now) }
     }
 

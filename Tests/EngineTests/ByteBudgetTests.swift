@@ -127,6 +127,24 @@ import TestSupport
         #expect(figures.budget.samplerShare == 0)
     }
 
+    /// Fleet-wide: a member owning a quarter of the partitions aims at a quarter of the goal (and of
+    /// the floor), as the throughput goals do.
+    @Test func eachMemberAimsAtItsPartitionShare() throws {
+        let rules = RuleSet(configuration: try RuleFile.parse("""
+            policies:
+              - {name: budget, type: byte_budget, byte_budget: {key_fields: [service.name], goal_bytes_per_sec: 1000, floor_bytes_per_sec: 100, adjustment_interval: 2s}}
+            """, file: "budget.yaml"))
+        let sampler = try #require(rules.policies[0].dynamicSampler)
+        #expect(sampler.budget?.goalPerInterval == 2_000)
+        sampler.setGoalShare(0.25)
+        #expect(sampler.budget?.goalPerInterval == 500)
+        // Must-keeps of 900 bytes in an interval leave the floor: 100 × 2 s × 0.25.
+        sampler.account(keptBytes: 900, mustKeep: true, now: 0)
+        sampler.advance(to: 2 * Self.second)
+        #expect(sampler.budget?.budget.samplerShare == 50)
+        #expect(sampler.budget?.budget.exceeded == 400)
+    }
+
     @Test func ruleFileKeysAndTheirErrors() throws {
         let perDay = try RuleFile.parse("""
             policies:
