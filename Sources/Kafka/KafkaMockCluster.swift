@@ -45,16 +45,25 @@ public final class KafkaMockCluster: @unchecked Sendable {
     /// large", as a broker whose `max.message.bytes` is below the messages does: fault injection.
     public func refuseNextProduceRequestsAsTooLarge(_ count: Int) { refuseNextProduceRequests(count, as: .messageTooLarge) }
 
-    /// Why the mock refuses a produce request (both are permanent: librdkafka does not retry them).
+    /// Why the mock refuses a produce request.
     public enum ProduceRefusal: Sendable {
+        /// Permanent: librdkafka does not retry it.
         case messageTooLarge
-        /// The principal may not write the topic (an ACL missing, or removed).
+        /// The principal may not write the topic (an ACL missing, or removed). Permanent.
         case topicAuthorizationFailed
+        /// Too few in-sync replicas: retriable, so librdkafka tries again (each try takes one of the
+        /// refusals) and the message waits in the producer's queue meanwhile.
+        case notEnoughReplicas
     }
 
     /// The next `count` produce requests, to any broker, fail with `refusal`.
     public func refuseNextProduceRequests(_ count: Int, as refusal: ProduceRefusal) {
-        let code = refusal == .messageTooLarge ? RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE : RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+        let code: rd_kafka_resp_err_t
+        switch refusal {
+        case .messageTooLarge: code = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+        case .topicAuthorizationFailed: code = RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+        case .notEnoughReplicas: code = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
+        }
         let errors = [rd_kafka_resp_err_t](repeating: code, count: count)
         errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, count, $0.baseAddress) }
     }

@@ -174,7 +174,7 @@ import TestSupport
 /// The byte budget on a real engine over the dev broker: traffic well above the budget, kept bytes
 /// per second in steady state within a quarter of it, every error trace kept, and every stored span
 /// of the sampler's keeps saying its `SampleRate` with a `th` its trace id reaches.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct ByteBudgetEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ByteBudgetEndToEndTests {
     @Test func aRealEngineKeepsToItsBudget() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: quietLogger)
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-budget-\(UUID().uuidString)")

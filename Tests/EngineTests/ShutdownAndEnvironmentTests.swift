@@ -116,34 +116,54 @@ import Traffic
         #expect(took >= .seconds(4) && took < .seconds(7), "exited \(took) after SIGTERM (timeout 5 s, sinks 4 s)")
     }
 
-    /// `route`: SIGTERM finishes the batch and commits; while that waits (the output's broker is
-    /// down), a second SIGTERM exits at once with 130.
+    /// `route`: SIGTERM finishes the batch and commits; while that waits (the output does not
+    /// acknowledge: every produce request answered "not enough replicas", which the producer retries),
+    /// a second SIGTERM exits at once with 130. The refusals start right after the second message is
+    /// in; should the router have delivered it in that instant, the finish would have nothing to wait
+    /// for: that attempt did not set the scene, and the test sets it again (at most three times).
+    /// (Taking the broker down after the second message was read raced the router's delivery, and
+    /// lost once in a loaded rehearsal.)
     @Test func aSecondSignalExitsRouteAtOnceWith130() throws {
-        let cluster = try KafkaMockCluster(topics: [("otlp_spans", 1), ("otlp_keyed", 1)], logger: quietLogger)
-        let processes = Processes()
-        let port = try freePort()
-        let (router, _) = try processes.start([
-            "route", "--brokers", cluster.bootstrapServers, "--output-topic", "otlp_keyed", "--http", "127.0.0.1:\(port)",
-            "--log-level", "info", "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
-        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
-        try producer.send(topic: "otlp_spans", key: nil, value: otlpTrace(TraceID(high: 0xB0, low: 1), spans: 1...3))
-        try producer.flush(timeout: .seconds(10))
-        #expect(waitUntil(.seconds(60)) { metric(port, "tailgate_route_traces_out_total") == 1 }, "the router works")
-        // The broker goes away: the batch of the next message cannot be produced, nor a commit made.
-        try producer.send(topic: "otlp_spans", key: nil, value: otlpTrace(TraceID(high: 0xB0, low: 2), spans: 1...3))
-        try producer.flush(timeout: .seconds(10))
-        #expect(waitUntil(.seconds(30)) { metric(port, "tailgate_route_messages_in_total") == 2 })
-        try cluster.setBroker(1, down: true)
-        kill(router.processIdentifier, SIGTERM)
-        #expect(waitUntil(.seconds(20)) { processes.errorOutput(of: router).contains("a second signal exits at once") },
-                "the first signal started the finish")
-        #expect(router.isRunning, "finishing waits for the broker")
-        let second = ContinuousClock.now
-        kill(router.processIdentifier, SIGTERM)
-        router.waitUntilExit()
-        #expect(router.terminationStatus == 130)
-        #expect(ContinuousClock.now - second < .seconds(5))
-        try cluster.setBroker(1, down: false)
+        var attempts = 0
+        while attempts < 3 {
+            attempts += 1
+            let cluster = try KafkaMockCluster(topics: [("otlp_spans", 1), ("otlp_keyed", 1)], logger: quietLogger)
+            let processes = Processes()
+            let port = try freePort()
+            let (router, _) = try processes.start([
+                "route", "--brokers", cluster.bootstrapServers, "--output-topic", "otlp_keyed", "--http", "127.0.0.1:\(port)",
+                "--log-level", "info", "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+            let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+            try producer.send(topic: "otlp_spans", key: nil, value: otlpTrace(TraceID(high: 0xB0, low: 1), spans: 1...3))
+            try producer.flush(timeout: .seconds(10))
+            #expect(waitUntil(.seconds(60)) { metric(port, "tailgate_route_traces_out_total") == 1 }, "the router works")
+            try producer.send(topic: "otlp_spans", key: nil, value: otlpTrace(TraceID(high: 0xB0, low: 2), spans: 1...3))
+            try producer.flush(timeout: .seconds(10))
+            cluster.refuseNextProduceRequests(5_000, as: .notEnoughReplicas)
+            // Either the batch waits for the output (the router says so when its transaction's commit
+            // times out, after 30 s), or it was delivered and committed in the instant before the refusals.
+            var pending = false
+            #expect(waitUntil(.seconds(90)) {
+                pending = processes.errorOutput(of: router).contains("Failed to flush all outstanding messages")
+                return pending || committedMessages(bootstrap: cluster.bootstrapServers, group: "tailgate-route", partitions: 1) == 2
+            }, "the batch waits for the output, or was delivered")
+            guard pending else {
+                router.terminate()
+                router.waitUntilExit()
+                continue
+            }
+            kill(router.processIdentifier, SIGTERM)
+            #expect(waitUntil(.seconds(20)) { processes.errorOutput(of: router).contains("a second signal exits at once") },
+                    "the first signal started the finish")
+            #expect(router.isRunning, "finishing waits for the output")
+            let second = ContinuousClock.now
+            kill(router.processIdentifier, SIGTERM)
+            router.waitUntilExit()
+            #expect(router.terminationStatus == 130)
+            #expect(ContinuousClock.now - second < .seconds(5))
+            return
+        }
+        Issue.record("in \(attempts) attempts the router delivered the second message before its output stopped acknowledging: the scene was never set")
     }
 
     /// `run --exit-on-eof` shows a refreshing progress line when standard error is a terminal (run
