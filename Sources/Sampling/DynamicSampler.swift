@@ -185,21 +185,9 @@ public struct DynamicRateTable: Sendable, Equatable {
     private mutating func adjust() {
         // No traffic: keep the average as it is rather than let it decay through an outage.
         guard !counts.isEmpty else { return }
-        let interval = counts
-        counts = [:]
+        foldCounts()
         burstSum = 0
-        let alpha = configuration.weight
-        let ageOut = configuration.ageOutValue ?? configuration.weight
-        var next: [String: Double] = [:]
-        for (key, average) in movingAverage {
-            let updated = (interval[key] ?? 0) * alpha + (1 - alpha) * average
-            if updated >= ageOut { next[key] = updated }
-        }
-        for (key, count) in interval where movingAverage[key] == nil {
-            let updated = count * alpha
-            if updated >= ageOut { next[key] = updated }
-        }
-        movingAverage = next
+        let next = movingAverage
         let total = next.values.reduce(0) { $0 + max(1, $1) }
         burstThreshold = configuration.burstMultiple > 0 ? total * configuration.burstMultiple : 0
         let goal: Double
@@ -209,6 +197,24 @@ public struct DynamicRateTable: Sendable, Equatable {
         }
         rates = Self.logShareRates(goal: goal, counts: next)
         haveData = true
+    }
+
+    /// The interval's counts into the moving average (`new = weight × count + (1 − weight) × old`;
+    /// keys below `age_out_value` forgotten), and a fresh interval.
+    private mutating func foldCounts() {
+        let alpha = configuration.weight
+        let ageOut = configuration.ageOutValue ?? configuration.weight
+        var next: [String: Double] = [:]
+        for (key, average) in movingAverage {
+            let updated = (counts[key] ?? 0) * alpha + (1 - alpha) * average
+            if updated >= ageOut { next[key] = updated }
+        }
+        for (key, count) in counts where movingAverage[key] == nil {
+            let updated = count * alpha
+            if updated >= ageOut { next[key] = updated }
+        }
+        movingAverage = next
+        counts = [:]
     }
 
     // MARK: The byte budget
@@ -240,21 +246,7 @@ public struct DynamicRateTable: Sendable, Equatable {
         let goal = goalBytesPerInterval
         budget.exceeded = max(0, budget.lastMustKeep - goal)
         budget.samplerShare = max(floorBytesPerInterval, goal - budget.lastMustKeep)
-        if !counts.isEmpty {
-            let alpha = configuration.weight
-            let ageOut = configuration.ageOutValue ?? configuration.weight
-            var next: [String: Double] = [:]
-            for (key, average) in movingAverage {
-                let updated = (counts[key] ?? 0) * alpha + (1 - alpha) * average
-                if updated >= ageOut { next[key] = updated }
-            }
-            for (key, count) in counts where movingAverage[key] == nil {
-                let updated = count * alpha
-                if updated >= ageOut { next[key] = updated }
-            }
-            movingAverage = next
-            counts = [:]
-        }
+        if !counts.isEmpty { foldCounts() }
         budget.planned = budget.samplerShare
         guard !movingAverage.isEmpty else { return }
         rates = Self.budgetRates(goal: budget.samplerShare, counts: movingAverage)

@@ -160,37 +160,20 @@ import Traffic
         let hostilePayload = Hostile.request(hostileID, startNanos: hostileStart)
         try producer.send(topic: "spans", key: Array(hostileID.hex.utf8), value: hostilePayload)
         try producer.flush(timeout: .seconds(10))
-        let traffic = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
         var options = TrafficProducer.Options()
         options.topic = "spans"
         options.traces = 0
         options.rate = 150
         options.errorRate = 0.1
         options.seed = 29
-        let sent = Mutex<TrafficProducer.Totals?>(nil)
-        let producing = DispatchSemaphore(value: 0)
-        let trafficOptions = options
-        Thread {
-            sent.withLock { $0 = try? traffic.run(trafficOptions) }
-            producing.signal()
-        }.start()
-        var stopped = false
-        defer {
-            if !stopped {
-                traffic.requestStop()
-                _ = producing.wait(timeout: .now() + 30)
-            }
-        }
+        let traffic = try BackgroundTraffic(on: cluster, options)
 
         let overview = try Self.browse(["overview", url, screenshots], timeout: .seconds(120))
         #expect(overview.status == 0, "the overview in Chromium:\n\(overview.output)")
         print(overview.output)
 
         // Stop the traffic; the truth is the generator's first `traces` traces.
-        traffic.requestStop()
-        #expect(producing.wait(timeout: .now() + 30) == .success)
-        stopped = true
-        let totals = try #require(sent.withLock { $0 }, "the traffic producer failed")
+        let totals = try #require(traffic.stop(), "the traffic producer failed")
         #expect(totals.traces > 200, "traffic flowed while the overview was watched: \(totals.traces) traces")
         var generator = DogBookTraffic(seed: options.seed, errorRate: options.errorRate, slowRate: options.slowRate)
         let generated = (0..<totals.traces).map { _ in generator.nextTrace(startUnixNano: 1) }

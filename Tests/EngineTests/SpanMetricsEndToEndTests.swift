@@ -105,22 +105,14 @@ extension SpanMetricsHub.Totals {
         let enginePort = try #require(engine.boundHTTPAddress?.split(separator: ":").last.flatMap { UInt16($0) })
 
         // Traffic keeps flowing while Prometheus scrapes, so rates are not zero.
-        let traffic = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
         var options = TrafficProducer.Options()
         options.topic = "spans"
         options.traces = 0
         options.rate = 100
         options.errorRate = 0.1
-        let producing = DispatchSemaphore(value: 0)
+        let traffic = try BackgroundTraffic(on: cluster, options)
+        defer { traffic.stop(timeout: .seconds(10)) }
         let trafficOptions = options
-        Thread {
-            _ = try? traffic.run(trafficOptions)
-            producing.signal()
-        }.start()
-        defer {
-            traffic.requestStop()
-            _ = producing.wait(timeout: .now() + 10)
-        }
 
         let prometheusPort = try freePort()
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)

@@ -235,3 +235,39 @@ func checkSampleRates(_ store: TraceStore, traces: [TraceID]) throws -> (spans: 
     }
     return (spans, sampledAbove1, wrong)
 }
+
+/// DogBook traffic produced on its own thread (`options.traces = 0`: until stopped), as `tailgate
+/// loadgen` produces it. ``stop(timeout:)`` returns what was sent (nil if the producer failed); the
+/// traffic stops at the latest when this goes away.
+final class BackgroundTraffic: @unchecked Sendable {
+    let options: TrafficProducer.Options
+    private let producer: TrafficProducer
+    private final class Outcome: Sendable {
+        let sent = Mutex<TrafficProducer.Totals?>(nil)
+        let done = DispatchSemaphore(value: 0)
+    }
+    private let outcome = Outcome()
+    private let finished = Atomic<Bool>(false)
+
+    init(on cluster: KafkaMockCluster, _ options: TrafficProducer.Options) throws {
+        self.options = options
+        producer = try TrafficProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        Thread { [producer, outcome] in
+            let totals = try? producer.run(options)
+            outcome.sent.withLock { $0 = totals }
+            outcome.done.signal()
+        }.start()
+    }
+
+    /// Stops the traffic and waits for the producer to flush; what was sent.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(30)) -> TrafficProducer.Totals? {
+        if !finished.exchange(true, ordering: .relaxed) {
+            producer.requestStop()
+            _ = outcome.done.wait(timeout: .now() + timeout.timeInterval)
+        }
+        return outcome.sent.withLock { $0 }
+    }
+
+    deinit { stop() }
+}
