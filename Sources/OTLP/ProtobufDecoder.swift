@@ -215,7 +215,7 @@ struct RequestParser {
     }
 
     /// Validates an `InstrumentationScope` and returns its name.
-    func parseScope(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) -> ByteRange {
+    mutating func parseScope(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) -> ByteRange {
         var name = ByteRange.empty
         var reader = WireReader(base: base, range: range)
         while !reader.isAtEnd {
@@ -358,7 +358,7 @@ struct RequestParser {
         batch.spans.append(record)
     }
 
-    func parseStatus(base: UnsafeRawPointer, range: Range<Int>, into record: inout SpanRecord) throws(WireFault) {
+    mutating func parseStatus(base: UnsafeRawPointer, range: Range<Int>, into record: inout SpanRecord) throws(WireFault) {
         var reader = WireReader(base: base, range: range)
         while !reader.isAtEnd {
             let tagOffset = reader.position
@@ -380,7 +380,7 @@ struct RequestParser {
 
     /// Parses a `KeyValue`; appends it to the batch when its key is selected; captures `service.name`.
     @inline(__always)
-    func parseKeyValue(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch, serviceName: inout ByteRange) throws(WireFault) {
+    mutating func parseKeyValue(base: UnsafeRawPointer, range: Range<Int>, batch: inout SpanBatch, serviceName: inout ByteRange) throws(WireFault) {
         // Fast path, the shape every SDK writes: key (field 1) then value (field 2), one-byte
         // lengths, the value a string, int, bool or double that fills it exactly. Anything else takes
         // the general walk below, which validates it the same way.
@@ -545,7 +545,7 @@ struct RequestParser {
         }
     }
 
-    func validateEvent(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
+    mutating func validateEvent(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
         var reader = WireReader(base: base, range: range)
         while !reader.isAtEnd {
             let tagOffset = reader.position
@@ -569,7 +569,7 @@ struct RequestParser {
         }
     }
 
-    func validateLink(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
+    mutating func validateLink(base: UnsafeRawPointer, range: Range<Int>) throws(WireFault) {
         var reader = WireReader(base: base, range: range)
         while !reader.isAtEnd {
             let tagOffset = reader.position

@@ -82,7 +82,8 @@ indirect enum Evaluator: @unchecked Sendable {
     case probabilistic(threshold: UInt64, salt: String)
     /// OTEP 235 consistent sampling on the trace's randomness.
     case consistent(mode: ProbabilisticMode, probability: Double, precision: Int)
-    case statusCode(Set<StatusCode>)
+    /// The codes as bits (1 << raw value): a set test per span without hashing.
+    case statusCode(mask: UInt8)
     case string(key: AttributeKeyID?, matcher: StringMatcher, invert: Bool)
     case rateLimiting(TokenBucket)
     case bytesLimiting(TokenBucket)
@@ -128,8 +129,8 @@ indirect enum Evaluator: @unchecked Sendable {
             guard let threshold else { return .notSampled }
             return threshold.keeps(trace.samplingRandomness) ? .sampled : .notSampled
 
-        case .statusCode(let codes):
-            return trace.spans.contains { codes.contains($0.statusCode) } ? .sampled : .notSampled
+        case .statusCode(let mask):
+            return trace.spans.contains { mask & (1 << $0.statusCode.rawValue) != 0 } ? .sampled : .notSampled
 
         case .string(let key, let matcher, let invert):
             return attributeDecision(trace, key: key, invert: invert) { value in

@@ -220,7 +220,7 @@ public final class RuleSet: Sendable {
         case .probabilistic(let percentage, _, let mode, let precision):
             evaluator = .consistent(mode: mode, probability: percentage / 100, precision: precision)
         case .statusCode(let codes):
-            evaluator = .statusCode(Set(codes))
+            evaluator = .statusCode(mask: codes.reduce(0) { $0 | 1 << $1.rawValue })
         case .stringAttribute(let key, let values, let regex, let cacheSize, let invert):
             let matcher: StringMatcher
             if regex {
