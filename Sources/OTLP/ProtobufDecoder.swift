@@ -153,6 +153,32 @@ struct RequestParser {
 
     mutating func parseResource(base: UnsafeRawPointer, range: Range<Int>, into resourceIndex: Int, batch: inout SpanBatch) throws(WireFault) {
         let firstAttribute = batch.attributes.count
+        // The same bytes as a resource decoded before in this batch: the same record and selected
+        // attributes, moved to these bytes (valid, since those were).
+        let slot = SpanBatch.resourceSlot(base: base, range: range)
+        if let earlier = batch.memoizedResource(base: base, range: range, slot: slot) {
+            let shift = Int64(range.lowerBound) - Int64(earlier.encoded.offset)
+            func moved(_ inner: ByteRange) -> ByteRange {
+                inner.isEmpty ? inner : ByteRange(offset: UInt32(truncatingIfNeeded: Int64(inner.offset) + shift), count: inner.count)
+            }
+            let earlierAttributes = Int(earlier.firstAttribute)..<(Int(earlier.firstAttribute) + Int(earlier.attributeCount))
+            for index in earlierAttributes {
+                var attribute = batch.attributes[index]
+                switch attribute.value {
+                case .string(let inner): attribute.value = .string(moved(inner))
+                case .bytes(let inner): attribute.value = .bytes(moved(inner))
+                case .array(let inner): attribute.value = .array(moved(inner))
+                case .keyValueList(let inner): attribute.value = .keyValueList(moved(inner))
+                case .bool, .int, .double, .empty: break
+                }
+                batch.attributes.append(attribute)
+            }
+            batch.resources[resourceIndex].encoded = ByteRange(range: range)
+            batch.resources[resourceIndex].serviceName = moved(earlier.serviceName)
+            batch.resources[resourceIndex].firstAttribute = UInt32(firstAttribute)
+            batch.resources[resourceIndex].attributeCount = earlier.attributeCount
+            return
+        }
         var serviceName = ByteRange.empty
         var reader = WireReader(base: base, range: range)
         while !reader.isAtEnd {
@@ -174,6 +200,7 @@ struct RequestParser {
         batch.resources[resourceIndex].serviceName = serviceName
         batch.resources[resourceIndex].firstAttribute = UInt32(firstAttribute)
         batch.resources[resourceIndex].attributeCount = UInt16(clamping: batch.attributes.count - firstAttribute)
+        batch.memoizeResource(resourceIndex, slot: slot)
     }
 
     // MARK: ScopeSpans

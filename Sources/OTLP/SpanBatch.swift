@@ -13,6 +13,11 @@ public struct SpanBatch: Sendable {
     public internal(set) var attributes: [SelectedAttribute]
     /// The keys whose values were decoded into ``attributes``.
     public let selection: AttributeSelection
+    /// Resources decoded so far in this batch, by a digest of their bytes (index + 1; 0: empty): a
+    /// resource that repeats byte for byte — every message of one service process sends the same —
+    /// is taken from the first copy instead of parsed again.
+    private var resourceMemo: [UInt32]
+    static let resourceMemoSlots = 64
 
     /// An empty batch that decodes the attributes in `selection`.
     public init(selection: AttributeSelection = .none, reservingBytes: Int = 0, spans: Int = 0) {
@@ -24,6 +29,7 @@ public struct SpanBatch: Sendable {
         scopes = []
         resources = []
         attributes = []
+        resourceMemo = Array(repeating: 0, count: Self.resourceMemoSlots)
     }
 
     /// Empties the batch, keeping capacity.
@@ -33,6 +39,43 @@ public struct SpanBatch: Sendable {
         scopes.removeAll(keepingCapacity: true)
         resources.removeAll(keepingCapacity: true)
         attributes.removeAll(keepingCapacity: true)
+        forgetResources()
+    }
+
+    private mutating func forgetResources() {
+        resourceMemo.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// The memo slot of the resource bytes at `range` of `base`: its length and four words spread
+    /// over it (resources of one deployment share their tails and often their lengths; names and
+    /// pod ids sit in between).
+    @inline(__always)
+    static func resourceSlot(base: UnsafeRawPointer, range: Range<Int>) -> Int {
+        let count = range.count
+        var digest = UInt64(truncatingIfNeeded: count) &* 0x9E37_79B9_7F4A_7C15
+        if count >= 8 {
+            let last = range.upperBound - 8
+            for offset in [range.lowerBound + count / 4, range.lowerBound + count / 2, range.lowerBound + count * 3 / 4, last] {
+                digest = (digest ^ base.loadUnaligned(fromByteOffset: min(offset, last), as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            }
+        }
+        return Int(truncatingIfNeeded: digest >> 58)
+    }
+
+    /// A resource decoded earlier in this batch whose bytes equal those at `range` of `base`.
+    @inline(__always)
+    func memoizedResource(base: UnsafeRawPointer, range: Range<Int>, slot: Int) -> ResourceRecord? {
+        let entry = resourceMemo[slot]
+        guard entry != 0 else { return nil }
+        let candidate = resources[Int(entry) - 1]
+        guard Int(candidate.encoded.count) == range.count, candidate.encoded.lowerBound != range.lowerBound,
+            memcmpEqual(base + Int(candidate.encoded.offset), base + range.lowerBound, range.count)
+        else { return nil }
+        return candidate
+    }
+
+    mutating func memoizeResource(_ index: Int, slot: Int) {
+        resourceMemo[slot] = UInt32(truncatingIfNeeded: index + 1)
     }
 
     /// A mark to roll back to when a message turns out malformed half-way through.
@@ -52,6 +95,7 @@ public struct SpanBatch: Sendable {
         scopes.removeSubrange(mark.scopes...)
         resources.removeSubrange(mark.resources...)
         attributes.removeSubrange(mark.attributes...)
+        forgetResources()
     }
 
     // MARK: Reading

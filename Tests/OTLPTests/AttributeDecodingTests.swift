@@ -158,4 +158,55 @@ import Testing
         #expect(values == ["/dogs/{id}", "dogs-7f9c"])
         #expect(trace.string(trace.service(of: trace.spans[0])) == "dogs")
     }
+
+    /// Resources repeat byte for byte across the messages of one poll (one process sends the same
+    /// one every time): the decoder takes a repeat from its first copy. Every span must still read its
+    /// own resource as written — also when another resource has the same length and the same last
+    /// bytes — with the resource and its selected values inside the span's own message.
+    @Test func repeatedResourcesDecodeAsWritten() throws {
+        let selection = AttributeSelection(keys: ["k8s.pod.name", "http.status_code"])
+        let variants: [(service: String, pod: String, code: Int64?)] = [
+            ("dogs", "dogs-7f9c", nil),
+            ("cats", "dogs-7f9c", nil),  // same length and tail as the first
+            ("dogs", "dogs-7f9d", nil),  // same length, another tail
+            ("dogs", "dogs-7f9c", 200),
+            ("dogs", "dogs-7f9c", 201),  // same length and tail as the one before; another number
+        ]
+        func resourceAttributes(_ variant: (service: String, pod: String, code: Int64?)) -> [[UInt8]] {
+            var attributes = [Self.keyValue("service.name", .string(variant.service), valueFirst: false)]
+            if let code = variant.code { attributes.append(Self.keyValue("http.status_code", .int(code), valueFirst: false)) }
+            return attributes + [Self.keyValue("k8s.pod.name", .string(variant.pod), valueFirst: false)]
+        }
+        var random = SplitMix64(seed: 2503)
+        var batch = SpanBatch(selection: selection)
+        var written: [(variant: Int, message: Range<Int>)] = []
+        for _ in 0..<200 {
+            let variant = Int(random.next() % UInt64(variants.count))
+            let request = Self.request(attributes: [], resourceAttributes: resourceAttributes(variants[variant]))
+            let start = batch.bytes.count
+            _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+            written.append((variant, start..<batch.bytes.count))
+        }
+        #expect(batch.spans.count == written.count)
+        for (span, (variant, message)) in zip(batch.spans, written) {
+            let want = variants[variant]
+            let resource = batch.resource(of: span)
+            #expect(message.contains(resource.encoded.lowerBound) && resource.encoded.upperBound <= message.upperBound)
+            #expect(batch.string(resource.serviceName) == want.service)
+            let values = batch.attributes(of: resource).map { attribute -> String in
+                switch attribute.value {
+                case .string(let range):
+                    #expect(message.contains(range.lowerBound))
+                    return "\(selection.keys[Int(attribute.key.rawValue)])=\(batch.string(range))"
+                case .int(let number): return "\(selection.keys[Int(attribute.key.rawValue)])=\(number)"
+                default: return "?"
+                }
+            }
+            #expect(values == (want.code.map { ["http.status_code=\($0)"] } ?? []) + ["k8s.pod.name=\(want.pod)"])
+            var trace = TraceData(traceID: span.traceID)
+            trace.append(span, from: batch, batchGeneration: 1)
+            #expect(trace.payload.count == Int(span.encoded.count + resource.encoded.count + batch.scopes[Int(span.scopeIndex)].encoded.count))
+            #expect(trace.string(trace.service(of: trace.spans[0])) == want.service)
+        }
+    }
 }
