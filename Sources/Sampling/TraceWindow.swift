@@ -57,6 +57,8 @@ public struct TraceRun: Sendable, Equatable {
     public var spans = 0
     public var attributes = 0
     public var payloadBytes = 0
+    /// Resource and scope pairs it brings (each a new envelope of the trace).
+    public var envelopes = 0
 
     public init() {}
 
@@ -82,8 +84,10 @@ public struct TraceRun: Sendable, Equatable {
         while position < count {
             let span = batch.spans[index(position)]
             guard span.traceID == traceID else { break }
-            let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: span.scopeIndex != lastScope)
+            let newEnvelope = span.scopeIndex != lastScope
+            let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: newEnvelope)
             lastScope = span.scopeIndex
+            if newEnvelope { run.envelopes += 1 }
             run.spans += 1
             run.attributes += cost.attributes
             run.payloadBytes += cost.payloadBytes
@@ -195,7 +199,7 @@ public struct TraceWindow: Sendable {
         var entry = slots[i].take()!
         let before = entry.residentBytes
         if disposition == .holding, let expected {
-            entry.trace.reserve(spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes)
+            entry.trace.reserve(spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes, envelopes: expected.envelopes)
         }
         entry.trace.append(span, from: batch, batchGeneration: batchGeneration)
         let after = entry.trace.residentBytes
