@@ -108,15 +108,22 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     public func ingest(_ batch: SpanBatch, messages: [IngestedMessage]) {
         sequence += 1
         var perShard = Array(repeating: ShardWork(batch: batch, sequence: sequence), count: shards.count)
-        var positions: [SourcePosition] = []
-        positions.reserveCapacity(messages.count)
+        // Sized once for an even share (trace ids spread evenly): no regrowth and copy per poll.
+        let share = batch.spans.count / max(1, shards.count) + batch.spans.count / 8 + 16
+        for index in perShard.indices {
+            perShard[index].spans.reserveCapacity(share)
+            perShard[index].sources.reserveCapacity(share)
+        }
+        let positions = messages.map { SourcePosition(lane: $0.lane, offset: $0.offset) }
+        // Read again because the consumer went back for a gap: their spans are here already.
+        let repeats = ledger.repeats(among: positions)
+        var nextRepeat = repeats.startIndex
         var repeated = 0
         var copies: [(SourcePosition, DeadLetterCopy)] = []
-        for message in messages {
-            let position = SourcePosition(lane: message.lane, offset: message.offset)
-            positions.append(position)
-            // Read again because the consumer went back for a gap: its spans are here already.
-            if ledger.isRepeat(position) {
+        for (index, message) in messages.enumerated() {
+            let position = positions[index]
+            if nextRepeat < repeats.endIndex && repeats[nextRepeat] == index {
+                nextRepeat += 1
                 repeated += message.spans.count
                 continue
             }

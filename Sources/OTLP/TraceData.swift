@@ -141,16 +141,23 @@ public struct TraceData: Sendable {
         let resourceCopy = envelopes[envelope].resource
         let encoded = copy(span.encoded, from: batch)
         let first = attributes.count
-        for attribute in batch.attributes(of: span) {
-            attributes.append(
-                TraceAttribute(
-                    key: attribute.key, value: convert(attribute.value, from: batch, within: span.encoded, copiedTo: encoded), fromResource: false))
-        }
-        for attribute in batch.attributes(of: resource) {
-            attributes.append(
-                TraceAttribute(
-                    key: attribute.key, value: convert(attribute.value, from: batch, within: resource.encoded, copiedTo: resourceCopy),
-                    fromResource: true))
+        // Through the buffer, not `batch.attributes(of:)`: each slice retained and released the
+        // batch's attribute array, per span.
+        batch.attributes.withUnsafeBufferPointer { selected in
+            for index in Int(span.firstAttribute)..<(Int(span.firstAttribute) + Int(span.attributeCount)) {
+                let attribute = selected[index]
+                attributes.append(
+                    TraceAttribute(
+                        key: attribute.key, value: convert(attribute.value, from: batch, within: span.encoded, copiedTo: encoded),
+                        fromResource: false))
+            }
+            for index in Int(resource.firstAttribute)..<(Int(resource.firstAttribute) + Int(resource.attributeCount)) {
+                let attribute = selected[index]
+                attributes.append(
+                    TraceAttribute(
+                        key: attribute.key, value: convert(attribute.value, from: batch, within: resource.encoded, copiedTo: resourceCopy),
+                        fromResource: true))
+            }
         }
         spans.append(
             BufferedSpan(

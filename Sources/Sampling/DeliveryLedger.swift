@@ -246,7 +246,19 @@ public struct DeliveryLedger: Sendable {
     /// Whether `position` was received before on its lane and is not missing in one of its gaps: a
     /// message delivered again after the consumer went back for a gap, whose spans are already in a
     /// window or decided. Ask before ``dispatch(poll:messages:shards:)`` records the poll.
-    public func isRepeat(_ position: SourcePosition) -> Bool {
+    public func isRepeat(_ position: SourcePosition) -> Bool { Self.isRepeat(position, lanes: lanes) }
+
+    /// The indices of `positions` (one poll's messages) that are repeats (see ``isRepeat(_:)``); empty,
+    /// without allocating, when none is — the usual poll. One call per poll: its owner keeps the
+    /// ledger in a class, where each call of a non-mutating method copied the whole ledger (retaining
+    /// every table in it), once per message.
+    public mutating func repeats(among positions: [SourcePosition]) -> [Int] {
+        var found: [Int] = []
+        for (index, position) in positions.enumerated() where Self.isRepeat(position, lanes: lanes) { found.append(index) }
+        return found
+    }
+
+    private static func isRepeat(_ position: SourcePosition, lanes: [Lane: LaneState]) -> Bool {
         guard let index = lanes.index(forKey: position.lane), let end = lanes.values[index].end, position.offset < end else {
             return false
         }

@@ -229,8 +229,9 @@ public struct TraceWindow: Sendable {
         wheel.advance(to: now, into: &due)
         for item in due {
             // Deadlines only move earlier, so a live entry of the same generation is due now.
-            guard generations[Int(item.slot)] == item.generation, let entry = slots[Int(item.slot)], entry.deadline <= now else { continue }
-            let reason: DecisionReason = entry.rootSeen && entry.deadline < entry.firstSeen &+ nanoseconds(limits.decisionWait)
+            guard generations[Int(item.slot)] == item.generation, let (deadline, rootSeen, firstSeen) = timing(of: item.slot), deadline <= now
+            else { continue }
+            let reason: DecisionReason = rootSeen && deadline < firstSeen &+ nanoseconds(limits.decisionWait)
                 ? .rootReceived : .decisionWait
             ready.append(release(item.slot, reason: reason))
         }
@@ -320,10 +321,21 @@ public struct TraceWindow: Sendable {
 
     // MARK: Slots
 
-    private mutating func allocate(_ trace: TraceData, source: SourcePosition, now: UInt64) -> Int32 {
+    /// A live entry's deadline, whether its root came and when it began, read in place: binding the
+    /// entry (or reading it through `slots[i]?`) copied it — a retain and release of each buffer.
+    private func timing(of slot: Int32) -> (deadline: UInt64, rootSeen: Bool, firstSeen: UInt64)? {
+        slots.withUnsafeBufferPointer { buffer in
+            let entry = buffer.baseAddress! + Int(slot)
+            guard let deadline = entry.pointee?.deadline else { return nil }
+            return (deadline, entry.pointee?.rootSeen ?? false, entry.pointee?.firstSeen ?? 0)
+        }
+    }
+
+    private mutating func allocate(_ trace: consuming TraceData, source: SourcePosition, now: UInt64) -> Int32 {
+        let resident = trace.residentBytes
         let entry = Entry(
             trace: trace, firstSeen: now, deadline: now &+ nanoseconds(limits.decisionWait), rootSeen: false,
-            generation: 0, residentBytes: trace.residentBytes, firstSource: source, otherSources: nil)
+            generation: 0, residentBytes: resident, firstSource: source, otherSources: nil)
         bufferedBytes += entry.residentBytes
         if let slot = freeSlots.popLast() {
             generations[Int(slot)] &+= 1
@@ -336,8 +348,8 @@ public struct TraceWindow: Sendable {
     }
 
     private mutating func release(_ slot: Int32, reason: DecisionReason) -> ReadyTrace {
-        let entry = slots[Int(slot)]!
-        slots[Int(slot)] = nil
+        // Moved out, not copied (a copy retained and released every buffer of the trace).
+        let entry = slots[Int(slot)].take()!
         generations[Int(slot)] &+= 1
         freeSlots.append(slot)
         index[entry.trace.traceID] = nil
