@@ -281,7 +281,10 @@ final class Shard: @unchecked Sendable {
                 }
             }
         }
-        for item in ready {
+        // Taken out one by one, in order, not iterated: iterating copied each ready trace (a retain
+        // of every buffer) and emptying the list afterwards released them again.
+        ready.withUnsafeMutableBufferPointer { $0.reverse() }
+        while let item = ready.popLast() {
             counts.decisionsByReason[item.reason, default: 0] += 1
             counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
             // A dry run explains (the same single evaluation) so that a would-be drop can name the
@@ -339,6 +342,5 @@ final class Shard: @unchecked Sendable {
                 }
             }
         }
-        ready.removeAll(keepingCapacity: true)
     }
 }
