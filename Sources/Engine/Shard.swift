@@ -284,7 +284,7 @@ final class Shard: @unchecked Sendable {
         // Taken out one by one, in order, not iterated: iterating copied each ready trace (a retain
         // of every buffer) and emptying the list afterwards released them again.
         ready.withUnsafeMutableBufferPointer { $0.reverse() }
-        while let item = ready.popLast() {
+        while var item = ready.popLast() {
             counts.decisionsByReason[item.reason, default: 0] += 1
             counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
             // A dry run explains (the same single evaluation) so that a would-be drop can name the
@@ -338,7 +338,7 @@ final class Shard: @unchecked Sendable {
                     fanOut.keep(item.trace, policy: dropPolicy, integrity: item.trace.integrity, dryRun: .drop, acknowledged: acknowledge(token))
                 } else {
                     release(item)
-                    window.recycle(item.trace)
+                    window.recycle(item.trace.take())
                 }
             }
         }

@@ -85,6 +85,14 @@ public struct TraceData: Sendable {
         lastEnvelopeSource = nil
     }
 
+    /// Moves this trace out, leaving an empty one of the same id (no copy of its buffers: taking a
+    /// trace out of a longer-lived value by copy retained and released each of them).
+    public mutating func take() -> TraceData {
+        var taken = TraceData(traceID: traceID)
+        swap(&self, &taken)
+        return taken
+    }
+
     /// Bytes this trace holds in memory (payload plus records), for the buffer limit.
     public var residentBytes: Int {
         payload.capacity + spans.capacity * MemoryLayout<BufferedSpan>.stride

@@ -349,14 +349,14 @@ public struct TraceWindow: Sendable {
 
     private mutating func release(_ slot: Int32, reason: DecisionReason) -> ReadyTrace {
         // Moved out, not copied (a copy retained and released every buffer of the trace).
-        let entry = slots[Int(slot)].take()!
+        var entry = slots[Int(slot)].take()!
         generations[Int(slot)] &+= 1
         freeSlots.append(slot)
         index[entry.trace.traceID] = nil
         bufferedBytes -= entry.residentBytes
         bufferedSpans -= entry.trace.spans.count
         return ReadyTrace(
-            trace: entry.trace, reason: reason, firstSeen: entry.firstSeen, firstSource: entry.firstSource,
+            trace: entry.trace.take(), reason: reason, firstSeen: entry.firstSeen, firstSource: entry.firstSource,
             otherSources: entry.otherSources)
     }
 }
