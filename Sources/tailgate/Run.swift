@@ -96,12 +96,6 @@ struct Run: ParsableCommand {
         // threshold hands them back to the kernel when freed (10–15 MB less at peak in the burst test).
         #if os(Linux)
         if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 256 << 10) }
-        // A thread's arena makes its heap (64 MiB of address space) writable by what one allocation
-        // needs at a time, an mprotect call each: 43 765 of them in the 640 k-span harness run, one
-        // or two pages apiece. With a 64 MiB pad each heap is made writable whole when created: 76
-        // calls. Address space only: pages become resident when touched, and the memory-return
-        // trim (malloc_trim(0), which ignores the pad) still hands freed pages back.
-        if ProcessInfo.processInfo.environment["MALLOC_TOP_PAD_"] == nil { _ = glibcMallopt(-2 /* M_TOP_PAD */, 64 << 20) }
         #endif
         var configuration = EngineConfiguration(brokers: input.brokers)
         if !input.topics.isEmpty { configuration.topics = input.topics }
@@ -118,6 +112,17 @@ struct Run: ParsableCommand {
             throw ConfigurationError(
                 "--buffer-limit \(bufferLimit ?? "") is below the minimum of 1MiB: a window needs room for whole traces (and consumption resumes only below 80% of the limit)")
         }
+        #if os(Linux)
+        // A thread's arena makes its heap (64 MiB of address space) writable by what one allocation
+        // needs at a time, an mprotect call each: 43 765 of them in the 640 k-span harness run, one
+        // or two pages apiece. With a 64 MiB pad each heap is made writable whole when created: 76
+        // calls. But glibc also keeps the pad's worth of a heap's freed top resident when it shrinks,
+        // so the pad is the buffer limit's share (a sixteenth, 1–64 MiB), like Kafka's prefetch; the
+        // memory-return trim (malloc_trim(0), which ignores the pad) still hands freed pages back.
+        if ProcessInfo.processInfo.environment["MALLOC_TOP_PAD_"] == nil {
+            _ = glibcMallopt(-2 /* M_TOP_PAD */, Int32(MemoryBudget(configuredLimit: configuration.bufferLimit).heapPadBytes))
+        }
+        #endif
         if let shards, shards < 1 { throw ConfigurationError("--shards must be at least 1") }
         configuration.shards = shards
         configuration.httpAddress = http.isEmpty ? nil : http
