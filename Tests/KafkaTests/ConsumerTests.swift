@@ -18,16 +18,21 @@ import TestSupport
         var seen: [String] = []
         var keys = Set<String>()
         var largestBatch = 0
-        let finished = waitUntil(.seconds(30)) {
+        let start = ContinuousClock.now
+        var assignedAfter: Duration?
+        // Bounded at 60 s: under a full parallel test run on two cores the mock's first group join
+        // once took longer than 30 s (CI, stop 35: assigned at the end, nothing read by then).
+        let finished = waitUntil(.seconds(60)) {
             let summary = consumer.poll(maxMessages: 1000, timeout: .milliseconds(200)) { message in
                 seen.append(String(decoding: message.payload, as: UTF8.self))
                 keys.insert(String(decoding: message.key!, as: UTF8.self))
                 #expect(message.topic == "spans")
             }
+            if assignedAfter == nil, !consumer.assignment.isEmpty { assignedAfter = ContinuousClock.now - start }
             largestBatch = max(largestBatch, summary.messages)
             return seen.count >= 500 && consumer.isAtEndOfAllPartitions
         }
-        #expect(finished)
+        #expect(finished, "read \(seen.count) of 500; assigned after \(assignedAfter.map { "\($0)" } ?? "never")")
         #expect(Set(seen) == payloads)
         #expect(keys.count == 500)
         #expect(largestBatch > 1, "messages arrive in batches, not one per call")
