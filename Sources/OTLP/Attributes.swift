@@ -5,17 +5,45 @@
 public struct AttributeSelection: Sendable, Equatable {
     /// The selected keys, in the order their ids are assigned.
     public let keys: [String]
-    let keyBytes: [[UInt8]]
+    /// The keys' bytes, one after another (`keyStarts[i]..<keyStarts[i + 1]` is key `i`).
+    let keyStore: [UInt8]
+    let keyStarts: [Int]
     /// Bit set of selected key lengths (lengths ≥ 64 share bit 63), a cheap first filter.
     let lengthMask: UInt64
+    /// Open-addressing table of key ids + 1 (0: empty), indexed by ``slot(of:count:)``: one probe and
+    /// one comparison for a key whose length is selected, instead of a scan over every key.
+    let table: [UInt16]
+    let tableShift: UInt64
 
     /// Selects `keys` (duplicates are kept once, first occurrence wins).
     public init(keys: [String]) {
         var seen = Set<String>()
         let unique = keys.filter { seen.insert($0).inserted }
         self.keys = unique
-        keyBytes = unique.map { Array($0.utf8) }
-        lengthMask = keyBytes.reduce(0) { $0 | (1 << UInt64(min($1.count, 63))) }
+        var store: [UInt8] = []
+        var starts: [Int] = [0]
+        for key in unique {
+            store.append(contentsOf: key.utf8)
+            starts.append(store.count)
+        }
+        store.append(0)  // never empty, so its base address exists even when only "" is selected
+        keyStore = store
+        keyStarts = starts
+        lengthMask = unique.reduce(0) { $0 | (1 << UInt64(min($1.utf8.count, 63))) }
+        // At most a quarter full: a key not selected usually meets an empty slot at once.
+        var bits: UInt64 = 4
+        while (1 << bits) < unique.count * 4 { bits += 1 }
+        tableShift = 64 - bits
+        var table = [UInt16](repeating: 0, count: 1 << Int(bits))
+        store.withUnsafeBytes { bytes in
+            for index in unique.indices {
+                let count = starts[index + 1] - starts[index]
+                var slot = Self.slot(of: bytes.baseAddress.map { $0 + starts[index] }, count: count, shift: 64 - bits)
+                while table[slot] != 0 { slot = (slot + 1) & (table.count - 1) }
+                table[slot] = UInt16(index + 1)
+            }
+        }
+        self.table = table
     }
 
     /// Selects nothing: the decoder only extracts `service.name`.
@@ -26,19 +54,52 @@ public struct AttributeSelection: Sendable, Equatable {
         keys.firstIndex(of: key).map { AttributeKeyID(rawValue: UInt16($0)) }
     }
 
+    /// Whether a key of `count` bytes might be selected (no key of that length is, when false).
+    @inline(__always)
+    func mayMatch(count: Int) -> Bool {
+        lengthMask & (1 << UInt64(min(count, 63))) != 0
+    }
+
+    /// A key's home slot: its length and its first and last four bytes (or its first, middle and
+    /// last byte when shorter), multiplied and shifted to the table's size.
+    @inline(__always)
+    static func slot(of key: UnsafeRawPointer?, count: Int, shift: UInt64) -> Int {
+        var word = UInt64(truncatingIfNeeded: count)
+        if let key {
+            if count >= 4 {
+                word ^= UInt64(key.loadUnaligned(as: UInt32.self)) << 8
+                word ^= UInt64(key.loadUnaligned(fromByteOffset: count &- 4, as: UInt32.self)) << 32
+            } else if count > 0 {
+                word ^= UInt64(key.load(as: UInt8.self)) << 8
+                word ^= UInt64(key.load(fromByteOffset: count >> 1, as: UInt8.self)) << 16
+                word ^= UInt64(key.load(fromByteOffset: count &- 1, as: UInt8.self)) << 24
+            }
+        }
+        return Int(truncatingIfNeeded: (word &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
     @inline(__always)
     func match(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> AttributeKeyID? {
         let count = range.count
-        guard lengthMask & (1 << UInt64(min(count, 63))) != 0 else { return nil }
-        for index in keyBytes.indices {
-            let candidate = keyBytes[index]
-            guard candidate.count == count else { continue }
-            let equal = candidate.withUnsafeBytes { key in
-                memcmpEqual(key.baseAddress!, bytes.baseAddress! + range.lowerBound, count)
+        guard mayMatch(count: count) else { return nil }
+        let key = bytes.baseAddress! + range.lowerBound
+        return table.withUnsafeBufferPointer { table in
+            keyStore.withUnsafeBytes { store in
+                keyStarts.withUnsafeBufferPointer { starts in
+                    let mask = table.count &- 1
+                    var slot = Self.slot(of: key, count: count, shift: tableShift)
+                    while true {
+                        let entry = Int(table[slot])
+                        if entry == 0 { return nil }
+                        let start = starts[entry &- 1]
+                        if starts[entry] &- start == count, memcmpEqual(store.baseAddress! + start, key, count) {
+                            return AttributeKeyID(rawValue: UInt16(truncatingIfNeeded: entry &- 1))
+                        }
+                        slot = (slot &+ 1) & mask
+                    }
+                }
             }
-            if equal { return AttributeKeyID(rawValue: UInt16(index)) }
         }
-        return nil
     }
 }
 

@@ -282,83 +282,94 @@ struct RequestParser {
         var parentIDLength = 0
         var unusedServiceName = ByteRange.empty
         var reader = WireReader(base: base, range: range)
-        while !reader.isAtEnd {
-            let tagOffset = reader.position
-            let (field, wireType) = try reader.readTag()
-            switch field {
-            case OTLPField.Span.traceID:
-                position.field = "trace_id"
-                try reader.expect(wireType, .lengthDelimited, field: "trace_id: wrong wire type", at: tagOffset)
-                let id = try reader.readLengthDelimited()
-                traceIDLength = id.count
-                if id.count == 16 {
-                    record.traceID = TraceID(bytes: UnsafeRawBufferPointer(start: base + id.lowerBound, count: 16), at: 0)
+        // The field being read, named only if the message is refused (no store per field).
+        var named: UInt32 = 0
+        do throws(WireFault) {
+            while !reader.isAtEnd {
+                let tagOffset = reader.position
+                let (field, wireType) = try reader.readTag()
+                switch field {
+                case OTLPField.Span.traceID:
+                    named = OTLPField.Span.traceID
+                    try reader.expect(wireType, .lengthDelimited, field: "trace_id: wrong wire type", at: tagOffset)
+                    let id = try reader.readLengthDelimited()
+                    traceIDLength = id.count
+                    if id.count == 16 {
+                        record.traceID = TraceID(bytes: UnsafeRawBufferPointer(start: base + id.lowerBound, count: 16), at: 0)
+                    }
+                case OTLPField.Span.spanID:
+                    named = OTLPField.Span.spanID
+                    try reader.expect(wireType, .lengthDelimited, field: "span_id: wrong wire type", at: tagOffset)
+                    let id = try reader.readLengthDelimited()
+                    spanIDLength = id.count
+                    if id.count == 8 {
+                        record.spanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
+                    }
+                case OTLPField.Span.traceState:
+                    named = OTLPField.Span.traceState
+                    try reader.expect(wireType, .lengthDelimited, field: "trace_state: wrong wire type", at: tagOffset)
+                    record.traceState = ByteRange(range: try reader.readLengthDelimited())
+                case OTLPField.Span.parentSpanID:
+                    named = OTLPField.Span.parentSpanID
+                    try reader.expect(wireType, .lengthDelimited, field: "parent_span_id: wrong wire type", at: tagOffset)
+                    let id = try reader.readLengthDelimited()
+                    parentIDLength = id.count
+                    if id.count == 8 {
+                        record.parentSpanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
+                    }
+                case OTLPField.Span.name:
+                    named = OTLPField.Span.name
+                    try reader.expect(wireType, .lengthDelimited, field: "name: wrong wire type", at: tagOffset)
+                    record.name = ByteRange(range: try reader.readLengthDelimited())
+                case OTLPField.Span.kind:
+                    named = OTLPField.Span.kind
+                    try reader.expect(wireType, .varint, field: "kind: wrong wire type", at: tagOffset)
+                    record.kind = SpanKind(wireValue: try reader.readVarint())
+                case OTLPField.Span.startTimeUnixNano:
+                    named = OTLPField.Span.startTimeUnixNano
+                    try reader.expect(wireType, .fixed64, field: "start_time_unix_nano: wrong wire type", at: tagOffset)
+                    record.startTimeUnixNano = try reader.readFixed64()
+                case OTLPField.Span.endTimeUnixNano:
+                    named = OTLPField.Span.endTimeUnixNano
+                    try reader.expect(wireType, .fixed64, field: "end_time_unix_nano: wrong wire type", at: tagOffset)
+                    record.endTimeUnixNano = try reader.readFixed64()
+                case OTLPField.Span.attributes:
+                    named = OTLPField.Span.attributes
+                    try reader.expect(wireType, .lengthDelimited, field: "attributes: wrong wire type", at: tagOffset)
+                    let inner = try reader.readLengthDelimited()
+                    // Most span attributes are of the plain shape and of a length no selected key has:
+                    // checked here, without a call (their `service.name` is not wanted either).
+                    let keyLength = Self.plainKeyLength(base: base, start: inner.lowerBound, end: inner.upperBound)
+                if keyLength >= 0, !selection.mayMatch(count: keyLength) { continue }
+                    try parseKeyValue(base: base, range: inner, batch: &batch, serviceName: &unusedServiceName)
+                case OTLPField.Span.droppedAttributesCount, OTLPField.Span.droppedEventsCount, OTLPField.Span.droppedLinksCount:
+                    named = field
+                    try reader.expect(wireType, .varint, field: "dropped count: wrong wire type", at: tagOffset)
+                    _ = try reader.readVarint()
+                case OTLPField.Span.events:
+                    named = OTLPField.Span.events
+                    try reader.expect(wireType, .lengthDelimited, field: "events: wrong wire type", at: tagOffset)
+                    try validateEvent(base: base, range: try reader.readLengthDelimited())
+                case OTLPField.Span.links:
+                    named = OTLPField.Span.links
+                    try reader.expect(wireType, .lengthDelimited, field: "links: wrong wire type", at: tagOffset)
+                    try validateLink(base: base, range: try reader.readLengthDelimited())
+                case OTLPField.Span.status:
+                    named = OTLPField.Span.status
+                    try reader.expect(wireType, .lengthDelimited, field: "status: wrong wire type", at: tagOffset)
+                    try parseStatus(base: base, range: try reader.readLengthDelimited(), into: &record)
+                case OTLPField.Span.flags:
+                    named = OTLPField.Span.flags
+                    try reader.expect(wireType, .fixed32, field: "flags: wrong wire type", at: tagOffset)
+                    record.flags = try reader.readFixed32()
+                default:
+                    try reader.skip(wireType: wireType)
                 }
-            case OTLPField.Span.spanID:
-                position.field = "span_id"
-                try reader.expect(wireType, .lengthDelimited, field: "span_id: wrong wire type", at: tagOffset)
-                let id = try reader.readLengthDelimited()
-                spanIDLength = id.count
-                if id.count == 8 {
-                    record.spanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
-                }
-            case OTLPField.Span.traceState:
-                position.field = "trace_state"
-                try reader.expect(wireType, .lengthDelimited, field: "trace_state: wrong wire type", at: tagOffset)
-                record.traceState = ByteRange(range: try reader.readLengthDelimited())
-            case OTLPField.Span.parentSpanID:
-                position.field = "parent_span_id"
-                try reader.expect(wireType, .lengthDelimited, field: "parent_span_id: wrong wire type", at: tagOffset)
-                let id = try reader.readLengthDelimited()
-                parentIDLength = id.count
-                if id.count == 8 {
-                    record.parentSpanID = SpanID(rawValue: UInt64(bigEndian: base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self)))
-                }
-            case OTLPField.Span.name:
-                position.field = "name"
-                try reader.expect(wireType, .lengthDelimited, field: "name: wrong wire type", at: tagOffset)
-                record.name = ByteRange(range: try reader.readLengthDelimited())
-            case OTLPField.Span.kind:
-                position.field = "kind"
-                try reader.expect(wireType, .varint, field: "kind: wrong wire type", at: tagOffset)
-                record.kind = SpanKind(wireValue: try reader.readVarint())
-            case OTLPField.Span.startTimeUnixNano:
-                position.field = "start_time_unix_nano"
-                try reader.expect(wireType, .fixed64, field: "start_time_unix_nano: wrong wire type", at: tagOffset)
-                record.startTimeUnixNano = try reader.readFixed64()
-            case OTLPField.Span.endTimeUnixNano:
-                position.field = "end_time_unix_nano"
-                try reader.expect(wireType, .fixed64, field: "end_time_unix_nano: wrong wire type", at: tagOffset)
-                record.endTimeUnixNano = try reader.readFixed64()
-            case OTLPField.Span.attributes:
-                position.field = "attributes"
-                try reader.expect(wireType, .lengthDelimited, field: "attributes: wrong wire type", at: tagOffset)
-                try parseKeyValue(base: base, range: try reader.readLengthDelimited(), batch: &batch, serviceName: &unusedServiceName)
-            case OTLPField.Span.droppedAttributesCount, OTLPField.Span.droppedEventsCount, OTLPField.Span.droppedLinksCount:
-                position.field = "dropped_count"
-                try reader.expect(wireType, .varint, field: "dropped count: wrong wire type", at: tagOffset)
-                _ = try reader.readVarint()
-            case OTLPField.Span.events:
-                position.field = "events"
-                try reader.expect(wireType, .lengthDelimited, field: "events: wrong wire type", at: tagOffset)
-                try validateEvent(base: base, range: try reader.readLengthDelimited())
-            case OTLPField.Span.links:
-                position.field = "links"
-                try reader.expect(wireType, .lengthDelimited, field: "links: wrong wire type", at: tagOffset)
-                try validateLink(base: base, range: try reader.readLengthDelimited())
-            case OTLPField.Span.status:
-                position.field = "status"
-                try reader.expect(wireType, .lengthDelimited, field: "status: wrong wire type", at: tagOffset)
-                try parseStatus(base: base, range: try reader.readLengthDelimited(), into: &record)
-            case OTLPField.Span.flags:
-                position.field = "flags"
-                try reader.expect(wireType, .fixed32, field: "flags: wrong wire type", at: tagOffset)
-                record.flags = try reader.readFixed32()
-            default:
-                try reader.skip(wireType: wireType)
             }
+        } catch {
+            position.field = Self.spanFieldName(named)
+            throw error
         }
-        position.field = ""
 
         // A span that cannot belong to a trace is refused alone; its siblings are kept.
         var rejection: (RejectReason, StaticString, Int)?
@@ -383,6 +394,27 @@ struct RequestParser {
         }
         record.attributeCount = UInt16(clamping: batch.attributes.count - firstAttribute)
         batch.spans.append(record)
+    }
+
+    /// The name a refused span's path gives the field `number` (the last known field read).
+    static func spanFieldName(_ number: UInt32) -> StaticString {
+        switch number {
+        case OTLPField.Span.traceID: "trace_id"
+        case OTLPField.Span.spanID: "span_id"
+        case OTLPField.Span.traceState: "trace_state"
+        case OTLPField.Span.parentSpanID: "parent_span_id"
+        case OTLPField.Span.name: "name"
+        case OTLPField.Span.kind: "kind"
+        case OTLPField.Span.startTimeUnixNano: "start_time_unix_nano"
+        case OTLPField.Span.endTimeUnixNano: "end_time_unix_nano"
+        case OTLPField.Span.attributes: "attributes"
+        case OTLPField.Span.droppedAttributesCount, OTLPField.Span.droppedEventsCount, OTLPField.Span.droppedLinksCount: "dropped_count"
+        case OTLPField.Span.events: "events"
+        case OTLPField.Span.links: "links"
+        case OTLPField.Span.status: "status"
+        case OTLPField.Span.flags: "flags"
+        default: ""
+        }
     }
 
     mutating func parseStatus(base: UnsafeRawPointer, range: Range<Int>, into record: inout SpanRecord) throws(WireFault) {
@@ -488,6 +520,40 @@ struct RequestParser {
             return (key, .double(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: valueStart + 1, as: UInt64.self)))))
         default:
             return nil
+        }
+    }
+
+    /// The key length of a `KeyValue` of the shape ``plainKeyValue(base:range:)`` accepts, or -1:
+    /// the same checks, without building the value (for attributes that are skipped).
+    @inline(__always)
+    static func plainKeyLength(base: UnsafeRawPointer, start: Int, end: Int) -> Int {
+        guard end &- start >= 4 else { return -1 }
+        let key = base + start
+        let keyLength = Int(key.load(fromByteOffset: 1, as: UInt8.self))
+        guard key.load(as: UInt8.self) == 0x0A, keyLength < 0x80 else { return -1 }
+        let valueTag = start &+ 2 &+ keyLength
+        guard valueTag &+ 2 <= end else { return -1 }
+        let value = base + valueTag
+        let valueLength = Int(value.load(fromByteOffset: 1, as: UInt8.self))
+        guard value.load(as: UInt8.self) == 0x12, valueLength < 0x80, valueLength >= 2, valueTag &+ 2 &+ valueLength == end else { return -1 }
+        let second = Int(value.load(fromByteOffset: 3, as: UInt8.self))
+        switch value.load(fromByteOffset: 2, as: UInt8.self) {
+        case 0x0A:  // string_value filling the value
+            return second == valueLength &- 2 ? keyLength : -1
+        case 0x10:  // bool_value
+            return valueLength == 2 && second < 0x80 ? keyLength : -1
+        case 0x21:  // double_value
+            return valueLength == 9 ? keyLength : -1
+        case 0x18:  // int_value: a varint of at most 9 bytes ending exactly at the end
+            guard valueLength <= 10, value.load(fromByteOffset: valueLength &+ 1, as: UInt8.self) < 0x80 else { return -1 }
+            var offset = 3
+            while offset <= valueLength {
+                if value.load(fromByteOffset: offset, as: UInt8.self) < 0x80 { return -1 }
+                offset &+= 1
+            }
+            return keyLength
+        default:
+            return -1
         }
     }
 

@@ -133,6 +133,65 @@ import Testing
         }
     }
 
+    /// The selection finds a key by one table probe and one comparison: keys that share their length,
+    /// their first four and their last four bytes land on the same slot, so every one of them must
+    /// still be found past the others, and a lookalike that is not selected must not be.
+    @Test func keysThatShareTheirHomeSlotAreEachFound() throws {
+        let lookalikes = (0..<60).map { "abcd-\(String(1000 + $0).dropFirst())-wxyz" }  // abcd-000-wxyz …
+        let short = ["", "q", "qr", "qrs", "qrst"]
+        var random = SplitMix64(seed: 235)
+        for round in 0..<40 {
+            let pool = lookalikes + short
+            let selected = pool.filter { _ in random.next() % 2 == 0 }
+            let selection = AttributeSelection(keys: selected)
+            let written = pool.shuffled(using: &random)
+            let request = Self.request(
+                attributes: written.map { Self.keyValue($0, .string("v-" + $0), valueFirst: false) },
+                resourceAttributes: [Self.keyValue("service.name", .string("dogs"), valueFirst: false)])
+            var batch = SpanBatch(selection: selection)
+            _ = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+            let span = try #require(batch.spans.first)
+            let decoded = batch.attributes(of: span).map { attribute -> String in
+                guard case .string(let range) = attribute.value else { return "?" }
+                #expect(batch.string(range) == "v-" + selection.keys[Int(attribute.key.rawValue)], "round \(round)")
+                return selection.keys[Int(attribute.key.rawValue)]
+            }
+            #expect(decoded == written.filter { selected.contains($0) }, "round \(round)")
+        }
+    }
+
+    /// A span attribute whose key no selected key could match is checked without a call: it must be
+    /// accepted or refused exactly as when its key is selected (the general walk validates it then).
+    /// Each round damages one byte inside an attribute and decodes the message both ways.
+    @Test func skippedAttributesAreValidatedLikeSelectedOnes() throws {
+        var random = SplitMix64(seed: 2025)
+        var refused = 0
+        for round in 0..<3_000 {
+            let key = Self.keyPool[Int(random.next() % UInt64(Self.keyPool.count))]
+            let attribute = Self.keyValue(key, Self.value(&random), valueFirst: random.next() % 8 == 0)
+            var damaged = attribute
+            if random.next() % 4 != 0 {
+                damaged[Int(random.next() % UInt64(damaged.count))] = UInt8(truncatingIfNeeded: random.next())
+            }
+            let request = Self.request(
+                attributes: [Self.keyValue("http.route", .string("/dogs"), valueFirst: false), damaged],
+                resourceAttributes: [Self.keyValue("service.name", .string("dogs"), valueFirst: false)])
+            func outcome(_ selection: AttributeSelection) -> String {
+                var batch = SpanBatch(selection: selection)
+                do {
+                    let decoded = try SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)
+                    return "accepted \(decoded.spans.count) spans, \(decoded.rejectedSpans) refused"
+                } catch {
+                    return "refused: \(error)"
+                }
+            }
+            let selected = outcome(AttributeSelection(keys: [key]))
+            #expect(outcome(.none) == selected, "round \(round): key \(key), bytes \(damaged)")
+            if selected.hasPrefix("refused") { refused += 1 }
+        }
+        #expect(refused > 300, "the damage reaches the validation (\(refused) of 3 000 refused)")
+    }
+
     /// Selected string attributes of a buffered trace point into its copy of the span (or resource):
     /// the payload holds each received byte once, and the values still read back as written.
     @Test func bufferedTracesCopyEachByteOnce() throws {
