@@ -218,12 +218,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         var delivered: Set<TopicPartition> = []
         let trackEnd = configuration.reportPartitionEOF
         // A batch holds runs of messages of one partition: its assignment is looked up once per run.
-        var run: (topic: OpaquePointer?, partition: Int32, assignment: UInt32)?
+        // Its topic's name too, and whether it was noted as delivered: per run, not per message.
+        var run: (topic: OpaquePointer?, partition: Int32, assignment: UInt32, name: String)?
         for index in 0..<count {
             guard let message = batchBuffer[index] else { continue }
             defer { rd_kafka_message_destroy(message) }
             let m = message.pointee
-            let topic = topicName(m.rkt)
+            let sameRun = run.map { $0.topic == m.rkt && $0.partition == m.partition } ?? false
+            let topic = sameRun ? run!.name : topicName(m.rkt)
             if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     reachedEnd.append(TopicPartition(topic, m.partition))
@@ -237,11 +239,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             let key = m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) }
             let payload = UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len)
             var assignment: UInt32
-            if let run, run.topic == m.rkt, run.partition == m.partition {
-                assignment = run.assignment
+            if sameRun {
+                assignment = run!.assignment
             } else {
                 assignment = current[TopicPartition(topic, m.partition)] ?? 0
-                run = (m.rkt, m.partition, assignment)
+                run = (m.rkt, m.partition, assignment, topic)
+                if trackEnd { delivered.insert(TopicPartition(topic, m.partition)) }
             }
             // Collected before a callback revoked its partition: it belongs to the revoked assignment.
             if !revokedDuringPoll.isEmpty,
@@ -251,7 +254,6 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             body(KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, payload: payload, assignment: assignment))
             summary.messages += 1
-            if trackEnd { delivered.insert(TopicPartition(topic, m.partition)) }
         }
         if trackEnd && (!reachedEnd.isEmpty || !delivered.isEmpty) {
             context.state.withLock { state in
