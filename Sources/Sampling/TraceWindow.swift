@@ -147,7 +147,20 @@ public struct TraceWindow: Sendable {
         }
     }
 
-    public var limits: WindowLimits
+    public var limits: WindowLimits {
+        didSet { waits = Waits(limits) }
+    }
+    /// The limits' waits in nanoseconds, converted once (a `Duration` divides 128-bit attoseconds
+    /// each time it is read as seconds and attoseconds: hundreds of instructions, three times a trace).
+    private struct Waits {
+        var decision: UInt64
+        var afterRoot: UInt64
+        init(_ limits: WindowLimits) {
+            decision = nanoseconds(limits.decisionWait)
+            afterRoot = nanoseconds(limits.decisionWaitAfterRoot)
+        }
+    }
+    private var waits: Waits
     public private(set) var cache: DecisionCache
 
     /// Applies new decision-cache capacities (a reload changed `decision_cache`).
@@ -167,6 +180,7 @@ public struct TraceWindow: Sendable {
 
     public init(limits: WindowLimits, cache: DecisionCache) {
         self.limits = limits
+        waits = Waits(limits)
         self.cache = cache
         wheel = DeadlineWheel()
     }
@@ -194,30 +208,34 @@ public struct TraceWindow: Sendable {
             disposition = .holding
         }
         let i = Int(slot)
-        // The entry is moved out and back (no copy): reading its fields through `slots[i]!` one by
-        // one retained and released every array in it, per span.
-        var entry = slots[i].take()!
-        let before = entry.residentBytes
-        if disposition == .holding, let expected {
-            entry.trace.reserve(spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes, envelopes: expected.envelopes)
-        }
-        entry.trace.append(span, from: batch, batchGeneration: batchGeneration)
-        let after = entry.trace.residentBytes
-        entry.residentBytes = after
-        bufferedBytes += after - before
-        bufferedSpans += 1
-        if disposition == .buffered && entry.note(source) { disposition = .holding }
-        var rescheduled: UInt64?
-        if span.isRoot && !entry.rootSeen {
-            entry.rootSeen = true
-            let rootDeadline = now &+ nanoseconds(limits.decisionWaitAfterRoot)
-            if rootDeadline < entry.deadline {
-                entry.deadline = rootDeadline
-                rescheduled = rootDeadline
+        let rootWait = waits.afterRoot
+        let maxSpans = limits.maxSpansPerTrace
+        // The entry is changed where it lies: reading its fields through `slots[i]!` one by one
+        // retained and released every array in it, and moving it out and back copied it twice, per
+        // span.
+        let (grown, rescheduled, full) = withUnsafeMutablePointer(to: &slots[i]!) { entry -> (Int, UInt64?, Bool) in
+            let before = entry.pointee.residentBytes
+            if disposition == .holding, let expected {
+                entry.pointee.trace.reserve(
+                    spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes, envelopes: expected.envelopes)
             }
+            entry.pointee.trace.append(span, from: batch, batchGeneration: batchGeneration)
+            let after = entry.pointee.trace.residentBytes
+            entry.pointee.residentBytes = after
+            if disposition == .buffered && entry.pointee.note(source) { disposition = .holding }
+            var rescheduled: UInt64?
+            if span.isRoot && !entry.pointee.rootSeen {
+                entry.pointee.rootSeen = true
+                let rootDeadline = now &+ rootWait
+                if rootDeadline < entry.pointee.deadline {
+                    entry.pointee.deadline = rootDeadline
+                    rescheduled = rootDeadline
+                }
+            }
+            return (after - before, rescheduled, maxSpans > 0 && entry.pointee.trace.spans.count >= maxSpans)
         }
-        let full = limits.maxSpansPerTrace > 0 && entry.trace.spans.count >= limits.maxSpansPerTrace
-        slots[i] = consume entry
+        bufferedBytes += grown
+        bufferedSpans += 1
         if let rescheduled { wheel.schedule(slot: slot, generation: generations[i], at: rescheduled, now: now) }
         if full { ready.append(release(slot, reason: .maxSpans)) }
         return disposition
@@ -231,7 +249,7 @@ public struct TraceWindow: Sendable {
             // Deadlines only move earlier, so a live entry of the same generation is due now.
             guard generations[Int(item.slot)] == item.generation, let (deadline, rootSeen, firstSeen) = timing(of: item.slot), deadline <= now
             else { continue }
-            let reason: DecisionReason = rootSeen && deadline < firstSeen &+ nanoseconds(limits.decisionWait)
+            let reason: DecisionReason = rootSeen && deadline < firstSeen &+ waits.decision
                 ? .rootReceived : .decisionWait
             ready.append(release(item.slot, reason: reason))
         }
@@ -334,7 +352,7 @@ public struct TraceWindow: Sendable {
     private mutating func allocate(_ trace: consuming TraceData, source: SourcePosition, now: UInt64) -> Int32 {
         let resident = trace.residentBytes
         let entry = Entry(
-            trace: trace, firstSeen: now, deadline: now &+ nanoseconds(limits.decisionWait), rootSeen: false,
+            trace: trace, firstSeen: now, deadline: now &+ waits.decision, rootSeen: false,
             generation: 0, residentBytes: resident, firstSource: source, otherSources: nil)
         bufferedBytes += entry.residentBytes
         if let slot = freeSlots.popLast() {
@@ -363,5 +381,7 @@ public struct TraceWindow: Sendable {
 
 @inline(__always)
 func nanoseconds(_ duration: Duration) -> UInt64 {
-    UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
+    // `components` divides 128-bit attoseconds (hundreds of instructions): read it once.
+    let (seconds, attoseconds) = duration.components
+    return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
 }
