@@ -337,10 +337,15 @@ struct RequestParser {
                     named = OTLPField.Span.attributes
                     try reader.expect(wireType, .lengthDelimited, field: "attributes: wrong wire type", at: tagOffset)
                     let inner = try reader.readLengthDelimited()
-                    // Most span attributes are of the plain shape and of a length no selected key has:
-                    // checked here, without a call (their `service.name` is not wanted either).
+                    // Most span attributes are of the plain shape: checked and, when selected, read here
+                    // without a call (a span's `service.name` is not wanted); the rest take the general walk.
                     let keyLength = Self.plainKeyLength(base: base, start: inner.lowerBound, end: inner.upperBound)
-                if keyLength >= 0, !selection.mayMatch(count: keyLength) { continue }
+                    if keyLength >= 0 {
+                        if selection.mayMatch(count: keyLength) {
+                            appendPlainAttribute(base: base, range: inner, keyLength: keyLength, batch: &batch)
+                        }
+                        continue
+                    }
                     try parseKeyValue(base: base, range: inner, batch: &batch, serviceName: &unusedServiceName)
                 case OTLPField.Span.droppedAttributesCount, OTLPField.Span.droppedEventsCount, OTLPField.Span.droppedLinksCount:
                     named = field
@@ -394,6 +399,18 @@ struct RequestParser {
         }
         record.attributeCount = UInt16(clamping: batch.attributes.count - firstAttribute)
         batch.spans.append(record)
+    }
+
+    /// Appends a plain-shaped span attribute (see ``plainKeyLength(base:start:end:)``) when its key is
+    /// selected. Out of line: inlined, it made the span loop too large for its own readers to be inlined.
+    @inline(never)
+    mutating func appendPlainAttribute(base: UnsafeRawPointer, range: Range<Int>, keyLength: Int, batch: inout SpanBatch) {
+        let key = (range.lowerBound &+ 2)..<(range.lowerBound &+ 2 &+ keyLength)
+        if let id = selection.match(UnsafeRawBufferPointer(start: base, count: range.upperBound), key),
+            let (_, typed) = Self.plainKeyValue(base: base, range: range)
+        {
+            batch.attributes.append(SelectedAttribute(key: id, value: typed))
+        }
     }
 
     /// The name a refused span's path gives the field `number` (the last known field read).
