@@ -270,7 +270,9 @@ final class Shard: @unchecked Sendable {
         let ruleSet = rules.rules
         let dryRun = dryRunOverride || ruleSet.configuration.settings.dryRun
         var tally = PolicyTally(policies: ruleSet.policies.count)
+        var reasons = ReasonTally()
         defer {
+            reasons.add(to: &counts.decisionsByReason)
             // Once per cycle, by name (positions change with a reload).
             for (index, policy) in ruleSet.configuration.policies.enumerated() where index < ruleSet.policies.count {
                 let columns = tally.columns(of: index)
@@ -285,7 +287,7 @@ final class Shard: @unchecked Sendable {
         // of every buffer) and emptying the list afterwards released them again.
         ready.withUnsafeMutableBufferPointer { $0.reverse() }
         while var item = ready.popLast() {
-            counts.decisionsByReason[item.reason, default: 0] += 1
+            reasons.count(item.reason)
             counts.decisionLatencies.append(now >= item.firstSeen ? now - item.firstSeen : 0)
             // A dry run explains (the same single evaluation) so that a would-be drop can name the
             // policy that dropped it.
@@ -342,5 +344,32 @@ final class Shard: @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+/// Decisions by reason within one cycle, in fields rather than a dictionary: hashing the reason for
+/// every trace put SipHash on the decision path. Added to the cycle's counts once.
+private struct ReasonTally {
+    private var decisionWait = 0, rootReceived = 0, maxSpans = 0, memoryPressure = 0, flush = 0
+
+    mutating func count(_ reason: DecisionReason) {
+        switch reason {
+        case .decisionWait: decisionWait += 1
+        case .rootReceived: rootReceived += 1
+        case .maxSpans: maxSpans += 1
+        case .memoryPressure: memoryPressure += 1
+        case .flush: flush += 1
+        }
+    }
+
+    func add(to counts: inout [DecisionReason: Int]) {
+        func put(_ reason: DecisionReason, _ count: Int) {
+            if count > 0 { counts[reason, default: 0] += count }
+        }
+        put(.decisionWait, decisionWait)
+        put(.rootReceived, rootReceived)
+        put(.maxSpans, maxSpans)
+        put(.memoryPressure, memoryPressure)
+        put(.flush, flush)
     }
 }
