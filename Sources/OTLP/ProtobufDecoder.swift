@@ -406,10 +406,8 @@ struct RequestParser {
     @inline(never)
     mutating func appendPlainAttribute(base: UnsafeRawPointer, range: Range<Int>, keyLength: Int, batch: inout SpanBatch) {
         let key = (range.lowerBound &+ 2)..<(range.lowerBound &+ 2 &+ keyLength)
-        if let id = selection.match(UnsafeRawBufferPointer(start: base, count: range.upperBound), key),
-            let (_, typed) = Self.plainKeyValue(base: base, range: range)
-        {
-            batch.attributes.append(SelectedAttribute(key: id, value: typed))
+        if let id = selection.match(UnsafeRawBufferPointer(start: base, count: range.upperBound), key) {
+            batch.attributes.append(SelectedAttribute(key: id, value: Self.plainValue(base: base, range: range, keyLength: keyLength)))
         }
     }
 
@@ -502,41 +500,35 @@ struct RequestParser {
     /// with a handful of byte loads; nil for any other shape.
     @inline(__always)
     static func plainKeyValue(base: UnsafeRawPointer, range: Range<Int>) -> (key: Range<Int>, value: AttributeValue)? {
-        let start = range.lowerBound, end = range.upperBound
-        guard end - start >= 4, base.load(fromByteOffset: start, as: UInt8.self) == 0x0A else { return nil }
-        let keyLength = Int(base.load(fromByteOffset: start + 1, as: UInt8.self))
-        let valueTag = start + 2 + keyLength
-        guard keyLength < 0x80, valueTag + 2 <= end, base.load(fromByteOffset: valueTag, as: UInt8.self) == 0x12 else { return nil }
-        let valueLength = Int(base.load(fromByteOffset: valueTag + 1, as: UInt8.self))
-        let valueStart = valueTag + 2
-        guard valueLength < 0x80, valueStart + valueLength == end, valueLength >= 2 else { return nil }
-        let key = (start + 2)..<valueTag
-        let tag = base.load(fromByteOffset: valueStart, as: UInt8.self)
-        let second = base.load(fromByteOffset: valueStart + 1, as: UInt8.self)
-        switch tag {
+        let keyLength = plainKeyLength(base: base, start: range.lowerBound, end: range.upperBound)
+        guard keyLength >= 0 else { return nil }
+        return ((range.lowerBound &+ 2)..<(range.lowerBound &+ 2 &+ keyLength), plainValue(base: base, range: range, keyLength: keyLength))
+    }
+
+    /// The value of a `KeyValue` that ``plainKeyLength(base:start:end:)`` accepted with `keyLength`
+    /// (its checks are not repeated here).
+    @inline(__always)
+    static func plainValue(base: UnsafeRawPointer, range: Range<Int>, keyLength: Int) -> AttributeValue {
+        // key tag, key length, key, value tag, value length, then the AnyValue's tag.
+        let valueStart = range.lowerBound &+ 4 &+ keyLength
+        let value = base + valueStart
+        switch value.load(as: UInt8.self) {
         case 0x0A:  // string_value
-            guard second < 0x80, Int(second) == valueLength - 2 else { return nil }
-            return (key, .string(ByteRange(offset: valueStart + 2, count: Int(second))))
-        case 0x18:  // int_value: a varint of up to 9 bytes that ends the value
+            return .string(ByteRange(offset: valueStart &+ 2, count: range.upperBound &- valueStart &- 2))
+        case 0x18:  // int_value
             var result: UInt64 = 0
             var shift: UInt64 = 0
-            var position = valueStart + 1
-            while position < end && shift < 63 {
-                let byte = base.load(fromByteOffset: position, as: UInt8.self)
-                result |= UInt64(byte & 0x7F) << shift
-                position += 1
-                if byte < 0x80 { return position == end ? (key, .int(Int64(bitPattern: result))) : nil }
-                shift += 7
+            var offset = 1
+            while valueStart &+ offset < range.upperBound {
+                result |= UInt64(value.load(fromByteOffset: offset, as: UInt8.self) & 0x7F) << shift
+                shift &+= 7
+                offset &+= 1
             }
-            return nil
+            return .int(Int64(bitPattern: result))
         case 0x10:  // bool_value
-            guard valueLength == 2, second < 0x80 else { return nil }
-            return (key, .bool(second != 0))
-        case 0x21:  // double_value
-            guard valueLength == 9 else { return nil }
-            return (key, .double(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: valueStart + 1, as: UInt64.self)))))
-        default:
-            return nil
+            return .bool(value.load(fromByteOffset: 1, as: UInt8.self) != 0)
+        default:  // 0x21, double_value
+            return .double(Double(bitPattern: UInt64(littleEndian: value.loadUnaligned(fromByteOffset: 1, as: UInt64.self))))
         }
     }
 
