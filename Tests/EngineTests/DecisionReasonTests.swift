@@ -10,7 +10,7 @@ import TestSupport
 
 /// `tailgate_trace_decisions_total{reason}` counts each decision by what triggered it. Four traces,
 /// each made to leave the window one way, on an injected clock: the counts are the test's own.
-@Suite(.timeLimit(.minutes(5))) struct DecisionReasonTests {
+@Suite(.timeLimit(.minutes(10))) struct DecisionReasonTests {
     /// A request of trace `id` whose spans all name parent `0x99` (none of them a root) unless `root`.
     static func request(_ id: TraceID, spans: ClosedRange<UInt64>, root: Bool) -> [UInt8] {
         var w = ProtoWriter()
