@@ -5,7 +5,10 @@
  * The time it takes is the Kafka-bound floor tailgate is measured against.
  *
  *   cc -O2 -o bare_consumer bare_consumer.c $(pkg-config --cflags --libs rdkafka)
- *   ./bare_consumer BROKERS TOPIC GROUP
+ *   ./bare_consumer BROKERS TOPIC GROUP [DUMP]
+ *
+ * With DUMP, every message's key and value are also written to that file (little-endian u32 length,
+ * bytes; key then value) for `bare_producer` to write again: the route benchmark's write floor.
  *
  * Prints one JSON line: messages, bytes, seconds from the first message to the end of every partition.
  */
@@ -31,9 +34,14 @@ static void set(rd_kafka_conf_t *conf, const char *key, const char *value) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s BROKERS TOPIC GROUP\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s BROKERS TOPIC GROUP [DUMP]\n", argv[0]);
         return 2;
+    }
+    FILE *dump = NULL;
+    if (argc == 5 && !(dump = fopen(argv[4], "wb"))) {
+        perror(argv[4]);
+        return 1;
     }
     char error[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -64,7 +72,11 @@ int main(int argc, char **argv) {
     int partitions = -1, at_end = 0;
     double first = 0, last = 0;
     while (partitions < 0 || at_end < partitions) {
-        ssize_t n = rd_kafka_consume_batch_queue(queue, 500, messages, batch);
+        // rd_kafka_consume_batch_queue returns when the batch is full or the wait is over: with a
+        // long wait the last, partial batch of the topic sat out the whole wait before it was timed
+        // (a 500 ms wait added ~0.5 s to every bare read here until 2026-12-03, and with few large
+        // messages it timed only the checksum loop). 10 ms bounds that error to 10 ms.
+        ssize_t n = rd_kafka_consume_batch_queue(queue, 10, messages, batch);
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *message = messages[i];
             if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -81,6 +93,13 @@ int main(int argc, char **argv) {
                 for (size_t j = 0; j < message->len; j += 64) checksum += payload[j];
                 count++;
                 bytes += message->len;
+                if (dump) {
+                    uint32_t lengths[2] = {(uint32_t)message->key_len, (uint32_t)message->len};
+                    fwrite(&lengths[0], 4, 1, dump);
+                    fwrite(message->key, 1, message->key_len, dump);
+                    fwrite(&lengths[1], 4, 1, dump);
+                    fwrite(message->payload, 1, message->len, dump);
+                }
                 last = now();
             }
             rd_kafka_message_destroy(message);
@@ -88,6 +107,7 @@ int main(int argc, char **argv) {
     }
     printf("{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"checksum\":%llu}\n", (unsigned long long)count,
            (unsigned long long)bytes, last - first, (unsigned long long)checksum);
+    if (dump) fclose(dump);
     rd_kafka_queue_destroy(queue);
     rd_kafka_consumer_close(consumer);
     rd_kafka_destroy(consumer);

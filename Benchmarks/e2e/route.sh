@@ -3,8 +3,17 @@
 # unkeyed messages of TRACES_PER_MESSAGE DogBook traces (the shape of an exporter without
 # partition_traces_by_id), re-keyed into one message per trace on a second topic.
 #
-#   Benchmarks/e2e/route.sh                        # 60 000 traces, 30 per message, 64 partitions, 1 run per mode (the mock cluster drops preloaded data when many topics are created)
-#   TRACES=200000 RUNS=3 Benchmarks/e2e/route.sh
+#   Benchmarks/e2e/route.sh                        # 30 000 traces, 30 per message, 64 partitions, 1 run per mode
+#   RUNS=3 Benchmarks/e2e/route.sh
+#
+# The mock cluster keeps ~5 MB per partition: unkeyed messages land unevenly (a producer batch goes to
+# one partition), so 60 000 traces (245 MB) lose their oldest message sets; every run checks that the
+# bare consumer and the router read every message.
+#
+# The write floor: after the runs, the at-least-once output (the router's own messages) is read back
+# and written to a fresh topic by a bare librdkafka producer (bare_producer.c) that does nothing else,
+# once with the router's producer settings and once with the fastest found here (no compression,
+# linger.ms=0). No router can write that output faster than the floor, whatever it does before.
 #
 # Both delivery modes are measured: transactional (one Kafka transaction per batch; note that the
 # mock cluster does transactions' round trips but commits no offsets with them) and at-least-once
@@ -12,13 +21,14 @@
 # message to the end of the input with every message acknowledged; CPU is the whole process's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TRACES=${TRACES:-60000}
+TRACES=${TRACES:-30000}
 PARTITIONS=${PARTITIONS:-64}
 RUNS=${RUNS:-1}
 TRACES_PER_MESSAGE=${TRACES_PER_MESSAGE:-30}
 
 swift build -c release --product tailgate >/dev/null
 cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
+cc -O2 -o .build/release/bare_producer Benchmarks/e2e/bare_producer.c $(pkg-config --cflags --libs rdkafka)
 tailgate=.build/release/tailgate
 work=$(mktemp -d)
 broker_pid=""
@@ -30,6 +40,7 @@ trap cleanup EXIT
 
 topics=(--topic otlp_spans)
 for run in $(seq "$RUNS"); do topics+=(--topic "keyed-transactional-$run" --topic "keyed-at-least-once-$run"); done
+topics+=(--topic floor-router --topic floor-fastest)
 "$tailgate" dev-broker --partitions "$PARTITIONS" "${topics[@]}" >"$work/broker" 2>/dev/null &
 broker_pid=$!
 for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
@@ -61,4 +72,18 @@ print(d["processingSeconds"], d["spans"], d["tracesOut"])' "$work/route-$mode-$r
             "$(python3 -c "print($messages / $seconds)")" "$(python3 -c "print($spans / $seconds)")" \
             "$(python3 -c "import sys; m, u, s = open(sys.argv[1]).read().split(); print(f'{$TRACES / $seconds:.0f} traces/s out, {$bare_seconds / $seconds:.2f} x bare, peak RSS {int(m) // 1024} MiB, CPU {float(u):.2f} user + {float(s):.2f} sys s = {(float(u) + float(s)) / $spans * 1e6:.2f} µs/span')" "$work/time-$mode-$run")"
     done
+done
+
+# The write floor (see the top): the last at-least-once run's output, written again by a bare producer.
+output_messages=$(.build/release/bare_consumer "$brokers" "keyed-at-least-once-$RUNS" dump "$work/output.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+echo
+echo "write floor: the router's output ($output_messages messages) written again by a bare producer that does nothing else"
+for settings in router fastest; do
+    extra=()
+    [[ "$settings" == fastest ]] && extra=(compression.codec=none linger.ms=0)
+    floor=$(.build/release/bare_producer "$brokers" "floor-$settings" "$work/output.bin" "${extra[@]}")
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(f"  {sys.argv[2]:8} {d["seconds"]:.3f} s ({d["messages"]} messages, {d["bytes"] / 1e6:.0f} MB); a router at this floor would be {float(sys.argv[3]) / d["seconds"]:.2f} x the last bare read")' "$floor" "$settings" "$bare_seconds"
 done
