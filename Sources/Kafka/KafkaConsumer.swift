@@ -193,14 +193,22 @@ public final class KafkaConsumer: @unchecked Sendable {
         batchBuffer.deallocate()
     }
 
-    /// Takes up to `maxMessages` messages (waiting at most `timeout` for the first) and hands each to
-    /// `body` in place. Group callbacks (assign, revoke, statistics) run inside this call.
+    /// Takes up to `maxMessages` messages — waiting at most `timeout` for the first, then at most
+    /// `linger` for more — and hands each to `body` in place. Group callbacks (assign, revoke,
+    /// statistics) run inside this call.
+    ///
+    /// Two waits because `rd_kafka_consume_batch_queue` returns only when the batch is full or its
+    /// wait is over: one wait of `timeout` held every partial batch (the end of a topic, a quiet
+    /// minute) for the whole of it.
     @discardableResult
-    public func poll(maxMessages: Int = .max, timeout: Duration, _ body: (borrowing KafkaMessage) -> Void) -> PollSummary {
+    public func poll(
+        maxMessages: Int = .max, timeout: Duration, linger: Duration = .milliseconds(5), _ body: (borrowing KafkaMessage) -> Void
+    ) -> PollSummary {
         var summary = PollSummary()
         guard !closed.load(ordering: .relaxed) else { return summary }
         let capacity = min(maxMessages, batchCapacity)
         let timeoutMs = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let lingerMs = Int32(clamping: linger.components.seconds * 1000 + linger.components.attoseconds / 1_000_000_000_000_000)
         // librdkafka fills the array in order and serves rebalance callbacks between messages; an
         // emptied array lets the callback count what was collected before it ran.
         batchBuffer.update(repeating: nil, count: capacity)
@@ -208,7 +216,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             state.polling = (batchBuffer, capacity)
             state.revokedDuringPoll.removeAll(keepingCapacity: true)
         }
-        let count = rd_kafka_consume_batch_queue(queue, timeoutMs, batchBuffer, capacity)
+        var count = rd_kafka_consume_batch_queue(queue, timeoutMs, batchBuffer, 1)
+        if count == 1 && capacity > 1 {
+            // Filled in place after the first: the rebalance callback counts from the start.
+            let more = rd_kafka_consume_batch_queue(queue, lingerMs, batchBuffer + 1, capacity - 1)
+            if more > 0 { count += more }
+        }
         let (current, revokedDuringPoll) = context.state.withLock { state in
             state.polling = nil
             return (state.assigned, state.revokedDuringPoll)

@@ -40,6 +40,35 @@ import TestSupport
         consumer.close()
     }
 
+    /// A poll hands over what has arrived once the first message is there, after a short linger; it
+    /// does not hold a partial batch for its whole timeout (librdkafka's batch call alone returns only
+    /// when the batch is full or the wait is over: a 30 s poll of 5 messages took 30 s).
+    @Test func aPartialBatchIsHandedOverWithoutWaitingTheWholeTimeout() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 2)], logger: Logger(label: "mock"))
+        _ = try produce(10, to: "spans", on: cluster)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "g-linger", topics: ["spans"],
+                properties: fastGroupProperties, statisticsInterval: nil, reportPartitionEOF: true),
+            logger: Logger(label: "c"))
+        var read = 0
+        #expect(waitUntil(.seconds(60)) {
+            consumer.poll(maxMessages: 1000, timeout: .milliseconds(100)) { _ in read += 1 }
+            return read >= 10 && consumer.isAtEndOfAllPartitions
+        }, "read \(read) of the first 10")
+        let later = try produce(5, tag: "later", to: "spans", on: cluster)
+        var seen = Set<String>()
+        let start = ContinuousClock.now
+        while seen.count < 5 && ContinuousClock.now - start < .seconds(60) {
+            consumer.poll(maxMessages: 1000, timeout: .seconds(30)) { seen.insert(String(decoding: $0.payload, as: UTF8.self)) }
+            // Held for its whole timeout, one poll of this partial batch would take 30 s.
+            #expect(ContinuousClock.now - start < .seconds(15), "a poll of \(seen.count) messages waited out its 30 s")
+            if ContinuousClock.now - start >= .seconds(15) { break }
+        }
+        #expect(seen == later)
+        consumer.close()
+    }
+
     @Test func twoMembersRebalanceAndEveryMessageIsProcessedAtLeastOnce() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 6)], logger: Logger(label: "mock"))
         var expected = try produce(300, to: "spans", on: cluster)
