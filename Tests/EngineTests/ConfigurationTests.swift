@@ -39,9 +39,9 @@ import Testing
         let small = MemoryBudget(bufferLimit: 4 << 20)
         #expect(small.prefetchKiB == 1024 && small.pollBytes == 256 << 10 && small.heapPadBytes == 1 << 20)
         let medium = MemoryBudget(bufferLimit: 256 << 20)
-        #expect(medium.prefetchKiB == 16 << 10 && medium.pollBytes == 4 << 20 && medium.heapPadBytes == 16 << 20)
+        #expect(medium.prefetchKiB == 32 << 10 && medium.pollBytes == 4 << 20 && medium.heapPadBytes == 16 << 20)
         let large = MemoryBudget(bufferLimit: 12 << 30)
-        #expect(large.prefetchKiB == 65536 && large.pollBytes == 4 << 20 && large.heapPadBytes == 64 << 20)
+        #expect(large.prefetchKiB == 256 << 10 && large.pollBytes == 4 << 20 && large.heapPadBytes == 64 << 20)
     }
 }
 
