@@ -340,14 +340,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// How many partitions `topic` has (a metadata request, at most `timeout`); nil when unknown.
     public func partitionCount(of topic: String, timeout: Duration = .seconds(5)) -> Int? {
-        guard let handle = rd_kafka_topic_new(self.handle, topic, nil) else { return nil }
-        defer { rd_kafka_topic_destroy(handle) }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        guard rd_kafka_metadata(self.handle, 0, handle, &metadata, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
-        defer { rd_kafka_metadata_destroy(metadata) }
-        guard metadata.pointee.topic_cnt > 0, let topics = metadata.pointee.topics, topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        return Int(topics[0].partition_cnt)
+        topicPartitionCount(handle, topic, timeout)
     }
 
     /// The group's generation and member id, for a transactional producer's offsets (caller destroys).

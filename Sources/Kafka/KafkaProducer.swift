@@ -106,6 +106,13 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Messages waiting in librdkafka's queue (not yet acknowledged or failed).
     public var queueLength: Int { Int(rd_kafka_outq_len(handle)) }
 
+    /// How many partitions `topic` has (a metadata request, at most `timeout`); nil when unknown.
+    /// Asked before the first message, it connects the producer and learns the topic's leaders, so
+    /// the first batch does not wait for that.
+    public func partitionCount(of topic: String, timeout: Duration = .seconds(5)) -> Int? {
+        topicPartitionCount(handle, topic, timeout)
+    }
+
     // MARK: Transactions (needs `transactional.id`): consume-transform-produce, exactly once
 
     /// Registers the `transactional.id` with the cluster, fencing any older producer with the same id.
@@ -198,4 +205,17 @@ private func producerErrorCallback(_ handle: OpaquePointer?, _ code: Int32, _ re
     let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
     let name = String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(rawValue: code)))
     context.throttle.log(context.logger, level: .warning, key: "error-\(code)", "Kafka producer \(name): \(reason.map { String(cString: $0) } ?? "") (retrying)")
+}
+
+/// How many partitions `topic` has, asked of the cluster through a client `handle` (a metadata
+/// request, at most `timeout`); nil when unknown or the request failed.
+func topicPartitionCount(_ handle: OpaquePointer, _ topic: String, _ timeout: Duration) -> Int? {
+    guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else { return nil }
+    defer { rd_kafka_topic_destroy(topicHandle) }
+    var metadata: UnsafePointer<rd_kafka_metadata>?
+    let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    guard rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
+    defer { rd_kafka_metadata_destroy(metadata) }
+    guard metadata.pointee.topic_cnt > 0, let topics = metadata.pointee.topics, topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+    return Int(topics[0].partition_cnt)
 }
