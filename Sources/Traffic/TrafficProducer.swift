@@ -41,7 +41,13 @@ public final class TrafficProducer: Sendable {
     private let progress = Mutex(Totals())
 
     public init(bootstrapServers: String, properties: KafkaProperties = KafkaProperties(), logger: Logger) throws(KafkaError) {
-        producer = try KafkaProducer(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+        // An unkeyed message goes to a partition of its own, chosen at random, as the collector's
+        // exporter sends them — not librdkafka's default of one partition for every message of 10 ms,
+        // which at this generator's speed piled several MB on a few partitions (the dev broker keeps
+        // 5 MB a partition and dropped the oldest).
+        var effective = KafkaProperties(["sticky.partitioning.linger.ms": "0"])
+        for (name, value) in properties.values { effective[name] = value }
+        producer = try KafkaProducer(bootstrapServers: bootstrapServers, properties: effective, logger: logger)
     }
 
     public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
