@@ -119,8 +119,10 @@ public final class RouterMetrics: Sendable {
 ///
 /// Work goes in batches (one poll): split per trace, produce, then commit the batch's input offsets
 /// with it — inside a Kafka transaction (exactly once), or after every message is acknowledged (at
-/// least once). A batch that fails is read again from its first offsets; nothing is dropped. While
-/// the producer's queue is full the router stops reading (the consumer is not polled).
+/// least once). At least once, the next batch is read and decoded while the previous one's messages
+/// are being acknowledged, and produced once that one is committed. A batch that fails is read again
+/// from its first offsets (with the batch read after it); nothing is dropped. While the producer's
+/// queue is full the router stops reading (the consumer is not polled).
 public final class Router: HTTPBackend, @unchecked Sendable {
     public let configuration: RouterConfiguration
     public let ingest = IngestMetrics()
@@ -223,16 +225,29 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         var outcome = "stopped"
         var lastProgress = ContinuousClock.now
         var nextStatus = ContinuousClock.now + configuration.statusInterval
+        // At least once, the next batch is read and decoded while the previous one's messages are
+        // being acknowledged: `inFlight` is the batch produced and not yet acknowledged (at most one:
+        // a batch is produced only once the one before it is committed).
+        var inFlight: InFlight?
         while !stopRequested.load(ordering: .relaxed) {
             if let error = front.fatalError {
                 outcome = "fatal: \(error)"
                 break
             }
             let batch = readBatch()
+            if let flight = inFlight {
+                inFlight = nil
+                // Not acknowledged: both batches are read again from the first's offsets.
+                guard acknowledge(flight, readSince: batch) else { continue }
+            }
             if !batch.next.isEmpty {
-                if let error = deliver(batch) {
-                    outcome = "fatal: \(error)"
-                    break
+                if transactional {
+                    if let error = deliver(batch) {
+                        outcome = "fatal: \(error)"
+                        break
+                    }
+                } else {
+                    inFlight = produceBatch(batch)
                 }
                 lastProgress = .now
             } else if configuration.exitOnEOF && front.isAtEndOfAllPartitions {
@@ -245,6 +260,9 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 nextStatus = .now + configuration.statusInterval
             }
         }
+        // Stopped (or at the end) with a batch produced: acknowledged and committed before closing, or
+        // read again by the next owner.
+        if let flight = inFlight { _ = acknowledge(flight, readSince: Batch()) }
         let processing = front.firstMessageAt.map { ContinuousClock.now - $0 }
         consumer.close()
         front.flushDeadLetters()
@@ -284,16 +302,18 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         return batch
     }
 
-    /// Produces the batch's traces and commits its input offsets with them. Returns a fatal error;
-    /// anything else is retried (the batch is read again) until it goes through or a stop.
-    private func deliver(_ batch: Batch) -> KafkaError? {
-        if transactional {
-            do throws(KafkaError) {
-                try producer.beginTransaction()
-            } catch {
-                return error
-            }
-        }
+    /// A batch produced at least once and not yet acknowledged, with what its commit waits for.
+    struct InFlight {
+        var batch: Batch
+        var failedBefore: Int
+        var produceError: KafkaError?
+        var deadLetterCopies: [DeadLetterCopy]
+        var counts: RouterMetrics.Counts
+    }
+
+    /// Produces the batch's traces; at least once, ``acknowledge(_:readSince:)`` then waits for them
+    /// and commits the batch's offsets, after the next batch has been read.
+    private func produceBatch(_ batch: Batch) -> InFlight {
         let failedBefore = producer.counts.failed
         lastTraceID = nil
         oversizeCopies.removeAll()
@@ -307,52 +327,86 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 produceError = error
             }
         }
-        if transactional {
+        return InFlight(
+            batch: batch, failedBefore: failedBefore, produceError: produceError,
+            deadLetterCopies: polled.compactMap(\.deadLetterCopy) + oversizeCopies, counts: out)
+    }
+
+    /// Waits until every message of `flight` is acknowledged, then commits its offsets; true when it
+    /// was. When not, it and `next` (read meanwhile, not yet produced) are read again from their first
+    /// offsets: nothing of either is committed.
+    private func acknowledge(_ flight: InFlight, readSince next: Batch) -> Bool {
+        var out = flight.counts
+        while true {
             do throws(KafkaError) {
-                if let produceError { throw produceError }
-                guard deadLettersCopied() else {
-                    throw KafkaError(code: -1, name: "_DEAD_LETTER", message: "the dead-letter topic did not acknowledge this batch's copies within 30 s")
-                }
-                try producer.sendOffsetsToTransaction(front.byPartition(batch.next), consumer: consumer, timeout: .seconds(30))
-                try commitTransaction()
-                out.transactionsCommitted = 1
+                try producer.flush(timeout: .seconds(10))
+                break
             } catch {
-                if error.isFatal { return error }
-                logger.warning("transaction aborted, its batch is read again: \(error)")
-                do throws(KafkaError) {
-                    try producer.abortTransaction(timeout: .seconds(30))
-                } catch {
-                    if error.isFatal { return error }
-                    logger.error("abort transaction: \(error)")
-                }
-                rewind(batch, counts: &out)
-                out.transactionsAborted = 1
+                if stopRequested.load(ordering: .relaxed) { break }
+                throttle.log(logger, level: .warning, key: "flush", "the output topic is slow to acknowledge (\(producer.queueLength) messages waiting); not reading meanwhile")
+            }
+        }
+        let acknowledged = flight.produceError == nil && producer.counts.failed == flight.failedBefore && producer.queueLength == 0
+            && deadLettersCopied(flight.deadLetterCopies)
+        if acknowledged {
+            front.storeOffsets(flight.batch.next)
+            do throws(KafkaError) {
+                try consumer.commit()
+            } catch {
+                // Committed with the next batch, or replayed by the next owner: at least once.
+                throttle.log(logger, level: .warning, key: "commit", "commit failed: \(error)")
             }
         } else {
-            while true {
-                do throws(KafkaError) {
-                    try producer.flush(timeout: .seconds(10))
-                    break
-                } catch {
-                    if stopRequested.load(ordering: .relaxed) { break }
-                    throttle.log(logger, level: .warning, key: "flush", "the output topic is slow to acknowledge (\(producer.queueLength) messages waiting); not reading meanwhile")
-                }
-            }
-            if produceError != nil || producer.counts.failed != failedBefore || producer.queueLength > 0 || !deadLettersCopied() {
-                logger.warning("not every message of a batch was acknowledged (\(produceError.map { "\($0)" } ?? "delivery failed, or a dead-letter copy")); reading it again")
-                rewind(batch, counts: &out)
-            } else {
-                front.storeOffsets(batch.next)
-                do throws(KafkaError) {
-                    try consumer.commit()
-                } catch {
-                    // Committed with the next batch, or replayed by the next owner: at least once.
-                    throttle.log(logger, level: .warning, key: "commit", "commit failed: \(error)")
-                }
-            }
+            logger.warning("not every message of a batch was acknowledged (\(flight.produceError.map { "\($0)" } ?? "delivery failed, or a dead-letter copy")); reading it again")
+            var both = flight.batch
+            for (lane, offset) in next.first { both.first[lane] = min(both.first[lane] ?? .max, offset) }
+            rewind(both, counts: &out)
         }
         learnOutputLimit()
         out.batches = 1
+        record(out, produceError: flight.produceError, failedBefore: flight.failedBefore)
+        return acknowledged
+    }
+
+    /// Produces the batch's traces and commits its input offsets with them, in one transaction.
+    /// Returns a fatal error; anything else is retried (the batch is read again) until it goes
+    /// through or a stop.
+    private func deliver(_ batch: Batch) -> KafkaError? {
+        do throws(KafkaError) {
+            try producer.beginTransaction()
+        } catch {
+            return error
+        }
+        let flight = produceBatch(batch)
+        var out = flight.counts
+        do throws(KafkaError) {
+            if let produceError = flight.produceError { throw produceError }
+            guard deadLettersCopied(flight.deadLetterCopies) else {
+                throw KafkaError(code: -1, name: "_DEAD_LETTER", message: "the dead-letter topic did not acknowledge this batch's copies within 30 s")
+            }
+            try producer.sendOffsetsToTransaction(front.byPartition(batch.next), consumer: consumer, timeout: .seconds(30))
+            try commitTransaction()
+            out.transactionsCommitted = 1
+        } catch {
+            if error.isFatal { return error }
+            logger.warning("transaction aborted, its batch is read again: \(error)")
+            do throws(KafkaError) {
+                try producer.abortTransaction(timeout: .seconds(30))
+            } catch {
+                if error.isFatal { return error }
+                logger.error("abort transaction: \(error)")
+            }
+            rewind(batch, counts: &out)
+            out.transactionsAborted = 1
+        }
+        learnOutputLimit()
+        out.batches = 1
+        record(out, produceError: flight.produceError, failedBefore: flight.failedBefore)
+        return nil
+    }
+
+    /// Adds a batch's counts to the totals and notes whether the output is failing.
+    private func record(_ out: RouterMetrics.Counts, produceError: KafkaError?, failedBefore: Int) {
         if out.produceErrors > 0 || out.rewinds > 0 {
             let reason = produceError ?? (producer.counts.failed != failedBefore ? producer.lastDeliveryError : nil)
             metrics.failing.withLock { $0 = reason.map { "\($0)" } ?? "a batch was not delivered" }
@@ -371,7 +425,6 @@ public final class Router: HTTPBackend, @unchecked Sendable {
             totals.rewinds += out.rewinds
             totals.batches += out.batches
         }
-        return nil
     }
 
     /// Commits, retrying while librdkafka says the same call may still succeed (a timeout).
@@ -389,10 +442,9 @@ public final class Router: HTTPBackend, @unchecked Sendable {
 
     private var lastTraceID: TraceID?
 
-    /// Whether the dead-letter topic has every copy this batch made (refused input, oversize spans),
+    /// Whether the dead-letter topic has every copy a batch made (refused input, oversize spans),
     /// waiting at most 30 s: the batch's offsets are committed only behind its copies.
-    private func deadLettersCopied() -> Bool {
-        let copies = polled.compactMap(\.deadLetterCopy) + oversizeCopies
+    private func deadLettersCopied(_ copies: [DeadLetterCopy]) -> Bool {
         guard !copies.isEmpty else { return true }
         let deadline = ContinuousClock.now + .seconds(30)
         while !copies.allSatisfy(\.isAcknowledged) {

@@ -142,6 +142,36 @@ import TestSupport
         #expect(output.deadLetters.isEmpty)
     }
 
+    /// At least once, the next batch is read while the previous one is acknowledged: when that one is
+    /// refused, both are read again from the first's offsets and every span still arrives (six
+    /// messages in batches of two, the first produce requests refused).
+    @Test func aRefusedBatchIsReadAgainWithTheBatchReadAfterIt() throws {
+        let cluster = try KafkaMockCluster(topics: [("otlp_spans", 1), ("otlp_keyed", 1), ("dead", 1)], logger: quietLogger)
+        let ids = (1...6).map { TraceID(high: 0xB0B, low: UInt64($0)) }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+        for (index, id) in ids.enumerated() {
+            try producer.send(topic: "otlp_spans", key: nil, value: otlpTrace(id, spans: UInt64(index * 10 + 1)...UInt64(index * 10 + 4)))
+        }
+        try producer.flush(timeout: .seconds(10))
+        cluster.refuseNextProduceRequests(3, as: .topicAuthorizationFailed)
+        var settings = configuration(cluster, delivery: .atLeastOnce, maxMessageBytes: 1_000_000)
+        settings.maxBatchMessages = 2
+        let router = try Router(configuration: settings, logger: quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        let summary = Mutex<RouteSummary?>(nil)
+        Thread {
+            summary.withLock { $0 = router.run() }
+            done.signal()
+        }.start()
+        #expect(done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
+        #expect(summary.withLock { $0 }?.outcome == "end_of_input")
+        #expect(router.metrics.snapshot.rewinds >= 1)
+        let output = readOutput(cluster, keyedMessages: 6, deadLetters: 0)
+        for (index, id) in ids.enumerated() {
+            #expect(output.keyed[id] == Set((1...4).map { SpanID(rawValue: UInt64(index * 10) + $0) }), "\(id.hex) arrived whole")
+        }
+    }
+
     /// An output that refuses to be written (the principal lost its ACL): the batch is read again
     /// (`tailgate_route_rewinds_total`), `/-/ready` answers 503 naming the failure while it lasts, and
     /// once the topic accepts again every span arrives and the router is ready.
