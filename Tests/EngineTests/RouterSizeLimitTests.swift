@@ -157,14 +157,9 @@ import TestSupport
         var settings = configuration(cluster, delivery: .atLeastOnce, maxMessageBytes: 1_000_000)
         settings.maxBatchMessages = 2
         let router = try Router(configuration: settings, logger: quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        let summary = Mutex<RouteSummary?>(nil)
-        Thread {
-            summary.withLock { $0 = router.run() }
-            done.signal()
-        }.start()
-        #expect(done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
-        #expect(summary.withLock { $0 }?.outcome == "end_of_input")
+        let run = RouterRun(router)
+        #expect(run.done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
+        #expect(run.summary.withLock { $0 }?.outcome == "end_of_input")
         #expect(router.metrics.snapshot.rewinds >= 1)
         let output = readOutput(cluster, keyedMessages: 6, deadLetters: 0)
         for (index, id) in ids.enumerated() {
@@ -187,12 +182,7 @@ import TestSupport
 
         let router = try Router(configuration: configuration(cluster, delivery: .atLeastOnce, maxMessageBytes: 1_000_000), logger: quietLogger)
         let routes = HTTPRoutes(backend: router, adminToken: nil)
-        let done = DispatchSemaphore(value: 0)
-        let summary = Mutex<RouteSummary?>(nil)
-        Thread {
-            summary.withLock { $0 = router.run() }
-            done.signal()
-        }.start()
+        let run = RouterRun(router)
         let failing = Mutex("")
         #expect(waitUntil(.seconds(60)) {
             let answer = routes.respond(to: HTTPRequest(method: "GET", path: "/-/ready"))
@@ -200,13 +190,26 @@ import TestSupport
             return !failing.withLock { $0 }.isEmpty
         }, "not ready while the output refuses")
         #expect(failing.withLock { $0 }.lowercased().contains("authoriz"), "the reason names the refusal: \(failing.withLock { $0 })")
-        #expect(done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
-        #expect(summary.withLock { $0 }?.outcome == "end_of_input")
+        #expect(run.done.wait(timeout: .now() + 120) == .success, "the router reached the end of its input")
+        #expect(run.summary.withLock { $0 }?.outcome == "end_of_input")
         #expect(router.metrics.snapshot.rewinds >= 1)
         let output = readOutput(cluster, keyedMessages: 3, deadLetters: 0)
         for (index, id) in ids.enumerated() {
             #expect(output.keyed[id] == Set((1...4).map { SpanID(rawValue: UInt64(index * 10) + $0) }), "\(id.hex) arrived whole")
         }
         #expect(output.deadLetters.isEmpty, "a refused output is not bad data: nothing dead-lettered")
+    }
+}
+
+/// A router running on a thread of its own: `done` is signalled when it returns, with its summary.
+final class RouterRun: Sendable {
+    let done = DispatchSemaphore(value: 0)
+    let summary = Mutex<RouteSummary?>(nil)
+
+    init(_ router: Router) {
+        Thread { [self] in
+            summary.withLock { $0 = router.run() }
+            done.signal()
+        }.start()
     }
 }
