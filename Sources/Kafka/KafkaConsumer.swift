@@ -327,6 +327,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         defer { rd_kafka_topic_partition_list_destroy(list) }
         if let failure = rd_kafka_seek_partitions(handle, list, 0) {
             context.throttle.log(context.logger, level: .warning, key: "seek", "seek failed: \(KafkaError(consuming: failure, "seek"))")
+            return
+        }
+        // A partition sent back is no longer at its end: librdkafka reports the end again once it gets
+        // there (a seek resets its end-of-partition mark). Kept, the stale mark let a router that had
+        // just rewound a refused batch stop at "end of input" before reading it again.
+        // Asynchronous (no wait): each partition reads "in progress" unless it was refused at once.
+        let failed = Set(PartitionList.errors(list).filter { $0.1.code != RD_KAFKA_RESP_ERR__IN_PROGRESS.rawValue }.map(\.0))
+        context.state.withLock { state in
+            state.atEnd.subtract(partitions.keys.filter { !failed.contains($0) })
         }
     }
 

@@ -69,6 +69,33 @@ import TestSupport
         consumer.close()
     }
 
+    /// A partition sent back by a seek is no longer at its end until it gets there again: a reader
+    /// that rewinds a batch and then asks whether its input is over must hear "no" until it has read
+    /// the batch again (the router once stopped at "end of input" with a rewound batch unread).
+    @Test func aSeekBackLeavesTheEndOfThePartition() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1)], logger: Logger(label: "mock"))
+        let payloads = try produce(8, to: "spans", on: cluster)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: cluster.bootstrapServers, groupID: "g-seek", topics: ["spans"],
+                properties: fastGroupProperties, statisticsInterval: nil, reportPartitionEOF: true),
+            logger: Logger(label: "c"))
+        var read: [String] = []
+        #expect(waitUntil(.seconds(60)) {
+            consumer.poll(maxMessages: 100, timeout: .milliseconds(100)) { read.append(String(decoding: $0.payload, as: UTF8.self)) }
+            return read.count >= 8 && consumer.isAtEndOfAllPartitions
+        }, "read \(read.count) of 8")
+        consumer.seek([TopicPartition("spans", 0): 0])
+        #expect(!consumer.isAtEndOfAllPartitions, "sent back to offset 0, the partition is not at its end")
+        var again: [String] = []
+        #expect(waitUntil(.seconds(60)) {
+            consumer.poll(maxMessages: 100, timeout: .milliseconds(100)) { again.append(String(decoding: $0.payload, as: UTF8.self)) }
+            return again.count >= 8 && consumer.isAtEndOfAllPartitions
+        }, "read \(again.count) of 8 again, and the end again")
+        #expect(Set(again) == payloads)
+        consumer.close()
+    }
+
     @Test func twoMembersRebalanceAndEveryMessageIsProcessedAtLeastOnce() throws {
         let cluster = try KafkaMockCluster(topics: [("spans", 6)], logger: Logger(label: "mock"))
         var expected = try produce(300, to: "spans", on: cluster)
