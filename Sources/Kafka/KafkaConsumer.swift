@@ -211,8 +211,6 @@ public final class KafkaConsumer: @unchecked Sendable {
         var summary = PollSummary()
         guard !closed.load(ordering: .relaxed) else { return summary }
         let capacity = min(maxMessages, batchCapacity)
-        let timeoutMs = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let lingerMs = Int32(clamping: linger.components.seconds * 1000 + linger.components.attoseconds / 1_000_000_000_000_000)
         // librdkafka fills the array in order and serves rebalance callbacks between messages; an
         // emptied array lets the callback count what was collected before it ran.
         batchBuffer.update(repeating: nil, count: capacity)
@@ -220,10 +218,10 @@ public final class KafkaConsumer: @unchecked Sendable {
             state.polling = (batchBuffer, capacity)
             state.revokedDuringPoll.removeAll(keepingCapacity: true)
         }
-        var count = rd_kafka_consume_batch_queue(queue, timeoutMs, batchBuffer, 1)
+        var count = rd_kafka_consume_batch_queue(queue, milliseconds(timeout), batchBuffer, 1)
         if count == 1 && capacity > 1 {
             // Filled in place after the first: the rebalance callback counts from the start.
-            let more = rd_kafka_consume_batch_queue(queue, lingerMs, batchBuffer + 1, capacity - 1)
+            let more = rd_kafka_consume_batch_queue(queue, milliseconds(linger), batchBuffer + 1, capacity - 1)
             if more > 0 { count += more }
         }
         let (current, revokedDuringPoll) = context.state.withLock { state in
@@ -308,8 +306,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard !partitions.isEmpty else { return [:] }
         let list = PartitionList.make(partitions.map { ($0, nil) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        guard rd_kafka_committed(handle, list, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR, let elements = list.pointee.elems else {
+        guard rd_kafka_committed(handle, list, milliseconds(timeout)) == RD_KAFKA_RESP_ERR_NO_ERROR, let elements = list.pointee.elems else {
             return [:]
         }
         var result: [TopicPartition: Int64] = [:]

@@ -94,7 +94,7 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// Serves delivery reports (call regularly when producing continuously).
     public func poll(timeout: Duration = .zero) {
-        rd_kafka_poll(handle, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        rd_kafka_poll(handle, milliseconds(timeout))
     }
 
     /// Waits until every queued message is delivered or failed; throws on timeout.
@@ -149,9 +149,6 @@ public final class KafkaProducer: @unchecked Sendable {
         if let error = rd_kafka_abort_transaction(handle, milliseconds(timeout)) { throw KafkaError(consuming: error, "abort transaction") }
     }
 
-    private func milliseconds(_ duration: Duration) -> Int32 {
-        Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
 
     /// Messages queued, delivered, and failed after librdkafka's own retries.
     public var counts: (sent: Int, delivered: Int, failed: Int) {
@@ -213,9 +210,13 @@ func topicPartitionCount(_ handle: OpaquePointer, _ topic: String, _ timeout: Du
     guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else { return nil }
     defer { rd_kafka_topic_destroy(topicHandle) }
     var metadata: UnsafePointer<rd_kafka_metadata>?
-    let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-    guard rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
+    guard rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds(timeout)) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
     defer { rd_kafka_metadata_destroy(metadata) }
     guard metadata.pointee.topic_cnt > 0, let topics = metadata.pointee.topics, topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
     return Int(topics[0].partition_cnt)
+}
+
+/// `duration` in whole milliseconds, as librdkafka's timeouts take it (clamped to `Int32`).
+func milliseconds(_ duration: Duration) -> Int32 {
+    Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
 }

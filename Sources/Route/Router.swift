@@ -228,7 +228,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         // At least once, the next batch is read and decoded while the previous one's messages are
         // being acknowledged: `inFlight` is the batch produced and not yet acknowledged (at most one:
         // a batch is produced only once the one before it is committed).
-        var inFlight: InFlight?
+        var inFlight: ProducedBatch?
         while !stopRequested.load(ordering: .relaxed) {
             if let error = front.fatalError {
                 outcome = "fatal: \(error)"
@@ -302,8 +302,8 @@ public final class Router: HTTPBackend, @unchecked Sendable {
         return batch
     }
 
-    /// A batch produced at least once and not yet acknowledged, with what its commit waits for.
-    struct InFlight {
+    /// A batch produced and not yet acknowledged, with what its commit waits for.
+    struct ProducedBatch {
         var batch: Batch
         var failedBefore: Int
         var produceError: KafkaError?
@@ -313,7 +313,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
 
     /// Produces the batch's traces; at least once, ``acknowledge(_:readSince:)`` then waits for them
     /// and commits the batch's offsets, after the next batch has been read.
-    private func produceBatch(_ batch: Batch) -> InFlight {
+    private func produceBatch(_ batch: Batch) -> ProducedBatch {
         let failedBefore = producer.counts.failed
         lastTraceID = nil
         oversizeCopies.removeAll()
@@ -327,7 +327,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 produceError = error
             }
         }
-        return InFlight(
+        return ProducedBatch(
             batch: batch, failedBefore: failedBefore, produceError: produceError,
             deadLetterCopies: polled.compactMap(\.deadLetterCopy) + oversizeCopies, counts: out)
     }
@@ -335,7 +335,7 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     /// Waits until every message of `flight` is acknowledged, then commits its offsets; true when it
     /// was. When not, it and `next` (read meanwhile, not yet produced) are read again from their first
     /// offsets: nothing of either is committed.
-    private func acknowledge(_ flight: InFlight, readSince next: Batch) -> Bool {
+    private func acknowledge(_ flight: ProducedBatch, readSince next: Batch) -> Bool {
         var out = flight.counts
         while true {
             do throws(KafkaError) {
