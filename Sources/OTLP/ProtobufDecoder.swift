@@ -287,6 +287,24 @@ struct RequestParser {
         do throws(WireFault) {
             while !reader.isAtEnd {
                 let tagOffset = reader.position
+                // Span attributes (field 9, length-delimited: tag byte 0x4A) are most of a span's
+                // fields and come one after another; those of the plain shape with a one-byte length
+                // are taken here, before the tag is read as a varint and switched on (an indirect
+                // jump per field). Anything else falls through to the general reading below.
+                if tagOffset &+ 2 <= reader.end, base.load(fromByteOffset: tagOffset, as: UInt8.self) == 0x4A {
+                    let length = Int(base.load(fromByteOffset: tagOffset &+ 1, as: UInt8.self))
+                    let start = tagOffset &+ 2
+                    if length < 0x80, start &+ length <= reader.end {
+                        let keyLength = Self.plainKeyLength(base: base, start: start, end: start &+ length)
+                        if keyLength >= 0 {
+                            reader.position = start &+ length
+                            if selection.mayMatch(count: keyLength) {
+                                appendPlainAttribute(base: base, range: start..<(start &+ length), keyLength: keyLength, batch: &batch)
+                            }
+                            continue
+                        }
+                    }
+                }
                 let (field, wireType) = try reader.readTag()
                 switch field {
                 case OTLPField.Span.traceID:
