@@ -125,6 +125,7 @@ public final class IngestFront: @unchecked Sendable {
                 fatal: { relay.fatal($0) }),
             logger: logger, maxBatch: maxMessagesPerPoll)
         relay.consumer = consumer
+        metrics.record(prefetchLimit: configuration.prefetchLimitBytes)
         self.metrics = metrics
         self.deadLetter = deadLetter
         self.logger = logger

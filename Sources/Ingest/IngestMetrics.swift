@@ -46,6 +46,9 @@ public final class IngestMetrics: Sendable {
     private let pausedPartitions = Atomic<Int>(0)
     private let partitionsLost = Atomic<Int>(0)
     private let pollCount = Atomic<Int>(0)
+    /// librdkafka's consumer queue in bytes, and the most it holds (-1: not reported yet / unknown).
+    private let prefetched = Atomic<Int>(-1)
+    private let prefetchLimit = Atomic<Int>(-1)
 
     public init() {}
 
@@ -62,6 +65,16 @@ public final class IngestMetrics: Sendable {
         lag.withLock { lag in
             for (partition, value) in statistics.lag { lag[partition] = value }
         }
+        if let bytes = statistics.prefetchedBytes { prefetched.store(Int(bytes), ordering: .relaxed) }
+    }
+
+    func record(prefetchLimit bytes: Int?) { prefetchLimit.store(bytes ?? -1, ordering: .relaxed) }
+
+    /// Bytes librdkafka has fetched and not handed over yet, and its limit (nil until known).
+    public var prefetch: (bytes: Int?, limit: Int?) {
+        let bytes = prefetched.load(ordering: .relaxed)
+        let limit = prefetchLimit.load(ordering: .relaxed)
+        return (bytes < 0 ? nil : bytes, limit < 0 ? nil : limit)
     }
 
     func record(assigned partitions: [TopicPartition]) { assigned.withLock { $0.formUnion(partitions) } }
@@ -123,6 +136,16 @@ public final class IngestMetrics: Sendable {
         out.family("tailgate_kafka_consumer_lag", .gauge, "Messages behind the partition's high watermark, per assigned partition.")
         for (partition, value) in consumerLag.sorted(by: { $0.key < $1.key }) {
             out.sample("tailgate_kafka_consumer_lag", [("topic", partition.topic), ("partition", String(partition.partition))], Int(value))
+        }
+        let prefetch = prefetch
+        if let bytes = prefetch.bytes {
+            out.gauge(
+                "tailgate_kafka_prefetch_bytes",
+                "Bytes librdkafka has fetched and not yet handed to tailgate (its consumer queue), from its statistics. Near tailgate_kafka_prefetch_limit_bytes, tailgate is reading slower than the brokers serve, and librdkafka before 2.2 stops fetching each time the queue fills until it looks again, up to a second later.",
+                bytes)
+        }
+        if let limit = prefetch.limit {
+            out.gauge("tailgate_kafka_prefetch_limit_bytes", "The most librdkafka prefetches (queued.max.messages.kbytes).", limit)
         }
         out.gauge("tailgate_kafka_partitions_assigned", "Partitions this member owns.", assigned.withLock { $0.count })
         out.counter(

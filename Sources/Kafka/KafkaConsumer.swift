@@ -29,6 +29,11 @@ public struct KafkaConsumerConfiguration: Sendable {
         self.reportPartitionEOF = reportPartitionEOF
     }
 
+    /// The bytes librdkafka prefetches at most (`queued.max.messages.kbytes`, as it will be set).
+    public var prefetchLimitBytes: Int? {
+        effectiveProperties.values["queued.max.messages.kbytes"].flatMap { Int($0) }.map { $0 * 1024 }
+    }
+
     /// The properties handed to librdkafka: our defaults, then the user's, then what correctness needs.
     public var effectiveProperties: KafkaProperties {
         var result = KafkaProperties([

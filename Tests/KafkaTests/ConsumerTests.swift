@@ -198,6 +198,53 @@ import TestSupport
         consumer.close()
     }
 
+    /// librdkafka's consumer queue, as its statistics report it: read one message at a time from a
+    /// topic whose 100 messages of 1 000 bytes all fit one fetch, the queue holds most of them (the
+    /// producer's truth: 100 000 bytes in all), and the limit is the property as set.
+    @Test func reportsHowMuchIsPrefetched() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 1)], logger: Logger(label: "mock"))
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Logger(label: "producer"))
+        for i in 0..<100 { try producer.send(topic: "spans", key: nil, value: Array(repeating: UInt8(i), count: 1_000)) }
+        try producer.flush(timeout: .seconds(10))
+        let configuration = KafkaConsumerConfiguration(
+            bootstrapServers: cluster.bootstrapServers, groupID: "g", topics: ["spans"],
+            properties: KafkaProperties(fastGroupProperties.values.merging(["queued.max.messages.kbytes": "16"]) { $1 }),
+            statisticsInterval: .milliseconds(100))
+        #expect(configuration.prefetchLimitBytes == 16 * 1024)
+        let prefetched = Mutex<[Int64]>([])
+        let consumer = try KafkaConsumer(
+            configuration: configuration,
+            events: KafkaConsumerEvents(statistics: { stats in
+                if let bytes = stats.prefetchedBytes { prefetched.withLock { $0.append(bytes) } }
+            }),
+            logger: Logger(label: "c"))
+        var read = 0
+        #expect(waitUntil(.seconds(20)) {
+            consumer.poll(maxMessages: 1, timeout: .milliseconds(100)) { _ in read += 1 }
+            return prefetched.withLock { $0.contains { $0 >= 50_000 } }
+        })
+        // Never more than the topic holds (payloads only; a sum over partitions would not be bounded).
+        #expect(prefetched.withLock { $0.allSatisfy { $0 <= 100_000 } })
+        #expect(read < 100)
+        consumer.close()
+    }
+
+    /// Every partition's `fetchq_size` names the one consumer queue their fetch queues forward to
+    /// (measured: eight partitions each reported 8.38 MB with `queued.max.messages.kbytes` 8192), so
+    /// the prefetch is their maximum, not their sum; the internal partition -1 is not one of them.
+    @Test func thePrefetchIsTheConsumerQueueNotTheSumOfPartitions() throws {
+        let json = #"""
+            {"name": "c", "topics": {"spans": {"partitions": {
+              "0": {"fetchq_size": 8383276, "consumer_lag": 5},
+              "1": {"fetchq_size": 8383276, "consumer_lag": -1},
+              "2": {"fetchq_size": 8383276},
+              "-1": {"fetchq_size": 0}}}}}
+            """#
+        let statistics = try #require(Array(json.utf8).withUnsafeBytes { ConsumerStatistics(json: $0) })
+        #expect(statistics.prefetchedBytes == 8_383_276)
+        #expect(statistics.lag == [TopicPartition("spans", 0): 5])
+    }
+
     @Test func unreachableBrokerIsLoggedRateLimitedAndNeverCrashes() throws {
         let logs = CapturedLogs()
         // A port nothing listens on.
