@@ -179,7 +179,7 @@ final class Shard: @unchecked Sendable {
                 decide(&ready, now: now, counts: &counts, spanMetrics: &spanMetrics, wallClockMillis: wallClockMillis)
             }
             metrics.add(counts)
-            metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.bufferedBytes))
+            metrics.record(shard: index, .init(traces: window.traceCount, spans: window.bufferedSpans, bytes: window.residentBytes))
             outbox.post(events)
             events.removeAll(keepingCapacity: true)
             if let completed { completedSequence.store(completed, ordering: .releasing) }

@@ -118,7 +118,7 @@ struct RequestParser {
         batch.resources.append(
             ResourceRecord(
                 encoded: .empty, schemaURL: .empty, serviceName: .empty,
-                firstAttribute: UInt32(batch.attributes.count), attributeCount: 0))
+                firstAttribute: UInt32(batch.attributes.count), attributeCount: 0, canonical: UInt32(resourceIndex)))
         var reader = WireReader(base: base, range: range)
         var scopeOrdinal = 0
         while !reader.isAtEnd {
@@ -177,6 +177,7 @@ struct RequestParser {
             batch.resources[resourceIndex].serviceName = moved(earlier.serviceName)
             batch.resources[resourceIndex].firstAttribute = UInt32(firstAttribute)
             batch.resources[resourceIndex].attributeCount = earlier.attributeCount
+            batch.resources[resourceIndex].canonical = earlier.canonical
             return
         }
         var serviceName = ByteRange.empty

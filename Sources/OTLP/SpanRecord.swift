@@ -123,6 +123,9 @@ public struct ResourceRecord: Sendable {
     public var serviceName: ByteRange
     public var firstAttribute: UInt32
     public var attributeCount: UInt16
+    /// The index of the first resource of the batch with the same bytes (its own when none came
+    /// before): repeats are known without comparing bytes again.
+    public var canonical: UInt32 = 0
 }
 
 /// A `ScopeSpans`' instrumentation scope.

@@ -27,12 +27,20 @@ public struct TraceAttribute: Sendable, Equatable {
 
 /// The resource and instrumentation scope a group of spans was sent under, for re-export.
 public struct SpanEnvelope: Sendable, Equatable {
+    /// The four ranges lie in the trace's payload, or in `shared`'s bytes when it is set.
     public var resource: ByteRange
     public var resourceSchemaURL: ByteRange
     public var scope: ByteRange
     public var scopeSchemaURL: ByteRange
-    /// The resource's `service.name` (inside `resource`'s bytes; empty when absent).
+    /// The resource's `service.name`, in the trace's payload (empty when absent).
     public var service: ByteRange = .empty
+    /// The bytes shared with the window's other traces of the same resource and scope.
+    public var shared: SharedEnvelope?
+
+    public static func == (a: SpanEnvelope, b: SpanEnvelope) -> Bool {
+        a.resource == b.resource && a.resourceSchemaURL == b.resourceSchemaURL && a.scope == b.scope
+            && a.scopeSchemaURL == b.scopeSchemaURL && a.service == b.service && a.shared === b.shared
+    }
 }
 
 /// One buffered span: what policies read, and where its encoded bytes are.
@@ -71,6 +79,9 @@ public struct TraceData: Sendable {
     public private(set) var encodedBytes = 0
     /// The batch scope the last span came from, to share envelopes between spans of one message.
     private var lastEnvelopeSource: (batch: UInt64, scope: UInt32)?
+    /// With a shared envelope: the first span's selected resource attributes (their strings copied
+    /// to the payload), which the envelope's next spans repeat.
+    private var envelopeResourceAttributes: Range<Int> = 0..<0
 
     public init(traceID: TraceID) { self.traceID = traceID }
 
@@ -83,6 +94,7 @@ public struct TraceData: Sendable {
         payload.removeAll(keepingCapacity: true)
         encodedBytes = 0
         lastEnvelopeSource = nil
+        envelopeResourceAttributes = 0..<0
     }
 
     /// Moves this trace out, leaving an empty one of the same id (no copy of its buffers: taking a
@@ -118,11 +130,22 @@ public struct TraceData: Sendable {
 
     /// What appending `span` adds at most: payload bytes (the span, its trace state, and its
     /// resource and scope when they come first) and selected attributes. For ``reserve(spans:attributes:payloadBytes:)``.
-    public static func appendCost(of span: SpanRecord, from batch: SpanBatch, newEnvelope: Bool) -> (attributes: Int, payloadBytes: Int) {
+    /// `sharingEnvelopes`: the cost under ``append(_:from:batchGeneration:sharing:)``, where a new
+    /// envelope adds only its service name and its selected resource strings to the payload.
+    public static func appendCost(
+        of span: SpanRecord, from batch: SpanBatch, newEnvelope: Bool, sharingEnvelopes: Bool = false
+    ) -> (attributes: Int, payloadBytes: Int) {
         var bytes = Int(span.encoded.count) + Int(span.traceState.count)
         let scope = batch.scopes[Int(span.scopeIndex)]
         let resource = batch.resources[Int(scope.resourceIndex)]
-        if newEnvelope {
+        if newEnvelope && sharingEnvelopes {
+            bytes += Int(resource.serviceName.count)
+            batch.attributes.withUnsafeBufferPointer { selected in
+                for index in Int(resource.firstAttribute)..<(Int(resource.firstAttribute) + Int(resource.attributeCount)) {
+                    if case .string(let range) = selected[index].value { bytes += Int(range.count) }
+                }
+            }
+        } else if newEnvelope {
             bytes += Int(resource.encoded.count) + Int(resource.schemaURL.count) + Int(scope.encoded.count) + Int(scope.schemaURL.count)
             if resource.serviceName.count > 0 && !resource.encoded.contains(resource.serviceName) { bytes += Int(resource.serviceName.count) }
         }
@@ -133,9 +156,39 @@ public struct TraceData: Sendable {
     /// string attributes point into the copied span or resource bytes, where they lie: each byte is
     /// copied once.
     public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) {
+        append(span, from: batch, batchGeneration: batchGeneration, shared: nil)
+    }
+
+    /// ``append(_:from:batchGeneration:)``, with the resource and scope held once in `table` for
+    /// every trace that came under the same bytes (see ``SharedEnvelope``); returns how many bytes
+    /// the table's account grew (negative when a sweep forgot more than it added).
+    @discardableResult
+    public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, sharing table: inout SharedEnvelopes) -> Int {
+        guard startsEnvelope(span, batchGeneration: batchGeneration) else {
+            append(span, from: batch, batchGeneration: batchGeneration, shared: nil)
+            return 0
+        }
+        let (shared, grown) = table.envelope(of: span.scopeIndex, in: batch, batchGeneration: batchGeneration)
+        append(span, from: batch, batchGeneration: batchGeneration, shared: shared)
+        return grown
+    }
+
+    private func startsEnvelope(_ span: SpanRecord, batchGeneration: UInt64) -> Bool {
+        lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true
+    }
+
+    private mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, shared: SharedEnvelope?) {
         let scope = batch.scopes[Int(span.scopeIndex)]
         let resource = batch.resources[Int(scope.resourceIndex)]
-        if lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true {
+        var firstOfSharedEnvelope = false
+        if let shared {
+            envelopes.append(
+                SpanEnvelope(
+                    resource: shared.resource, resourceSchemaURL: shared.resourceSchemaURL, scope: shared.scope,
+                    scopeSchemaURL: shared.scopeSchemaURL, service: copy(resource.serviceName, from: batch), shared: shared))
+            lastEnvelopeSource = (batchGeneration, span.scopeIndex)
+            firstOfSharedEnvelope = true
+        } else if startsEnvelope(span, batchGeneration: batchGeneration) {
             let resourceCopy = copy(resource.encoded, from: batch)
             // `service.name` lies inside the resource's bytes: point into the copy instead of copying twice.
             let service = resourceCopy.relocate(resource.serviceName, from: resource.encoded) ?? copy(resource.serviceName, from: batch)
@@ -146,7 +199,11 @@ public struct TraceData: Sendable {
             lastEnvelopeSource = (batchGeneration, span.scopeIndex)
         }
         let envelope = envelopes.count - 1
-        let resourceCopy = envelopes[envelope].resource
+        let isShared = envelopes[envelope].shared != nil
+        // Unshared, the resource's selected strings point into its copy in the payload; shared, the
+        // envelope's first span copies them to the payload (`.empty`: nothing to point into) and
+        // the envelope's next spans repeat those attributes.
+        let resourceCopy = isShared ? ByteRange.empty : envelopes[envelope].resource
         let encoded = copy(span.encoded, from: batch)
         let first = attributes.count
         // Through the buffer, not `batch.attributes(of:)`: each slice retained and released the
@@ -159,6 +216,11 @@ public struct TraceData: Sendable {
                         key: attribute.key, value: convert(attribute.value, from: batch, within: span.encoded, copiedTo: encoded),
                         fromResource: false))
             }
+            if isShared && !firstOfSharedEnvelope {
+                for index in envelopeResourceAttributes { attributes.append(attributes[index]) }
+                return
+            }
+            let resourceStart = attributes.count
             for index in Int(resource.firstAttribute)..<(Int(resource.firstAttribute) + Int(resource.attributeCount)) {
                 let attribute = selected[index]
                 attributes.append(
@@ -166,6 +228,7 @@ public struct TraceData: Sendable {
                         key: attribute.key, value: convert(attribute.value, from: batch, within: resource.encoded, copiedTo: resourceCopy),
                         fromResource: true))
             }
+            if isShared { envelopeResourceAttributes = resourceStart..<attributes.count }
         }
         spans.append(
             BufferedSpan(
@@ -208,6 +271,13 @@ public struct TraceData: Sendable {
         try payload.withUnsafeBytes { all in
             try body(UnsafeRawBufferPointer(rebasing: all[range.lowerBound..<range.upperBound]))
         }
+    }
+
+    /// Calls `body` with the bytes of `range`, one of `envelope`'s resource and scope ranges (in the
+    /// payload, or in the shared envelope's bytes).
+    public func withBytes<R>(_ range: ByteRange, of envelope: SpanEnvelope, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let shared = envelope.shared { return try shared.withBytes(range, body) }
+        return try withBytes(range, body)
     }
 
     /// The bytes of `range` as a string (allocates).
@@ -275,6 +345,12 @@ public struct TraceData: Sendable {
             range.count == 0 ? range : ByteRange(offset: range.offset + payloadBase, count: range.count)
         }
         for envelope in other.envelopes {
+            if envelope.shared != nil {
+                var moved = envelope
+                moved.service = shift(envelope.service)
+                envelopes.append(moved)
+                continue
+            }
             envelopes.append(
                 SpanEnvelope(
                     resource: shift(envelope.resource), resourceSchemaURL: shift(envelope.resourceSchemaURL),
@@ -295,6 +371,7 @@ public struct TraceData: Sendable {
         }
         encodedBytes += other.encodedBytes
         lastEnvelopeSource = nil
+        envelopeResourceAttributes = 0..<0
     }
 }
 
@@ -378,9 +455,9 @@ extension TraceData {
         while index < spans.count {
             let envelope = envelopes[Int(spans[index].envelope)]
             let resourceSpans = writer.beginNested(OTLPField.ExportTraceServiceRequest.resourceSpans)
-            withBytes(envelope.resource) { writer.writeBytesField(OTLPField.ResourceSpans.resource, $0) }
+            withBytes(envelope.resource, of: envelope) { writer.writeBytesField(OTLPField.ResourceSpans.resource, $0) }
             let scopeSpans = writer.beginNested(OTLPField.ResourceSpans.scopeSpans)
-            if envelope.scope.count > 0 { withBytes(envelope.scope) { writer.writeBytesField(OTLPField.ScopeSpans.scope, $0) } }
+            if envelope.scope.count > 0 { withBytes(envelope.scope, of: envelope) { writer.writeBytesField(OTLPField.ScopeSpans.scope, $0) } }
             let current = spans[index].envelope
             while index < spans.count && spans[index].envelope == current {
                 var suffix = attribute
@@ -400,9 +477,9 @@ extension TraceData {
                 }
                 index += 1
             }
-            if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL) { writer.writeBytesField(OTLPField.ScopeSpans.schemaURL, $0) } }
+            if envelope.scopeSchemaURL.count > 0 { withBytes(envelope.scopeSchemaURL, of: envelope) { writer.writeBytesField(OTLPField.ScopeSpans.schemaURL, $0) } }
             writer.endNested(scopeSpans)
-            if envelope.resourceSchemaURL.count > 0 { withBytes(envelope.resourceSchemaURL) { writer.writeBytesField(OTLPField.ResourceSpans.schemaURL, $0) } }
+            if envelope.resourceSchemaURL.count > 0 { withBytes(envelope.resourceSchemaURL, of: envelope) { writer.writeBytesField(OTLPField.ResourceSpans.schemaURL, $0) } }
             writer.endNested(resourceSpans)
         }
         return writer.bytes

@@ -85,7 +85,7 @@ public struct TraceRun: Sendable, Equatable {
             let span = batch.spans[index(position)]
             guard span.traceID == traceID else { break }
             let newEnvelope = span.scopeIndex != lastScope
-            let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: newEnvelope)
+            let cost = TraceData.appendCost(of: span, from: batch, newEnvelope: newEnvelope, sharingEnvelopes: true)
             lastScope = span.scopeIndex
             if newEnvelope { run.envelopes += 1 }
             run.spans += 1
@@ -175,7 +175,13 @@ public struct TraceWindow: Sendable {
     private var wheel: DeadlineWheel
     private var due: [DeadlineWheel.Item] = []
     private var pool: [TraceData] = []
+    /// The resources and scopes of the buffered traces, each held once (see ``SharedEnvelope``).
+    private var sharedEnvelopes = SharedEnvelopes()
+    /// The buffered traces' own bytes (what releasing them frees).
     public private(set) var bufferedBytes = 0
+    /// Everything the window keeps resident: the traces, and the envelopes they share (an envelope
+    /// no trace holds any more counts until the table's next sweep).
+    public var residentBytes: Int { bufferedBytes + sharedEnvelopes.residentBytes }
     public private(set) var bufferedSpans = 0
 
     public init(limits: WindowLimits, cache: DecisionCache) {
@@ -213,13 +219,18 @@ public struct TraceWindow: Sendable {
         // The entry is changed where it lies: reading its fields through `slots[i]!` one by one
         // retained and released every array in it, and moving it out and back copied it twice, per
         // span.
+        // Moved out for the append (an empty table allocates nothing): the trace is changed in place
+        // below, and the table is another part of this window.
+        var shared = SharedEnvelopes()
+        swap(&shared, &sharedEnvelopes)
+        defer { swap(&shared, &sharedEnvelopes) }
         let (grown, rescheduled, full) = withUnsafeMutablePointer(to: &slots[i]!) { entry -> (Int, UInt64?, Bool) in
             let before = entry.pointee.residentBytes
             if disposition == .holding, let expected {
                 entry.pointee.trace.reserve(
                     spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes, envelopes: expected.envelopes)
             }
-            entry.pointee.trace.append(span, from: batch, batchGeneration: batchGeneration)
+            entry.pointee.trace.append(span, from: batch, batchGeneration: batchGeneration, sharing: &shared)
             let after = entry.pointee.trace.residentBytes
             entry.pointee.residentBytes = after
             if disposition == .buffered && entry.pointee.note(source) { disposition = .holding }
@@ -243,6 +254,9 @@ public struct TraceWindow: Sendable {
 
     /// Traces whose deadline is at or before `now`.
     public mutating func expire(now: UInt64, into ready: inout [ReadyTrace]) {
+        // An empty window's shared envelopes are held only by traces released earlier and not yet
+        // let go of (a kept one on its way to the sinks): forget the rest.
+        if index.count == 0 && sharedEnvelopes.count > 0 { sharedEnvelopes.sweep() }
         due.removeAll(keepingCapacity: true)
         wheel.advance(to: now, into: &due)
         for item in due {
@@ -314,8 +328,11 @@ public struct TraceWindow: Sendable {
     /// The pool is bounded in bytes as well as in count, and keeps no outsized buffers: it is memory
     /// outside the buffer limit's account, so it stays small beside it.
     public mutating func recycle(_ trace: consuming TraceData) {
+        var trace = trace
         let bytes = trace.residentBytes
         guard pool.count < Self.poolLimit, bytes <= Self.pooledTraceLimit, poolBytes + bytes <= Self.poolByteLimit else { return }
+        // Emptied now, not when reused: a pooled trace would hold its shared envelopes.
+        trace.reset(traceID: trace.traceID)
         poolBytes += bytes
         pool.append(trace)
     }
