@@ -255,8 +255,10 @@ public struct TraceWindow: Sendable {
     /// Traces whose deadline is at or before `now`.
     public mutating func expire(now: UInt64, into ready: inout [ReadyTrace]) {
         // An empty window's shared envelopes are held only by traces released earlier and not yet
-        // let go of (a kept one on its way to the sinks): forget the rest.
-        if index.count == 0 && sharedEnvelopes.count > 0 { sharedEnvelopes.sweep() }
+        // let go of (a kept one on its way to the sinks). A few are kept for the next traces (a
+        // window that empties between bursts would otherwise make them again each time); more are
+        // swept here, and a table that keeps growing sweeps itself as it doubles.
+        if index.count == 0 && sharedEnvelopes.count > Self.envelopesKeptWhenEmpty { sharedEnvelopes.sweep() }
         due.removeAll(keepingCapacity: true)
         wheel.advance(to: now, into: &due)
         for item in due {
@@ -337,6 +339,8 @@ public struct TraceWindow: Sendable {
         pool.append(trace)
     }
 
+    /// Shared envelopes an empty window keeps for reuse (a few kilobytes; counted in `residentBytes`).
+    static let envelopesKeptWhenEmpty = 64
     static let poolLimit = 256
     static let poolByteLimit = 2 << 20
     static let pooledTraceLimit = 32 << 10

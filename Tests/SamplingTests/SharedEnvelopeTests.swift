@@ -105,8 +105,9 @@ import Testing
         #expect(one.payload.count < first.count - 100)
     }
 
-    /// The window's account counts a shared envelope once; when no trace holds it any more, it goes.
-    @Test func aSharedEnvelopeIsCountedOnceAndForgottenWhenNoTraceHoldsIt() throws {
+    /// The window's account counts a shared envelope once; an empty window keeps it (counted) for
+    /// the next trace of the same pod, which adds no envelope.
+    @Test func aSharedEnvelopeIsCountedOnceAndKeptForTheNextTrace() throws {
         var window = Self.window()
         Self.insert(try Self.decoded(Self.message(trace: 1, spans: 2, pod: "feed-1")), into: &window, generation: 1)
         let oneTrace = window.residentBytes
@@ -122,12 +123,15 @@ import Testing
         for item in ready { window.recycle(item.trace) }
         ready.removeAll()
         window.expire(now: 1, into: &ready)
-        #expect(window.residentBytes == 0)
+        #expect(window.residentBytes == shared, "kept for reuse, and counted")
+        Self.insert(try Self.decoded(Self.message(trace: 3, spans: 2, pod: "feed-1")), into: &window, generation: 3)
+        #expect(window.residentBytes - window.bufferedBytes == shared)
     }
 
     /// A hundred pods: the table grows past its first sizes (sweeping as it goes, while every
     /// envelope is held), every trace still exports its own message, and each trace of a pod shares
-    /// that pod's envelope.
+    /// that pod's envelope; once no trace holds them, an empty window forgets them (more than it
+    /// keeps for reuse).
     @Test func manyResourcesGrowTheTableAndStayApart() throws {
         var window = Self.window()
         var messages: [UInt64: [UInt8]] = [:]
