@@ -450,7 +450,14 @@ extension TraceData {
             Self.boolAttribute(TraceIntegrity.completeKey, $0.complete) + Self.intAttribute(TraceIntegrity.orphanSpansKey, Int64($0.orphanSpans))
         } ?? []
         var writer = ProtoWriter()
-        writer.bytes.reserveCapacity(payload.count + spans.count * (8 + attribute.count) + envelopes.count * 16 + 64)
+        // Shared envelopes' bytes are not in the payload (its copies of service names and resource
+        // strings are not written, so this is an upper bound either way).
+        var sharedBytes = 0
+        for envelope in envelopes where envelope.shared != nil {
+            sharedBytes += Int(envelope.resource.count) + Int(envelope.resourceSchemaURL.count) + Int(envelope.scope.count)
+                + Int(envelope.scopeSchemaURL.count)
+        }
+        writer.bytes.reserveCapacity(payload.count + sharedBytes + spans.count * (8 + attribute.count) + envelopes.count * 16 + 64)
         var index = 0
         while index < spans.count {
             let envelope = envelopes[Int(spans[index].envelope)]

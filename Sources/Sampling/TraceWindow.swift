@@ -258,7 +258,13 @@ public struct TraceWindow: Sendable {
         // let go of (a kept one on its way to the sinks). A few are kept for the next traces (a
         // window that empties between bursts would otherwise make them again each time); more are
         // swept here, and a table that keeps growing sweeps itself as it doubles.
-        if index.count == 0 && sharedEnvelopes.count > Self.envelopesKeptWhenEmpty { sharedEnvelopes.sweep() }
+        if index.count == 0 && sharedEnvelopes.count > Self.envelopesKeptWhenEmpty {
+            // Pooled traces are emptied when reused; here first, or they would hold envelopes (not
+            // at recycling: the caller's copy of the ready trace still shares its buffers then, and
+            // emptying made each of them again).
+            for slot in pool.indices { pool[slot].reset(traceID: pool[slot].traceID) }
+            sharedEnvelopes.sweep()
+        }
         due.removeAll(keepingCapacity: true)
         wheel.advance(to: now, into: &due)
         for item in due {
@@ -330,11 +336,8 @@ public struct TraceWindow: Sendable {
     /// The pool is bounded in bytes as well as in count, and keeps no outsized buffers: it is memory
     /// outside the buffer limit's account, so it stays small beside it.
     public mutating func recycle(_ trace: consuming TraceData) {
-        var trace = trace
         let bytes = trace.residentBytes
         guard pool.count < Self.poolLimit, bytes <= Self.pooledTraceLimit, poolBytes + bytes <= Self.poolByteLimit else { return }
-        // Emptied now, not when reused: a pooled trace would hold its shared envelopes.
-        trace.reset(traceID: trace.traceID)
         poolBytes += bytes
         pool.append(trace)
     }
