@@ -60,7 +60,7 @@ public struct SharedEnvelopes: Sendable {
         let parts = Parts(resource.encoded, resource.schemaURL, scope.encoded, scope.schemaURL)
         let memo = Int(resource.canonical) & (Self.recentSlots - 1)
         if recent[memo].batch == batchGeneration, recent[memo].canonical == resource.canonical, let known = recent[memo].envelope,
-            batch.bytes.withUnsafeBytes({ Self.equalScopes(known, parts, $0) })
+            batch.bytes.withUnsafeBytes({ Self.equal(known, parts, $0, from: 1) })
         {
             return (known, 0)
         }
@@ -111,28 +111,15 @@ public struct SharedEnvelopes: Sendable {
         return nil
     }
 
-    /// Whether `candidate`, known to hold the resource of `parts`, also holds its scope and schema URLs.
-    private static func equalScopes(_ candidate: SharedEnvelope, _ parts: Parts, _ all: UnsafeRawBufferPointer) -> Bool {
+    /// Whether `candidate` holds the bytes of `parts`, from the part `first` on (1: its scope and
+    /// schema URLs only, when the resource is known to be the same).
+    private static func equal(_ candidate: SharedEnvelope, _ parts: Parts, _ all: UnsafeRawBufferPointer, from first: Int = 0) -> Bool {
         let mine = Parts(candidate.resource, candidate.resourceSchemaURL, candidate.scope, candidate.scopeSchemaURL)
         return candidate.bytes.withUnsafeBytes { held in
-            for index in 1..<4 {
+            for index in first..<4 {
                 let have = mine[index], want = parts[index]
                 guard have.count == want.count else { return false }
                 if want.count > 0, !memcmpEqual(held.baseAddress! + have.lowerBound, all.baseAddress! + want.lowerBound, Int(want.count)) {
-                    return false
-                }
-            }
-            return true
-        }
-    }
-
-    private static func equal(_ candidate: SharedEnvelope, _ parts: Parts, _ all: UnsafeRawBufferPointer) -> Bool {
-        let mine = Parts(candidate.resource, candidate.resourceSchemaURL, candidate.scope, candidate.scopeSchemaURL)
-        return candidate.bytes.withUnsafeBytes { held in
-            for index in 0..<4 {
-                let have = mine[index], want = parts[index]
-                guard have.count == want.count else { return false }
-                if want.count > 0, memcmpEqual(held.baseAddress! + have.lowerBound, all.baseAddress! + want.lowerBound, Int(want.count)) == false {
                     return false
                 }
             }
