@@ -158,6 +158,30 @@ import Testing
         #expect(window.residentBytes == 0)
     }
 
+    /// A revoke while traces of two partitions share an envelope: the revoked partition's trace is
+    /// forgotten (recycled), the other's keeps the envelope and still exports its own message.
+    @Test func aRevokeForgetsOneTraceAndTheOtherKeepsTheSharedEnvelope() throws {
+        let kept = Self.message(trace: 1, spans: 2, pod: "feed-1")
+        let revoked = Self.message(trace: 2, spans: 2, pod: "feed-1")
+        var window = Self.window()
+        var ready: [ReadyTrace] = []
+        for (lane, message) in [(UInt32(0), kept), (UInt32(1), revoked)] {
+            let batch = try Self.decoded(message)
+            for span in batch.spans {
+                _ = window.insert(
+                    span, from: batch, batchGeneration: UInt64(lane + 1), source: SourcePosition(lane: lane, offset: 0), now: 0, ready: &ready)
+            }
+        }
+        let shared = window.residentBytes - window.bufferedBytes
+        #expect(window.forget(lanes: [1]) == 1)
+        #expect(window.traceCount == 1)
+        window.expire(now: 1, into: &ready)
+        #expect(window.residentBytes - window.bufferedBytes == shared, "the envelope stays while a trace holds it")
+        window.releaseAll(into: &ready)
+        #expect(ready.map(\.trace.traceID.low) == [1])
+        #expect(ready.first?.trace.exportRequest() == kept)
+    }
+
     /// A released trace that is still on its way (a kept trace not yet stored) keeps its envelope:
     /// the sweep forgets only what nobody holds.
     @Test func anEnvelopeStillHeldSurvivesTheSweep() throws {
