@@ -184,11 +184,13 @@ public final class IngestLoop: @unchecked Sendable {
     /// One poll: decode, count, hand on, store offsets. Exposed for tests that drive the loop by hand.
     public func pollOnce(timeout: Duration) {
         batch.removeAll()
+        batch.reserve(recentShape)
         messages.removeAll(keepingCapacity: true)
         front.poll(timeout: timeout, headroom: sink.headroom, into: &messages) { (payload) throws(OTLPDecodeError) in
             try decoder.decode(payload, into: &batch)
         }
         if !messages.isEmpty {
+            recentShape = batch.shape.union(recentShape.faded)
             sink.ingest(batch, messages: messages)
             handedOver += 1
             let seeks = sink.takeSeeks()
@@ -223,6 +225,9 @@ public final class IngestLoop: @unchecked Sendable {
     }
 
     private var lastStored: [Lane: Int64] = [:]
+    /// The largest recent poll (fading): every batch is made that large before it decodes, so no
+    /// poll grows its buffers by doubling — each growth a fresh allocation and a copy of all so far.
+    private var recentShape = SpanBatch.Shape()
     /// Batches handed to the sink, oldest first, with their number, for reuse (see ``pollOnce(timeout:)``).
     private var retired: [(sequence: UInt64, batch: SpanBatch)] = []
     /// Batches handed to the sink so far.

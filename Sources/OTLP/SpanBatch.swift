@@ -32,6 +32,55 @@ public struct SpanBatch: Sendable {
         resourceMemo = Array(repeating: 0, count: Self.resourceMemoSlots)
     }
 
+    /// How much a batch holds: what a batch about to decode a poll like the last ones reserves.
+    public struct Shape: Sendable, Equatable {
+        public var bytes = 0, spans = 0, scopes = 0, resources = 0, attributes = 0
+        public init() {}
+
+        /// Each count the larger of the two.
+        public func union(_ other: Shape) -> Shape {
+            var shape = Shape()
+            shape.bytes = max(bytes, other.bytes)
+            shape.spans = max(spans, other.spans)
+            shape.scopes = max(scopes, other.scopes)
+            shape.resources = max(resources, other.resources)
+            shape.attributes = max(attributes, other.attributes)
+            return shape
+        }
+
+        /// Each count less a sixty-fourth: a peak fades over a few hundred polls.
+        public var faded: Shape {
+            var shape = self
+            shape.bytes -= bytes / 64
+            shape.spans -= spans / 64
+            shape.scopes -= scopes / 64
+            shape.resources -= resources / 64
+            shape.attributes -= attributes / 64
+            return shape
+        }
+    }
+
+    /// What this batch holds now.
+    public var shape: Shape {
+        var shape = Shape()
+        shape.bytes = bytes.count
+        shape.spans = spans.count
+        shape.scopes = scopes.count
+        shape.resources = resources.count
+        shape.attributes = attributes.count
+        return shape
+    }
+
+    /// Makes room for `shape` at once, so decoding a poll does not grow (and copy) its buffers by
+    /// doubling. Capacity is address space until written: room reserved and not used costs no page.
+    public mutating func reserve(_ shape: Shape) {
+        if bytes.capacity < shape.bytes { bytes.reserveCapacity(shape.bytes) }
+        if spans.capacity < shape.spans { spans.reserveCapacity(shape.spans) }
+        if scopes.capacity < shape.scopes { scopes.reserveCapacity(shape.scopes) }
+        if resources.capacity < shape.resources { resources.reserveCapacity(shape.resources) }
+        if attributes.capacity < shape.attributes { attributes.reserveCapacity(shape.attributes) }
+    }
+
     /// Empties the batch, keeping capacity.
     public mutating func removeAll() {
         bytes.removeAll(keepingCapacity: true)
