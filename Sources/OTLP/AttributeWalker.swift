@@ -85,6 +85,130 @@ public enum AttributeWalker {
         }
     }
 
+    /// What a block summary reads of a span (its byte fields valid only inside the callback).
+    public struct SpanSketch {
+        public var name: UnsafeRawBufferPointer
+        public var startTimeUnixNano: UInt64 = 0
+        public var endTimeUnixNano: UInt64 = 0
+        public var isError = false
+        /// No parent span id, or an all-zero one.
+        public var isRoot = true
+        /// The `service.name` of the resource it came under (empty when none).
+        public var service: UnsafeRawBufferPointer
+
+        public var durationNanos: UInt64 { endTimeUnixNano >= startTimeUnixNano ? endTimeUnixNano - startTimeUnixNano : 0 }
+    }
+
+    /// One pass over `request` for a block summary: every attribute as ``forEachRaw(in:skipResource:_:)``
+    /// reports it (resource first, then each span's, in wire order), and after each span's attributes
+    /// its sketch — only for spans the decoder would keep (a 16-byte non-zero trace id, an 8-byte
+    /// non-zero span id, a parent id empty or of 8 bytes). Resources `skipResource` says were seen
+    /// still give their spans their service name.
+    public static func forEachSpan(
+        in request: UnsafeRawBufferPointer, skipResource: (UnsafeRawBufferPointer) -> Bool,
+        span spanBody: (SpanSketch) -> Void, attribute body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+    ) throws(OTLPDecodeError) {
+        guard let base = request.baseAddress else { return }
+        do throws(WireFault) {
+            var top = WireReader(base: base, range: 0..<request.count)
+            while !top.isAtEnd {
+                let (field, wire) = try top.readTag()
+                guard field == OTLPField.ExportTraceServiceRequest.resourceSpans, wire == 2 else {
+                    try top.skip(wireType: wire)
+                    continue
+                }
+                let resourceSpans = try top.readLengthDelimited()
+                // The resource first, wherever it lies: its service name is every span's.
+                var service = UnsafeRawBufferPointer(start: base, count: 0)
+                var reader = WireReader(base: base, range: resourceSpans)
+                while !reader.isAtEnd {
+                    let (field, wire) = try reader.readTag()
+                    guard field == OTLPField.ResourceSpans.resource, wire == 2 else {
+                        try reader.skip(wireType: wire)
+                        continue
+                    }
+                    let resource = try reader.readLengthDelimited()
+                    let skip = skipResource(bytes(base, resource))
+                    try attributes(base, resource, field: OTLPField.Resource.attributes, scope: .resource) { scope, key, value in
+                        if key.count == 12, memcmpEqual(key.baseAddress!, serviceNameKey.utf8Start, 12), case .string(let name) = value {
+                            service = name
+                        }
+                        if !skip { body(scope, key, value) }
+                    }
+                }
+                reader = WireReader(base: base, range: resourceSpans)
+                while !reader.isAtEnd {
+                    let (field, wire) = try reader.readTag()
+                    guard field == OTLPField.ResourceSpans.scopeSpans, wire == 2 else {
+                        try reader.skip(wireType: wire)
+                        continue
+                    }
+                    var scopeSpans = WireReader(base: base, range: try reader.readLengthDelimited())
+                    while !scopeSpans.isAtEnd {
+                        let (field, wire) = try scopeSpans.readTag()
+                        if field == OTLPField.ScopeSpans.spans, wire == 2 {
+                            try sketch(base, try scopeSpans.readLengthDelimited(), service: service, spanBody, body)
+                        } else {
+                            try scopeSpans.skip(wireType: wire)
+                        }
+                    }
+                }
+            }
+        } catch {
+            throw OTLPDecodeError(reason: error.reason, byteOffset: error.offset, path: "spans", detail: error.detail)
+        }
+    }
+
+    private static let serviceNameKey: StaticString = "service.name"
+
+    /// One span of ``forEachSpan(in:skipResource:span:attribute:)``.
+    private static func sketch(
+        _ base: UnsafeRawPointer, _ range: Range<Int>, service: UnsafeRawBufferPointer,
+        _ spanBody: (SpanSketch) -> Void, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+    ) throws(WireFault) {
+        var span = SpanSketch(name: UnsafeRawBufferPointer(start: base, count: 0), service: service)
+        var valid = (trace: false, span: false, parent: true)
+        var reader = WireReader(base: base, range: range)
+        while !reader.isAtEnd {
+            let (field, wire) = try reader.readTag()
+            switch (field, wire) {
+            case (OTLPField.Span.attributes, 2):
+                let keyValue = try reader.readLengthDelimited()
+                try attribute(base, keyValue, scope: .span, body)
+            case (OTLPField.Span.traceID, 2):
+                let id = try reader.readLengthDelimited()
+                valid.trace = id.count == 16
+                    && (base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self) | base.loadUnaligned(fromByteOffset: id.lowerBound + 8, as: UInt64.self)) != 0
+            case (OTLPField.Span.spanID, 2):
+                let id = try reader.readLengthDelimited()
+                valid.span = id.count == 8 && base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self) != 0
+            case (OTLPField.Span.parentSpanID, 2):
+                let id = try reader.readLengthDelimited()
+                valid.parent = id.count == 0 || id.count == 8
+                span.isRoot = id.count != 8 || base.loadUnaligned(fromByteOffset: id.lowerBound, as: UInt64.self) == 0
+            case (OTLPField.Span.name, 2):
+                span.name = bytes(base, try reader.readLengthDelimited())
+            case (OTLPField.Span.startTimeUnixNano, 1):
+                span.startTimeUnixNano = try reader.readFixed64()
+            case (OTLPField.Span.endTimeUnixNano, 1):
+                span.endTimeUnixNano = try reader.readFixed64()
+            case (OTLPField.Span.status, 2):
+                var status = WireReader(base: base, range: try reader.readLengthDelimited())
+                while !status.isAtEnd {
+                    let (field, wire) = try status.readTag()
+                    if field == OTLPField.Status.code, wire == 0 {
+                        span.isError = try status.readVarint() == 2
+                    } else {
+                        try status.skip(wireType: wire)
+                    }
+                }
+            default:
+                try reader.skip(wireType: wire)
+            }
+        }
+        if valid.trace, valid.span, valid.parent { spanBody(span) }
+    }
+
     /// The `KeyValue`s in field `field` of the message in `range`.
     private static func attributes(
         _ base: UnsafeRawPointer, _ range: Range<Int>, field wanted: UInt32, scope: Scope, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
@@ -96,7 +220,32 @@ public enum AttributeWalker {
                 try message.skip(wireType: wire)
                 continue
             }
-            var keyValue = WireReader(base: base, range: try message.readLengthDelimited())
+            try attribute(base, try message.readLengthDelimited(), scope: scope, body)
+        }
+    }
+
+    /// One `KeyValue` (in `range`) to `body`, when it has a key. The shape every SDK writes — key
+    /// then value, one-byte lengths, a scalar filling the value — is read without the general walk.
+    @inline(__always)
+    private static func attribute(
+        _ base: UnsafeRawPointer, _ range: Range<Int>, scope: Scope, _ body: (Scope, UnsafeRawBufferPointer, RawValue) -> Void
+    ) throws(WireFault) {
+        let keyLength = RequestParser.plainKeyLength(base: base, start: range.lowerBound, end: range.upperBound)
+        if keyLength > 0 {
+            let key = UnsafeRawBufferPointer(start: base + range.lowerBound + 2, count: keyLength)
+            let value: RawValue
+            switch RequestParser.plainValue(base: base, range: range, keyLength: keyLength) {
+            case .string(let text): value = .string(bytes(base, text.lowerBound..<text.upperBound))
+            case .int(let int): value = .int(int)
+            case .bool(let bool): value = .bool(bool)
+            case .double(let double): value = .double(double)
+            default: value = .other
+            }
+            body(scope, key, value)
+            return
+        }
+        do {
+            var keyValue = WireReader(base: base, range: range)
             var key = UnsafeRawBufferPointer(start: base, count: 0)
             var value = RawValue.other
             while !keyValue.isAtEnd {

@@ -31,45 +31,59 @@ public struct BlockSummary: Codable, Sendable, Equatable {
     init(offset: UInt32) { self.offset = offset }
 
     /// Summarises a block's traces (their stored requests). Runs on the store writer for every
-    /// block, so it hashes bytes where they lie: strings are made only for keys and values it lists.
+    /// block, so it reads each request once, where its bytes lie (``AttributeWalker/forEachSpan(in:skipResource:span:attribute:)``):
+    /// strings are made only for the names, keys and values it lists.
     public static func build(offset: UInt32, requests: [[UInt8]]) -> BlockSummary {
         var summary = BlockSummary(offset: offset)
         var members = HashSet64(capacity: 1024)
         var builder = TagBuilder()
         var resources = SeenResources()
-        var batch = SpanBatch()
         for request in requests {
-            batch.removeAll()
-            guard (try? SpanDecoder(encoding: .otlpProto).decode(request, into: &batch)) != nil, !batch.spans.isEmpty else { continue }
-            summary.traces += 1
+            var spans = 0
             var start = UInt64.max, end = UInt64(0)
-            var root: SpanRecord?
-            for span in batch.spans {
-                start = min(start, span.startTimeUnixNano)
-                end = max(end, span.endTimeUnixNano)
-                summary.maxSpanDuration = max(summary.maxSpanDuration, span.durationNanos)
-                if span.statusCode == .error { summary.hasError = true }
-                let hash = batch.withBytes(span.name) { Hash.member("n:", $0) }
-                if members.insert(hash), summary.names.count < namesLimit { summary.names.append(batch.string(span.name)) }
-                if !span.parentSpanID.isValid, root == nil || span.startTimeUnixNano < root!.startTimeUnixNano { root = span }
+            // The earliest root span (else the earliest span): its service and name are the trace's.
+            var root: (start: UInt64, isRoot: Bool, service: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer)?
+            let complete = request.withUnsafeBytes { raw -> Bool in
+                do {
+                    // Traces of a block share a few resources (one per service): their attributes are
+                    // summarised once per block.
+                    try AttributeWalker.forEachSpan(in: raw, skipResource: { resources.seen($0) }) { span in
+                        spans += 1
+                        start = min(start, span.startTimeUnixNano)
+                        end = max(end, span.endTimeUnixNano)
+                        summary.maxSpanDuration = max(summary.maxSpanDuration, span.durationNanos)
+                        if span.isError { summary.hasError = true }
+                        if members.insert(Hash.member("n:", span.name)), summary.names.count < namesLimit {
+                            summary.names.append(String(decoding: span.name, as: UTF8.self))
+                        }
+                        let better: Bool
+                        if let root {
+                            better = span.isRoot ? (!root.isRoot || span.startTimeUnixNano < root.start) : (!root.isRoot && span.startTimeUnixNano < root.start)
+                        } else {
+                            better = true
+                        }
+                        if better { root = (span.startTimeUnixNano, span.isRoot, span.service, span.name) }
+                    } attribute: { scope, key, value in
+                        builder.add(scope, key, value, members: &members)
+                    }
+                } catch {
+                    // Never a request the store wrote. Its spans read so far stay summarised: a
+                    // summary may only over-state what its block holds, which costs a search a read.
+                    return false
+                }
+                if let root {
+                    let service = String(decoding: root.service, as: UTF8.self)
+                    let name = String(decoding: root.name, as: UTF8.self)
+                    if !summary.rootServices.contains(service), summary.rootServices.count < namesLimit { summary.rootServices.append(service) }
+                    if !summary.rootNames.contains(name), summary.rootNames.count < namesLimit { summary.rootNames.append(name) }
+                }
+                return true
             }
-            if root == nil { root = batch.spans.min { $0.startTimeUnixNano < $1.startTimeUnixNano } }
-            if let root {
-                let service = batch.string(batch.serviceName(of: root))
-                let name = batch.string(root.name)
-                if !summary.rootServices.contains(service), summary.rootServices.count < namesLimit { summary.rootServices.append(service) }
-                if !summary.rootNames.contains(name), summary.rootNames.count < namesLimit { summary.rootNames.append(name) }
-            }
+            guard complete, spans > 0 else { continue }
+            summary.traces += 1
             summary.minStart = min(summary.minStart, start)
             summary.maxEnd = max(summary.maxEnd, end)
             summary.maxTraceDuration = max(summary.maxTraceDuration, end > start ? end - start : 0)
-            request.withUnsafeBytes { raw in
-                // Traces of a block share a few resources (one per service): their attributes are
-                // summarised once per block.
-                try? AttributeWalker.forEachRaw(in: raw, skipResource: { resources.seen($0) }) { scope, key, value in
-                    builder.add(scope, key, value, members: &members)
-                }
-            }
         }
         summary.tags = builder.tags
         if summary.minStart == .max { summary.minStart = 0 }
@@ -135,19 +149,50 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         /// Key hash (FNV of the scope prefix, the key and `=`: where every member of the key starts) → key index.
         var index = HashTable64()
 
+        /// Keys met lately, direct-mapped by their scope, length and first and last bytes and
+        /// confirmed by their bytes: a block's spans repeat a few dozen keys, each hashed once.
+        var recentKeys: [(bytes: [UInt8], scope: Int, hash: UInt64, entry: Int)] = Array(repeating: ([], -1, 0, 0), count: 256)
+
+        @inline(__always)
+        static func recentSlot(_ scopeIndex: Int, _ key: UnsafeRawBufferPointer) -> Int {
+            let count = key.count
+            var word = UInt64(truncatingIfNeeded: count &* 2 &+ scopeIndex)
+            if count >= 8, let base = key.baseAddress {
+                word ^= base.loadUnaligned(as: UInt64.self) &* 0x9E37_79B9_7F4A_7C15
+                word ^= base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+            } else {
+                for byte in key { word = word << 8 | UInt64(byte) }
+            }
+            word = (word ^ (word >> 29)) &* 0xBF58_476D_1CE4_E5B9
+            return Int(truncatingIfNeeded: word >> 56)
+        }
+
         mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout HashSet64) {
             let scopeIndex = scope == .span ? 0 : 1
-            var keyHash: UInt64 = 0xcbf2_9ce4_8422_2325
-            Hash.continued(&keyHash, scope == .span ? Self.spanPrefix : Self.resourcePrefix)
-            Hash.continued(&keyHash, key)
-            Hash.continued(&keyHash, Self.equals)
-            var entry = index[keyHash]
-            if entry < 0 {
-                guard keysPerScope[scopeIndex] < BlockSummary.keysPerScope else { return }
-                keysPerScope[scopeIndex] += 1
-                entry = keys.count
-                keys.append(Key(name: String(decoding: key, as: UTF8.self), scope: UInt8(scopeIndex)))
-                index[keyHash] = entry
+            let slot = Self.recentSlot(scopeIndex, key)
+            let keyHash: UInt64
+            let entry: Int
+            if recentKeys[slot].scope == scopeIndex, recentKeys[slot].bytes.count == key.count,
+                recentKeys[slot].bytes.withUnsafeBytes({ key.count == 0 || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 })
+            {
+                keyHash = recentKeys[slot].hash
+                entry = recentKeys[slot].entry
+            } else {
+                var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+                Hash.continued(&hash, scope == .span ? Self.spanPrefix : Self.resourcePrefix)
+                Hash.continued(&hash, key)
+                Hash.continued(&hash, Self.equals)
+                var found = index[hash]
+                if found < 0 {
+                    guard keysPerScope[scopeIndex] < BlockSummary.keysPerScope else { return }
+                    keysPerScope[scopeIndex] += 1
+                    found = keys.count
+                    keys.append(Key(name: String(decoding: key, as: UTF8.self), scope: UInt8(scopeIndex)))
+                    index[hash] = found
+                }
+                keyHash = hash
+                entry = found
+                recentKeys[slot] = (Array(key), scopeIndex, hash, found)
             }
             func record(_ text: UnsafeRawBufferPointer) {
                 var member = keyHash

@@ -78,8 +78,66 @@ import Testing
         #expect(summary.tags["resource"]?["k8s.pod.name"] == ["dogs-a", "dogs-b"])
         #expect(summary.tags["resource"]?["service.name"] == ["dogs"])
         #expect(summary.tags["span"]?["http.route"] == ["/dogs", "/dogs/{id}", "/walks"])
+        // Resources seen before are not summarised again, but still name their spans' service.
+        #expect(summary.rootServices == ["dogs"])
+        #expect(summary.rootNames == ["GET"])
         for member in ["r:k8s.pod.name=dogs-a", "r:k8s.pod.name=dogs-b", "r:service.name=dogs", "s:http.route=/walks", "n:GET"] {
             #expect(summary.mightContain(member), "\(member)")
         }
+    }
+}
+
+/// A block summary of SDK-made spans, checked against what the official protobuf runtime read from
+/// the same bytes (Tests/Fixtures/many_traces.expected.json, written by make_fixtures.py): span
+/// names, times, the root, errors, and every attribute in the tag lists and the Bloom filter.
+@Suite struct BlockSummarySDKFixtureTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
+    /// An expected value as the summary lists it (ints in decimal, whole doubles as integers).
+    static func text(_ value: [String: Any]) -> String? {
+        if let string = value["string"] as? String { return string }
+        if let int = value["int"] as? String { return int }
+        if let bool = value["bool"] as? Bool { return bool ? "true" : "false" }
+        if let double = value["double"] as? Double, double.rounded() == double, abs(double) < 9e18 { return String(Int64(double)) }
+        return nil
+    }
+
+    @Test func summarisesWhatTheSDKWrote() throws {
+        let request = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("many_traces.pb")))
+        let spans = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("many_traces.expected.json"))) as! [[String: Any]]
+        try #require(spans.count > 30)
+        let summary = BlockSummary.build(offset: 0, requests: [request])
+
+        let starts = spans.map { UInt64($0["startTimeUnixNano"] as! String)! }
+        let ends = spans.map { UInt64($0["endTimeUnixNano"] as! String)! }
+        #expect(summary.traces == 1, "one stored request")
+        #expect(summary.minStart == starts.min())
+        #expect(summary.maxEnd == ends.max())
+        #expect(summary.maxSpanDuration == zip(starts, ends).map { $1 - $0 }.max())
+        #expect(summary.hasError == spans.contains { $0["statusCode"] as! Int == 2 })
+        let names = spans.map { $0["name"] as! String }
+        #expect(Set(summary.names) == Set(names))
+        #expect(summary.names.count == Set(names).count)
+        // The earliest span without a parent (ties: the first in wire order).
+        let roots = spans.indices.filter { (spans[$0]["parentSpanId"] as! String).isEmpty }
+        let root = try #require(roots.min { starts[$0] < starts[$1] })
+        #expect(summary.rootNames == [names[root]])
+        #expect(summary.rootServices == [spans[root]["serviceName"] as! String])
+
+        for (scope, field, prefix) in [("span", "attributes", "s:"), ("resource", "resourceAttributes", "r:")] {
+            var values: [String: Set<String>] = [:]
+            for span in spans {
+                for (key, value) in span[field] as! [String: [String: Any]] {
+                    values[key, default: []].formUnion(Self.text(value).map { [$0] } ?? [])
+                }
+            }
+            #expect(Set(summary.tags[scope]?.keys.map { $0 } ?? []) == Set(values.keys), "\(scope) keys")
+            for (key, texts) in values {
+                #expect(summary.tags[scope]?[key] == texts.sorted(), "\(scope) \(key)")
+                for text in texts { #expect(summary.mightContain("\(prefix)\(key)=\(text)"), "\(prefix)\(key)=\(text)") }
+            }
+        }
+        for name in names { #expect(summary.mightContain("n:\(name)")) }
     }
 }
