@@ -138,6 +138,8 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         struct Key {
             var name: String
             var scope: UInt8
+            /// FNV of the scope prefix, the key and `=` (see ``index``).
+            var hash: UInt64
             var listed = 0
         }
         var keys: [Key] = []
@@ -149,9 +151,10 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         /// Key hash (FNV of the scope prefix, the key and `=`: where every member of the key starts) → key index.
         var index = HashTable64()
 
-        /// Keys met lately, direct-mapped by their scope, length and first and last bytes and
-        /// confirmed by their bytes: a block's spans repeat a few dozen keys, each hashed once.
-        var recentKeys: [(bytes: [UInt8], scope: Int, hash: UInt64, entry: Int)] = Array(repeating: ([], -1, 0, 0), count: 256)
+        /// Keys met lately (their index + 1), direct-mapped by their scope, length and first and
+        /// last bytes and confirmed by their name's bytes: a block's spans repeat a few dozen keys,
+        /// each hashed once per block.
+        var recentKeys = [Int32](repeating: 0, count: 256)
 
         @inline(__always)
         static func recentSlot(_ scopeIndex: Int, _ key: UnsafeRawBufferPointer) -> Int {
@@ -167,16 +170,26 @@ public struct BlockSummary: Codable, Sendable, Equatable {
             return Int(truncatingIfNeeded: word >> 56)
         }
 
+        /// The key `recentKeys` holds at `slot`, when it is `key` of `scopeIndex`.
+        @inline(__always)
+        func recent(_ slot: Int, _ scopeIndex: Int, _ key: UnsafeRawBufferPointer) -> Int? {
+            let held = Int(recentKeys[slot]) - 1
+            guard held >= 0, Int(keys[held].scope) == scopeIndex else { return nil }
+            var name = keys[held].name
+            let same = name.withUTF8 { utf8 in
+                utf8.count == key.count && (key.count == 0 || memcmp(utf8.baseAddress!, key.baseAddress!, key.count) == 0)
+            }
+            return same ? held : nil
+        }
+
         mutating func add(_ scope: AttributeWalker.Scope, _ key: UnsafeRawBufferPointer, _ value: AttributeWalker.RawValue, members: inout HashSet64) {
             let scopeIndex = scope == .span ? 0 : 1
             let slot = Self.recentSlot(scopeIndex, key)
             let keyHash: UInt64
             let entry: Int
-            if recentKeys[slot].scope == scopeIndex, recentKeys[slot].bytes.count == key.count,
-                recentKeys[slot].bytes.withUnsafeBytes({ key.count == 0 || memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 })
-            {
-                keyHash = recentKeys[slot].hash
-                entry = recentKeys[slot].entry
+            if let held = recent(slot, scopeIndex, key) {
+                keyHash = keys[held].hash
+                entry = held
             } else {
                 var hash: UInt64 = 0xcbf2_9ce4_8422_2325
                 Hash.continued(&hash, scope == .span ? Self.spanPrefix : Self.resourcePrefix)
@@ -187,12 +200,12 @@ public struct BlockSummary: Codable, Sendable, Equatable {
                     guard keysPerScope[scopeIndex] < BlockSummary.keysPerScope else { return }
                     keysPerScope[scopeIndex] += 1
                     found = keys.count
-                    keys.append(Key(name: String(decoding: key, as: UTF8.self), scope: UInt8(scopeIndex)))
+                    keys.append(Key(name: String(decoding: key, as: UTF8.self), scope: UInt8(scopeIndex), hash: hash))
                     index[hash] = found
                 }
                 keyHash = hash
                 entry = found
-                recentKeys[slot] = (Array(key), scopeIndex, hash, found)
+                recentKeys[slot] = Int32(found + 1)
             }
             func record(_ text: UnsafeRawBufferPointer) {
                 var member = keyHash
