@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The attribute keys the rules and metrics ask for. Only these are decoded into typed values; all
 /// others are skipped (they still travel in the span's encoded bytes).
 ///
@@ -105,6 +111,8 @@ public struct AttributeSelection: Sendable, Equatable {
 
 @inline(__always)
 func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
+    // Long runs (resources, scopes: hundreds of bytes) go to libc's vectorised compare, 32 bytes a step.
+    if count >= 64 { return memcmp(a, b, count) == 0 }
     var i = 0
     while i + 8 <= count {
         if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
