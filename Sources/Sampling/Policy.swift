@@ -79,7 +79,8 @@ indirect enum Evaluator: @unchecked Sendable {
     case alwaysSample
     case latency(thresholdMs: Int64, upperThresholdMs: Int64)
     case numeric(key: AttributeKeyID?, min: Int64, max: Int64, invert: Bool)
-    case probabilistic(threshold: UInt64, salt: String)
+    /// `seed`: the hash after the salt (``ProbabilisticHash/seed(salt:)``), computed at load.
+    case probabilistic(threshold: UInt64, seed: UInt64)
     /// OTEP 235 consistent sampling on the trace's randomness.
     case consistent(mode: ProbabilisticMode, probability: Double, precision: Int)
     /// The codes as bits (1 << raw value): a set test per span without hashing.
@@ -117,8 +118,8 @@ indirect enum Evaluator: @unchecked Sendable {
                 }
             }
 
-        case .probabilistic(let threshold, let salt):
-            return ProbabilisticHash.hash(salt: salt, traceID: trace.traceID) <= threshold ? .sampled : .notSampled
+        case .probabilistic(let threshold, let seed):
+            return ProbabilisticHash.hash(seed: seed, traceID: trace.traceID) <= threshold ? .sampled : .notSampled
 
         case .consistent(let mode, let probability, let precision):
             guard probability > 0 else { return .notSampled }

@@ -8,11 +8,22 @@ public enum ProbabilisticHash {
     public static let defaultSalt = "default-hash-seed"
 
     public static func hash(salt: String, traceID: TraceID) -> UInt64 {
+        hash(seed: seed(salt: salt), traceID: traceID)
+    }
+
+    /// The hash's state after the salt: what a policy computes once, at load.
+    public static func seed(salt: String) -> UInt64 {
         var hash: UInt64 = 14_695_981_039_346_656_037
         for byte in salt.utf8 {
             hash ^= UInt64(byte)
             hash &*= 1_099_511_628_211
         }
+        return hash
+    }
+
+    /// ``hash(salt:traceID:)`` from the salt's ``seed(salt:)``.
+    public static func hash(seed: UInt64, traceID: TraceID) -> UInt64 {
+        var hash = seed
         for shift in stride(from: 56, through: 0, by: -8) {
             hash ^= (traceID.high >> UInt64(shift)) & 0xFF
             hash &*= 1_099_511_628_211

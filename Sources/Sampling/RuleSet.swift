@@ -216,7 +216,7 @@ public final class RuleSet: Sendable {
         case .probabilistic(let percentage, let salt, .hashSeed, _):
             evaluator = .probabilistic(
                 threshold: ProbabilisticHash.threshold(samplingPercentage: percentage),
-                salt: salt.isEmpty ? ProbabilisticHash.defaultSalt : salt)
+                seed: ProbabilisticHash.seed(salt: salt.isEmpty ? ProbabilisticHash.defaultSalt : salt))
         case .probabilistic(let percentage, _, let mode, let precision):
             evaluator = .consistent(mode: mode, probability: percentage / 100, precision: precision)
         case .statusCode(let codes):
