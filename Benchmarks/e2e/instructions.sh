@@ -22,18 +22,9 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 [[ -n "${SKIP_BUILD:-}" ]] || swift build -c release --product tailgate >/dev/null
 tailgate=${TAILGATE:-.build/release/tailgate}
 BASE=${BASE:-}
-work=$(mktemp -d)
-broker_pid=""
-cleanup() {
-    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source Benchmarks/e2e/dev-broker.sh
 
-"$tailgate" dev-broker --partitions "$PARTITIONS" --topic otlp_spans >"$work/broker" 2>/dev/null &
-broker_pid=$!
-for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
-brokers=$(head -1 "$work/broker")
+start_dev_broker "$tailgate" "$PARTITIONS" --topic otlp_spans
 "$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --error-rate 0.02 --slow-rate 0.03 --log-level warning >"$work/loaded.json"
 spans=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["spans"])' "$work/loaded.json")
 echo "preloaded $TRACES traces, $spans spans, $PARTITIONS partitions on $brokers"

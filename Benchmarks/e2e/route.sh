@@ -30,21 +30,12 @@ swift build -c release --product tailgate >/dev/null
 cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
 cc -O2 -o .build/release/bare_producer Benchmarks/e2e/bare_producer.c $(pkg-config --cflags --libs rdkafka)
 tailgate=.build/release/tailgate
-work=$(mktemp -d)
-broker_pid=""
-cleanup() {
-    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source Benchmarks/e2e/dev-broker.sh
 
 topics=(--topic otlp_spans)
 for run in $(seq "$RUNS"); do topics+=(--topic "keyed-transactional-$run" --topic "keyed-at-least-once-$run"); done
 topics+=(--topic floor-router --topic floor-batched --topic floor-uncompressed)
-"$tailgate" dev-broker --partitions "$PARTITIONS" "${topics[@]}" >"$work/broker" 2>/dev/null &
-broker_pid=$!
-for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
-brokers=$(head -1 "$work/broker")
+start_dev_broker "$tailgate" "$PARTITIONS" "${topics[@]}"
 
 echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message, unkeyed) on $brokers ..."
 "$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --traces-per-message "$TRACES_PER_MESSAGE" --log-level warning >"$work/loaded.json"

@@ -30,18 +30,9 @@ TRACES_PER_MESSAGE=${TRACES_PER_MESSAGE:-1}
 cc -O2 -o .build/release/bare_consumer Benchmarks/e2e/bare_consumer.c $(pkg-config --cflags --libs rdkafka)
 tailgate=${TAILGATE:-.build/release/tailgate}
 BASE=${BASE:-}
-work=$(mktemp -d)
-broker_pid=""
-cleanup() {
-    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source Benchmarks/e2e/dev-broker.sh
 
-"$tailgate" dev-broker --partitions "$PARTITIONS" --topic otlp_spans >"$work/broker" 2>/dev/null &
-broker_pid=$!
-for _ in $(seq 100); do [[ -s "$work/broker" ]] && break; sleep 0.1; done
-brokers=$(head -1 "$work/broker")
+start_dev_broker "$tailgate" "$PARTITIONS" --topic otlp_spans
 
 echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message) on $brokers ..."
 "$tailgate" loadgen --brokers "$brokers" --traces "$TRACES" --traces-per-message "$TRACES_PER_MESSAGE" --error-rate 0.02 --slow-rate 0.03 \
