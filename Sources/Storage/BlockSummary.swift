@@ -392,17 +392,6 @@ public struct BlockSummary: Codable, Sendable, Equatable {
         }
     }
 
-    static func text(_ value: AttributeWalker.Value) -> String? {
-        switch value {
-        case .string(let text): text
-        case .int(let int): String(int)
-        case .bool(let bool): bool ? "true" : "false"
-        // A whole double is also the integer a query may compare it with (`.x = 500`).
-        case .double(let double): double.rounded() == double && abs(double) < 9e18 ? String(Int64(double)) : nil
-        case .other: nil
-        }
-    }
-
     private static func probes(_ hash: UInt64) -> (UInt64, UInt64) {
         var h2 = hash ^ 0x9e37_79b9_7f4a_7c15
         h2 = (h2 ^ (h2 >> 31)) &* 0xbf58_476d_1ce4_e5b9

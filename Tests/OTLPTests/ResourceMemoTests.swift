@@ -1,4 +1,5 @@
 import OTLP
+import TestSupport
 import Testing
 
 /// A batch parses each distinct resource once: every later copy of the same bytes is taken from the
@@ -9,14 +10,6 @@ import Testing
     static let services = ["frontend", "api-gateway", "feed-service", "photo-service", "user-service", "auth-service"]
 
     static func message(trace: UInt8) -> [UInt8] {
-        func keyValue(_ key: String, _ value: String) -> [UInt8] {
-            var any = ProtoWriter()
-            any.writeStringField(1, value)
-            var kv = ProtoWriter()
-            kv.writeStringField(1, key)
-            kv.writeBytesField(2, any.bytes)
-            return kv.bytes
-        }
         var request = ProtoWriter()
         for (index, service) in services.enumerated() {
             var resource = ProtoWriter()
@@ -26,7 +19,7 @@ import Testing
                 ("k8s.pod.name", "\(service)-5d8c7b9f4-q7x2m"), ("cloud.provider", "azure"), ("cloud.platform", "azure_aks"),
                 ("telemetry.sdk.language", service == "frontend" ? "nodejs" : "go"), ("telemetry.sdk.name", "opentelemetry"),
             ] {
-                resource.writeBytesField(1, keyValue(key, value))
+                resource.writeBytesField(1, otlpKeyValue(key, value))
             }
             var span = ProtoWriter()
             span.writeBytesField(1, [UInt8](repeating: trace, count: 16))

@@ -1,6 +1,7 @@
 import Foundation
 import OTLP
 @testable import Storage
+import TestSupport
 import Testing
 
 /// The sidecar line is written by hand; Foundation's JSONDecoder (the reader the store uses, and an
@@ -38,24 +39,16 @@ import Testing
 /// Bloom filter knows must still cover every distinct resource, named from the input written here.
 @Suite struct BlockSummaryResourceTests {
     static func request(trace: UInt8, pod: String, route: String) -> [UInt8] {
-        func keyValue(_ key: String, _ value: String) -> [UInt8] {
-            var any = ProtoWriter()
-            any.writeStringField(1, value)
-            var kv = ProtoWriter()
-            kv.writeStringField(1, key)
-            kv.writeBytesField(2, any.bytes)
-            return kv.bytes
-        }
         var span = ProtoWriter()
         span.writeBytesField(1, [UInt8](repeating: trace, count: 16))
         span.writeBytesField(2, [UInt8](repeating: 7, count: 8))
         span.writeStringField(5, "GET")
         span.writeFixed64Field(7, 1_000)
         span.writeFixed64Field(8, 2_000)
-        span.writeBytesField(9, keyValue("http.route", route))
+        span.writeBytesField(9, otlpKeyValue("http.route", route))
         var resource = ProtoWriter()
-        resource.writeBytesField(1, keyValue("service.name", "dogs"))
-        resource.writeBytesField(1, keyValue("k8s.pod.name", pod))
+        resource.writeBytesField(1, otlpKeyValue("service.name", "dogs"))
+        resource.writeBytesField(1, otlpKeyValue("k8s.pod.name", pod))
         var scopeSpans = ProtoWriter()
         scopeSpans.writeBytesField(2, span.bytes)
         var resourceSpans = ProtoWriter()

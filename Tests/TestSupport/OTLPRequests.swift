@@ -31,6 +31,16 @@ public func otlpTrace(
     return w.bytes
 }
 
+/// An OTLP `KeyValue` with a string value, encoded.
+public func otlpKeyValue(_ key: String, _ value: String) -> [UInt8] {
+    var any = ProtoWriter()
+    any.writeStringField(1, value)
+    var keyValue = ProtoWriter()
+    keyValue.writeStringField(1, key)
+    keyValue.writeBytesField(2, any.bytes)
+    return keyValue.bytes
+}
+
 /// `promtool check metrics` (Debian's `prometheus` package; CI installs it) on `text`: its exit
 /// status and what it reported. Throws when promtool is not installed.
 public func promtoolCheckMetrics(_ text: String) throws -> (status: Int32, report: String) {
