@@ -57,6 +57,15 @@ public struct BufferedSpan: Sendable {
     public var envelope: UInt32
     public var firstAttribute: UInt32
     public var attributeCount: UInt16
+    /// Where the span's name lies in `encoded`: its offset from the start and its length, so that
+    /// reading the name walks no field (it is read for every span at the decision). In the
+    /// record's padding: a buffered span stays 72 bytes. ``nameUnknown`` in `nameLength` when the
+    /// name or what precedes it is 64 KiB or more; the name is then found by walking the fields.
+    public var nameOffset: UInt16
+    public var nameLength: UInt16
+
+    /// `nameLength` of a span whose name's place did not fit in 16 bits.
+    public static let nameUnknown: UInt16 = .max
 
     /// End minus start, in nanoseconds; 0 when a broken clock put the end first.
     @inlinable public var durationNanos: UInt64 {
@@ -205,6 +214,7 @@ public struct TraceData: Sendable {
         // the envelope's next spans repeat those attributes.
         let resourceCopy = isShared ? ByteRange.empty : envelopes[envelope].resource
         let encoded = copy(span.encoded, from: batch)
+        let (nameOffset, nameLength) = Self.place(of: span.name, within: span.encoded)
         let first = attributes.count
         // Through the buffer, not `batch.attributes(of:)`: each slice retained and released the
         // batch's attribute array, per span.
@@ -236,7 +246,7 @@ public struct TraceData: Sendable {
                 endTimeUnixNano: span.endTimeUnixNano, flags: span.flags, kind: span.kind, statusCode: span.statusCode,
                 traceState: encoded.relocate(span.traceState, from: span.encoded) ?? copy(span.traceState, from: batch), encoded: encoded,
                 envelope: UInt32(envelope), firstAttribute: UInt32(first),
-                attributeCount: UInt16(clamping: attributes.count - first)))
+                attributeCount: UInt16(clamping: attributes.count - first), nameOffset: nameOffset, nameLength: nameLength))
         encodedBytes += Int(span.encoded.count)
     }
 
@@ -290,7 +300,24 @@ public struct TraceData: Sendable {
     /// field, so a few byte reads), rather than stored per buffered span: memory per span is the
     /// budget that matters more.
     public func name(of span: BufferedSpan) -> ByteRange {
-        payload.withUnsafeBytes { Self.spanName(in: $0, encoded: span.encoded) }
+        payload.withUnsafeBytes { Self.spanName(of: span, in: $0) }
+    }
+
+    /// The name of `span` in `payload`: where the span records it, else found in its fields.
+    @inline(__always)
+    public static func spanName(of span: BufferedSpan, in payload: UnsafeRawBufferPointer) -> ByteRange {
+        guard span.nameLength != BufferedSpan.nameUnknown else { return spanName(in: payload, encoded: span.encoded) }
+        return ByteRange(offset: span.encoded.offset + UInt32(span.nameOffset), count: UInt32(span.nameLength))
+    }
+
+    /// `name`'s offset within `encoded` and its length, each in 16 bits (``BufferedSpan/nameUnknown``
+    /// as the length when they do not fit, or when the name does not lie within the span's bytes).
+    static func place(of name: ByteRange, within encoded: ByteRange) -> (offset: UInt16, length: UInt16) {
+        guard name.count > 0 else { return (0, 0) }
+        guard name.offset >= encoded.offset, name.upperBound <= encoded.upperBound,
+            name.offset - encoded.offset < UInt32(BufferedSpan.nameUnknown), name.count < UInt32(BufferedSpan.nameUnknown)
+        else { return (0, BufferedSpan.nameUnknown) }
+        return (UInt16(name.offset - encoded.offset), UInt16(name.count))
     }
 
     /// ``name(of:)`` over the payload's bytes, for callers that hold them already.

@@ -27,6 +27,9 @@ public struct ShardSpanMetrics: Sendable {
 
     // Span metrics, by global series index.
     private var redCache = ByteKeyTable()
+    /// Without dimensions: (name hash, service node, kind, status) packed → an entry of `namedSeries`.
+    private var nameCache = IntKeyTable()
+    private var namedSeries = NamedSeries()
     /// Calls, size and latency sum of a series, together: one array write per span, not three.
     struct SeriesStats: Sendable {
         var calls: UInt64 = 0
@@ -169,11 +172,15 @@ public struct ShardSpanMetrics: Sendable {
     /// Node ids of the trace's services (one per envelope). Node ids stay valid for the whole trace:
     /// the tables are only ever emptied here, before a trace, when they grew past their bound.
     private mutating func internServices(_ view: TraceView) {
-        if nodes.count + view.envelopes.count + 2 * view.spans.count > localCacheLimit || redCache.count >= localCacheLimit {
+        if nodes.count + view.envelopes.count + 2 * view.spans.count > localCacheLimit || redCache.count >= localCacheLimit
+            || nameCache.count >= localCacheLimit
+        {
             nodes.removeAll()
             nodeIsService.removeAll(keepingCapacity: true)
             userNode = -1
             redCache.removeAll()
+            nameCache.removeAll()
+            namedSeries.removeAll()
             edgeCache.removeAll()
             brokenCache.removeAll()
         }
@@ -200,17 +207,8 @@ public struct ShardSpanMetrics: Sendable {
 
     private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64, estimateWeight: Double) {
         let span = view.spans[index]
-        key.reset()
-        key.append(UInt32(bitPattern: serviceNode(of: span)))
-        appendField(view, TraceData.spanName(in: view.payload, encoded: span.encoded))
-        key.appendField(byte: span.kind.rawValue)
-        key.appendField(byte: span.statusCode.rawValue)
-        for dimension in dimensionKeys {
-            appendAttributeField(view, span, dimension)
-        }
-        let bytes = key.bytes
-        let hash = hashBytes(bytes)
-        let series = Int(redCache.find(bytes, hash: hash) ?? resolveSpanSeries(bytes, hash: hash))
+        let name = TraceData.spanName(of: span, in: view.payload)
+        let series = Int(dimensionKeys.isEmpty ? seriesByName(view, span, name) : seriesByKey(view, span, name))
         let duration = span.durationNanos
         let bucket = bucketIndex(duration)
         let base = series * bucketCount
@@ -234,6 +232,42 @@ public struct ShardSpanMetrics: Sendable {
             latencyExemplars[base + bucket] = Exemplar(
                 traceID: view.traceID, spanID: span.spanID, value: Double(duration) / 1e9, timestampMillis: wallClockMillis)
         }
+    }
+
+    /// The series of a span when only the intrinsic labels count (no dimensions): found by its
+    /// service node, kind, status and a hash of its name packed in one word, then confirmed against
+    /// the name's bytes — no key is built. A span this misses (first sight, or a hash shared by two
+    /// names) takes ``seriesByKey(_:_:_:)``, and the first sight is remembered here.
+    @inline(__always)
+    private mutating func seriesByName(_ view: TraceView, _ span: BufferedSpan, _ name: ByteRange) -> Int32 {
+        let node = serviceNode(of: span)
+        guard name.upperBound <= view.payload.count, UInt32(bitPattern: node) < 1 << 24 else { return seriesByKey(view, span, name) }
+        let bytes = UnsafeRawBufferPointer(rebasing: view.payload[Int(name.offset)..<name.upperBound])
+        let packed = hashBytes(bytes) & 0xFFFF_FFFF | UInt64(UInt32(bitPattern: node)) << 32
+            | UInt64(span.kind.rawValue & 0x7) << 56 | UInt64(span.statusCode.rawValue & 0x3) << 59
+        if let entry = nameCache.find(packed) {
+            if let series = namedSeries.series(entry, ifNamed: bytes) { return series }
+            return seriesByKey(view, span, name)
+        }
+        let series = seriesByKey(view, span, name)
+        nameCache.insert(packed, value: namedSeries.append(series, name: bytes))
+        return series
+    }
+
+    /// The series of a span by its full key: service node, name, kind, status and the dimensions'
+    /// values, length-prefixed in one buffer.
+    private mutating func seriesByKey(_ view: TraceView, _ span: BufferedSpan, _ name: ByteRange) -> Int32 {
+        key.reset()
+        key.append(UInt32(bitPattern: serviceNode(of: span)))
+        appendField(view, name)
+        key.appendField(byte: span.kind.rawValue)
+        key.appendField(byte: span.statusCode.rawValue)
+        for dimension in dimensionKeys {
+            appendAttributeField(view, span, dimension)
+        }
+        let bytes = key.bytes
+        let hash = hashBytes(bytes)
+        return redCache.find(bytes, hash: hash) ?? resolveSpanSeries(bytes, hash: hash)
     }
 
     private mutating func recordGraph(_ view: TraceView, kept: Bool, wallClockMillis: Int64) {
@@ -700,6 +734,41 @@ struct SpanIndexTable: Sendable {
             slot = (slot + 1) & mask
         }
         return nil
+    }
+}
+
+/// Series found by a span's name (see `ShardSpanMetrics.seriesByName`): each entry's series and
+/// the name it was made for, the names in one arena, so that a hit is confirmed byte for byte.
+struct NamedSeries: Sendable {
+    private var series: [Int32] = []
+    private var offsets: [Int32] = []
+    private var lengths: [Int32] = []
+    private var arena: [UInt8] = []
+
+    /// Adds an entry; returns its number.
+    mutating func append(_ series: Int32, name: UnsafeRawBufferPointer) -> Int32 {
+        self.series.append(series)
+        offsets.append(Int32(arena.count))
+        lengths.append(Int32(name.count))
+        arena.append(contentsOf: name)
+        return Int32(self.series.count - 1)
+    }
+
+    /// Entry `entry`'s series when it was made for `name`, else nil.
+    @inline(__always)
+    func series(_ entry: Int32, ifNamed name: UnsafeRawBufferPointer) -> Int32? {
+        let index = Int(entry)
+        guard Int(lengths[index]) == name.count else { return nil }
+        guard name.count > 0 else { return series[index] }
+        let equal = arena.withUnsafeBytes { all in bytesEqual(all.baseAddress! + Int(offsets[index]), name.baseAddress, name.count) }
+        return equal ? series[index] : nil
+    }
+
+    mutating func removeAll() {
+        series.removeAll(keepingCapacity: true)
+        offsets.removeAll(keepingCapacity: true)
+        lengths.removeAll(keepingCapacity: true)
+        arena.removeAll(keepingCapacity: true)
     }
 }
 
