@@ -109,8 +109,10 @@ public struct AttributeSelection: Sendable, Equatable {
     }
 }
 
+/// Whether `count` bytes at `a` and `b` are equal: words, the last one overlapping, and libc's
+/// compare for long runs (the house's one byte comparison; span metrics' tables use it too).
 @inline(__always)
-func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
+public func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
     // Long runs (resources, scopes: hundreds of bytes) go to libc's vectorised compare, 32 bytes a step.
     if count >= 64 { return memcmp(a, b, count) == 0 }
     if count >= 8 {

@@ -1,4 +1,5 @@
 import Synchronization
+import OTLP
 
 /// The metric families whose series are counted against the cardinality limit.
 public enum SeriesFamily: Int, Sendable, CaseIterable {
@@ -167,25 +168,30 @@ struct ByteKeyTable {
     }
 }
 
-/// A fast, well-mixed 64-bit hash of bytes (8 at a time); not for adversarial keys — collisions only
-/// cost a comparison, since every hit is checked byte for byte.
+/// A fast, well-mixed 64-bit hash of bytes (8 at a time, a short tail in one or two overlapping
+/// loads); not for adversarial keys — collisions only cost a comparison, since every hit is checked
+/// byte for byte.
 @inline(__always)
 func hashBytes(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     let count = bytes.count
     var hash: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
-    var index = 0
-    if let base = bytes.baseAddress {
-        while index + 8 <= count {
-            hash = (hash ^ base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
-            hash ^= hash >> 32
-            index += 8
-        }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while index < count {
-            tail |= UInt64(base.load(fromByteOffset: index, as: UInt8.self)) << shift
-            shift += 8
-            index += 1
+    if let base = bytes.baseAddress, count > 0 {
+        var tail: UInt64
+        if count >= 8 {
+            var index = 0
+            while index &+ 8 <= count {
+                hash = (hash ^ base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+                hash ^= hash >> 32
+                index &+= 8
+            }
+            // The last word again, overlapping what was read (or nothing, at a multiple of 8).
+            tail = index == count ? 0 : base.loadUnaligned(fromByteOffset: count &- 8, as: UInt64.self)
+        } else if count >= 4 {
+            tail = UInt64(base.loadUnaligned(as: UInt32.self))
+                | UInt64(base.loadUnaligned(fromByteOffset: count &- 4, as: UInt32.self)) << 32
+        } else {
+            tail = UInt64(base.load(as: UInt8.self)) | UInt64(base.load(fromByteOffset: count >> 1, as: UInt8.self)) << 8
+                | UInt64(base.load(fromByteOffset: count &- 1, as: UInt8.self)) << 16
         }
         hash = (hash ^ tail) &* 0xC4CE_B9FE_1A85_EC53
     }
@@ -193,19 +199,9 @@ func hashBytes(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     return hash
 }
 
+/// Whether `count` bytes at `a` and `b` are equal (OTLP's comparison; `b` nil only for no bytes).
 @inline(__always)
 func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer?, _ count: Int) -> Bool {
     guard let b else { return count == 0 }
-    var index = 0
-    while index + 8 <= count {
-        if a.loadUnaligned(fromByteOffset: index, as: UInt64.self) != b.loadUnaligned(fromByteOffset: index, as: UInt64.self) {
-            return false
-        }
-        index += 8
-    }
-    while index < count {
-        if a.load(fromByteOffset: index, as: UInt8.self) != b.load(fromByteOffset: index, as: UInt8.self) { return false }
-        index += 1
-    }
-    return true
+    return memcmpEqual(a, b, count)
 }
