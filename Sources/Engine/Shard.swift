@@ -230,8 +230,11 @@ final class Shard: @unchecked Sendable {
                 expected = measured.run
                 runEnd = measured.end
             }
+            // The span's RED series, found while its bytes are in the cache (kept with the span).
+            let series = spanMetrics.seriesOnArrival(span, from: work.batch, batchGeneration: work.sequence)
             switch window.insert(
-                span, from: work.batch, batchGeneration: work.sequence, source: source, now: now, ready: &ready, expected: expected)
+                span, from: work.batch, batchGeneration: work.sequence, source: source, now: now, ready: &ready, expected: expected,
+                series: series)
             {
             case .buffered:
                 break

@@ -52,17 +52,21 @@ public struct BufferedSpan: Sendable {
     public var flags: UInt32
     public var kind: SpanKind
     public var statusCode: StatusCode
+    // (Declared here, after the two bytes above, to fill what would be padding: a buffered span is
+    // 72 bytes.)
+    public var attributeCount: UInt16
     public var traceState: ByteRange
     public var encoded: ByteRange
     public var envelope: UInt32
     public var firstAttribute: UInt32
-    public var attributeCount: UInt16
     /// Where the span's name lies in `encoded`: its offset from the start and its length, so that
-    /// reading the name walks no field (it is read for every span at the decision). In the
-    /// record's padding: a buffered span stays 72 bytes. ``nameUnknown`` in `nameLength` when the
-    /// name or what precedes it is 64 KiB or more; the name is then found by walking the fields.
+    /// reading the name walks no field. ``nameUnknown`` in `nameLength` when the name or what
+    /// precedes it is 64 KiB or more; the name is then found by walking the fields.
     public var nameOffset: UInt16
     public var nameLength: UInt16
+    /// The span-metrics series the span was found to belong to on arrival, while its bytes were at
+    /// hand (an index the owner of the trace's span metrics gave; -1: none, found at the decision).
+    public var series: Int32
 
     /// `nameLength` of a span whose name's place did not fit in 16 bits.
     public static let nameUnknown: UInt16 = .max
@@ -165,20 +169,23 @@ public struct TraceData: Sendable {
     /// string attributes point into the copied span or resource bytes, where they lie: each byte is
     /// copied once.
     public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) {
-        append(span, from: batch, batchGeneration: batchGeneration, shared: nil)
+        append(span, from: batch, batchGeneration: batchGeneration, shared: nil, series: -1)
     }
 
     /// ``append(_:from:batchGeneration:)``, with the resource and scope held once in `table` for
     /// every trace that came under the same bytes (see ``SharedEnvelope``); returns how many bytes
     /// the table's account grew (negative when a sweep forgot more than it added).
+    /// `series`: the span's span-metrics series when known on arrival (see ``BufferedSpan/series``).
     @discardableResult
-    public mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, sharing table: inout SharedEnvelopes) -> Int {
+    public mutating func append(
+        _ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, sharing table: inout SharedEnvelopes, series: Int32 = -1
+    ) -> Int {
         guard startsEnvelope(span, batchGeneration: batchGeneration) else {
-            append(span, from: batch, batchGeneration: batchGeneration, shared: nil)
+            append(span, from: batch, batchGeneration: batchGeneration, shared: nil, series: series)
             return 0
         }
         let (shared, grown) = table.envelope(of: span.scopeIndex, in: batch, batchGeneration: batchGeneration)
-        append(span, from: batch, batchGeneration: batchGeneration, shared: shared)
+        append(span, from: batch, batchGeneration: batchGeneration, shared: shared, series: series)
         return grown
     }
 
@@ -186,7 +193,7 @@ public struct TraceData: Sendable {
         lastEnvelopeSource.map({ $0.batch != batchGeneration || $0.scope != span.scopeIndex }) ?? true
     }
 
-    private mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, shared: SharedEnvelope?) {
+    private mutating func append(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, shared: SharedEnvelope?, series: Int32) {
         let scope = batch.scopes[Int(span.scopeIndex)]
         let resource = batch.resources[Int(scope.resourceIndex)]
         var firstOfSharedEnvelope = false
@@ -244,9 +251,9 @@ public struct TraceData: Sendable {
             BufferedSpan(
                 spanID: span.spanID, parentSpanID: span.parentSpanID, startTimeUnixNano: span.startTimeUnixNano,
                 endTimeUnixNano: span.endTimeUnixNano, flags: span.flags, kind: span.kind, statusCode: span.statusCode,
+                attributeCount: UInt16(clamping: attributes.count - first),
                 traceState: encoded.relocate(span.traceState, from: span.encoded) ?? copy(span.traceState, from: batch), encoded: encoded,
-                envelope: UInt32(envelope), firstAttribute: UInt32(first),
-                attributeCount: UInt16(clamping: attributes.count - first), nameOffset: nameOffset, nameLength: nameLength))
+                envelope: UInt32(envelope), firstAttribute: UInt32(first), nameOffset: nameOffset, nameLength: nameLength, series: series))
         encodedBytes += Int(span.encoded.count)
     }
 

@@ -198,9 +198,11 @@ public struct TraceWindow: Sendable {
     /// - Parameter expected: what this span and the ones after it of the same trace (a run of one
     ///   message) will add (see ``TraceData/appendCost(of:from:newEnvelope:)``): a new trace is sized
     ///   for them exactly, once. Absent, buffers grow as they fill.
+    /// - Parameter series: the span's span-metrics series, when its owner found it on arrival (kept
+    ///   with the span, see ``BufferedSpan/series``).
     public mutating func insert(
         _ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64, source: SourcePosition, now: UInt64,
-        ready: inout [ReadyTrace], expected: TraceRun? = nil
+        ready: inout [ReadyTrace], expected: TraceRun? = nil, series: Int32 = -1
     ) -> SpanDisposition {
         let slot: Int32
         var disposition = SpanDisposition.buffered
@@ -230,7 +232,7 @@ public struct TraceWindow: Sendable {
                 entry.pointee.trace.reserve(
                     spans: expected.spans, attributes: expected.attributes, payloadBytes: expected.payloadBytes, envelopes: expected.envelopes)
             }
-            entry.pointee.trace.append(span, from: batch, batchGeneration: batchGeneration, sharing: &shared)
+            entry.pointee.trace.append(span, from: batch, batchGeneration: batchGeneration, sharing: &shared, series: series)
             let after = entry.pointee.trace.residentBytes
             entry.pointee.residentBytes = after
             if disposition == .buffered && entry.pointee.note(source) { disposition = .holding }

@@ -176,6 +176,7 @@ public struct ShardSpanMetrics: Sendable {
             || nameCache.count >= localCacheLimit
         {
             nodes.removeAll()
+            nodesEpoch &+= 1
             nodeIsService.removeAll(keepingCapacity: true)
             userNode = -1
             redCache.removeAll()
@@ -207,8 +208,7 @@ public struct ShardSpanMetrics: Sendable {
 
     private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64, estimateWeight: Double) {
         let span = view.spans[index]
-        let name = TraceData.spanName(of: span, in: view.payload)
-        let series = Int(dimensionKeys.isEmpty ? seriesByName(view, span, name) : seriesByKey(view, span, name))
+        let series = Int(span.series >= 0 ? span.series : seriesAtDecision(view, span))
         let duration = span.durationNanos
         let bucket = bucketIndex(duration)
         let base = series * bucketCount
@@ -234,24 +234,83 @@ public struct ShardSpanMetrics: Sendable {
         }
     }
 
+    /// The series of a span that arrives in `batch`, found now, while its bytes are at hand, to be
+    /// kept with the span until its trace is decided (``BufferedSpan/series``): at the decision its
+    /// trace's bytes are long out of the cache, and reading each span's name there cost a miss per
+    /// span. Only the intrinsic labels are known this early (-1 with dimensions: found at the
+    /// decision, from the trace's attributes). Series indices are the registry's, never reused, so
+    /// one found here stays valid while the span waits.
+    public mutating func seriesOnArrival(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) -> Int32 {
+        guard dimensionKeys.isEmpty else { return -1 }
+        let resource = batch.resource(of: span)
+        return batch.bytes.withUnsafeBytes { all -> Int32 in
+            // A poll's copies of one resource share its first copy's index (`canonical`): its node is
+            // interned once per poll.
+            let slot = Int(resource.canonical) & (Self.arrivalSlots - 1)
+            let node: Int32
+            if arrivalNodes[slot].batchGeneration == batchGeneration && arrivalNodes[slot].canonical == resource.canonical
+                && arrivalNodes[slot].nodesEpoch == nodesEpoch
+            {
+                node = arrivalNodes[slot].node
+            } else {
+                let service = resource.serviceName
+                node = intern(UnsafeRawBufferPointer(rebasing: all[service.lowerBound..<service.upperBound]))
+                arrivalNodes[slot] = ArrivalNode(batchGeneration: batchGeneration, canonical: resource.canonical, nodesEpoch: nodesEpoch, node: node)
+            }
+            let name = UnsafeRawBufferPointer(rebasing: all[span.name.lowerBound..<span.name.upperBound])
+            return intrinsicSeries(node: node, name: name, kind: span.kind, status: span.statusCode)
+        }
+    }
+
+    /// The service node of a resource of a poll, by its first copy's index.
+    private struct ArrivalNode {
+        var batchGeneration = UInt64.max
+        var canonical = UInt32.max
+        var nodesEpoch = 0
+        var node: Int32 = -1
+    }
+    private static let arrivalSlots = 64
+    private var arrivalNodes = Array(repeating: ArrivalNode(), count: arrivalSlots)
+    /// Counts the emptyings of `nodes` (node ids are reassigned after one).
+    private var nodesEpoch = 0
+
+    /// The series of a buffered span whose series was not found on arrival.
+    private mutating func seriesAtDecision(_ view: TraceView, _ span: BufferedSpan) -> Int32 {
+        let name = TraceData.spanName(of: span, in: view.payload)
+        guard dimensionKeys.isEmpty, name.upperBound <= view.payload.count else { return seriesByKey(view, span, name) }
+        return intrinsicSeries(
+            node: serviceNode(of: span), name: UnsafeRawBufferPointer(rebasing: view.payload[Int(name.offset)..<name.upperBound]),
+            kind: span.kind, status: span.statusCode)
+    }
+
     /// The series of a span when only the intrinsic labels count (no dimensions): found by its
     /// service node, kind, status and a hash of its name packed in one word, then confirmed against
     /// the name's bytes — no key is built. A span this misses (first sight, or a hash shared by two
-    /// names) takes ``seriesByKey(_:_:_:)``, and the first sight is remembered here.
+    /// names) takes the full key, and the first sight is remembered here.
     @inline(__always)
-    private mutating func seriesByName(_ view: TraceView, _ span: BufferedSpan, _ name: ByteRange) -> Int32 {
-        let node = serviceNode(of: span)
-        guard name.upperBound <= view.payload.count, UInt32(bitPattern: node) < 1 << 24 else { return seriesByKey(view, span, name) }
-        let bytes = UnsafeRawBufferPointer(rebasing: view.payload[Int(name.offset)..<name.upperBound])
-        let packed = hashBytes(bytes) & 0xFFFF_FFFF | UInt64(UInt32(bitPattern: node)) << 32
-            | UInt64(span.kind.rawValue & 0x7) << 56 | UInt64(span.statusCode.rawValue & 0x3) << 59
+    private mutating func intrinsicSeries(node: Int32, name: UnsafeRawBufferPointer, kind: SpanKind, status: StatusCode) -> Int32 {
+        guard UInt32(bitPattern: node) < 1 << 24 else { return intrinsicSeriesByKey(node: node, name: name, kind: kind, status: status) }
+        let packed = hashBytes(name) & 0xFFFF_FFFF | UInt64(UInt32(bitPattern: node)) << 32
+            | UInt64(kind.rawValue & 0x7) << 56 | UInt64(status.rawValue & 0x3) << 59
         if let entry = nameCache.find(packed) {
-            if let series = namedSeries.series(entry, ifNamed: bytes) { return series }
-            return seriesByKey(view, span, name)
+            if let series = namedSeries.series(entry, ifNamed: name) { return series }
+            return intrinsicSeriesByKey(node: node, name: name, kind: kind, status: status)
         }
-        let series = seriesByKey(view, span, name)
-        nameCache.insert(packed, value: namedSeries.append(series, name: bytes))
+        let series = intrinsicSeriesByKey(node: node, name: name, kind: kind, status: status)
+        nameCache.insert(packed, value: namedSeries.append(series, name: name))
         return series
+    }
+
+    /// The full key without dimensions: [service node][name][kind][status].
+    private mutating func intrinsicSeriesByKey(node: Int32, name: UnsafeRawBufferPointer, kind: SpanKind, status: StatusCode) -> Int32 {
+        key.reset()
+        key.append(UInt32(bitPattern: node))
+        key.appendField(name)
+        key.appendField(byte: kind.rawValue)
+        key.appendField(byte: status.rawValue)
+        let bytes = key.bytes
+        let hash = hashBytes(bytes)
+        return redCache.find(bytes, hash: hash) ?? resolveSpanSeries(bytes, hash: hash)
     }
 
     /// The series of a span by its full key: service node, name, kind, status and the dimensions'

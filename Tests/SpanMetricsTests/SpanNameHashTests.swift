@@ -58,3 +58,91 @@ import Testing
         ])
     }
 }
+
+/// A span's series found on arrival (from the batch, kept with the buffered span) must be the one
+/// the decision would find from the trace.
+@Suite struct SeriesOnArrivalTests {
+    /// Encodes `spans` in one message, one resource per span, in order.
+    static func message(_ spans: [Span], traceID: TraceID) -> [UInt8] {
+        var request = ProtoWriter()
+        for span in spans {
+            request.writeNested(1) { rs in
+                rs.writeNested(1) { resource in write(&resource, field: 1, "service.name", .string(span.service)) }
+                rs.writeNested(2) { ss in
+                    ss.writeNested(2) { s in
+                        s.writeBytesField(1, traceID.bytes)
+                        s.writeBytesField(2, SpanID(rawValue: span.id).bytes)
+                        if span.parent != 0 { s.writeBytesField(4, SpanID(rawValue: span.parent).bytes) }
+                        s.writeStringField(5, span.name)
+                        s.writeVarintField(6, UInt64(span.kind.rawValue))
+                        s.writeFixed64Field(7, 1_000)
+                        s.writeFixed64Field(8, 1_000 + span.durationMs * 1_000_000)
+                        if span.status != .unset { s.writeNested(15) { $0.writeVarintField(3, UInt64(span.status.rawValue)) } }
+                    }
+                }
+            }
+        }
+        return request.bytes
+    }
+
+    /// Buffers one message's spans as the shard does: each span's series found on arrival first.
+    static func recordOnArrival(_ fixture: Fixture, _ spans: [Span], traceID: TraceID, generation: UInt64) throws -> [Int32] {
+        var batch = SpanBatch(selection: fixture.selection)
+        _ = try SpanDecoder(encoding: .otlpProto).decode(message(spans, traceID: traceID), into: &batch)
+        var trace = TraceData(traceID: traceID)
+        var shared = SharedEnvelopes()
+        var found: [Int32] = []
+        fixture.hub.withShard(0) { metrics in
+            for record in batch.spans {
+                let series = metrics.seriesOnArrival(record, from: batch, batchGeneration: generation)
+                found.append(series)
+                trace.append(record, from: batch, batchGeneration: generation, sharing: &shared, series: series)
+            }
+            metrics.record(trace, kept: false, wallClockMillis: 1_764_000_000_123)
+        }
+        return found
+    }
+
+    @Test func theFeedCountsAsAtTheDecision() throws {
+        let fixture = Fixture()
+        let found = try Self.recordOnArrival(fixture, feed, traceID: TraceID(high: 7, low: 7), generation: 1)
+        #expect(found.allSatisfy { $0 >= 0 })
+        #expect(fixture.hub.totals().callsByLabels == [
+            ["frontend", "GET /feed", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET"]: 1,
+            ["frontend", "GET", "SPAN_KIND_CLIENT", "STATUS_CODE_UNSET"]: 1,
+            ["api-gateway", "GET /api/v1/feed", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET"]: 1,
+            ["api-gateway", "SELECT posts", "SPAN_KIND_CLIENT", "STATUS_CODE_ERROR"]: 1,
+            ["api-gateway", "thumbnails publish", "SPAN_KIND_PRODUCER", "STATUS_CODE_UNSET"]: 1,
+            ["thumbnailer", "thumbnails process", "SPAN_KIND_CONSUMER", "STATUS_CODE_UNSET"]: 1,
+            ["api-gateway", "POST", "SPAN_KIND_CLIENT", "STATUS_CODE_UNSET"]: 1,
+        ])
+    }
+
+    /// Sixty-five services in one message: the first and the sixty-fifth resource share a slot of
+    /// the arrival memo (64 slots), and each span must still count under its own service.
+    @Test func manyServicesInOneMessageKeepTheirOwnNames() throws {
+        let fixture = Fixture()
+        func spans(_ prefix: String) -> [Span] {
+            (0..<65).map { Span(id: UInt64($0 + 1), service: "\(prefix)-\($0)", name: "GET /dogs", kind: .server) }
+        }
+        _ = try Self.recordOnArrival(fixture, spans("service"), traceID: TraceID(high: 8, low: 8), generation: 1)
+        // Other services as the next poll: each memo slot holds a service of the poll before under
+        // the same first-copy index.
+        _ = try Self.recordOnArrival(fixture, spans("other"), traceID: TraceID(high: 9, low: 9), generation: 2)
+        var expected: [[String]: UInt64] = [:]
+        for prefix in ["service", "other"] {
+            for index in 0..<65 { expected[["\(prefix)-\(index)", "GET /dogs", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET"]] = 1 }
+        }
+        #expect(fixture.hub.totals().callsByLabels == expected)
+    }
+
+    /// With dimensions a series needs the trace's attributes: none is found on arrival, and the
+    /// decision finds them (the span attribute and the resource attribute as labels).
+    @Test func withDimensionsTheDecisionFindsTheSeries() throws {
+        let fixture = Fixture(SpanMetricsConfiguration(dimensions: ["http.route"]))
+        let found = try Self.recordOnArrival(
+            fixture, [Span(id: 1, service: "frontend", name: "GET /feed", kind: .server)], traceID: TraceID(high: 3, low: 3), generation: 1)
+        #expect(found == [-1])
+        #expect(fixture.hub.totals().callsByLabels == [["frontend", "GET /feed", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET", ""]: 1])
+    }
+}
