@@ -296,6 +296,9 @@ public struct TraceWindow: Sendable {
 
     /// Releases every trace (shutdown; or all spans of revoked partitions, see ``releaseAll(from:)``).
     public mutating func releaseAll(into ready: inout [ReadyTrace]) {
+        // Sized once: at a drain the window may hold every trace of the last second, and doubling
+        // would move them all again at each step.
+        ready.reserveCapacity(ready.count + index.count)
         for i in slots.indices where slots[i] != nil { ready.append(release(Int32(i), reason: .flush)) }
     }
 
