@@ -125,6 +125,18 @@ import Testing
         #expect(second.first?.trace.spans.count == 3)
     }
 
+    /// A trace filled to `max_spans_per_trace` is released at once; its next span, not decided yet,
+    /// starts the trace anew (not late), and the spans of other traces between change nothing.
+    @Test func theSpanAfterATraceFilledStartsItAnew() throws {
+        var w = window(maxSpans: 3)
+        let (dispositions, ready) = insertAll(&w, try batch([(1, 1, 9), (1, 2, 9), (1, 3, 9), (1, 4, 9), (2, 1, 9), (1, 5, 9)]), now: 0)
+        #expect(ready.map(\.reason) == [.maxSpans])
+        #expect(ready.first?.trace.spans.map(\.spanID.rawValue) == [1, 2, 3])
+        #expect(dispositions == [.holding, .buffered, .buffered, .holding, .holding, .buffered])
+        #expect(w.traceCount == 2)
+        #expect(w.bufferedSpans == 3)
+    }
+
     @Test func lateSpansFollowTheRememberedDecision() throws {
         var w = window(wait: .milliseconds(100))
         _ = insertAll(&w, try batch([(1, 1, 0), (2, 1, 0)]), now: 0)
