@@ -30,29 +30,34 @@ func write(_ writer: inout ProtoWriter, field: UInt32, _ key: String, _ value: S
     }
 }
 
-/// Encodes `spans` as OTLP (one resource per span), decodes them as the engine does and buffers
-/// them as the window does.
-func trace(_ spans: [Span], id: TraceID = TraceID(high: 0xAB, low: 0xCD), selection: AttributeSelection) throws -> TraceData {
-    var trace = TraceData(traceID: id)
+/// Writes `span` as one `ResourceSpans` of `request` (its own resource, its service).
+func writeResourceSpans(_ request: inout ProtoWriter, _ span: Span, traceID: TraceID) {
     let base: UInt64 = 1_764_000_000_000_000_000
-    for (index, span) in spans.enumerated() {
-        var request = ProtoWriter()
-        request.writeNested(1) { rs in
-            rs.writeNested(1) { resource in write(&resource, field: 1, "service.name", .string(span.service)) }
-            rs.writeNested(2) { ss in
-                ss.writeNested(2) { s in
-                    s.writeBytesField(1, id.bytes)
-                    s.writeBytesField(2, SpanID(rawValue: span.id).bytes)
-                    if span.parent != 0 { s.writeBytesField(4, SpanID(rawValue: span.parent).bytes) }
-                    s.writeStringField(5, span.name)
-                    s.writeVarintField(6, UInt64(span.kind.rawValue))
-                    s.writeFixed64Field(7, base)
-                    s.writeFixed64Field(8, base + span.durationMs * 1_000_000)
-                    for (key, value) in span.attributes { write(&s, field: 9, key, value) }
-                    if span.status != .unset { s.writeNested(15) { $0.writeVarintField(3, UInt64(span.status.rawValue)) } }
-                }
+    request.writeNested(1) { rs in
+        rs.writeNested(1) { resource in write(&resource, field: 1, "service.name", .string(span.service)) }
+        rs.writeNested(2) { ss in
+            ss.writeNested(2) { s in
+                s.writeBytesField(1, traceID.bytes)
+                s.writeBytesField(2, SpanID(rawValue: span.id).bytes)
+                if span.parent != 0 { s.writeBytesField(4, SpanID(rawValue: span.parent).bytes) }
+                s.writeStringField(5, span.name)
+                s.writeVarintField(6, UInt64(span.kind.rawValue))
+                s.writeFixed64Field(7, base)
+                s.writeFixed64Field(8, base + span.durationMs * 1_000_000)
+                for (key, value) in span.attributes { write(&s, field: 9, key, value) }
+                if span.status != .unset { s.writeNested(15) { $0.writeVarintField(3, UInt64(span.status.rawValue)) } }
             }
         }
+    }
+}
+
+/// Encodes `spans` as OTLP (one message and one resource per span), decodes them as the engine
+/// does and buffers them as the window does.
+func trace(_ spans: [Span], id: TraceID = TraceID(high: 0xAB, low: 0xCD), selection: AttributeSelection) throws -> TraceData {
+    var trace = TraceData(traceID: id)
+    for (index, span) in spans.enumerated() {
+        var request = ProtoWriter()
+        writeResourceSpans(&request, span, traceID: id)
         var batch = SpanBatch(selection: selection)
         _ = try SpanDecoder(encoding: .otlpProto).decode(request.bytes, into: &batch)
         for record in batch.spans { trace.append(record, from: batch, batchGeneration: UInt64(index)) }
