@@ -160,6 +160,28 @@ let feed: [Span] = [
         #expect(!text.contains("tailgate_broken_propagation_total{"))
     }
 
+    /// Parents are found by scanning a small trace and through a table in a large one (more than 32
+    /// spans): both pair the same calls. A fan-out of n calls from the frontend to the feed service
+    /// (root, then a client and a server span per call) is n direct edges, and an orphan (a parent
+    /// not in the trace) is no edge.
+    @Test(arguments: [5, 40])
+    func fanOutPairsEveryCallAtAnySize(calls: Int) throws {
+        let fixture = Fixture()
+        var spans = [Span(id: 1, service: "frontend", name: "GET /feed", kind: .server)]
+        for call in 0..<calls {
+            let client = UInt64(100 + 2 * call)
+            spans.append(Span(id: client, parent: 1, service: "frontend", name: "GET", kind: .client))
+            spans.append(Span(id: client + 1, parent: client, service: "feed-service", name: "GET /api/feed", kind: .server))
+        }
+        spans.append(Span(id: 9_999, parent: 8_888, service: "feed-service", name: "GET /api/feed", kind: .server))
+        try fixture.record(spans)
+        #expect(fixture.hub.totals().requestsByEdge == [
+            ["user", "frontend", "virtual_node"]: 1,
+            ["frontend", "feed-service", ""]: UInt64(calls),
+        ])
+        #expect(fixture.hub.totals().tracesWithOrphans == 1)
+    }
+
     @Test func brokenPropagationAndIncompleteTraces() throws {
         let fixture = Fixture()
         try fixture.record(feed)  // api-gateway is now a known service
