@@ -215,22 +215,12 @@ final class Shard: @unchecked Sendable {
         for source in item.otherSources ?? [] { events.append(.release(source)) }
     }
 
-    /// How many spans ahead of the one being buffered its bytes are loaded.
-    static let touchAhead = 8
-    /// What the early loads read (kept so that they are not optimised away).
-    private var touched: UInt8 = 0
-
     private func insert(
         _ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts,
         spanMetrics: inout ShardSpanMetrics, wallClockMillis: Int64
     ) {
         var runEnd = 0
-        // The bytes of the spans a few places ahead are loaded early (see `SpanBatch.touch(span:)`).
-        for position in 0..<min(Self.touchAhead, work.spans.count) { touched &+= work.batch.touch(span: Int(work.spans[position])) }
         for (position, (spanIndex, source)) in zip(work.spans, work.sources).enumerated() {
-            if position + Self.touchAhead < work.spans.count {
-                touched &+= work.batch.touch(span: Int(work.spans[position + Self.touchAhead]))
-            }
             let span = work.batch.spans[Int(spanIndex)]
             // The spans of one trace that come together (a keyed message holds a whole trace): a new
             // trace is sized for all of them at once.

@@ -216,31 +216,6 @@ public struct SpanBatch: Sendable {
         resource(of: span).serviceName
     }
 
-    /// Loads one byte of every cache line of span `index`'s bytes and of its scope's, and returns
-    /// their sum (for the caller to keep, so that the loads stay). A shard calls it a few spans
-    /// ahead of the one it buffers: the batch was decoded on another core, and the copy of each span
-    /// and the comparison of its scope with the window's shared envelopes otherwise meet those
-    /// misses one at a time, where misses issued ahead overlap.
-    public func touch(span index: Int) -> UInt8 {
-        let span = spans[index]
-        let scope = scopes[Int(span.scopeIndex)]
-        return bytes.withUnsafeBytes { all -> UInt8 in
-            guard let base = all.baseAddress, span.encoded.upperBound <= all.count, scope.encoded.upperBound <= all.count else { return 0 }
-            var sum: UInt8 = 0
-            var offset = span.encoded.lowerBound
-            while offset < span.encoded.upperBound {
-                sum &+= base.load(fromByteOffset: offset, as: UInt8.self)
-                offset &+= 64
-            }
-            offset = scope.encoded.lowerBound
-            while offset < scope.encoded.upperBound {
-                sum &+= base.load(fromByteOffset: offset, as: UInt8.self)
-                offset &+= 64
-            }
-            return sum
-        }
-    }
-
     /// The value of selected attribute `key` for `span`: the span's own attribute first, then its
     /// resource's, as the collector's attribute policies look in both.
     public func value(of key: AttributeKeyID, for span: SpanRecord) -> AttributeValue? {
