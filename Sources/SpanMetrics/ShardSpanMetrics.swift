@@ -197,19 +197,7 @@ public struct ShardSpanMetrics: Sendable {
     /// Node ids of the trace's services (one per envelope). Node ids stay valid for the whole trace:
     /// the tables are only ever emptied here, before a trace, when they grew past their bound.
     private mutating func internServices(_ view: TraceView) {
-        if nodes.count + view.envelopes.count + 2 * view.spans.count > localCacheLimit || redCache.count >= localCacheLimit
-            || nameCache.count >= localCacheLimit
-        {
-            nodes.removeAll()
-            nodesEpoch &+= 1
-            nodeIsService.removeAll(keepingCapacity: true)
-            userNode = -1
-            redCache.removeAll()
-            nameCache.removeAll()
-            namedSeries.removeAll()
-            edgeCache.removeAll()
-            brokenCache.removeAll()
-        }
+        if nodes.count + view.envelopes.count + 2 * view.spans.count > localCacheLimit || cachesFull { forgetCaches() }
         envelopeNodes.removeAll(keepingCapacity: true)
         for envelope in view.envelopes {
             let node = intern(UnsafeRawBufferPointer(rebasing: view.payload[envelope.service.lowerBound..<envelope.service.upperBound]))
@@ -217,6 +205,30 @@ public struct ShardSpanMetrics: Sendable {
             envelopeNodes.append(node)
         }
     }
+
+    /// Whether a cache of label combinations reached its bound (a burst of new names, ids in span
+    /// names): they are emptied then, between traces — on arrival as at a decision, so that spans
+    /// arriving for seconds before any decision cannot grow them without bound.
+    private var cachesFull: Bool {
+        nodes.count >= localCacheLimit || redCache.count >= localCacheLimit || nameCache.count >= localCacheLimit
+    }
+
+    /// Empties the caches of nodes, series and edges (series indices are the registry's and stay valid;
+    /// node ids are handed out anew).
+    private mutating func forgetCaches() {
+        nodes.removeAll()
+        nodesEpoch &+= 1
+        nodeIsService.removeAll(keepingCapacity: true)
+        userNode = -1
+        redCache.removeAll()
+        nameCache.removeAll()
+        namedSeries.removeAll()
+        edgeCache.removeAll()
+        brokenCache.removeAll()
+    }
+
+    /// Label combinations the caches hold now (for tests of their bound).
+    var cachedCombinations: Int { max(nodes.count, redCache.count, nameCache.count) }
 
     @inline(__always)
     private mutating func intern(_ name: UnsafeRawBufferPointer) -> Int32 {
@@ -267,6 +279,7 @@ public struct ShardSpanMetrics: Sendable {
     /// one found here stays valid while the span waits.
     public mutating func seriesOnArrival(_ span: SpanRecord, from batch: SpanBatch, batchGeneration: UInt64) -> Int32 {
         guard dimensionKeys.isEmpty else { return -1 }
+        if cachesFull { forgetCaches() }
         let resource = batch.resource(of: span)
         return batch.bytes.withUnsafeBytes { all -> Int32 in
             // A poll's copies of one resource share its first copy's index (`canonical`): its node is

@@ -114,6 +114,34 @@ import Testing
         #expect(fixture.hub.totals().callsByLabels == expected)
     }
 
+    /// A burst of new names before any decision (ids in span names) keeps the caches of label
+    /// combinations within their bound (4 × the series limit + 1 024), and the series found before a
+    /// cache was emptied still count right: the first 100 names get their own, the rest fold into the
+    /// overflow series.
+    @Test func aBurstOfNewNamesBeforeAnyDecisionStaysBounded() throws {
+        let fixture = Fixture(SpanMetricsConfiguration(maxSeriesPerMetric: 100))
+        let bound = 100 * 4 + 1_024
+        let spans = (0..<3_000).map { Span(id: UInt64($0 + 1), service: "feed-service", name: "GET /dogs/\($0)", kind: .server) }
+        let traceID = TraceID(high: 4, low: 4)
+        var batch = SpanBatch(selection: fixture.selection)
+        _ = try SpanDecoder(encoding: .otlpProto).decode(Self.message(spans, traceID: traceID), into: &batch)
+        var trace = TraceData(traceID: traceID)
+        var shared = SharedEnvelopes()
+        var largest = 0
+        fixture.hub.withShard(0) { metrics in
+            for record in batch.spans {
+                let series = metrics.seriesOnArrival(record, from: batch, batchGeneration: 1)
+                largest = max(largest, metrics.cachedCombinations)
+                trace.append(record, from: batch, batchGeneration: 1, sharing: &shared, series: series)
+            }
+            metrics.record(trace, kept: false, wallClockMillis: 1_764_000_000_123)
+        }
+        #expect(largest <= bound)
+        var expected: [[String]: UInt64] = [Array(repeating: "__overflow__", count: 4): 2_900]
+        for index in 0..<100 { expected[["feed-service", "GET /dogs/\(index)", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET"]] = 1 }
+        #expect(fixture.hub.totals().callsByLabels == expected)
+    }
+
     /// With dimensions a series needs the trace's attributes: none is found on arrival, and the
     /// decision finds them (the span attribute and the resource attribute as labels).
     @Test func withDimensionsTheDecisionFindsTheSeries() throws {
