@@ -303,9 +303,8 @@ public struct TraceData: Sendable {
     /// The `service.name` of the resource `span` was sent under (empty range when none).
     @inlinable public func service(of span: BufferedSpan) -> ByteRange { envelopes[Int(span.envelope)].service }
 
-    /// The span's name, found in its encoded bytes (field 5 of `Span`; usually the fourth or fifth
-    /// field, so a few byte reads), rather than stored per buffered span: memory per span is the
-    /// budget that matters more.
+    /// The span's name: where the buffered span records it in its encoded bytes (in the record's
+    /// padding), else found by walking the span's fields (a name past 64 KiB).
     public func name(of span: BufferedSpan) -> ByteRange {
         payload.withUnsafeBytes { Self.spanName(of: span, in: $0) }
     }

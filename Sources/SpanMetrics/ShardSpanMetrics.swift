@@ -245,7 +245,9 @@ public struct ShardSpanMetrics: Sendable {
 
     private mutating func recordSpan(_ view: TraceView, _ index: Int, kept: Bool, wallClockMillis: Int64, estimateWeight: Double) {
         let span = view.spans[index]
-        let series = Int(span.series >= 0 ? span.series : seriesAtDecision(view, span))
+        // A series found on arrival is this shard's (its arrays grew to it then); anything else —
+        // none, or a trace that never arrived here — is found now.
+        let series = Int(span.series >= 0 && Int(span.series) < stats.count ? span.series : seriesAtDecision(view, span))
         let duration = span.durationNanos
         let bucket = bucketIndex(duration)
         let base = series * bucketCount
