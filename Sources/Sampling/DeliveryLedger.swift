@@ -45,7 +45,7 @@ public struct DeliveryLedger: Sendable {
     /// at once).
     public let sinks: Int
 
-    private var lanes: [Lane: LaneState] = [:]
+    private var lanes = LaneStates()
     private var deliveries: [Token: Delivery] = [:]
     /// Per issuer, the highest token delivered so far.
     private var lastDelivered: [UInt16: UInt64] = [:]
@@ -70,7 +70,7 @@ public struct DeliveryLedger: Sendable {
     /// `lane` is now consumed. `committed`: the offset consumption starts from, when known (the
     /// committable offset before anything arrives).
     public mutating func assign(_ lane: Lane, committed: Int64? = nil) {
-        if lanes[lane] == nil { lanes[lane] = LaneState(end: committed) }
+        lanes.insert(lane, LaneState(end: committed))
     }
 
     /// `lane` is taken away in an orderly rebalance: returns the offset to commit for it now (nil:
@@ -80,15 +80,15 @@ public struct DeliveryLedger: Sendable {
     /// those.
     public mutating func revoke(_ lane: Lane) -> Int64? {
         let offset = committable(lane)
-        lanes[lane] = nil
+        lanes.remove(lane)
         return offset
     }
 
     /// `lane`'s assignment was lost (the session timed out): nothing may be committed for it any more.
-    public mutating func lose(_ lane: Lane) { lanes[lane] = nil }
+    public mutating func lose(_ lane: Lane) { lanes.remove(lane) }
 
     /// Lanes assigned now.
-    public var assignedLanes: [Lane] { Array(lanes.keys) }
+    public var assignedLanes: [Lane] { lanes.keys }
 
     // MARK: Obligations
 
@@ -155,7 +155,7 @@ public struct DeliveryLedger: Sendable {
     /// aborted or compacted records) and accepted. Learning from the gaps themselves is no way to
     /// tell: a skipped message looks just like a marker (the model test showed a lane that had learnt
     /// to accept one-offset gaps lose a skipped message).
-    private mutating func open(from: Int64, to: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
+    private mutating func open(from: Int64, to: Int64, index: Int, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
         var gap = OffsetGap(lane: lane, from: from, to: to, kind: .accepted)
         if !refetchesGaps || lanes.values[index].suspectSince == nil {
             reports.append(gap)
@@ -175,7 +175,7 @@ public struct DeliveryLedger: Sendable {
     }
 
     /// `offset`, missing in one of the lane's gaps, arrived.
-    private mutating func fill(_ offset: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, into reports: inout [OffsetGap]) {
+    private mutating func fill(_ offset: Int64, index: Int, lane: Lane, into reports: inout [OffsetGap]) {
         guard let g = lanes.values[index].gaps.firstIndex(where: { $0.missing.contains { $0.contains(offset) } }) else { return }
         let held = lanes.values[index].gaps[g].lowestMissing
         lanes.values[index].gaps[g].remove(offset..<(offset + 1))
@@ -185,7 +185,7 @@ public struct DeliveryLedger: Sendable {
     /// The re-read stream reached `offset`: missing offsets below it did not come on this look. Each
     /// gap with some gets another look (the consumer goes back to the lowest of them), or, looked at
     /// enough, lets them go as not existing.
-    private mutating func pass(_ offset: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
+    private mutating func pass(_ offset: Int64, index: Int, lane: Lane, poll: UInt64, into reports: inout [OffsetGap]) {
         var again: Int64?
         var g = 0
         while g < lanes.values[index].gaps.count {
@@ -215,7 +215,7 @@ public struct DeliveryLedger: Sendable {
     /// Moves gap `g`'s hold to its lowest missing offset, or ends it and reports it when nothing is
     /// missing any more. Returns whether the gap was removed.
     @discardableResult
-    private mutating func settle(_ g: Int, heldAt held: Int64, index: Dictionary<Lane, LaneState>.Index, lane: Lane, into reports: inout [OffsetGap]) -> Bool {
+    private mutating func settle(_ g: Int, heldAt held: Int64, index: Int, lane: Lane, into reports: inout [OffsetGap]) -> Bool {
         let gap = lanes.values[index].gaps[g]
         guard gap.missing.isEmpty else {
             if gap.lowestMissing != held {
@@ -258,7 +258,7 @@ public struct DeliveryLedger: Sendable {
         return found
     }
 
-    private static func isRepeat(_ position: SourcePosition, lanes: [Lane: LaneState]) -> Bool {
+    private static func isRepeat(_ position: SourcePosition, lanes: LaneStates) -> Bool {
         guard let index = lanes.index(forKey: position.lane), let end = lanes.values[index].end, position.offset < end else {
             return false
         }
@@ -303,8 +303,8 @@ public struct DeliveryLedger: Sendable {
 
     /// Something (an undecided trace, a late span on its way) holds `position`.
     public mutating func hold(_ position: SourcePosition) {
-        // Through the values view, in place: `lanes[key]?.hold(…)` copied the lane's state out and
-        // back, so its count table and heap were copied on every hold (three allocations each).
+        // Through the values array, in place: a copy of the lane's state out and back (as
+        // `lanes[key]?.hold(…)` on a dictionary did) copied its count table and heap on every hold.
         guard let index = lanes.index(forKey: position.lane) else { return }
         lanes.values[index].hold(position.offset)
     }
@@ -408,8 +408,8 @@ public struct DeliveryLedger: Sendable {
     /// ``committable(_:)`` for every assigned lane that has an answer.
     public mutating func committableOffsets() -> [Lane: Int64] {
         var result: [Lane: Int64] = [:]
-        for lane in Array(lanes.keys) {
-            if let index = lanes.index(forKey: lane), let offset = lanes.values[index].committable() { result[lane] = offset }
+        for index in lanes.indices {
+            if let offset = lanes.values[index].committable() { result[lanes.keys[index]] = offset }
         }
         return result
     }
@@ -508,7 +508,7 @@ struct LaneState: Sendable {
     /// a gap found meanwhile is checked (see ``DeliveryLedger/suspectSkips(sincePoll:)``). 0 for a
     /// new lane: its first message clears it.
     var suspectSince: UInt64? = 0
-    private var counts: [Int64: Int32] = [:]
+    private var counts = OffsetCounts()
     private var heap: [Int64] = []
 
     init(end: Int64?) { self.end = end }
@@ -520,31 +520,24 @@ struct LaneState: Sendable {
     }
 
     mutating func hold(_ offset: Int64) {
-        let before = counts[offset, default: 0]
-        counts[offset] = before + 1
-        if before == 0 { push(offset) }
+        if counts.increment(offset) == 0 { push(offset) }
     }
 
     /// False when `offset` was not held.
     mutating func release(_ offset: Int64) -> Bool {
-        guard let count = counts[offset] else { return false }
-        if count == 1 {
-            counts[offset] = nil
-            if heap.count > 2 * counts.count + 32 { compact() }
-        } else {
-            counts[offset] = count - 1
-        }
+        guard let left = counts.decrement(offset) else { return false }
+        if left == 0, heap.count > 2 * counts.count + 32 { compact() }
         return true
     }
 
     mutating func committable() -> Int64? {
-        while let top = heap.first, counts[top] == nil { popTop() }
+        while let top = heap.first, !counts.contains(top) { popTop() }
         guard let lowest = heap.first else { return end }
         return min(lowest, end ?? lowest)
     }
 
     private mutating func compact() {
-        heap = counts.keys.sorted()  // a sorted array is a valid min-heap
+        heap = counts.heldOffsets.sorted()  // a sorted array is a valid min-heap
     }
 
     private mutating func push(_ value: Int64) {
