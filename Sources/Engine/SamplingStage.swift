@@ -58,7 +58,10 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     let pressureHandler: Mutex<(@Sendable (Bool) -> Void)?> = Mutex(nil)
     let pressureLog = LogThrottle(interval: .seconds(60))
     /// The ledger's last answer and size, for other threads (tests, metrics).
-    private let published = Mutex<(offsets: [TopicPartition: Int64], size: DeliveryLedger.Size, anomalies: Int)>(([:], .init(), 0))
+    /// The ledger's last answer by lane, with the lanes' partitions as they were then: turned into
+    /// offsets by partition only when read (a scrape), not after every poll — hashing each lane's
+    /// topic name per poll was ~40 instructions per span.
+    private let published = Mutex<(offsets: [Lane: Int64], partitions: [Lane: TopicPartition], size: DeliveryLedger.Size, anomalies: Int)>(([:], [:], .init(), 0))
 
     public init(
         rules: RuleStore, metrics: SamplingMetrics, shardCount: Int, bufferLimit: Int, fanOut: KeptTraceFanOut,
@@ -191,16 +194,21 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
         applyPressure()
         collectEvents()
         let result = ledger.committableOffsets()
-        var byPartition: [TopicPartition: Int64] = [:]
-        for (lane, offset) in result { if let partition = partitionOf[lane] { byPartition[partition] = offset } }
         let size = ledger.size
         let anomalies = ledger.anomalies
-        published.withLock { $0 = (byPartition, size, anomalies) }
+        let partitions = partitionOf
+        published.withLock { $0 = (result, partitions, size, anomalies) }
         return result
     }
 
     /// The ledger's last answer (safe to read from any thread; refreshed after every poll).
-    public var lastCommittableOffsets: [TopicPartition: Int64] { published.withLock { $0.offsets } }
+    public var lastCommittableOffsets: [TopicPartition: Int64] {
+        let (offsets, partitions) = published.withLock { ($0.offsets, $0.partitions) }
+        var byPartition: [TopicPartition: Int64] = [:]
+        byPartition.reserveCapacity(offsets.count)
+        for (lane, offset) in offsets { if let partition = partitions[lane] { byPartition[partition] = offset } }
+        return byPartition
+    }
 
     /// What the ledger held at its last answer.
     public var ledgerSize: DeliveryLedger.Size { published.withLock { $0.size } }
