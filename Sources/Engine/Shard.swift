@@ -75,6 +75,10 @@ final class Shard: @unchecked Sendable {
     private var nextToken: UInt64
     /// Events of the cycle in progress (thread-confined: the shard's thread only).
     private var events: [DeliveryEvent] = []
+    /// A poll's spans ordered trace by trace (thread-confined, reused).
+    private var grouping = TraceGrouping()
+    private var groupedSpans: [Int32] = []
+    private var groupedSources: [SourcePosition] = []
 
     init(
         index: Int, window: TraceWindow, rules: RuleStore, metrics: SamplingMetrics, spanMetrics: SpanMetricsHub,
@@ -219,14 +223,28 @@ final class Shard: @unchecked Sendable {
         _ work: ShardWork, now: UInt64, ready: inout [ReadyTrace], counts: inout SamplingMetrics.Counts,
         spanMetrics: inout ShardSpanMetrics, wallClockMillis: Int64
     ) {
+        // Each trace's spans together (messages of many traces bring each in pieces, one per
+        // service), so that a new trace is sized once below; in arrival order within a trace.
+        var spanIndices = work.spans
+        var sources = work.sources
+        if grouping.group(work.spans, in: work.batch) {
+            groupedSpans.removeAll(keepingCapacity: true)
+            groupedSources.removeAll(keepingCapacity: true)
+            for position in grouping.order {
+                groupedSpans.append(work.spans[Int(position)])
+                groupedSources.append(work.sources[Int(position)])
+            }
+            spanIndices = groupedSpans
+            sources = groupedSources
+        }
         var runEnd = 0
-        for (position, (spanIndex, source)) in zip(work.spans, work.sources).enumerated() {
+        for (position, (spanIndex, source)) in zip(spanIndices, sources).enumerated() {
             let span = work.batch.spans[Int(spanIndex)]
             // The spans of one trace that come together (a keyed message holds a whole trace): a new
             // trace is sized for all of them at once.
             var expected: TraceRun?
             if position == runEnd {
-                let measured = TraceRun.measure(work.spans, from: position, in: work.batch)
+                let measured = TraceRun.measure(spanIndices, from: position, in: work.batch)
                 expected = measured.run
                 runEnd = measured.end
             }

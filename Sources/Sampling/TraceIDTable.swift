@@ -79,6 +79,13 @@ struct TraceIDTable: Sendable {
         count -= 1
     }
 
+    /// Empties the table, keeping its buckets.
+    mutating func removeAll() {
+        guard count > 0 else { return }
+        for i in buckets.indices { buckets[i].value = 0 }
+        count = 0
+    }
+
     private mutating func grow() {
         let old = buckets
         buckets = Array(repeating: Entry(id: .zero, value: 0), count: old.count * 2)

@@ -35,6 +35,23 @@ final class KeptTraces: TraceSink {
     var snapshot: [TraceID: String] { ids.withLock { $0 } }
 }
 
+/// Kept traces by hex id, as "policy: N spans" (N decoded from what the sink was handed).
+final class KeptSpanCounts: TraceSink {
+    let name = "test"
+    private let kept = Mutex<[String: String]>([:])
+    func send(_ trace: StoredTrace, acknowledged: @escaping @Sendable () -> Void) {
+        var batch = SpanBatch()
+        let spans = (try? SpanDecoder(encoding: .otlpProto).decode(trace.request, into: &batch)).map { _ in batch.spans.count } ?? -1
+        kept.withLock { $0[trace.traceID.hex, default: ""] += "\(trace.policy): \(spans) spans" }
+        acknowledged()
+    }
+    func flush(timeout: Duration) -> Bool { true }
+    func stop(timeout: Duration) {}
+    var queuedBytes: Int { 0 }
+    var statistics: TraceSinkStatistics { TraceSinkStatistics(delivered: kept.withLock { $0.count }) }
+    var snapshot: [String: String] { kept.withLock { $0 } }
+}
+
 func writeRules(_ yaml: String) throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("tailgate-rules-\(UUID().uuidString).yaml").path
     try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -73,6 +90,28 @@ let errorsAndSlow = """
         let actual = Dictionary(uniqueKeysWithValues: kept.snapshot.map { ($0.key.hex, $0.value) })
         #expect(actual == expected)
         #expect(summary.keptByPolicy["errors"] ?? 0 > 30)
+    }
+
+    /// Many traces per unkeyed message, as an exporter without `partition_traces_by_id` batches them:
+    /// each trace's spans come in pieces, one per service, and a shard takes them trace by trace
+    /// (``TraceGrouping``). Every trace is decided once, by the policy the generator says, and each
+    /// kept one is stored with every span it was sent with.
+    @Test func tracesInPiecesAreDecidedWhole() throws {
+        let cluster = try KafkaMockCluster(topics: [("spans", 4)], logger: quietLogger)
+        let sent = try produceTraffic(to: "spans", on: cluster, traces: 600, errorRate: 0.1, slowRate: 0.1, seed: 43, tracesPerMessage: 20)
+        #expect(sent.messages == 30)
+
+        var configuration = EngineConfiguration(brokers: cluster.bootstrapServers)
+        configuration.topics = ["spans"]
+        configuration.rulesPath = try writeRules(errorsAndSlow)
+        configuration.exitOnEOF = true
+        configuration.shards = 3
+        let kept = KeptSpanCounts()
+        let summary = try Engine(configuration: configuration, kept: kept, logger: quietLogger).run()
+        #expect(summary.spans == sent.spans)
+        #expect(summary.tracesKept + summary.tracesDropped == 600, "every trace decided exactly once")
+        let expected = expectedDecisions(count: 600, seed: 43, errorRate: 0.1, slowRate: 0.1).mapValues { "\($0.policy): \($0.spans) spans" }
+        #expect(kept.snapshot == expected)
     }
 
     /// Offsets are committed only behind decided traces: with a decision wait far away, nothing
