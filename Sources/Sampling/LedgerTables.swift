@@ -4,9 +4,9 @@
 ///
 /// Both are open-addressing tables with linear probing over a power-of-two number of slots, keys
 /// placed by a Fibonacci multiply (lanes and offsets are consecutive integers: the multiply spreads
-/// them), entries removed by shifting the probe run back (no tombstones), and the slots halved when
-/// three quarters of them are empty after a removal, so their memory stays proportional to what is
-/// held, never to what was processed.
+/// them), entries removed by shifting the probe run back (no tombstones), and a large table's slots
+/// halved when seven eighths of them are empty after a removal, so their memory stays proportional to
+/// what is held, never to what was processed.
 
 /// Per held offset of one lane, how many obligations hold it (always ≥ 1 while present).
 struct OffsetCounts: Sendable {
@@ -20,6 +20,10 @@ struct OffsetCounts: Sendable {
     var slotCount: Int { keys.count }
 
     private static let minimumSlots = 16
+    /// Up to this many slots stay when offsets are released (48 KiB): a lane whose held offsets rise
+    /// and fall with every poll would otherwise shrink and regrow its table each time (the pipeline
+    /// benchmark's allocation gate caught 17 allocations per iteration of that).
+    private static let slotsKeptWhenEmptying = 4096
 
     init() {
         keys = Array(repeating: 0, count: Self.minimumSlots)
@@ -99,7 +103,7 @@ struct OffsetCounts: Sendable {
         }
         counts[hole] = 0
         count -= 1
-        if keys.count > Self.minimumSlots && count * 8 < keys.count { resize(to: keys.count / 2) }
+        if keys.count > Self.slotsKeptWhenEmptying && count * 8 < keys.count { resize(to: keys.count / 2) }
     }
 
     private mutating func resize(to slots: Int) {

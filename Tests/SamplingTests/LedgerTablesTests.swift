@@ -39,13 +39,13 @@ import Testing
                 #expect(unreachable.isEmpty)
             }
         }
-        // Everything released: the table is empty and back to its smallest size.
+        // Everything released: the table is empty, and no larger than it keeps for the next holds.
         for (offset, count) in reference {
             for _ in 0..<count { _ = table.decrement(offset) }
         }
         #expect(table.count == 0)
         #expect(table.heldOffsets.isEmpty)
-        #expect(table.slotCount == 16)
+        #expect(table.slotCount <= 4096)
     }
 
     @Test func removalsFromTheMiddleKeepTheRestReachable() {
@@ -69,7 +69,7 @@ import Testing
         #expect(table.slotCount >= 200_000)
         for offset in 0..<99_990 { _ = table.decrement(Int64(offset)) }
         #expect(table.count == 10)
-        #expect(table.slotCount <= 128, "slots: \(table.slotCount)")
+        #expect(table.slotCount <= 4096, "slots: \(table.slotCount)")
         let left = (99_990..<100_000).filter { table.contains(Int64($0)) }
         #expect(left.count == 10)
     }
