@@ -2,7 +2,6 @@ public import Ingest
 public import Kafka
 public import Logging
 public import OTLP
-import Foundation
 import Synchronization
 
 /// What takes decoded batches from the ingest loop and says which offsets may be committed, by lane
@@ -184,7 +183,6 @@ public final class IngestLoop: @unchecked Sendable {
 
     /// One poll: decode, count, hand on, store offsets. Exposed for tests that drive the loop by hand.
     public func pollOnce(timeout: Duration) {
-        waitForTheSink()
         batch.removeAll()
         batch.reserve(recentShape)
         messages.removeAll(keepingCapacity: true)
@@ -224,28 +222,6 @@ public final class IngestLoop: @unchecked Sendable {
             retired.removeAll()
         }
         storeCommittableOffsets()
-    }
-
-    /// Polls handed to the sink and not yet taken in by it (``IngestSink/batchesReleased``) before the
-    /// loop waits to poll again.
-    public static let pollsInFlight: UInt64 = 2
-    /// The longest the loop waits for the sink before it polls anyway (librdkafka must be polled).
-    static let longestWaitForTheSink: Duration = .milliseconds(100)
-
-    /// Waits, at most ``longestWaitForTheSink``, while ``pollsInFlight`` polls are with the sink: a
-    /// loop that runs ahead of the shards only holds more polls' memory (they are the pace either
-    /// way). Session 19, unkeyed run: faults 0.291 → 0.268 per span (lower in 6 of 6 alternations),
-    /// peak RSS 201 → 188 MiB; CPU per span and throughput unchanged through this VM's noise (28
-    /// alternations, keyed and unkeyed: lower in 15).
-    private func waitForTheSink() {
-        guard let released = sink.batchesReleased, handedOver &- released >= Self.pollsInFlight else { return }
-        metrics.recordPollWait()
-        let deadline = ContinuousClock.now + Self.longestWaitForTheSink
-        while let released = sink.batchesReleased, handedOver &- released >= Self.pollsInFlight,
-            !stopRequested.load(ordering: .relaxed), ContinuousClock.now < deadline
-        {
-            Thread.sleep(forTimeInterval: 0.0005)
-        }
     }
 
     private var lastStored: [Lane: Int64] = [:]

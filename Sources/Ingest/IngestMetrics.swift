@@ -46,7 +46,6 @@ public final class IngestMetrics: Sendable {
     private let pausedPartitions = Atomic<Int>(0)
     private let partitionsLost = Atomic<Int>(0)
     private let pollCount = Atomic<Int>(0)
-    private let pollWaits = Atomic<Int>(0)
     /// librdkafka's consumer queue in bytes, and the most it holds (-1: not reported yet / unknown).
     private let prefetched = Atomic<Int>(-1)
     private let prefetchLimit = Atomic<Int>(-1)
@@ -55,12 +54,6 @@ public final class IngestMetrics: Sendable {
 
     /// Polls of the consumer so far (a sign of progress: tests wait on it instead of sleeping).
     public var polls: Int { pollCount.load(ordering: .relaxed) }
-
-    /// A poll waited first for the shards to take in the polls already handed to them.
-    public func recordPollWait() { pollWaits.add(1, ordering: .relaxed) }
-
-    /// Polls that waited for the shards (see ``recordPollWait()``).
-    public var pollsWaited: Int { pollWaits.load(ordering: .relaxed) }
 
     func add(_ batch: Counts) {
         pollCount.add(1, ordering: .relaxed)
@@ -160,9 +153,5 @@ public final class IngestMetrics: Sendable {
             "Partitions taken from this member without a hand-over (its session timed out or it was fenced): their buffered traces were forgotten, undecided, and their next owner reads them again from the committed offset.",
             partitionsLost.load(ordering: .relaxed))
         out.gauge("tailgate_kafka_partitions_paused", "Partitions paused for backpressure.", pausedPartitions.load(ordering: .relaxed))
-        out.counter(
-            "tailgate_polls_waited_total",
-            "Polls that first waited (at most 100 ms) for the shards to take in the two polls handed to them before: how often the shards, not Kafka, set the pace.",
-            pollWaits.load(ordering: .relaxed))
     }
 }
