@@ -107,11 +107,17 @@ let errorsAndSlow = """
         configuration.exitOnEOF = true
         configuration.shards = 3
         let kept = KeptSpanCounts()
-        let summary = try Engine(configuration: configuration, kept: kept, logger: quietLogger).run()
+        let engine = try Engine(configuration: configuration, kept: kept, logger: quietLogger)
+        let summary = engine.run()
         #expect(summary.spans == sent.spans)
         #expect(summary.tracesKept + summary.tracesDropped == 600, "every trace decided exactly once")
         let expected = expectedDecisions(count: 600, seed: 43, errorRate: 0.1, slowRate: 0.1).mapValues { "\($0.policy): \($0.spans) spans" }
         #expect(kept.snapshot == expected)
+        // Every span went through a window to its decision, dropped traces' too: RED counts each once.
+        let calls = engine.metricsText(format: .prometheus).split(separator: "\n")
+            .filter { $0.hasPrefix("traces_spanmetrics_calls_total{") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+        #expect(calls.reduce(0, +) == sent.spans)
     }
 
     /// Offsets are committed only behind decided traces: with a decision wait far away, nothing
