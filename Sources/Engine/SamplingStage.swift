@@ -57,10 +57,10 @@ public final class SamplingStage: IngestSink, @unchecked Sendable {
     var paused = false
     let pressureHandler: Mutex<(@Sendable (Bool) -> Void)?> = Mutex(nil)
     let pressureLog = LogThrottle(interval: .seconds(60))
-    /// The ledger's last answer and size, for other threads (tests, metrics).
-    /// The ledger's last answer by lane, with the lanes' partitions as they were then: turned into
-    /// offsets by partition only when read (a scrape), not after every poll — hashing each lane's
-    /// topic name per poll was ~40 instructions per span.
+    /// The ledger's last answer and size, for other threads (tests, metrics): the answer by lane, with
+    /// the lanes' partitions as they were then, turned into offsets by partition only when read (a
+    /// scrape), not after every poll — hashing each lane's topic name per poll was ~40 instructions
+    /// per span.
     private let published = Mutex<(offsets: [Lane: Int64], partitions: [Lane: TopicPartition], size: DeliveryLedger.Size, anomalies: Int)>(([:], [:], .init(), 0))
 
     public init(

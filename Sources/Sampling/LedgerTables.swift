@@ -150,7 +150,6 @@ struct LaneStates: Sendable {
     }
 
     var indices: Range<Int> { values.indices }
-    var isEmpty: Bool { keys.isEmpty }
 
     subscript(lane: Lane) -> LaneState? {
         index(forKey: lane).map { values[$0] }
