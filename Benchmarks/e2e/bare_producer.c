@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now(void) {
     struct timespec ts;
@@ -87,6 +88,14 @@ int main(int argc, char **argv) {
     }
     rd_kafka_metadata_destroy(metadata);
 
+    // Side by side with a bare read (route.sh's last floor): start when its first message arrives.
+    const char *start_signal = getenv("START_AFTER_FILE");
+    if (start_signal) {
+        struct timespec pause = {0, 100000};
+        for (double deadline = now() + 60; access(start_signal, F_OK) != 0; nanosleep(&pause, NULL)) {
+            if (now() > deadline) { fprintf(stderr, "%s never appeared\n", start_signal); return 1; }
+        }
+    }
     uint64_t messages = 0, bytes = 0;
     double first = now();
     for (long at = 0; at + 8 <= size;) {
@@ -108,8 +117,9 @@ int main(int argc, char **argv) {
         bytes += value_length;
     }
     while (delivered + failed < messages) rd_kafka_poll(producer, 50);
-    printf("{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"failed\":%llu}\n", (unsigned long long)messages,
-           (unsigned long long)bytes, last - first, (unsigned long long)failed);
+    // first and last on CLOCK_MONOTONIC too, comparable with another process's (see bare_consumer.c).
+    printf("{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"failed\":%llu,\"first\":%.6f,\"last\":%.6f}\n",
+           (unsigned long long)messages, (unsigned long long)bytes, last - first, (unsigned long long)failed, first, last);
     rd_kafka_topic_destroy(topic);
     rd_kafka_destroy(producer);
     free(data);

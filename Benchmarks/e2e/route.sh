@@ -14,6 +14,10 @@
 # with the router's producer settings, with larger batches (linger.ms=50, 4 MB) and uncompressed
 # (linger.ms=0). No router can write that output faster than the quickest of them, whatever it does
 # before: the floor divided into the bare read's time bounds the router's ratio to the bare read.
+# A router also reads while it writes, on the same two cores as the broker: the last floor runs a bare
+# read of the input (a fresh group) and the bare producer side by side, the producer starting at the
+# read's first message, timed from there until both are done. Nothing a router does beyond reading
+# and writing is in it, so no router can be quicker than that pair.
 #
 # Both delivery modes are measured: transactional (one Kafka transaction per batch; note that the
 # mock cluster does transactions' round trips but commits no offsets with them) and at-least-once
@@ -34,7 +38,7 @@ source Benchmarks/e2e/dev-broker.sh
 
 topics=(--topic otlp_spans)
 for run in $(seq "$RUNS"); do topics+=(--topic "keyed-transactional-$run" --topic "keyed-at-least-once-$run"); done
-topics+=(--topic floor-router --topic floor-batched --topic floor-uncompressed)
+topics+=(--topic floor-router --topic floor-batched --topic floor-uncompressed --topic floor-side-by-side)
 start_dev_broker "$tailgate" "$PARTITIONS" "${topics[@]}"
 
 echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message, unkeyed) on $brokers ..."
@@ -43,10 +47,12 @@ read -r spans bytes messages < <(python3 -c 'import json,sys; d=json.load(open(s
 echo "loaded: $messages messages, $spans spans, $bytes bytes"
 echo
 printf '%-4s %-22s %9s %12s %12s %s\n' run consumer seconds messages/s spans/s notes
+bare_reads=()
 for run in $(seq "$RUNS"); do
     bare=$(.build/release/bare_consumer "$brokers" otlp_spans "bare-$run")
     read -r bare_seconds bare_messages < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["messages"])' "$bare")
     [[ "$bare_messages" == "$messages" ]] || { echo "the bare consumer read $bare_messages of $messages messages (broker retention?)"; exit 1; }
+    bare_reads+=("$bare_seconds")
     printf '%-4s %-22s %9.3f %12.0f %12.0f\n' "$run" bare "$bare_seconds" "$(python3 -c "print($messages / $bare_seconds)")" "$(python3 -c "print($spans / $bare_seconds)")"
     for mode in transactional at-least-once; do
         /usr/bin/time -f '%M %U %S' -o "$work/time-$mode-$run" "$tailgate" route --brokers "$brokers" --output-topic "keyed-$mode-$run" \
@@ -66,6 +72,8 @@ print(d["processingSeconds"], d["spans"], d["tracesOut"])' "$work/route-$mode-$r
 done
 
 # The write floor (see the top): the last at-least-once run's output, written again by a bare producer.
+# Each floor against the median of the bare reads above.
+bare_seconds=$(python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "${bare_reads[@]}")
 output_messages=$(.build/release/bare_consumer "$brokers" "keyed-at-least-once-$RUNS" dump "$work/output.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
 echo
 echo "write floor: the router's output ($output_messages messages) written again by a bare producer that does nothing else"
@@ -78,5 +86,27 @@ for settings in router batched uncompressed; do
 import json, sys
 d = json.loads(sys.argv[1])
 seconds, messages, megabytes = d["seconds"], d["messages"], d["bytes"] / 1e6
-print(f"  {sys.argv[2]:12} {seconds:.3f} s ({messages} messages, {megabytes:.0f} MB); a router at this floor would be {float(sys.argv[3]) / seconds:.2f} x the last bare read")' "$floor" "$settings" "$bare_seconds"
+print(f"  {sys.argv[2]:12} {seconds:.3f} s ({messages} messages, {megabytes:.0f} MB); a router at this floor would be {float(sys.argv[3]) / seconds:.2f} x the median bare read")' "$floor" "$settings" "$bare_seconds"
 done
+# Side by side: the bare read and the bare producer (the router's settings) at once, three times; the
+# quickest pair is the floor.
+for pair in 1 2 3; do
+    rm -f "$work/first-message"
+    FIRST_MESSAGE_FILE="$work/first-message" .build/release/bare_consumer "$brokers" otlp_spans "side-by-side-$pair" >"$work/side-read-$pair.json" &
+    side_reader=$!
+    START_AFTER_FILE="$work/first-message" .build/release/bare_producer "$brokers" floor-side-by-side "$work/output.bin" >"$work/side-write-$pair.json"
+    wait "$side_reader"
+done
+python3 -c '
+import json, sys
+work, messages, bare = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+pairs = []
+for pair in (1, 2, 3):
+    read = json.load(open(f"{work}/side-read-{pair}.json"))
+    write = json.load(open(f"{work}/side-write-{pair}.json"))
+    assert read["messages"] == messages, ("a side-by-side read missed messages", read["messages"])
+    pairs.append((max(read["last"], write["last"]) - read["first"], read["seconds"], write["seconds"]))
+seconds, alone, written = min(pairs)
+listed = ", ".join(f"{p[0]:.3f}" for p in pairs)
+print(f"  side by side {seconds:.3f} s, the quickest of {listed} (in it the read {alone:.3f} s, the write {written:.3f} s); "
+      f"a router at this floor would be {bare / seconds:.2f} x the median bare read")' "$work" "$messages" "$bare_seconds"
