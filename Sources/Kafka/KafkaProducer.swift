@@ -3,7 +3,8 @@ public import Logging
 import Synchronization
 
 /// A librdkafka producer: the dead-letter topic, the Kafka sink and the traffic generator use it.
-/// Thread-safe; payloads are copied on `send`, so callers may reuse their buffers at once.
+/// Thread-safe; payloads are copied on `send` (callers may reuse their buffers at once), except by
+/// `send(topic:key:handingOver:)`, which keeps the array until its delivery report.
 public final class KafkaProducer: @unchecked Sendable {
     // `deinit` destroys the handle before the context it calls back into is released.
     private let handle: OpaquePointer
@@ -48,6 +49,36 @@ public final class KafkaProducer: @unchecked Sendable {
         headers: [(String, [UInt8])] = [], partition: Int32? = nil, queueFullWait: Duration = .seconds(30),
         onDelivery: (@Sendable (KafkaError?) -> Void)? = nil
     ) throws(KafkaError) {
+        try enqueue(
+            topic: topic, key: key, value: value, headers: headers, partition: partition, queueFullWait: queueFullWait,
+            box: onDelivery.map { DeliveryBox($0) }, copy: true)
+    }
+
+    /// Queues a message whose bytes librdkafka reads where they are, without copying them: `value`
+    /// is kept alive until its delivery report (the router's per-trace requests, each built for one
+    /// message). The key is copied. Otherwise as ``send(topic:key:value:headers:partition:queueFullWait:onDelivery:)``.
+    public func send(
+        topic: String, key: UnsafeRawBufferPointer?, handingOver value: [UInt8], queueFullWait: Duration = .seconds(30),
+        onDelivery: (@Sendable (KafkaError?) -> Void)? = nil
+    ) throws(KafkaError) {
+        let box = DeliveryBox(onDelivery, keeping: value)
+        // The box holds the array, so its storage stays where librdkafka was told it is.
+        let result: Result<Void, KafkaError> = box.payload.withUnsafeBytes { bytes in
+            do throws(KafkaError) {
+                try enqueue(
+                    topic: topic, key: key, value: bytes, headers: [], partition: nil, queueFullWait: queueFullWait, box: box, copy: false)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+    }
+
+    private func enqueue(
+        topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, headers: [(String, [UInt8])],
+        partition: Int32?, queueFullWait: Duration, box: DeliveryBox?, copy: Bool
+    ) throws(KafkaError) {
         let deadline = ContinuousClock.now + queueFullWait
         while true {
             var headerList: OpaquePointer? = nil
@@ -57,16 +88,17 @@ public final class KafkaProducer: @unchecked Sendable {
                     _ = bytes.withUnsafeBytes { rd_kafka_header_add(headerList, name, -1, $0.baseAddress, $0.count) }
                 }
             }
-            // The delivery callback takes the box back (and calls it) once librdkafka is done.
-            let box = onDelivery.map { Unmanaged.passRetained(DeliveryBox($0)).toOpaque() }
+            // The delivery callback takes the box back (calls it, lets go of the bytes) once
+            // librdkafka is done.
+            let opaque = box.map { Unmanaged.passRetained($0).toOpaque() }
             let error = tailgate_produce(
                 handle, topic, partition ?? RD_KAFKA_PARTITION_UA, key?.baseAddress, key?.count ?? 0, value.baseAddress,
-                value.count, headerList, box)
+                value.count, headerList, opaque, copy ? 1 : 0)
             if error == RD_KAFKA_RESP_ERR_NO_ERROR {
                 context.sent.add(1, ordering: .relaxed)
                 return
             }
-            if let box { Unmanaged<DeliveryBox>.fromOpaque(box).release() }
+            if let opaque { Unmanaged<DeliveryBox>.fromOpaque(opaque).release() }
             if let headerList { rd_kafka_headers_destroy(headerList) }
             guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline else {
                 throw KafkaError(error, "produce to \(topic)")
@@ -174,10 +206,15 @@ final class ProducerContext: Sendable, ClientCallbackContext {
     }
 }
 
-/// A per-message delivery callback, carried through librdkafka as the message's opaque.
+/// A per-message delivery callback, and the bytes of a message sent without a copy, carried through
+/// librdkafka as the message's opaque.
 final class DeliveryBox {
-    let callback: @Sendable (KafkaError?) -> Void
-    init(_ callback: @escaping @Sendable (KafkaError?) -> Void) { self.callback = callback }
+    let callback: (@Sendable (KafkaError?) -> Void)?
+    let payload: [UInt8]
+    init(_ callback: (@Sendable (KafkaError?) -> Void)?, keeping payload: [UInt8] = []) {
+        self.callback = callback
+        self.payload = payload
+    }
 }
 
 private func producerDeliveryCallback(_ handle: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
@@ -185,7 +222,7 @@ private func producerDeliveryCallback(_ handle: OpaquePointer?, _ message: Unsaf
     let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
     if let box = message.pointee._private {
         let delivery = Unmanaged<DeliveryBox>.fromOpaque(box).takeRetainedValue()
-        delivery.callback(message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.pointee.err, "deliver"))
+        delivery.callback?(message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.pointee.err, "deliver"))
     }
     if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
         context.delivered.add(1, ordering: .relaxed)

@@ -55,6 +55,17 @@ public struct TraceID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     public var description: String { hex }
 
+    /// Calls `body` with the 32 lowercase hex characters of ``hex`` as bytes, without a `String`.
+    @inlinable
+    public func withHexBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        return try withUnsafeMutableBytes(of: &digits) { (buffer) throws(E) -> R in
+            HexDigits.write(high, to: buffer, at: 0)
+            HexDigits.write(low, to: buffer, at: 16)
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
     /// Appends the 16 bytes, big-endian, to `buffer` (no intermediate array).
     @inlinable
     public func append(to buffer: inout [UInt8]) {
@@ -141,6 +152,15 @@ public enum HexDigits {
     }
 
     static let lower: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Writes 16 lowercase hex digits of `value`, zero-padded, at `offset` of `buffer`.
+    @inlinable
+    public static func write(_ value: UInt64, to buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
+        for i in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: value >> UInt64(60 - 4 * i)) & 0x0F
+            buffer[offset + i] = nibble < 10 ? nibble &+ UInt8(ascii: "0") : nibble &+ (UInt8(ascii: "a") &- 10)
+        }
+    }
 
     /// 16 lowercase hex digits of `value`, zero-padded.
     public static func string(_ value: UInt64) -> String {

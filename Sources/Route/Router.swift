@@ -471,7 +471,6 @@ public final class Router: HTTPBackend, @unchecked Sendable {
     }
 
     private func produce(_ id: TraceID, _ request: [UInt8], counts: inout RouterMetrics.Counts) throws(KafkaError) {
-        let key = Array(id.hex.utf8)
         do throws(KafkaError) {
             // The splitter leaves a request over the limit only for a single span: refused here, not
             // by the broker later (librdkafka's own limit is higher, for the batch's framing).
@@ -479,22 +478,15 @@ public final class Router: HTTPBackend, @unchecked Sendable {
                 throw KafkaError.messageTooLarge("a single span of \(request.count) bytes is over the output limit of \(outputLimit) bytes")
             }
             let size = request.count
-            let result: Result<Void, KafkaError> = request.withUnsafeBytes { value in
-                key.withUnsafeBytes { keyBytes in
-                    do throws(KafkaError) {
-                        // A full queue waits here: reading pauses until the output catches up.
-                        try producer.send(
-                            topic: configuration.outputTopic, key: keyBytes, value: value, queueFullWait: .seconds(3600)
-                        ) { [self] error in
-                            if let error, error.isMessageTooLarge { refusedAsTooLarge.withLock { $0.append(size) } }
-                        }
-                        return .success(())
-                    } catch {
-                        return .failure(error)
-                    }
+            // The request was built for this message alone: librdkafka reads it in place (no copy of
+            // every byte routed) and the producer keeps it until its delivery report.
+            try id.withHexBytes { (key) throws(KafkaError) in
+                // A full queue waits here: reading pauses until the output catches up.
+                try producer.send(topic: configuration.outputTopic, key: key, handingOver: request, queueFullWait: .seconds(3600)) {
+                    [self] error in
+                    if let error, error.isMessageTooLarge { refusedAsTooLarge.withLock { $0.append(size) } }
                 }
             }
-            try result.get()
         } catch where error.isMessageTooLarge {
             // One span over the output's limit (the splitter already split the trace by span).
             counts.oversizeSpans += 1
