@@ -11,8 +11,8 @@
 #
 # The write floor: after the runs, the at-least-once output (the router's own messages) is read back
 # and written to a fresh topic by a bare librdkafka producer (bare_producer.c) that does nothing else,
-# with the router's producer settings, with larger batches (linger.ms=50, 4 MB) and uncompressed
-# (linger.ms=0). No router can write that output faster than the quickest of them, whatever it does
+# with the router's producer settings (LZ4), with larger batches (linger.ms=50, 4 MB), uncompressed
+# (linger.ms=0), and with the other codecs (snappy, zstd). No router can write that output faster than the quickest of them, whatever it does
 # before: the floor divided into the bare read's time bounds the router's ratio to the bare read.
 # A router also reads while it writes, on the same two cores as the broker: the last floor runs a bare
 # read of the input (a fresh group) and the bare producer side by side, the producer starting at the
@@ -38,7 +38,7 @@ source Benchmarks/e2e/dev-broker.sh
 
 topics=(--topic otlp_spans)
 for run in $(seq "$RUNS"); do topics+=(--topic "keyed-transactional-$run" --topic "keyed-at-least-once-$run"); done
-topics+=(--topic floor-router --topic floor-batched --topic floor-uncompressed --topic floor-side-by-side)
+topics+=(--topic floor-router --topic floor-batched --topic floor-uncompressed --topic floor-snappy --topic floor-zstd --topic floor-side-by-side)
 start_dev_broker "$tailgate" "$PARTITIONS" "${topics[@]}"
 
 echo "preloading $TRACES DogBook traces into otlp_spans ($PARTITIONS partitions, $TRACES_PER_MESSAGE per message, unkeyed) on $brokers ..."
@@ -77,10 +77,11 @@ bare_seconds=$(python3 -c 'import statistics, sys; print(statistics.median(float
 output_messages=$(.build/release/bare_consumer "$brokers" "keyed-at-least-once-$RUNS" dump "$work/output.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
 echo
 echo "write floor: the router's output ($output_messages messages) written again by a bare producer that does nothing else"
-for settings in router batched uncompressed; do
+for settings in router batched uncompressed snappy zstd; do
     extra=()
     [[ "$settings" == batched ]] && extra=(linger.ms=50 batch.size=4000000)
     [[ "$settings" == uncompressed ]] && extra=(compression.codec=none linger.ms=0)
+    [[ "$settings" == snappy || "$settings" == zstd ]] && extra=(compression.codec=$settings)
     floor=$(.build/release/bare_producer "$brokers" "floor-$settings" "$work/output.bin" "${extra[@]}")
     python3 -c '
 import json, sys
