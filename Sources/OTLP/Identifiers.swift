@@ -12,6 +12,17 @@ public struct TraceID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.low = low
     }
 
+    /// A well-mixed 64-bit hash of the id (SplitMix64's finaliser over both halves): real trace ids
+    /// are not always random (some SDKs and proxies put timestamps or constants in the high bytes).
+    /// Routing to shards and the open-addressing tables use it.
+    @inlinable
+    public var mixed: UInt64 {
+        var z = high ^ (low &* 0x9E37_79B9_7F4A_7C15)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
     /// The all-zero id, which W3C trace context and OTLP declare invalid.
     public static let zero = TraceID(high: 0, low: 0)
 

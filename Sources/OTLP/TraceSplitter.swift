@@ -7,7 +7,7 @@
 /// Pure and reusable: ``removeAll()`` keeps every buffer's capacity.
 public struct TraceSplitter: Sendable {
     public private(set) var batch: SpanBatch
-    private var groupOfTrace: [TraceID: Int32] = [:]
+    private var groupOfTrace = TraceIDTable()
     private var traceIDs: [TraceID] = []
     /// Per span of the batch, its trace's group.
     private var groupOfSpan: [Int32] = []
@@ -23,7 +23,7 @@ public struct TraceSplitter: Sendable {
     /// Empties the splitter, keeping capacity.
     public mutating func removeAll() {
         batch.removeAll()
-        groupOfTrace.removeAll(keepingCapacity: true)
+        groupOfTrace.removeAll()
         traceIDs.removeAll(keepingCapacity: true)
         groupOfSpan.removeAll(keepingCapacity: true)
     }

@@ -161,13 +161,7 @@ struct FingerprintSet: Sendable {
 /// and proxies put timestamps or constants in the high bytes), so no raw modulo of the id.
 public enum TraceRouting {
     @inlinable
-    public static func mix(_ id: TraceID) -> UInt64 {
-        // SplitMix64's finaliser over both halves.
-        var z = id.high ^ (id.low &* 0x9E37_79B9_7F4A_7C15)
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public static func mix(_ id: TraceID) -> UInt64 { id.mixed }
 
     /// The shard (0..<count) that owns `id`.
     @inlinable

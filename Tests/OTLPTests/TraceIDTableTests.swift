@@ -1,8 +1,7 @@
-import OTLP
-@testable import Sampling
+@testable import OTLP
 import Testing
 
-/// The window's open-addressing index against `Dictionary`, over seeded random inserts, updates and
+/// The window's (and the router's) open-addressing index against `Dictionary`, over seeded random inserts, updates and
 /// removals (backward-shift deletion is where such tables go wrong: a run broken by a removal hides
 /// the entries after it).
 @Suite struct TraceIDTableTests {

@@ -1,31 +1,39 @@
-import OTLP
-
 /// A map from trace id to a slot number, by open addressing: linear probing over one flat array,
-/// backward-shift deletion (no tombstones), load at most 1/2. The window's index: looked up once per
-/// span, so it skips `Dictionary`'s per-lookup SipHash (trace ids are mixed once with SplitMix64,
-/// the routing hash) and its per-entry metadata.
-struct TraceIDTable: Sendable {
-    private struct Entry {
-        var id: TraceID
+/// backward-shift deletion (no tombstones), load at most 1/2. The window's index and the router's
+/// trace groups: looked up once per span, so it skips `Dictionary`'s per-lookup SipHash (trace ids
+/// are mixed once with SplitMix64, the routing hash: ``TraceID/mixed``) and its per-entry metadata.
+/// Inlinable: the window's hot path is in another module.
+public struct TraceIDTable: Sendable {
+    @usableFromInline
+    struct Entry: Sendable {
+        @usableFromInline var id: TraceID
         /// Slot + 1; 0 marks an empty bucket.
-        var value: UInt32
+        @usableFromInline var value: UInt32
+
+        @inlinable init(id: TraceID, value: UInt32) {
+            self.id = id
+            self.value = value
+        }
     }
 
-    private var buckets: [Entry]
-    private var mask: Int
-    private(set) var count = 0
+    @usableFromInline var buckets: [Entry]
+    @usableFromInline var mask: Int
+    @usableFromInline var entries = 0
+    /// Ids in the table.
+    public var count: Int { entries }
 
-    init(capacity: Int = 16) {
+    public init(capacity: Int = 16) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         buckets = Array(repeating: Entry(id: .zero, value: 0), count: size)
         mask = size - 1
     }
 
-    @inline(__always)
-    private func home(_ id: TraceID) -> Int { Int(truncatingIfNeeded: TraceRouting.mix(id)) & mask }
+    @inlinable @inline(__always)
+    func home(_ id: TraceID) -> Int { Int(truncatingIfNeeded: id.mixed) & mask }
 
-    subscript(id: TraceID) -> Int32? {
+    @inlinable
+    public subscript(id: TraceID) -> Int32? {
         get {
             var i = home(id)
             while true {
@@ -40,8 +48,9 @@ struct TraceIDTable: Sendable {
         }
     }
 
-    private mutating func insert(_ id: TraceID, _ slot: Int32) {
-        if (count + 1) * 2 > buckets.count { grow() }
+    @inlinable
+    mutating func insert(_ id: TraceID, _ slot: Int32) {
+        if (entries + 1) * 2 > buckets.count { grow() }
         var i = home(id)
         while buckets[i].value != 0 {
             if buckets[i].id == id {
@@ -51,10 +60,11 @@ struct TraceIDTable: Sendable {
             i = (i + 1) & mask
         }
         buckets[i] = Entry(id: id, value: UInt32(slot) + 1)
-        count += 1
+        entries += 1
     }
 
-    private mutating func remove(_ id: TraceID) {
+    @inlinable
+    mutating func remove(_ id: TraceID) {
         var i = home(id)
         while true {
             if buckets[i].value == 0 { return }
@@ -76,21 +86,23 @@ struct TraceIDTable: Sendable {
             j = (j + 1) & mask
         }
         buckets[hole] = Entry(id: .zero, value: 0)
-        count -= 1
+        entries -= 1
     }
 
     /// Empties the table, keeping its buckets.
-    mutating func removeAll() {
-        guard count > 0 else { return }
+    @inlinable
+    public mutating func removeAll() {
+        guard entries > 0 else { return }
         for i in buckets.indices { buckets[i].value = 0 }
-        count = 0
+        entries = 0
     }
 
-    private mutating func grow() {
+    @usableFromInline
+    mutating func grow() {
         let old = buckets
         buckets = Array(repeating: Entry(id: .zero, value: 0), count: old.count * 2)
         mask = buckets.count - 1
-        count = 0
+        entries = 0
         for entry in old where entry.value != 0 { insert(entry.id, Int32(entry.value - 1)) }
     }
 }
