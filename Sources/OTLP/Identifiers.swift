@@ -176,9 +176,7 @@ public enum HexDigits {
     /// 16 lowercase hex digits of `value`, zero-padded.
     public static func string(_ value: UInt64) -> String {
         String(unsafeUninitializedCapacity: 16) { buffer in
-            for i in 0..<16 {
-                buffer[i] = lower[Int((value >> UInt64(60 - 4 * i)) & 0xF)]
-            }
+            write(value, to: UnsafeMutableRawBufferPointer(buffer), at: 0)
             return 16
         }
     }
